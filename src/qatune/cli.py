@@ -1,0 +1,290 @@
+"""The `qatune` command line: parses arguments, calls the library, prints, and picks the exit code.
+
+Errors the library raises on purpose (QatuneError) become one `error: ...` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from qatune import __version__
+from qatune.errors import DataError, QatuneError, TrainingInterrupted
+
+EPILOG = """examples:
+  qatune train --train-data squad:train --train-sample 2000 --output runs/minilm
+  qatune evaluate --model runs/minilm --data squad:validation --limit 500
+  qatune ask --model runs/minilm --context "Vin is a Mistborn of great power and skill." \\
+             --question "What is Vin's speciality?"
+
+data specs: a file (.json/.json.gz SQuAD, .jsonl rows), sample[:validation] (embedded set), or
+squad[:split] / squad_v2[:split], looked up in $QATUNE_DATA_DIR, then the Hugging Face hub or its cache.
+models: default (embedded all-MiniLM-L6-v2), a local model folder, or a hub id such as bert-base-cased."""
+
+TRAIN_HELP = {
+    "model": "pre-trained model: default, a folder, or a hub id",
+    "train_data": "training data spec (see `qatune --help`)",
+    "eval_data": "dev data evaluated every --eval-steps; 'none' to skip",
+    "output_dir": "folder for the fine-tuned model, metrics.jsonl and checkpoints",
+    "train_limit": "use the first N training questions",
+    "train_sample": "use a seeded random N training questions",
+    "eval_limit": "evaluate on the first N dev questions",
+    "eval_sample": "evaluate on a seeded random N dev questions",
+    "train_batch_size": "questions windows per optimizer step (reached by gradient accumulation)",
+    "micro_batch_size": "windows per forward pass; lower it to save memory",
+    "num_train_epochs": "passes over the training windows (may be fractional)",
+    "max_steps": "stop after N optimizer steps (overrides epochs)",
+    "doc_stride": "OVERLAP in tokens between consecutive windows of a long context (as in HF)",
+    "max_query_length": "questions are cut to this many tokens",
+    "eval_steps": "evaluate on the dev slice every N optimizer steps",
+    "save_steps": "checkpoint every N steps (default: eval_steps); a rerun resumes from the last one",
+    "eval_at_start": "also evaluate the untuned model at step 0 (the baseline)",
+    "group_by_length": "batch windows of similar length together (less padding, faster)",
+    "skip_invalid": "drop questions whose answer_start does not match the text, with a count",
+}
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so the CLI and the config never drift apart."""
+    from qatune.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--output" if f.name == "output_dir" else "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=TRAIN_HELP.get(f.name, ""))
+            continue
+        hint = hints[f.name]
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        parser.add_argument(flag, dest=f.name, type=kind, default=default, metavar=f.name.split("_")[-1].upper(),
+                            help=f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})")
+
+
+def _add_window_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-seq-length", type=int, default=256, help="tokens per window (default: 256)")
+    parser.add_argument("--doc-stride", type=int, default=96, help="overlap in tokens between windows (default: 96)")
+    parser.add_argument("--max-query-length", type=int, default=64, help="questions cut to N tokens (default: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head and sampling (default: 0)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qatune", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"qatune {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="fine-tune a model for extractive QA (resumable)",
+                       description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_train_args(p)
+    p.add_argument("--overwrite", action="store_true", help="start over even if --output holds a run")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+    p = sub.add_parser("evaluate", help="EM/F1 and correct/similar/incorrect of a model on a data set")
+    p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
+    p.add_argument("--data", default="squad:validation", help="data spec (default: squad:validation)")
+    p.add_argument("--limit", type=int, help="first N questions")
+    p.add_argument("--sample", type=int, help="seeded random N questions")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default: 64)")
+    p.add_argument("--predictions", help="write predictions (JSON, id -> answer) here")
+    p.add_argument("--metrics", help="write the metrics JSON here")
+    p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
+    _add_window_args(p)
+
+    p = sub.add_parser("ask", help="answer a question about a context: top-k answers with probabilities")
+    p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
+    p.add_argument("--context", help="the context text (else --context-file, else stdin)")
+    p.add_argument("--context-file", help="read the context from this file")
+    p.add_argument("--question", help="the question")
+    p.add_argument("--questions", help="JSON file: a list of {context, question} objects (batch mode)")
+    p.add_argument("--top-k", type=int, default=3, help="answers per question, 1..20 (default: 3)")
+    p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
+    _add_window_args(p)
+
+    p = sub.add_parser("data", help="validate a data file and print its counts")
+    p.add_argument("spec", help="file or data spec")
+    p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _emit(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _window(args: argparse.Namespace):
+    from qatune.windows import WindowConfig
+
+    return WindowConfig(args.max_seq_length, args.doc_stride, args.max_query_length)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from qatune.config import TrainConfig
+    from qatune.train import train
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if str(values["eval_data"]).lower() in {"none", ""}:
+        values["eval_data"] = None
+    summary = train(TrainConfig.from_dict(values), overwrite=args.overwrite)
+    if args.json:
+        _emit(summary)
+        return 0
+    final = summary.get("final_eval") or {}
+    print(f"model saved to {args.output_dir} ({summary.get('steps')} steps, {summary.get('seconds')} s)")
+    if final:
+        print(f"dev: EM {final['exact_match']:.2f}  F1 {final['f1']:.2f}  correct {final['correct']}  "
+              f"similar {final['similar']}  incorrect {final['incorrect']}  (of {final['total']})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from qatune.inference import evaluate
+    from qatune.io import atomic_write_json
+    from qatune.models import load_model
+    from qatune.sources import load_data
+
+    dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
+    dataset = dataset.select(args.limit, args.sample, args.seed)
+    loaded = load_model(args.model, seed=args.seed)
+    result = evaluate(loaded, dataset, _window(args), args.batch_size)
+    report = {"model": args.model, "data": dataset.source, "fresh_head": loaded.fresh_head,
+              "notes": dataset.notes, **result.metrics}
+    if args.predictions:
+        atomic_write_json(args.predictions, result.predictions)
+    if args.metrics:
+        atomic_write_json(args.metrics, report)
+    if args.json:
+        _emit(report)
+        return 0
+    m = result.metrics
+    print(f"{args.model} on {dataset.source} ({m['total']} questions, {m['seconds']:.1f} s, "
+          f"{m['questions_per_second']:.1f} q/s)")
+    print(f"  EM {m['exact_match']:.2f}  F1 {m['f1']:.2f}  eval loss {m['eval_loss']:.3f}")
+    print(f"  correct {m['correct']}  similar {m['similar']}  incorrect {m['incorrect']}")
+    return 0
+
+
+def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(context, question) pairs from --questions, or the single --context/--question."""
+    if args.questions:
+        from qatune.data import read_text
+
+        try:
+            items = json.loads(read_text(Path(args.questions)))
+            pairs = [(item["context"], item["question"]) for item in items]
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise DataError(f"{args.questions}: expected a JSON list of {{\"context\", \"question\"}} objects "
+                            f"({type(exc).__name__}: {exc})") from None
+    else:
+        if args.context is not None:
+            context = args.context
+        elif args.context_file:
+            from qatune.data import read_text
+
+            context = read_text(Path(args.context_file))
+        elif not sys.stdin.isatty():
+            context = sys.stdin.read()
+        else:
+            raise DataError("no context: pass --context TEXT, --context-file FILE, or pipe it on stdin")
+        if args.question is None:
+            raise DataError("no question: pass --question TEXT (or --questions FILE)")
+        pairs = [(context, args.question)]
+    return pairs
+
+
+def _answers_json(answers) -> list[dict[str, Any]]:
+    return [{"text": a.text, "probability": round(a.probability, 6), "start": a.start, "end": a.end}
+            for a in answers]
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qatune.inference import Answerer
+
+    if not 1 <= args.top_k <= 20:
+        raise DataError(f"--top-k must be between 1 and 20, got {args.top_k}")
+    pairs = _questions(args)
+    models = [args.model] + ([args.compare_with] if args.compare_with else [])
+    results = {m: Answerer(m, _window(args), seed=args.seed).ask_many(pairs, args.top_k) for m in models}
+    objects = []
+    for i, (context, question) in enumerate(pairs):
+        obj: dict[str, Any] = {"question": question, "answers": _answers_json(results[args.model][i]),
+                               "model": args.model}
+        if args.compare_with:
+            obj["compare"] = {"model": args.compare_with, "answers": _answers_json(results[args.compare_with][i])}
+        objects.append(obj)
+    if args.json:
+        if args.questions:
+            _emit(objects)
+        else:
+            del objects[0]["question"]
+            _emit(objects[0])
+        return 0
+    for obj in objects:
+        print(f"Q: {obj['question']}")
+        for block in [obj] + ([obj["compare"]] if "compare" in obj else []):
+            print(f"  {block['model']}:")
+            for rank, a in enumerate(block["answers"], start=1):
+                print(f"    {rank}. {a['text']!r}  p={a['probability']:.4f}  [{a['start']}:{a['end']}]")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from qatune.sources import load_data
+
+    dataset = load_data(args.spec, "train", skip_invalid=args.skip_invalid)
+    info = {"source": dataset.source, "questions": len(dataset), "contexts": len({e.context for e in dataset}),
+            "unanswerable": sum(e.is_impossible for e in dataset), "skipped": dataset.skipped,
+            "notes": dataset.notes}
+    if args.json:
+        _emit(info)
+    else:
+        print(f"{info['source']}: {info['questions']} questions on {info['contexts']} contexts, "
+              f"{info['unanswerable']} unanswerable, {info['skipped']} skipped: OK")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data}
+
+
+def _setup_logging(quiet: bool) -> None:
+    class Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            return prefix + record.getMessage()
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Format())
+    root = logging.getLogger("qatune")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    except QatuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Typed fine-tuning settings, validated once where they enter (CLI, YAML, Python API)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from qatune.errors import ConfigError
+from qatune.windows import WindowConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a fine-tuning run; saved beside the model as `qatune.json`."""
+
+    model: str = "default"
+    train_data: str = "squad:train"
+    eval_data: str | None = "squad:validation"
+    output_dir: str = "runs/qatune"
+    train_limit: int | None = None
+    train_sample: int | None = None
+    eval_limit: int | None = None
+    eval_sample: int | None = 1000
+    learning_rate: float = 1e-4
+    train_batch_size: int = 32
+    micro_batch_size: int = 32
+    num_train_epochs: float = 1.0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    max_seq_length: int = 256
+    doc_stride: int = 96
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    eval_steps: int | None = 500
+    eval_at_start: bool = True
+    save_steps: int | None = None
+    logging_steps: int = 10
+    eval_batch_size: int = 64
+    group_by_length: bool = True
+    skip_invalid: bool = False
+    data_dir: str | None = None
+
+    @property
+    def window(self) -> WindowConfig:
+        return WindowConfig(self.max_seq_length, self.doc_stride, self.max_query_length)
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step, so large batches (64, 128) fit in small memory."""
+        return max(1, math.ceil(self.train_batch_size / min(self.micro_batch_size, self.train_batch_size)))
+
+    @property
+    def effective_save_steps(self) -> int | None:
+        return self.save_steps or self.eval_steps or 500
+
+    def check(self) -> TrainConfig:
+        """Raise ConfigError naming the first bad setting; return self for chaining."""
+        positive = ["learning_rate", "train_batch_size", "micro_batch_size", "num_train_epochs", "logging_steps",
+                    "eval_batch_size", "max_answer_length"]
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ["train_limit", "train_sample", "eval_limit", "eval_sample", "max_steps", "eval_steps",
+                     "save_steps"]:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0 when set, got {value}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.train_batch_size % min(self.micro_batch_size, self.train_batch_size):
+            raise ConfigError(f"train_batch_size ({self.train_batch_size}) must be a multiple of micro_batch_size "
+                              f"({self.micro_batch_size}), the batch that goes through the model at once")
+        self.window.check()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping, rejecting unknown keys with the list of valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**values).check()
+
+    def same_run(self, other: TrainConfig) -> bool:
+        """Whether `other` describes the same training (so a checkpoint of one resumes the other)."""
+        ignore = {"eval_steps", "save_steps", "logging_steps", "eval_batch_size", "data_dir", "output_dir"}
+        mine, theirs = self.to_dict(), other.to_dict()
+        return all(mine[k] == theirs[k] for k in mine if k not in ignore)

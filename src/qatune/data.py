@@ -1,0 +1,205 @@
+"""Load and validate extractive-QA data: SQuAD v1.1/v2.0 JSON, JSON Lines (HF layout), HF datasets.
+
+Every loader turns its input into rows in the Hugging Face `squad` layout
+(``{id, title, context, question, answers: {text: [...], answer_start: [...]}}``) and one
+validator checks them all, so each format gets the same checks and the same error messages.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qatune.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question about one context, with its gold answers (empty for a v2 unanswerable one)."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[str, ...] = ()
+    answer_starts: tuple[int, ...] = ()
+    title: str = ""
+
+    @property
+    def is_impossible(self) -> bool:
+        return not self.answers
+
+
+@dataclass
+class QADataset:
+    """A validated list of examples plus where they came from."""
+
+    examples: list[Example]
+    source: str
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self.examples)
+
+    @property
+    def has_impossible(self) -> bool:
+        """True for SQuAD v2-style data (some questions have no answer)."""
+        return any(e.is_impossible for e in self.examples)
+
+    def select(self, limit: int | None = None, sample: int | None = None, seed: int = 0) -> QADataset:
+        """A seeded random ``sample`` of the examples (file order kept), then the first ``limit`` of those."""
+        examples = self.examples
+        if sample is not None and sample < len(examples):
+            keep = sorted(random.Random(seed).sample(range(len(examples)), sample))
+            examples = [examples[i] for i in keep]
+        if limit is not None:
+            examples = examples[:limit]
+        if not examples:
+            raise DataError(f"{self.source}: the selection is empty (limit={limit}, sample={sample})")
+        return QADataset(examples, self.source, self.skipped, list(self.notes))
+
+
+def read_text(path: Path) -> str:
+    """Read a (possibly gzip-compressed) UTF-8 file, with errors that name the file."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read it ({exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 at byte {exc.start}; re-save the file as UTF-8") from None
+
+
+def _expect(container: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(container, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(container).__name__}")
+    if key not in container:
+        raise DataError(f"{where}: missing field '{key}'")
+    value = container[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise DataError(f"{where}: field '{key}' must be {names}, got {type(value).__name__}")
+    return value
+
+
+def squad_rows(doc: Any, source: str) -> Iterator[tuple[str, Row]]:
+    """Flatten a nested SQuAD document into (location, row) pairs."""
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise DataError(f"{source}: expected a SQuAD object {{\"data\": [...]}}; for one row per line use .jsonl")
+    for a, article in enumerate(_expect(doc, "data", list, source)):
+        where_a = f"{source}: article {a}"
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        where_a += f" ({title!r})" if title else ""
+        for p, para in enumerate(_expect(article, "paragraphs", list, where_a)):
+            where_p = f"{where_a}, paragraph {p}"
+            context = _expect(para, "context", str, where_p)
+            for q, qa in enumerate(_expect(para, "qas", list, where_p)):
+                qid = qa.get("id", f"#{q}") if isinstance(qa, dict) else f"#{q}"
+                where = f"{where_p}, question id {qid!r}"
+                answers = _expect(qa, "answers", list, where)
+                texts = [_expect(ans, "text", str, f"{where}, answer {i}") for i, ans in enumerate(answers)]
+                starts = [_expect(ans, "answer_start", int, f"{where}, answer {i}") for i, ans in enumerate(answers)]
+                impossible = qa.get("is_impossible", False)
+                if not isinstance(impossible, bool):
+                    raise DataError(f"{where}: field 'is_impossible' must be true or false")
+                if not answers and not impossible:
+                    raise DataError(f"{where}: no answers; mark it \"is_impossible\": true (SQuAD v2) or add one")
+                yield where, {"id": qa.get("id"), "title": title, "context": context,
+                              "question": qa.get("question"), "answers": {"text": texts, "answer_start": starts}}
+
+
+def jsonl_rows(text: str, source: str) -> Iterator[tuple[str, Row]]:
+    """Parse JSON Lines in the HF `squad` layout into (location, row) pairs."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}: line {n}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        where = f"{source}: line {n}"
+        if isinstance(row, dict) and "id" in row:
+            where += f", question id {row['id']!r}"
+        answers = _expect(row, "answers", dict, where)
+        texts = _expect(answers, "text", list, f"{where}, answers")
+        starts = _expect(answers, "answer_start", list, f"{where}, answers")
+        if len(texts) != len(starts):
+            raise DataError(f"{where}: answers.text has {len(texts)} items but answers.answer_start has {len(starts)}")
+        yield where, row
+
+
+def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bool = False) -> QADataset:
+    """Check every row and build the data set; bad answer offsets are counted, then reported or skipped."""
+    examples: list[Example] = []
+    seen: dict[str, str] = {}
+    bad_offsets: list[str] = []
+    for where, row in rows:
+        qid = _expect(row, "id", (str, int), where)
+        qid = str(qid)
+        question = _expect(row, "question", str, where)
+        context = _expect(row, "context", str, where)
+        if not context.strip():
+            raise DataError(f"{where}: empty context")
+        if not question.strip():
+            raise DataError(f"{where}: empty question")
+        if qid in seen:
+            raise DataError(f"{where}: duplicate question id {qid!r} (first seen at {seen[qid]})")
+        seen[qid] = where
+        texts = tuple(row["answers"]["text"])
+        starts = tuple(row["answers"]["answer_start"])
+        for text, start in zip(texts, starts):
+            if not isinstance(text, str) or not isinstance(start, int) or isinstance(start, bool):
+                raise DataError(f"{where}: answers must be strings with integer answer_start values")
+            if not text or context[start:start + len(text)] != text:
+                bad_offsets.append(f"{where}: answer {text!r} is not at answer_start {start}")
+                break
+        else:
+            title = row.get("title") or ""
+            examples.append(Example(qid, question, context, texts, starts, str(title)))
+    if bad_offsets and not skip_invalid:
+        raise DataError(f"{len(bad_offsets)} question(s) have an answer_start that does not match the answer text; "
+                        f"first: {bad_offsets[0]}. Fix them, or skip them with --skip-invalid")
+    if not examples:
+        raise DataError(f"{source}: the data set has no questions")
+    dataset = QADataset(examples, source, skipped=len(bad_offsets))
+    if bad_offsets:
+        dataset.notes.append(f"skipped {len(bad_offsets)} question(s) whose answer_start does not match the text")
+        logger.warning("%s: %s", source, dataset.notes[-1])
+    return dataset
+
+
+def load_file(path: str | Path, skip_invalid: bool = False) -> QADataset:
+    """Load a SQuAD JSON (.json/.json.gz) or JSON Lines (.jsonl/.jsonl.gz) file."""
+    path = Path(path)
+    text = read_text(path)
+    if path.name.removesuffix(".gz").endswith(".jsonl"):
+        return validate_rows(jsonl_rows(text, str(path)), str(path), skip_invalid)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return validate_rows(squad_rows(doc, str(path)), str(path), skip_invalid)
+
+
+def hf_rows(name: str, split: str, rows: Iterable[Row]) -> Iterator[tuple[str, Row]]:
+    """Tag rows of a Hugging Face dataset with their position, for error messages."""
+    for i, row in enumerate(rows):
+        yield f"{name}[{split}] row {i}, question id {row.get('id')!r}", row

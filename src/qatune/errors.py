@@ -1,0 +1,23 @@
+"""Typed errors raised by the library; the CLI turns them into one-line messages and exit code 2."""
+
+from __future__ import annotations
+
+
+class QatuneError(Exception):
+    """Base class for every error qatune raises on purpose (bad input, missing files, ...)."""
+
+
+class DataError(QatuneError):
+    """A data file or data set is missing, malformed or fails validation."""
+
+
+class ModelError(QatuneError):
+    """A model cannot be found or loaded (no safetensors, slow tokenizer, ...)."""
+
+
+class ConfigError(QatuneError):
+    """A setting is out of range or inconsistent with another one."""
+
+
+class TrainingInterrupted(QatuneError):
+    """Training stopped on Ctrl-C or SIGTERM after writing a checkpoint it can resume from."""

@@ -1,0 +1,131 @@
+"""Run a QA model over windows (length-sorted batches, dynamic padding) and turn logits into answers.
+
+Orchestration only: tokenising is in `windows`, decoding in `predict`, scoring in `metrics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding
+
+from qatune.data import Example, QADataset
+from qatune.errors import DataError
+from qatune.metrics import squad_scores
+from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
+from qatune.predict import Answer, decode, group_windows
+from qatune.windows import WindowConfig, Windows, tokenize_windows
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Logits:
+    """Start/end logits per window (trimmed to the window's length) and the mean gold-span loss."""
+
+    start: list[np.ndarray]
+    end: list[np.ndarray]
+    loss: float | None = None
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 (or fp16) autocast on CUDA; plain fp32 on the CPU, where bf16 is slower here."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def forward_windows(model: torch.nn.Module, tokenizer, windows: Windows, batch_size: int = 32,
+                    with_loss: bool = False, progress: Progress | None = None) -> Logits:
+    """Logits for every window; batches hold windows of similar length so padding stays small."""
+    device = next(model.parameters()).device
+    collate = DataCollatorWithPadding(tokenizer)
+    order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
+    starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+    ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+    loss_sum, was_training = 0.0, model.training
+    model.eval()
+    with torch.inference_mode(), autocast(device):
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            batch = collate([windows.item(i, labels=with_loss) for i in idx])
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            if with_loss:
+                loss_sum += float(out.loss) * len(idx)
+            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                n = len(windows.input_ids[i])
+                starts[i], ends[i] = s[row, :n], e[row, :n]
+            if progress:
+                progress(len(idx))
+    model.train(was_training)
+    return Logits(starts, ends, loss_sum / len(windows) if with_loss and len(windows) else None)
+
+
+def decode_examples(examples: Sequence[Example], windows: Windows, logits: Logits, top_k: int = 1,
+                    max_answer_length: int = 30, with_null: bool = False) -> list[list[Answer]]:
+    """Top-k answers of every example."""
+    out = []
+    for example, group in zip(examples, group_windows(windows.example_index)):
+        out.append(decode(example.context, [logits.start[i] for i in group], [logits.end[i] for i in group],
+                          [windows.offsets[i] for i in group], top_k, max_answer_length, with_null))
+    return out
+
+
+@dataclass
+class EvalResult:
+    """Predictions (id -> text) and scores of one evaluation."""
+
+    predictions: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(loaded: LoadedModel, dataset: QADataset, window: WindowConfig = WindowConfig(),
+             batch_size: int = 32, max_answer_length: int = 30,
+             progress: Progress | None = None) -> EvalResult:
+    """EM/F1, buckets, true evaluation loss (cross-entropy on gold spans) and speed over `dataset`."""
+    began = time.perf_counter()
+    examples = dataset.examples
+    windows = tokenize_windows(examples, loaded.tokenizer, window)
+    logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True, progress=progress)
+    answers = decode_examples(examples, windows, logits, 1, max_answer_length, loaded.with_null)
+    predictions = {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}
+    metrics = squad_scores(predictions, {e.id: list(e.answers) for e in examples})
+    seconds = time.perf_counter() - began
+    metrics.update(eval_loss=logits.loss, seconds=seconds, questions_per_second=len(examples) / seconds)
+    return EvalResult(predictions, metrics)
+
+
+class Answerer:
+    """Answer questions about contexts: ``Answerer("default").ask(context, question, top_k=3)``."""
+
+    def __init__(self, model: str | LoadedModel = DEFAULT_MODEL, window: WindowConfig = WindowConfig(),
+                 max_answer_length: int = 30, batch_size: int = 32, seed: int = 0) -> None:
+        self.loaded = model if isinstance(model, LoadedModel) else load_model(model, seed=seed)
+        self.window = window
+        self.max_answer_length = max_answer_length
+        self.batch_size = batch_size
+
+    def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
+        """Up to `top_k` distinct answers with probabilities and character spans."""
+        return self.ask_many([(context, question)], top_k)[0]
+
+    def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
+        """Batched `ask` for many (context, question) pairs."""
+        for i, (context, question) in enumerate(pairs):
+            if not isinstance(context, str) or not context.strip():
+                raise DataError(f"question {i}: empty context")
+            if not isinstance(question, str) or not question.strip():
+                raise DataError(f"question {i}: empty question")
+        if not pairs:
+            return []
+        examples = [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
+        windows = tokenize_windows(examples, self.loaded.tokenizer, self.window)
+        logits = forward_windows(self.loaded.model, self.loaded.tokenizer, windows, self.batch_size)
+        return decode_examples(examples, windows, logits, top_k, self.max_answer_length, self.loaded.with_null)

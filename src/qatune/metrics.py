@@ -1,0 +1,107 @@
+"""Official SQuAD metrics (v1.1 EM/F1, v2.0 HasAns/NoAns and best threshold) and the study's buckets.
+
+Normalisation and scoring follow the official evaluation scripts exactly (lower-case, drop
+punctuation and the articles a/an/the, collapse whitespace; max over gold answers). The buckets:
+``correct`` = normalised exact match with any gold answer; ``similar`` = not correct, prediction
+non-empty after normalisation, and token F1 >= 0.5 with some gold answer; ``incorrect`` = the rest.
+An empty prediction is therefore never similar.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from collections.abc import Mapping, Sequence
+
+SIMILAR_F1 = 0.5
+_PUNCT = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, remove punctuation, articles and extra whitespace (official SQuAD rules)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    """Token-overlap F1 (v2.0 script: two empty answers score 1, one empty scores 0)."""
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_over_golds(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
+    """(EM, F1) of one prediction: the max over gold answers; no gold answers means 'no answer'."""
+    golds = list(golds) or [""]
+    return max(exact_match(prediction, g) for g in golds), max(f1_score(prediction, g) for g in golds)
+
+
+def bucket(prediction: str, golds: Sequence[str]) -> str:
+    """The study's verdict for one prediction: 'correct', 'similar' or 'incorrect' (module doc)."""
+    em, f1 = best_over_golds(prediction, golds)
+    if em:
+        return "correct"
+    if normalize_answer(prediction) and f1 >= SIMILAR_F1:
+        return "similar"
+    return "incorrect"
+
+
+def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """EM and F1 (0-100), buckets, and, when some questions have no answer, v2.0 HasAns/NoAns splits."""
+    missing = [qid for qid in references if qid not in predictions]
+    if missing:
+        raise KeyError(f"no prediction for {len(missing)} question(s), e.g. {missing[0]!r}")
+    totals = collections.Counter()
+    groups = {"HasAns": collections.Counter(), "NoAns": collections.Counter()}
+    for qid, golds in references.items():
+        em, f1 = best_over_golds(predictions[qid], golds)
+        verdict = bucket(predictions[qid], golds)
+        totals.update({"em": em, "f1": f1, verdict: 1, "total": 1})
+        groups["HasAns" if golds else "NoAns"].update({"em": em, "f1": f1, "total": 1})
+    n = totals["total"]
+    out: dict[str, float] = {
+        "exact_match": 100.0 * totals["em"] / n if n else 0.0,
+        "f1": 100.0 * totals["f1"] / n if n else 0.0,
+        "total": n,
+        **{name: totals[name] for name in ("correct", "similar", "incorrect")},
+    }
+    if groups["NoAns"]["total"]:
+        for name, c in groups.items():
+            if c["total"]:
+                out.update({f"{name}_exact": 100.0 * c["em"] / c["total"], f"{name}_f1": 100.0 * c["f1"] / c["total"],
+                            f"{name}_total": c["total"]})
+    return out
+
+
+def best_threshold(predictions: Mapping[str, str], na_probs: Mapping[str, float],
+                   references: Mapping[str, Sequence[str]], metric: str = "f1") -> tuple[float, float]:
+    """Best no-answer threshold and its score (v2.0 script's find_best_thresh), in 0-100."""
+    index = 1 if metric == "f1" else 0
+    raw = {qid: best_over_golds(predictions[qid], golds)[index] for qid, golds in references.items()}
+    no_answer = sum(1 for golds in references.values() if not golds)
+    score = best = float(no_answer)
+    threshold = 0.0
+    for qid in sorted(na_probs, key=na_probs.get):
+        if qid not in references:
+            continue
+        if references[qid]:
+            diff = raw[qid]
+        else:
+            diff = -1.0 if predictions[qid] else 0.0
+        score += diff
+        if score > best:
+            best, threshold = score, na_probs[qid]
+    return threshold, 100.0 * best / len(references)

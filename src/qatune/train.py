@@ -1,0 +1,297 @@
+"""Fine-tune a model for extractive QA: a plain loop on Accelerate with dynamic padding.
+
+Why a plain loop and not `transformers.Trainer`: QA evaluation needs span decoding over windows,
+and on a 2-core CPU the loop (length-grouped batches, fused AdamW, no per-step overhead) is
+faster. Accelerate still gives DDP under `torchrun`/`accelerate launch`, autocast on GPUs,
+gradient accumulation and checkpoint/RNG state, so none of that is hand-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from qatune import checkpoint as ckpt
+from qatune.config import TrainConfig
+from qatune.data import QADataset
+from qatune.errors import TrainingInterrupted
+from qatune.inference import evaluate
+from qatune.io import append_jsonl, atomic_write_json, read_jsonl
+from qatune.models import LoadedModel, load_model
+from qatune.sources import load_data
+from qatune.windows import Windows, tokenize_windows
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None]:
+    """The training slice and the (optional) evaluation slice named by the config."""
+    train = load_data(config.train_data, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
+    train = train.select(config.train_limit, config.train_sample, config.seed)
+    dev = None
+    if config.eval_data:
+        dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
+        dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
+    return train, dev
+
+
+def _make_accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+
+    mixed = "no"
+    if torch.cuda.is_available():
+        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    accelerator = Accelerator(gradient_accumulation_steps=config.accumulation_steps, mixed_precision=mixed,
+                              cpu=not torch.cuda.is_available())  # cpu=True is what enables DDP over gloo
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    return accelerator
+
+
+def _loader(windows: Windows, tokenizer, config: TrainConfig, epoch: int) -> DataLoader:
+    """Batches for one epoch; the order depends only on (seed, epoch), so a resume replays it."""
+    generator = torch.Generator().manual_seed(config.seed + epoch)
+    lengths = [len(ids) for ids in windows.input_ids]
+    batch = min(config.micro_batch_size, config.train_batch_size)
+    if config.group_by_length:
+        sampler = LengthGroupedSampler(batch, lengths=lengths, generator=generator)
+    else:
+        sampler = torch.utils.data.RandomSampler(range(len(windows)), generator=generator)
+    items = [windows.item(i) for i in range(len(windows))]
+    # The loader gets its own generator too: otherwise each new iterator draws a seed from the global RNG,
+    # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
+    loader_rng = torch.Generator().manual_seed(config.seed + epoch + 1_000_003)
+    return DataLoader(items, batch_size=batch, sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
+                      generator=loader_rng)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW without decay on biases and LayerNorm weights; fused kernels where available."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (kill) like Ctrl-C so both leave a checkpoint."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Run:
+    """State of one fine-tuning run; `fit` is the loop."""
+
+    def __init__(self, config: TrainConfig, loaded: LoadedModel, train: QADataset, dev: QADataset | None,
+                 callback: Callback | None, progress_bar: bool) -> None:
+        self.config, self.loaded, self.dev, self.callback = config, loaded, dev, callback
+        self.out = Path(config.output_dir)
+        self.accelerator = _make_accelerator(config)
+        self.windows = tokenize_windows(train.examples, loaded.tokenizer, config.window)
+        self.with_null = train.has_impossible
+        probe = self.accelerator.prepare(_loader(self.windows, loaded.tokenizer, config, 0))
+        self.steps_per_epoch = max(1, math.ceil(len(probe) / config.accumulation_steps))
+        self.total_steps = config.max_steps or math.ceil(config.num_train_epochs * self.steps_per_epoch)
+        self.model = loaded.model
+        self.model.train()
+        optimizer = _optimizer(self.model, config)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, round(config.warmup_ratio * self.total_steps), self.total_steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        self.progress = ckpt.Progress()
+        self.bar = tqdm(total=self.total_steps, desc="fine-tuning", unit="step", dynamic_ncols=True,
+                        disable=not (progress_bar and self.accelerator.is_main_process))
+        self.loss_sum, self.loss_count, self.began = 0.0, 0, time.perf_counter()
+        self.eval_loss_sum, self.eval_loss_count = 0.0, 0
+
+    def record(self, kind: str, values: dict[str, Any]) -> None:
+        entry = {"type": kind, "step": self.progress.step, "epoch": round(self.progress.step / self.steps_per_epoch, 4),
+                 "windows_seen": self.progress.windows_seen,
+                 "elapsed": round(time.perf_counter() - self.began, 2), **values}
+        if self.accelerator.is_main_process:
+            append_jsonl(self.out / ckpt.HISTORY_FILE, entry)
+            if self.callback:
+                self.callback(entry)
+
+    def evaluate(self) -> dict[str, Any] | None:
+        if self.dev is None:
+            return None
+        if self.accelerator.is_main_process:
+            unwrapped = LoadedModel(self.accelerator.unwrap_model(self.model), self.loaded.tokenizer,
+                                    self.loaded.name, self.loaded.path, self.loaded.fresh_head)
+            unwrapped.model.config.qatune_with_null = self.with_null
+            result = evaluate(unwrapped, self.dev, self.config.window, self.config.eval_batch_size,
+                              self.config.max_answer_length)
+            train_loss = self.eval_loss_sum / self.eval_loss_count if self.eval_loss_count else None
+            self.eval_loss_sum, self.eval_loss_count = 0.0, 0
+            metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
+            self.record("eval", {"train_loss": train_loss, **metrics})
+            self.bar.write(f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
+                           f"eval loss {metrics['eval_loss']:.3f}")
+        self.accelerator.wait_for_everyone()
+        self.model.train()
+        return None
+
+    def resume(self) -> None:
+        latest = ckpt.latest_checkpoint(self.out)
+        if latest is None:
+            (self.out / ckpt.HISTORY_FILE).unlink(missing_ok=True)
+            return
+        self.accelerator.load_state(str(latest))
+        self.progress = ckpt.load_progress(latest)
+        ckpt.trim_history(self.out, self.progress.step)
+        self.bar.update(self.progress.step)
+        logger.info("resumed from %s (step %d of %d)", latest, self.progress.step, self.total_steps)
+
+    def _step_done(self, boundary: int, windows: int) -> None:
+        p, c = self.progress, self.config
+        p.step += 1
+        p.batch_in_epoch = boundary
+        p.windows_seen += windows
+        rate = p.windows_seen / max(time.perf_counter() - self.began, 1e-9)
+        self.bar.set_postfix(loss=f"{self.loss_sum / max(self.loss_count, 1):.3f}", windows_s=f"{rate:.1f}")
+        self.bar.update(1)
+        if p.step % c.logging_steps == 0:
+            self.record("train", {"loss": self.loss_sum / max(self.loss_count, 1),
+                                  "learning_rate": self.scheduler.get_last_lr()[0]})
+            self.loss_sum, self.loss_count = 0.0, 0
+        if c.eval_steps and p.step % c.eval_steps == 0 and p.step < self.total_steps:
+            self.evaluate()
+        if p.step % c.effective_save_steps == 0 and p.step < self.total_steps:
+            ckpt.save_checkpoint(self.accelerator, self.out, p) if self.accelerator.is_main_process else None
+            self.accelerator.wait_for_everyone()
+
+    def fit(self) -> None:
+        """The training loop: epochs of micro-batches, an optimizer step every `accumulation_steps`."""
+        p, c = self.progress, self.config
+        if p.step == 0 and c.eval_at_start:
+            self.evaluate()
+        while p.step < self.total_steps:
+            loader = self.accelerator.prepare(_loader(self.windows, self.loaded.tokenizer, c, p.epoch))
+            start_batch, pending = p.batch_in_epoch, 0
+            for n, batch in enumerate(self.accelerator.skip_first_batches(loader, start_batch), start=start_batch + 1):
+                with self.accelerator.accumulate(self.model):
+                    loss = self.model(**batch).loss
+                    self.accelerator.backward(loss)
+                    if self.accelerator.sync_gradients:
+                        self.accelerator.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                value = float(loss.detach())
+                self.loss_sum += value
+                self.loss_count += 1
+                self.eval_loss_sum += value
+                self.eval_loss_count += 1
+                pending += len(batch["input_ids"]) * self.accelerator.num_processes
+                if self.accelerator.sync_gradients:
+                    self._step_done(n, pending)
+                    pending = 0
+                    if p.step >= self.total_steps:
+                        break
+            else:
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+        self.evaluate()
+        self.bar.close()
+
+
+def _versions() -> dict[str, str]:
+    import accelerate
+    import transformers
+
+    import qatune
+
+    return {"qatune": qatune.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__}
+
+
+def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str, Any]:
+    """Write the loadable model folder (safetensors + tokenizer), the config and the final metrics."""
+    out, model = run.out, run.accelerator.unwrap_model(run.model)
+    model.config.qatune_with_null = run.with_null
+    tmp = out / ".tmp-model"
+    model.save_pretrained(tmp, safe_serialization=True)
+    run.loaded.tokenizer.save_pretrained(tmp)
+    for item in tmp.iterdir():
+        os.replace(item, out / item.name)
+    tmp.rmdir()
+    history = [r for r in read_jsonl(out / ckpt.HISTORY_FILE) if r["type"] == "eval"]
+    summary = {"config": run.config.to_dict(), "versions": _versions(), "base_model_path": run.loaded.path,
+               "train_data": {"source": train.source, "questions": len(train), "windows": len(run.windows),
+                              "notes": train.notes},
+               "eval_data": {"source": dev.source, "questions": len(dev), "notes": dev.notes} if dev else None,
+               "steps": run.progress.step, "windows_seen": run.progress.windows_seen,
+               "seconds": round(time.perf_counter() - run.began, 1),
+               "final_eval": history[-1] if history else None}
+    atomic_write_json(out / ckpt.CONFIG_FILE, summary)
+    run.progress.completed = True
+    atomic_write_json(out / "progress.json", asdict(run.progress))
+    return summary
+
+
+def train(config: TrainConfig, *, overwrite: bool = False, callback: Callback | None = None,
+          progress_bar: bool = True, loaded: LoadedModel | None = None) -> dict[str, Any]:
+    """Fine-tune `config.model` on `config.train_data`; resumes from the last checkpoint if there is one.
+
+    `loaded` passes an already loaded model (trained in place) instead of loading `config.model`.
+    Returns the run summary (also saved as `qatune.json` beside the model).
+    """
+    config.check()
+    done = ckpt.prepare_output(config, overwrite)
+    out = Path(config.output_dir)
+    if done is not None:
+        logger.warning("%s already holds a finished run (step %d); pass --overwrite to train again", out, done.step)
+        return json.loads((out / ckpt.CONFIG_FILE).read_text())
+    train_set, dev = load_train_eval(config)
+    loaded = loaded or load_model(config.model, seed=config.seed)
+    atomic_write_json(out / ckpt.CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
+    run = _Run(config, loaded, train_set, dev, callback, progress_bar)
+    run.resume()
+    try:
+        with _sigterm_as_interrupt():
+            run.fit()
+    except KeyboardInterrupt:
+        run.bar.close()
+        saved = run.progress.step
+        if run.accelerator.is_main_process and saved > 0:
+            ckpt.save_checkpoint(run.accelerator, out, run.progress)
+        raise TrainingInterrupted(f"interrupted at step {saved} of {run.total_steps}; "
+                                  f"run the same command again to resume") from None
+    if run.accelerator.is_main_process:
+        summary = _save_final(run, train_set, dev)
+        shutil.rmtree(out / ckpt.CHECKPOINTS, ignore_errors=True)
+        return summary
+    return {}

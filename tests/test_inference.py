@@ -1,0 +1,62 @@
+"""qatune.inference: Answerer on long contexts, batching, evaluation, input checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from qatune.errors import DataError
+from qatune.inference import Answerer, evaluate
+from qatune.models import load_model
+from qatune.sources import load_data
+from qatune.windows import WindowConfig
+
+
+@pytest.fixture(scope="module")
+def answerer(tiny_bert):
+    return Answerer(str(tiny_bert), WindowConfig(64, 16, 16))
+
+
+def test_long_context_spans_many_windows(answerer):
+    context = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(80))
+    answers = answerer.ask(context, "Which topic?", top_k=5)
+    assert len(answers) == 5
+    assert len({a.text for a in answers}) == 5
+    assert all(context[a.start:a.end] == a.text for a in answers)
+    assert sum(a.probability for a in answers) <= 1 + 1e-9
+    assert max(a.start for a in answers) >= 0
+
+
+def test_batch_equals_single(answerer):
+    pairs = [("Paris is the capital of France.", "What is the capital?"), ("Cats sleep a lot.", "Who sleeps?")]
+    batch = answerer.ask_many(pairs, top_k=2)
+    for (context, question), answers in zip(pairs, batch):
+        single = answerer.ask(context, question, top_k=2)
+        assert [a.text for a in single] == [a.text for a in answers]
+        assert single[0].probability == pytest.approx(answers[0].probability, rel=1e-4)
+
+
+def test_unicode_context(answerer):
+    context = "Zoë visited 東京 in 2019 🎉 and met José."
+    for a in answerer.ask(context, "Where did Zoë go?", top_k=3):
+        assert context[a.start:a.end] == a.text
+
+
+def test_empty_inputs_are_rejected(answerer):
+    with pytest.raises(DataError, match="empty context"):
+        answerer.ask("  ", "Why?")
+    with pytest.raises(DataError, match="empty question"):
+        answerer.ask("Text.", "")
+
+
+def test_untuned_head_is_seeded(tiny_bert):
+    a = load_model(str(tiny_bert), seed=7).model.qa_outputs.weight
+    b = load_model(str(tiny_bert), seed=7).model.qa_outputs.weight
+    c = load_model(str(tiny_bert), seed=8).model.qa_outputs.weight
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_evaluate_reports_speed_and_loss(tiny_bert):
+    result = evaluate(load_model(str(tiny_bert)), load_data("sample:validation"))
+    m = result.metrics
+    assert m["total"] == len(result.predictions) == 34
+    assert m["questions_per_second"] > 0 and m["eval_loss"] > 0

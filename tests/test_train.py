@@ -1,0 +1,103 @@
+"""qatune.train: a tiny model fine-tunes, saves a loadable folder, and resumes after an interruption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file as load_weights
+
+from qatune.config import TrainConfig
+from qatune.errors import ConfigError, TrainingInterrupted
+from qatune.io import read_jsonl
+from qatune.models import load_model
+from qatune.train import train
+
+
+def tiny_config(model, out, **overrides) -> TrainConfig:
+    values = dict(model=str(model), train_data="sample", eval_data="sample:validation", output_dir=str(out),
+                  train_limit=40, eval_limit=12, max_steps=6, train_batch_size=8, micro_batch_size=4,
+                  eval_steps=2, save_steps=2, logging_steps=1, max_seq_length=96, doc_stride=32,
+                  max_query_length=24, learning_rate=1e-3, seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_train_writes_model_history_and_config(tiny_bert, tmp_path):
+    summary = train(tiny_config(tiny_bert, tmp_path / "run"), progress_bar=False)
+    out = tmp_path / "run"
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert not (out / "checkpoints").exists()
+    history = read_jsonl(out / "metrics.jsonl")
+    evals = [r for r in history if r["type"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 2, 4, 6]
+    for r in evals:
+        assert {"exact_match", "f1", "correct", "similar", "incorrect", "eval_loss", "train_loss"} <= set(r)
+        assert r["eval_loss"] > 0 and r["correct"] + r["similar"] + r["incorrect"] == r["total"] == 12
+    assert [r["step"] for r in history if r["type"] == "train"] == [1, 2, 3, 4, 5, 6]
+    saved = json.loads((out / "qatune.json").read_text())
+    assert saved["config"]["learning_rate"] == 1e-3 and saved["steps"] == 6
+    assert summary["final_eval"]["step"] == 6
+    reloaded = load_model(str(out))
+    assert not reloaded.fresh_head
+
+
+def test_training_lowers_the_loss(tiny_bert, tmp_path):
+    train(tiny_config(tiny_bert, tmp_path / "run", max_steps=30, eval_steps=30, train_limit=16,
+                      eval_data=None, learning_rate=3e-3), progress_bar=False)
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["type"] == "train"]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_gradient_accumulation_reaches_the_batch(tiny_bert, tmp_path):
+    config = tiny_config(tiny_bert, tmp_path / "run", train_batch_size=16, micro_batch_size=4, max_steps=2,
+                         eval_data=None)
+    assert config.accumulation_steps == 4
+    train(config, progress_bar=False)
+    seen = [r["windows_seen"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["type"] == "train"]
+    assert seen == [16, 32]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path):
+    reference = tmp_path / "ref"
+    train(tiny_config(tiny_roberta, reference), progress_bar=False)
+
+    def stop_at_3(record):
+        if record["type"] == "train" and record["step"] == 3:
+            raise KeyboardInterrupt
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(TrainingInterrupted, match="step 3 of 6"):
+        train(tiny_config(tiny_roberta, resumed), callback=stop_at_3, progress_bar=False)
+    assert (resumed / "checkpoints" / "step-3").exists()
+    steps_after = []
+    train(tiny_config(tiny_roberta, resumed), callback=lambda r: steps_after.append(r["step"]), progress_bar=False)
+    assert min(steps_after) == 4  # nothing before the checkpoint was redone
+    history = read_jsonl(resumed / "metrics.jsonl")
+    train_steps = [r["step"] for r in history if r["type"] == "train"]
+    assert train_steps == [1, 2, 3, 4, 5, 6]
+    a, b = load_weights(reference / "model.safetensors"), load_weights(resumed / "model.safetensors")
+    for name in a:
+        assert (a[name] - b[name]).abs().max() < 1e-5, name
+
+
+def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_path):
+    config = tiny_config(tiny_bert, tmp_path / "run", max_steps=2, eval_data=None)
+    train(config, progress_bar=False)
+    calls = []
+    train(config, callback=calls.append, progress_bar=False)
+    assert calls == []
+    with pytest.raises(ConfigError, match="other settings"):
+        train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), progress_bar=False)
+    train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), overwrite=True, progress_bar=False)
+
+
+@pytest.mark.parametrize("field, value", [("learning_rate", 0), ("warmup_ratio", 1.5), ("train_batch_size", 6)])
+def test_bad_settings(field, value, tmp_path):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**{field: value, "micro_batch_size": 4}).check()
+
+
+def test_unknown_setting_lists_valid_ones():
+    with pytest.raises(ConfigError, match="unknown setting.*valid: .*learning_rate"):
+        TrainConfig.from_dict({"learnin_rate": 1})
