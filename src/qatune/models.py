@@ -74,8 +74,11 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_model(name: str = DEFAULT_MODEL, seed: int = 0) -> LoadedModel:
-    """Load a model for extractive QA; a missing QA head is initialised from `seed` and reported."""
+def load_model(name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = None) -> LoadedModel:
+    """Load a model for extractive QA on `device` (default: CUDA if present, else CPU).
+
+    A missing QA head is initialised from `seed` and reported.
+    """
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     _quiet_transformers()
@@ -96,5 +99,5 @@ def load_model(name: str = DEFAULT_MODEL, seed: int = 0) -> LoadedModel:
     if fresh:
         logger.warning("%s has no question-answering head: a fresh one was initialised (seed %d). "
                        "This is the untuned model: fine-tune it with `qatune train`.", name, seed)
-    model.eval()
+    model.to(torch.device(device) if device else pick_device()).eval()
     return LoadedModel(model, tokenizer, name, path, fresh)
