@@ -58,24 +58,29 @@ def test_gradient_accumulation_reaches_the_batch(tiny_bert, tmp_path):
     assert seen == [16, 32]
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path):
+@pytest.mark.parametrize("stop", [3, 5])
+def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, stop):
+    # 5 questions -> a few steps per epoch, so 8 steps cross epoch boundaries
     reference = tmp_path / "ref"
-    train(tiny_config(tiny_roberta, reference), progress_bar=False)
+    config = dict(train_limit=5, max_steps=8)
+    train(tiny_config(tiny_roberta, reference, **config), progress_bar=False)
+    assert json.loads((reference / "progress.json").read_text())["epoch"] >= 1
 
-    def stop_at_3(record):
-        if record["type"] == "train" and record["step"] == 3:
+    def interrupt(record):
+        if record["type"] == "train" and record["step"] == stop:
             raise KeyboardInterrupt
 
     resumed = tmp_path / "resumed"
-    with pytest.raises(TrainingInterrupted, match="step 3 of 6"):
-        train(tiny_config(tiny_roberta, resumed), callback=stop_at_3, progress_bar=False)
-    assert (resumed / "checkpoints" / "step-3").exists()
+    with pytest.raises(TrainingInterrupted, match=f"step {stop} of 8"):
+        train(tiny_config(tiny_roberta, resumed, **config), callback=interrupt, progress_bar=False)
+    assert (resumed / "checkpoints" / f"step-{stop}").exists()
     steps_after = []
-    train(tiny_config(tiny_roberta, resumed), callback=lambda r: steps_after.append(r["step"]), progress_bar=False)
-    assert min(steps_after) == 4  # nothing before the checkpoint was redone
+    train(tiny_config(tiny_roberta, resumed, **config), callback=lambda r: steps_after.append(r["step"]),
+          progress_bar=False)
+    assert min(steps_after) == stop + 1  # nothing before the checkpoint was redone
     history = read_jsonl(resumed / "metrics.jsonl")
     train_steps = [r["step"] for r in history if r["type"] == "train"]
-    assert train_steps == [1, 2, 3, 4, 5, 6]
+    assert train_steps == list(range(1, 9))
     a, b = load_weights(reference / "model.safetensors"), load_weights(resumed / "model.safetensors")
     for name in a:
         assert (a[name] - b[name]).abs().max() < 1e-5, name

@@ -156,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
     loaded = load_model(args.model, seed=args.seed)
-    result = evaluate(loaded, dataset, _window(args), args.batch_size)
+    result = evaluate(loaded, dataset, _window(args), args.batch_size, progress_bar=not args.quiet)
     report = {"model": args.model, "data": dataset.source, "fresh_head": loaded.fresh_head,
               "notes": dataset.notes, **result.metrics}
     if args.predictions:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
 from qatune.data import Example, QADataset
@@ -87,13 +88,15 @@ class EvalResult:
 
 
 def evaluate(loaded: LoadedModel, dataset: QADataset, window: WindowConfig = WindowConfig(),
-             batch_size: int = 32, max_answer_length: int = 30,
-             progress: Progress | None = None) -> EvalResult:
+             batch_size: int = 32, max_answer_length: int = 30, progress_bar: bool = False) -> EvalResult:
     """EM/F1, buckets, true evaluation loss (cross-entropy on gold spans) and speed over `dataset`."""
     began = time.perf_counter()
     examples = dataset.examples
     windows = tokenize_windows(examples, loaded.tokenizer, window)
-    logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True, progress=progress)
+    with tqdm(total=len(windows), desc="evaluating", unit="window", disable=not progress_bar,
+              dynamic_ncols=True) as bar:
+        logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True,
+                                 progress=bar.update)
     answers = decode_examples(examples, windows, logits, 1, max_answer_length, loaded.with_null)
     predictions = {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}
     metrics = squad_scores(predictions, {e.id: list(e.answers) for e in examples})

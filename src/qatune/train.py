@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune import checkpoint as ckpt
 from qatune.config import TrainConfig
@@ -66,21 +66,38 @@ def _make_accelerator(config: TrainConfig):
     return accelerator
 
 
-def _loader(windows: Windows, tokenizer, config: TrainConfig, epoch: int) -> DataLoader:
-    """Batches for one epoch; the order depends only on (seed, epoch), so a resume replays it."""
-    generator = torch.Generator().manual_seed(config.seed + epoch)
-    lengths = [len(ids) for ids in windows.input_ids]
+class _EpochSampler(torch.utils.data.Sampler[int]):
+    """Window order of an epoch: a function of (seed, epoch) only, so a resumed run replays it exactly.
+
+    With `group_by_length`, batches hold windows of similar length (HF's mega-batch recipe), which
+    keeps dynamic padding small.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool) -> None:
+        self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group_by_length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.group:
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+
+
+def _loader(windows: Windows, tokenizer, config: TrainConfig) -> DataLoader:
+    """Micro-batches of training windows, padded to the longest window in each batch."""
     batch = min(config.micro_batch_size, config.train_batch_size)
-    if config.group_by_length:
-        sampler = LengthGroupedSampler(batch, lengths=lengths, generator=generator)
-    else:
-        sampler = torch.utils.data.RandomSampler(range(len(windows)), generator=generator)
-    items = [windows.item(i) for i in range(len(windows))]
-    # The loader gets its own generator too: otherwise each new iterator draws a seed from the global RNG,
+    sampler = _EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
+    # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
-    loader_rng = torch.Generator().manual_seed(config.seed + epoch + 1_000_003)
-    return DataLoader(items, batch_size=batch, sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
-                      generator=loader_rng)
+    return DataLoader(windows, batch_size=batch, sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
+                      generator=torch.Generator().manual_seed(config.seed))
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -122,8 +139,8 @@ class _Run:
         self.accelerator = _make_accelerator(config)
         self.windows = tokenize_windows(train.examples, loaded.tokenizer, config.window)
         self.with_null = train.has_impossible
-        probe = self.accelerator.prepare(_loader(self.windows, loaded.tokenizer, config, 0))
-        self.steps_per_epoch = max(1, math.ceil(len(probe) / config.accumulation_steps))
+        self.loader = self.accelerator.prepare(_loader(self.windows, loaded.tokenizer, config))
+        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / config.accumulation_steps))
         self.total_steps = config.max_steps or math.ceil(config.num_train_epochs * self.steps_per_epoch)
         self.model = loaded.model
         self.model.train()
@@ -200,9 +217,10 @@ class _Run:
         if p.step == 0 and c.eval_at_start:
             self.evaluate()
         while p.step < self.total_steps:
-            loader = self.accelerator.prepare(_loader(self.windows, self.loaded.tokenizer, c, p.epoch))
+            self.loader.set_epoch(p.epoch)
             start_batch, pending = p.batch_in_epoch, 0
-            for n, batch in enumerate(self.accelerator.skip_first_batches(loader, start_batch), start=start_batch + 1):
+            batches = self.accelerator.skip_first_batches(self.loader, start_batch) if start_batch else self.loader
+            for n, batch in enumerate(batches, start=start_batch + 1):
                 with self.accelerator.accumulate(self.model):
                     loss = self.model(**batch).loss
                     self.accelerator.backward(loss)

@@ -42,8 +42,8 @@ class WindowConfig:
 class Windows:
     """Model inputs for every window, plus what is needed to map predictions back to text."""
 
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None
+    input_ids: list[np.ndarray]  # int32 arrays: compact, unlike lists of Python ints
+    token_type_ids: list[np.ndarray] | None
     example_index: np.ndarray  # window -> index of its example
     offsets: list[np.ndarray]  # window -> (n_tokens, 2) character spans; -1 outside the context
     start_positions: np.ndarray  # gold start token (0, the CLS token, when the answer is not in the window)
@@ -52,11 +52,14 @@ class Windows:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def __getitem__(self, i: int) -> dict[str, object]:
+        return self.item(i)
+
     def item(self, i: int, labels: bool = True) -> dict[str, object]:
         """One window as a dict of lists, the form collators expect."""
-        out: dict[str, object] = {"input_ids": self.input_ids[i]}
+        out: dict[str, object] = {"input_ids": self.input_ids[i].tolist()}
         if self.token_type_ids is not None:
-            out["token_type_ids"] = self.token_type_ids[i]
+            out["token_type_ids"] = self.token_type_ids[i].tolist()
         if labels:
             out["start_positions"] = int(self.start_positions[i])
             out["end_positions"] = int(self.end_positions[i])
@@ -103,34 +106,50 @@ def _label(offsets: np.ndarray, start: int, end: int) -> tuple[int, int]:
     return int(first), int(last)
 
 
-def tokenize_windows(examples: Sequence[Example], tokenizer, config: WindowConfig = WindowConfig()) -> Windows:
-    """Tokenise examples into windows; labels point at the first gold answer (CLS if absent)."""
-    config.check()
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError("qatune needs a fast (Rust) tokenizer for character offsets")
+def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig, out: Windows, base: int) -> None:
+    """Tokenise one chunk of examples and append its windows to `out` (example indices offset by `base`)."""
     questions = _truncate_questions([e.question for e in examples], tokenizer, config.max_query_length)
     enc = tokenizer(questions, [e.context for e in examples], truncation="only_second",
                     max_length=config.max_seq_length, stride=config.doc_stride, return_overflowing_tokens=True,
                     return_offsets_mapping=True, padding=False)
-    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-    offsets, starts, ends = [], [], []
+    with_types = out.token_type_ids is not None
     spaces: dict[int, np.ndarray] = {}
     for i, spans in enumerate(enc["offset_mapping"]):
+        index = enc["overflow_to_sample_mapping"][i]
+        example = examples[index]
         seq = np.array([s == 1 for s in enc.sequence_ids(i)])
         window = np.asarray(spans, dtype=np.int32).reshape(-1, 2)
         window[~seq] = -1
-        example = examples[example_index[i]]
-        if example_index[i] not in spaces:
-            spaces = {example_index[i]: _space_mask(example.context)}
-        _trim_leading_spaces(window, spaces[example_index[i]])
-        offsets.append(window)
+        if index not in spaces:
+            spaces = {index: _space_mask(example.context)}
+        _trim_leading_spaces(window, spaces[index])
+        s, e = 0, 0
         if example.answers:
-            start = example.answer_starts[0]
-            s, e = _label(window, start, start + len(example.answers[0]))
-        else:
-            s, e = 0, 0
-        starts.append(s)
-        ends.append(e)
-    types = enc.get("token_type_ids") if "token_type_ids" in tokenizer.model_input_names else None
-    return Windows(enc["input_ids"], types, example_index, offsets,
-                   np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64))
+            s, e = _label(window, example.answer_starts[0], example.answer_starts[0] + len(example.answers[0]))
+        out.input_ids.append(np.asarray(enc["input_ids"][i], dtype=np.int32))
+        if with_types:
+            out.token_type_ids.append(np.asarray(enc["token_type_ids"][i], dtype=np.int8))
+        out.offsets.append(window)
+        out.example_index.append(base + index)
+        out.start_positions.append(s)
+        out.end_positions.append(e)
+
+
+def tokenize_windows(examples: Sequence[Example], tokenizer, config: WindowConfig = WindowConfig(),
+                     chunk: int = 1024) -> Windows:
+    """Tokenise examples into windows; labels point at the first gold answer (CLS if absent).
+
+    Works in chunks so that the tokenizer's Python-list output for a large data set never
+    exists all at once (it costs several GB for all of SQuAD train).
+    """
+    config.check()
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("qatune needs a fast (Rust) tokenizer for character offsets")
+    with_types = "token_type_ids" in tokenizer.model_input_names
+    out = Windows([], [] if with_types else None, [], [], [], [])
+    for base in range(0, len(examples), chunk):
+        _tokenize_chunk(examples[base:base + chunk], tokenizer, config, out, base)
+    out.example_index = np.asarray(out.example_index, dtype=np.int64)
+    out.start_positions = np.asarray(out.start_positions, dtype=np.int64)
+    out.end_positions = np.asarray(out.end_positions, dtype=np.int64)
+    return out
