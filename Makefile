@@ -23,6 +23,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(QATUNE) train --train-data squad:train --train-sample $(RUN_TRAIN) --eval-data squad:validation \
+		--learning-rate 2e-4 --train-batch-size 16 \
 		--eval-sample $(RUN_EVAL) --eval-steps 50 --output $(RUN_DIR)
 	$(QATUNE) ask --model $(RUN_DIR) --compare-with default --questions examples/study_questions.json --top-k 3
 

@@ -81,16 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"qatune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    common = argparse.ArgumentParser(add_help=False)  # lets -q also follow the command
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="only warnings and errors on stderr, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="fine-tune a model for extractive QA (resumable)",
+    p = sub.add_parser("train", parents=[common], help="fine-tune a model for extractive QA (resumable)",
                        description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(p)
     p.add_argument("--overwrite", action="store_true", help="start over even if --output holds a run")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
-    p = sub.add_parser("evaluate", help="EM/F1 and correct/similar/incorrect of a model on a data set")
+    p = sub.add_parser("evaluate", parents=[common], help="EM/F1 and correct/similar/incorrect of a model on a data set")
     p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
     p.add_argument("--data", default="squad:validation", help="data spec (default: squad:validation)")
     p.add_argument("--limit", type=int, help="first N questions")
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     _add_window_args(p)
 
-    p = sub.add_parser("ask", help="answer a question about a context: top-k answers with probabilities")
+    p = sub.add_parser("ask", parents=[common], help="answer a question about a context: top-k answers with probabilities")
     p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
     p.add_argument("--context", help="the context text (else --context-file, else stdin)")
     p.add_argument("--context-file", help="read the context from this file")
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
     _add_window_args(p)
 
-    p = sub.add_parser("data", help="validate a data file and print its counts")
+    p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
     p.add_argument("spec", help="file or data spec")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -135,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if str(values["eval_data"]).lower() in {"none", ""}:
         values["eval_data"] = None
-    summary = train(TrainConfig.from_dict(values), overwrite=args.overwrite)
+    summary = train(TrainConfig.from_dict(values), overwrite=args.overwrite, progress_bar=not args.quiet)
     if args.json:
         _emit(summary)
         return 0
