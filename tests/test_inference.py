@@ -60,3 +60,14 @@ def test_evaluate_reports_speed_and_loss(tiny_bert):
     m = result.metrics
     assert m["total"] == len(result.predictions) == 34
     assert m["questions_per_second"] > 0 and m["eval_loss"] > 0
+
+
+def test_public_api_is_reexported():
+    import qatune
+    import qatune.train  # noqa: F401  (the submodule must not shadow the function)
+
+    from qatune.train import train
+
+    assert qatune.fine_tune is train
+    assert qatune.Answerer is Answerer and qatune.evaluate is evaluate
+    assert callable(qatune.load_data) and callable(qatune.squad_scores)

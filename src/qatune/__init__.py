@@ -10,7 +10,7 @@ _LAZY = {
     "Answer": "qatune.predict",
     "decode": "qatune.predict",
     "TrainConfig": "qatune.config",
-    "train": "qatune.train",
+    "fine_tune": "qatune.train",
     "load_model": "qatune.models",
     "load_data": "qatune.sources",
     "load_file": "qatune.data",
@@ -28,9 +28,13 @@ __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
-    """Import the public API lazily: `import qatune` stays fast (no torch) until a name is used."""
+    """Import the public API lazily: `import qatune` stays fast (no torch) until a name is used.
+
+    (`qatune.train` is the module; its function is exported as `qatune.fine_tune`.)
+    """
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        return getattr(module, "train" if name == "fine_tune" else name)
     raise AttributeError(f"module 'qatune' has no attribute {name!r}")
