@@ -152,7 +152,7 @@ class _Run:
         self.bar = tqdm(total=self.total_steps, desc="fine-tuning", unit="step", dynamic_ncols=True,
                         disable=not (progress_bar and self.accelerator.is_main_process))
         self.loss_sum, self.loss_count, self.began = 0.0, 0, time.perf_counter()
-        self.eval_loss_sum, self.eval_loss_count = 0.0, 0
+        self.since_eval_sum, self.since_eval_count = 0.0, 0
 
     def record(self, kind: str, values: dict[str, Any]) -> None:
         entry = {"type": kind, "step": self.progress.step, "epoch": round(self.progress.step / self.steps_per_epoch, 4),
@@ -163,24 +163,24 @@ class _Run:
             if self.callback:
                 self.callback(entry)
 
-    def evaluate(self) -> dict[str, Any] | None:
+    def evaluate(self) -> None:
+        """Score the dev slice (main process only) and append an 'eval' record to the history."""
         if self.dev is None:
-            return None
+            return
         if self.accelerator.is_main_process:
             unwrapped = LoadedModel(self.accelerator.unwrap_model(self.model), self.loaded.tokenizer,
                                     self.loaded.name, self.loaded.path, self.loaded.fresh_head)
             unwrapped.model.config.qatune_with_null = self.with_null
             result = evaluate(unwrapped, self.dev, self.config.window, self.config.eval_batch_size,
                               self.config.max_answer_length)
-            train_loss = self.eval_loss_sum / self.eval_loss_count if self.eval_loss_count else None
-            self.eval_loss_sum, self.eval_loss_count = 0.0, 0
+            train_loss = self.since_eval_sum / self.since_eval_count if self.since_eval_count else None
+            self.since_eval_sum, self.since_eval_count = 0.0, 0
             metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
             self.record("eval", {"train_loss": train_loss, **metrics})
             self.bar.write(f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
                            f"eval loss {metrics['eval_loss']:.3f}")
         self.accelerator.wait_for_everyone()
         self.model.train()
-        return None
 
     def resume(self) -> None:
         latest = ckpt.latest_checkpoint(self.out)
@@ -232,8 +232,8 @@ class _Run:
                 value = float(loss.detach())
                 self.loss_sum += value
                 self.loss_count += 1
-                self.eval_loss_sum += value
-                self.eval_loss_count += 1
+                self.since_eval_sum += value
+                self.since_eval_count += 1
                 pending += len(batch["input_ids"]) * self.accelerator.num_processes
                 if self.accelerator.sync_gradients:
                     self._step_done(n, pending)
