@@ -106,33 +106,34 @@ def _label(offsets: np.ndarray, start: int, end: int) -> tuple[int, int]:
     return int(first), int(last)
 
 
-def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig, out: Windows, base: int) -> None:
-    """Tokenise one chunk of examples and append its windows to `out` (example indices offset by `base`)."""
+def _window_offsets(spans, sequence_ids, spaces: np.ndarray) -> np.ndarray:
+    """A window's character spans as an (n_tokens, 2) array, -1 outside the context, leading spaces trimmed."""
+    window = np.asarray(spans, dtype=np.int32).reshape(-1, 2)
+    window[np.array([s != 1 for s in sequence_ids])] = -1
+    _trim_leading_spaces(window, spaces)
+    return window
+
+
+def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig,
+                    with_types: bool) -> list[tuple]:
+    """(input_ids, token_type_ids, offsets, example index, start, end) of every window of a chunk."""
     questions = _truncate_questions([e.question for e in examples], tokenizer, config.max_query_length)
     enc = tokenizer(questions, [e.context for e in examples], truncation="only_second",
                     max_length=config.max_seq_length, stride=config.doc_stride, return_overflowing_tokens=True,
                     return_offsets_mapping=True, padding=False)
-    with_types = out.token_type_ids is not None
-    spaces: dict[int, np.ndarray] = {}
+    rows, last, spaces = [], -1, np.empty(0, dtype=bool)
     for i, spans in enumerate(enc["offset_mapping"]):
         index = enc["overflow_to_sample_mapping"][i]
         example = examples[index]
-        seq = np.array([s == 1 for s in enc.sequence_ids(i)])
-        window = np.asarray(spans, dtype=np.int32).reshape(-1, 2)
-        window[~seq] = -1
-        if index not in spaces:
-            spaces = {index: _space_mask(example.context)}
-        _trim_leading_spaces(window, spaces[index])
+        if index != last:  # windows of one example are consecutive
+            last, spaces = index, _space_mask(example.context)
+        window = _window_offsets(spans, enc.sequence_ids(i), spaces)
         s, e = 0, 0
         if example.answers:
             s, e = _label(window, example.answer_starts[0], example.answer_starts[0] + len(example.answers[0]))
-        out.input_ids.append(np.asarray(enc["input_ids"][i], dtype=np.int32))
-        if with_types:
-            out.token_type_ids.append(np.asarray(enc["token_type_ids"][i], dtype=np.int8))
-        out.offsets.append(window)
-        out.example_index.append(base + index)
-        out.start_positions.append(s)
-        out.end_positions.append(e)
+        types = np.asarray(enc["token_type_ids"][i], dtype=np.int8) if with_types else None
+        rows.append((np.asarray(enc["input_ids"][i], dtype=np.int32), types, window, index, s, e))
+    return rows
 
 
 def tokenize_windows(examples: Sequence[Example], tokenizer, config: WindowConfig = WindowConfig(),
@@ -146,10 +147,10 @@ def tokenize_windows(examples: Sequence[Example], tokenizer, config: WindowConfi
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("qatune needs a fast (Rust) tokenizer for character offsets")
     with_types = "token_type_ids" in tokenizer.model_input_names
-    out = Windows([], [] if with_types else None, [], [], [], [])
+    rows = []
     for base in range(0, len(examples), chunk):
-        _tokenize_chunk(examples[base:base + chunk], tokenizer, config, out, base)
-    out.example_index = np.asarray(out.example_index, dtype=np.int64)
-    out.start_positions = np.asarray(out.start_positions, dtype=np.int64)
-    out.end_positions = np.asarray(out.end_positions, dtype=np.int64)
-    return out
+        chunk_rows = _tokenize_chunk(examples[base:base + chunk], tokenizer, config, with_types)
+        rows.extend((ids, types, offsets, base + index, s, e) for ids, types, offsets, index, s, e in chunk_rows)
+    ids, types, offsets, index, starts, ends = zip(*rows) if rows else ([], [], [], [], [], [])
+    return Windows(list(ids), list(types) if with_types else None, np.asarray(index, dtype=np.int64),
+                   list(offsets), np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64))
