@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qatune import __version__
+from qatune.cli_sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import DataError, QatuneError, TrainingInterrupted
 
 EPILOG = """examples:
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="answers per question, 1..20 (default: 3)")
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
     _add_window_args(p)
+
+    add_sweep_parser(sub, common)
 
     p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
     p.add_argument("spec", help="file or data spec")
@@ -256,7 +259,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep}
 
 
 def _setup_logging(quiet: bool) -> None:

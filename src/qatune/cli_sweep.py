@@ -1,0 +1,170 @@
+"""`qatune sweep`: run, resume, join or show a hyperparameter sweep (the CLI side only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from qatune.errors import ConfigError
+
+SWEEP_EPILOG = """usage forms:
+  qatune sweep CONFIG [--name NAME]            run a sweep, or resume it (same command again)
+  qatune sweep CONFIG --dry-run                validate CONFIG, print the search space and the engine
+  qatune sweep --join NAME --storage URL       add this machine as one more worker of a running sweep
+  qatune sweep show NAME                       trial table, top 10, picks; CSV/JSON and PNG figures
+
+CONFIG is a W&B sweep config (YAML or JSON): method, metric, parameters, early_terminate, run_cap,
+plus `base:` with the training settings every trial shares (model, data, slices, epochs). Trials run
+one at a time in child processes; the results live in the storage (default NAME/sweep.db).
+
+examples:
+  qatune sweep examples/sweep_study.yaml --base train_sample=200 --base eval_sample=100 --count 25
+  qatune sweep examples/sweep_f1.yaml --storage postgresql://user:pw@db/qatune
+  qatune sweep --join sweep_f1 --storage postgresql://user:pw@db/qatune
+  qatune sweep show sweep_f1 --top 10"""
+
+
+def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("sweep", parents=[common], help="hyperparameter sweep from a W&B sweep config, on Optuna",
+                       description="Run a W&B-format hyperparameter sweep locally with Optuna (resumable, "
+                                   "many workers with --storage), or show its results.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       usage="qatune sweep [CONFIG | show NAME | --join NAME] [options]")
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="sweep config file, or `show`")
+    p.add_argument("show_name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
+    p.add_argument("--name", help="sweep name (default: the config's `name`, else the file name)")
+    p.add_argument("--dir", default="runs/sweeps", help="parent folder of sweep folders (default: runs/sweeps)")
+    p.add_argument("--storage", help="database URL shared by workers, e.g. postgresql://user:pw@host/db "
+                                     "(default: sqlite file in the sweep folder)")
+    p.add_argument("--join", metavar="NAME", help="join the existing sweep NAME (config read from --storage)")
+    p.add_argument("--count", type=int, help="run at most N trials in this worker (like `wandb agent --count`)")
+    p.add_argument("--base", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a `base` training setting, e.g. --base train_sample=500 (repeatable)")
+    p.add_argument("--retries", type=int, default=1,
+                   help="times a trial whose worker died (no heartbeat) is retried, resuming its checkpoint "
+                        "(default: 1); a Ctrl-C'd trial is always resumed")
+    p.add_argument("--heartbeat-interval", type=int, default=20, metavar="SECONDS",
+                   help="heartbeat period; a trial silent for 3x this is failed (default: 20)")
+    p.add_argument("--keep-models", action="store_true", help="keep every trial's model weights (default: delete)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, run nothing")
+    p.add_argument("--wandb", action="store_true", help="also log each trial to W&B (honours WANDB_MODE=offline)")
+    p.add_argument("--top", type=int, default=10, help="show: how many best trials to list and plot (default: 10)")
+    p.add_argument("--out", help="show: folder for trials.csv/json and figures (default: NAME/results)")
+    p.add_argument("--no-figures", action="store_true", help="show: skip the PNG figures")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """--base KEY=VALUE pairs, each VALUE read as YAML (so 500 is a number and none is null)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--base {pair!r}: expected KEY=VALUE, e.g. --base train_sample=500")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _options(args: argparse.Namespace, name: str):
+    from qatune.sweep import SweepOptions
+
+    for flag in ("count", "retries", "heartbeat_interval", "top"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "retries" else 1):
+            raise ConfigError(f"--{flag.replace('_', '-')} must be {'>= 0' if flag == 'retries' else '> 0'}, "
+                              f"got {value}")
+    return SweepOptions(name=name, directory=Path(args.dir) / name, storage=args.storage, count=args.count,
+                        retries=args.retries, heartbeat_interval=args.heartbeat_interval,
+                        keep_models=args.keep_models, seed=args.seed, wandb=args.wandb)
+
+
+def _print_plan(spec, name: str, options) -> None:
+    from qatune.sweep.engine import engine_description
+    from qatune.sweep.spec import SWEEP_DEFAULTS
+
+    print(f"sweep {name}: OK ({options.url})")
+    print("search space:")
+    for param in spec.params.values():
+        grid = f", grid {list(param.grid)}" if spec.method == "grid" else ""
+        print(f"  {param.name}: {param.kind} -> optuna {param.distribution}{grid}")
+    for key, value in spec.fixed.items():
+        print(f"  {key}: constant {value!r}")
+    if spec.grid_size:
+        print(f"  grid points: {spec.grid_size}")
+    print("engine:")
+    for line in engine_description(spec):
+        print(f"  {line}")
+    print("every trial: " + ", ".join(f"{k}={v}" for k, v in {**SWEEP_DEFAULTS, **spec.base}.items()))
+
+
+def _show(args: argparse.Namespace) -> int:
+    from qatune.sweep import show_sweep
+    from qatune.sweep.results import format_table
+
+    name = args.show_name or args.join or args.name
+    if not name:
+        raise ConfigError("sweep show: give the sweep NAME, e.g. `qatune sweep show my-sweep`")
+    options = _options(args, name)
+    report = show_sweep(options, Path(args.out) if args.out else None, n_top=args.top, figures=not args.no_figures)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        return 0
+    columns = report["columns"]
+    counts = report["counts"]
+    print(f"sweep {name}: {report['method']}, metric {report['metric']['name']} ({report['metric']['goal']}); "
+          + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    print(format_table(report["trials"], columns))
+    ranked = [r for name_ in report["top"] for r in report["trials"] if r["name"] == name_]
+    print(f"\ntop {len(ranked)} by {report['metric']['name']}:")
+    print(format_table(ranked, columns))
+    print("\nextreme explorations (the study's Table 1):")
+    picked = [{"pick": pick, **next(r for r in report["trials"] if r["name"] == trial)}
+              for pick, trial in report["picks"].items()]
+    print(format_table(picked, ["pick", "name", *report["params"], "train_loss", "eval_loss", "correct", "f1"]))
+    print("\nwritten: " + ", ".join(report["files"]))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from qatune.sweep import load_sweep, run_sweep
+
+    if args.config == "show":
+        return _show(args)
+    if args.show_name:
+        raise ConfigError(f"unexpected argument {args.show_name!r}; did you mean `qatune sweep show NAME`?")
+    if args.join and args.config:
+        raise ConfigError("give a CONFIG or --join NAME, not both")
+    if args.join:
+        if not args.storage:
+            raise ConfigError("--join needs --storage URL (the database the sweep lives in)")
+        spec, name = None, args.join
+    elif args.config:
+        spec = load_sweep(args.config, _overrides(args.base))
+        name = args.name or spec.name or Path(args.config).stem
+    else:
+        raise ConfigError("give a sweep CONFIG file (or --join NAME, or `show NAME`); see `qatune sweep --help`")
+    options = _options(args, name)
+    if args.dry_run:
+        if spec is None:
+            raise ConfigError("--dry-run checks a CONFIG file; it has nothing to check with --join")
+        _print_plan(spec, name, options)
+        return 0
+    result = run_sweep(spec, options, progress_bar=not args.quiet)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        return 0
+    counts = result["counts"]
+    print(f"sweep {name}: stopped ({result['stopped']}); " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    best = result["best"]
+    if best:
+        print(f"best: {best['name']}, {result['metric']} {best['value']:.4g} "
+              f"(EM {best['exact_match']:.2f}, F1 {best['f1']:.2f}, correct {best['correct']})")
+    print(f"results: qatune sweep show {name}" + (f" --storage {args.storage}" if args.storage else "")
+          + (f" --dir {args.dir}" if args.dir != "runs/sweeps" else ""))
+    return 0

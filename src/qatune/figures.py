@@ -1,0 +1,78 @@
+"""PNG figures of runs and sweeps (matplotlib, no display needed).
+
+Line charts of a metric over training for several runs (the study's Figures 1-4), and Optuna's
+own optimisation-history and parameter-importance plots for a sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure atomically (temp file + rename), then free it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(path)
+    _pyplot().close(fig)
+    return path
+
+
+def metric_lines(runs: dict[str, list[dict[str, Any]]], metric: str, path: Path, *, title: str,
+                 ylabel: str, x: str = "step") -> Path | None:
+    """One line per run: `metric` of each history record against `x` (optimizer steps by default)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    drawn = 0
+    for label, history in runs.items():
+        points = [(r[x], r[metric]) for r in history if r.get(metric) is not None and r.get(x) is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=label)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_title(title)
+    ax.set_xlabel({"step": "optimizer step", "windows_seen": "training windows seen"}.get(x, x))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, ncol=2 if drawn > 5 else 1)
+    return _save(fig, path)
+
+
+def optuna_figures(study, folder: Path) -> list[Path]:
+    """Optuna's optimisation history and (with enough finished trials) parameter importances."""
+    from optuna.importance import PedAnovaImportanceEvaluator
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as ovm
+
+    written = []
+    finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        if finished:
+            ax = ovm.plot_optimization_history(study)
+            written.append(_save(ax.figure, folder / "optimization_history.png"))
+        if len(finished) >= 3 and len(study.best_trial.params) >= 1:
+            try:
+                ax = ovm.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+                written.append(_save(ax.figure, folder / "param_importances.png"))
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                logger.warning("no parameter-importance figure: %s", exc)
+    return written

@@ -1,0 +1,385 @@
+"""Run a sweep on Optuna: one study in a storage, any number of workers, one child process a trial.
+
+The storage (SQLite in the sweep folder, or PostgreSQL/MySQL for many machines) is the single
+source of truth: the config, every trial's settings, state, metrics and history live there, so a
+worker can join with nothing but the sweep's name and URL, and `qatune sweep show` needs no files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from qatune.errors import ConfigError, QatuneError, TrainingInterrupted
+from qatune.sweep.spec import SweepSpec, parse_sweep
+from qatune.sweep.trial import TrialProcess
+
+logger = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeats, stale-trial retries and ask/tell with heartbeats are what make sweeps resumable across
+# workers; Optuna flags them experimental (stable since 2.x) and we use them on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|qatune)\.")
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+CONFIG_ATTR = "qatune_sweep"
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SweepOptions:
+    """How this worker runs: where, how many trials, and the failure policy."""
+
+    name: str
+    directory: Path
+    storage: str | None = None
+    count: int | None = None
+    retries: int = 1
+    heartbeat_interval: int = 20
+    keep_models: bool = False
+    seed: int = 0
+    poll_seconds: float = 1.0
+    wandb: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.storage or f"sqlite:///{(self.directory / 'sweep.db').resolve()}"
+
+
+def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
+    """The RDB storage with heartbeats: a trial whose worker stops beating is failed, then retried.
+
+    Workers started together on an empty database race to create Optuna's tables; the loser's
+    CREATE fails once, and simply opening again succeeds, hence the few attempts.
+    """
+    options.directory.mkdir(parents=True, exist_ok=True)
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(options.url, heartbeat_interval=options.heartbeat_interval,
+                              grace_period=3 * options.heartbeat_interval,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=options.retries))
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise ConfigError(f"storage {options.url}: missing database driver ({exc.__cause__ or exc}); for "
+                              f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
+                              ) from None
+        except Exception as exc:  # SQLAlchemy raises many kinds; all mean the same to the user
+            error = exc
+            if "already exists" not in str(exc) and "UniqueViolation" not in str(exc):
+                break
+            time.sleep(0.5 + attempt)
+    raise ConfigError(f"storage {options.url}: cannot open ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0]})") from None
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, minus its `study.stop()` when the grid is done: that call only works
+    inside `study.optimize`, and our workers decide when to stop themselves (`Worker.stop_reason`)."""
+
+    def after_trial(self, study, trial, state, values) -> None:  # noqa: ARG002
+        return None
+
+
+def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
+    if spec.method == "grid":
+        return _GridSampler({n: list(p.grid or ()) for n, p in spec.params.items()}, seed=seed)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # W&B's bayes is a Gaussian process with expected improvement; so is Optuna's GPSampler (log EI).
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec),
+                                     independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+
+
+def startup_trials(spec: SweepSpec) -> int:
+    """Random trials before the GP takes over: 10 (Optuna's default), fewer for short sweeps."""
+    return min(10, max(3, (spec.run_cap or 30) // 3))
+
+
+def _pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    band = spec.early_terminate
+    if band is None:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.HyperbandPruner(band.min_resource, band.max_resource, band.eta)
+
+
+def engine_description(spec: SweepSpec) -> list[str]:
+    """What the config maps to in Optuna, for --dry-run and the README."""
+    sampler = {"grid": "GridSampler", "random": "RandomSampler",
+               "bayes": f"GPSampler (Gaussian process, log expected improvement; {startup_trials(spec)} "
+                        f"random startup trials)"}[spec.method]
+    band = spec.early_terminate
+    pruner = (f"HyperbandPruner(min_resource={band.min_resource}, max_resource={band.max_resource}, "
+              f"reduction_factor={band.eta}); a resource unit is one evaluation" if band else "none")
+    return [f"method {spec.method} -> optuna {sampler}", f"early_terminate -> {pruner}",
+            f"metric {spec.metric.name} ({spec.metric.goal})" +
+            (f", stop when a trial reaches {spec.metric.target}" if spec.metric.target is not None else ""),
+            f"run_cap {spec.run_cap}" if spec.run_cap else "run_cap none (stop with --count or Ctrl-C)"]
+
+
+def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.Study, SweepSpec]:
+    """Create or load the sweep's study. With `spec=None` (joining), the config comes from the storage.
+
+    The sampler's seed is `options.seed` plus the number of trials already there, so a fresh sweep is
+    reproducible and a resumed one does not replay the draws it made before; on a shared storage
+    (`--storage`) the worker's process id is added too, so simultaneous workers draw differently.
+    """
+    storage = open_storage(options)
+    if spec is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        if options.name not in names:
+            raise ConfigError(f"no sweep named {options.name!r} in {options.url}; start it with "
+                              f"`qatune sweep CONFIG --name {options.name} --storage URL`")
+        raw = optuna.load_study(study_name=options.name, storage=storage).user_attrs.get(CONFIG_ATTR)
+        if raw is None:
+            raise ConfigError(f"study {options.name!r} in {options.url} was not made by qatune sweep")
+        spec = parse_sweep(raw)
+    study = optuna.create_study(study_name=options.name, storage=storage, load_if_exists=True,
+                                direction=spec.metric.direction, pruner=_pruner(spec))
+    salt = len(study.get_trials(deepcopy=False)) + (os.getpid() if options.storage else 0)
+    study.sampler = _sampler(spec, options.seed + salt)
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, spec.raw)
+    elif parse_sweep(stored).raw != spec.raw:
+        raise ConfigError(f"sweep {options.name!r} exists with another config; pick another --name, or delete "
+                          f"{options.directory} to start over")
+    return study, spec
+
+
+def superseded(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of trials that a retry replaced (the retry carries on under a new number)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count towards run_cap: not replaced by a retry, not skipped."""
+    gone = superseded(trials)
+    return [t for t in trials if t.number not in gone and not t.user_attrs.get("skipped")]
+
+
+def root_number(trial: FrozenTrial) -> int:
+    """The first attempt's number: a retried trial trains in (and resumes from) that trial's folder."""
+    history = trial.system_attrs.get("retry_history") or []
+    return history[0] if history else trial.number
+
+
+class _Heartbeat:
+    """Record the trial's heartbeat while its child runs, so other workers can tell it is alive."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int) -> None:
+        self.stop_event = threading.Event()
+        interval = storage.get_heartbeat_interval() or 60
+
+        def beat() -> None:
+            while not self.stop_event.is_set():
+                storage.record_heartbeat(trial_id)
+                self.stop_event.wait(interval)
+
+        self.thread = threading.Thread(target=beat, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join()
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+class Worker:
+    """One worker of a sweep: ask Optuna for a trial, run it in a child process, tell the result."""
+
+    def __init__(self, study: optuna.Study, spec: SweepSpec, options: SweepOptions,
+                 callback: Callback | None = None) -> None:
+        self.study, self.spec, self.options, self.callback = study, spec, options, callback
+        self.storage = study._storage  # the RDBStorage we opened (heartbeats need it)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.ran = 0
+        self.logger = None
+        if options.wandb:
+            from qatune.sweep.tracking import WandbLogger
+
+            self.logger = WandbLogger(options.name, spec)
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    def stop_reason(self) -> str | None:
+        """Why no further trial should start (run cap, grid walked, target met, --count), or None."""
+        if self.options.count is not None and self.ran >= self.options.count:
+            return f"ran --count {self.options.count} trials"
+        live = counted(self.trials())
+        if any(t.state == TrialState.WAITING for t in live):
+            return None  # a retry is queued: it replaces a counted trial
+        if self.spec.run_cap and len(live) >= self.spec.run_cap:
+            return f"run_cap {self.spec.run_cap} reached"
+        if self.spec.grid_size and len(live) >= self.spec.grid_size:
+            return f"all {self.spec.grid_size} grid points done"
+        done = [t for t in live if t.state == TrialState.COMPLETE and t.value is not None]
+        if any(self.spec.metric.reached(t.value) for t in done):
+            return f"metric target {self.spec.metric.target} reached"
+        return None
+
+    def _running(self) -> bool:
+        """Whether other workers still run trials (if one died, its trial goes stale and is retried)."""
+        return any(t.state == TrialState.RUNNING for t in counted(self.trials()))
+
+    def _skip_reason(self, trial: FrozenTrial) -> str | None:
+        """A freshly created trial that must not run: past the cap, or a grid point already taken."""
+        if trial.system_attrs.get("retry_history"):
+            return None
+        earlier = [t for t in counted(self.trials()) if t.number < trial.number]
+        if self.spec.run_cap and len(earlier) >= self.spec.run_cap:
+            return "over run_cap"
+        if self.spec.method == "grid":
+            if any(t.params == trial.params and t.state != TrialState.FAIL for t in earlier):
+                return "grid point taken by another worker"
+        return None
+
+    def run(self) -> str:
+        """Run trials until a stop reason; returns it. Ctrl-C/SIGTERM: stop the trial, queue its retry."""
+        _sigterm_as_interrupt()
+        while True:
+            fail_stale_trials(self.study)
+            reason = self.stop_reason()
+            if reason and not reason.startswith("ran --count") and self._running():
+                time.sleep(min(5.0, self.options.heartbeat_interval))  # a dead worker's trial may come back
+                continue
+            if reason:
+                return reason
+            trial = self.study.ask(self.spec.distributions)
+            frozen = next(t for t in self.trials() if t.number == trial.number)
+            skip = self._skip_reason(frozen)
+            if skip:
+                trial.set_user_attr("skipped", skip)
+                self.study.tell(trial, state=TrialState.FAIL)
+                if skip == "over run_cap":
+                    return f"run_cap {self.spec.run_cap} reached"
+                continue
+            self._run_trial(trial, frozen)
+            self.ran += 1
+            self._check_failing()
+
+    def _check_failing(self, limit: int = 3) -> None:
+        """Stop when the last `limit` trials all failed with an error: the setup, not a trial, is broken."""
+        finished = [t for t in counted(self.trials()) if t.state.is_finished()]
+        last = sorted(finished, key=lambda t: t.datetime_complete or t.datetime_start)[-limit:]
+        if len(last) == limit and all(t.state == TrialState.FAIL and "interrupted" not in str(t.user_attrs.get("error"))
+                                      for t in last):
+            raise QatuneError(f"the last {limit} trials failed; the last said: {last[-1].user_attrs.get('error')}")
+
+    def _trial_dir(self, frozen: FrozenTrial) -> Path:
+        return self.options.directory / "trials" / f"trial-{root_number(frozen):03d}"
+
+    def _run_trial(self, trial: Trial, frozen: FrozenTrial) -> None:
+        values = self.spec.values(trial.params)
+        folder = self._trial_dir(frozen)
+        for key, value in (("values", values), ("worker", self.worker_id), ("output_dir", str(folder))):
+            trial.set_user_attr(key, value)
+        if not frozen.system_attrs.get("retry_history"):
+            shutil.rmtree(folder, ignore_errors=True)  # leftovers of an older sweep of this name
+        try:
+            config = self.spec.config(values, str(folder))
+        except QatuneError as exc:
+            trial.set_user_attr("error", str(exc))
+            self.study.tell(trial, state=TrialState.FAIL)
+            self._announce(trial.number, "failed", str(exc))
+            return
+        heartbeat = _Heartbeat(self.storage, trial._trial_id)
+        process = TrialProcess(folder, config.to_dict())
+        if self.logger:
+            self.logger.start(trial.number, values)
+        self._announce(trial.number, "running", ", ".join(f"{k}={v}" for k, v in values.items()))
+        try:
+            state, value, note = self._watch(trial, process)
+        except KeyboardInterrupt:
+            self._interrupt(trial, process)
+            raise TrainingInterrupted(f"sweep stopped during trial {trial.number}; run the same command again "
+                                      f"to resume it") from None
+        finally:
+            heartbeat.stop()
+        self._finish(trial, process, state, value, note)
+
+    def _watch(self, trial: Trial, process: TrialProcess) -> tuple[TrialState, float | None, str]:
+        """Follow the child's metrics.jsonl: report each evaluation to Optuna, prune when it says so."""
+        metric, reported, evals = self.spec.metric.name, 0, []
+        while True:
+            code = process.poll()
+            evals = [r for r in process.history() if r.get("type") == "eval"]
+            for step, record in enumerate(evals[reported:], start=reported + 1):
+                if record.get(metric) is not None:
+                    trial.report(float(record[metric]), step)
+            if len(evals) > reported:
+                trial.set_user_attr("history", [compact(r) for r in evals])
+                if self.logger:
+                    self.logger.log(trial.number, evals[reported:])
+                reported = len(evals)
+                if code is None and trial.should_prune():
+                    process.stop(signal.SIGKILL)
+                    shutil.rmtree(process.folder / "checkpoints", ignore_errors=True)
+                    return TrialState.PRUNED, None, f"pruned after {reported} evaluations"
+            if code is not None:
+                break
+            time.sleep(self.options.poll_seconds)
+        process.close()
+        if code != 0:
+            return TrialState.FAIL, None, process.error()
+        value = evals[-1].get(metric) if evals else None
+        if value is None or not math.isfinite(value):
+            return TrialState.FAIL, None, f"the final evaluation has no finite {metric}"
+        trial.set_user_attr("metrics", compact(evals[-1]))
+        return TrialState.COMPLETE, float(value), f"{metric} {value:.4g}"
+
+    def _finish(self, trial: Trial, process: TrialProcess, state: TrialState, value: float | None,
+                note: str) -> None:
+        trial.set_user_attr("seconds", round(time.time() - process.began, 1))
+        if state == TrialState.FAIL:
+            trial.set_user_attr("error", note)
+        self.study.tell(trial, value, state=state)
+        if state == TrialState.COMPLETE and not self.options.keep_models:
+            for name in ("model.safetensors", "pytorch_model.bin"):
+                (process.folder / name).unlink(missing_ok=True)
+        if self.logger:
+            self.logger.finish(trial.number, state.name.lower())
+        self._announce(trial.number, state.name.lower(), note)
+
+    def _interrupt(self, trial: Trial, process: TrialProcess) -> None:
+        """Stop the child (it checkpoints), fail the trial and queue a retry that resumes it."""
+        code = process.stop(signal.SIGTERM)
+        trial.set_user_attr("error", f"interrupted (child exit {code}); queued to resume")
+        self.study.tell(trial, state=TrialState.FAIL)
+        frozen = next(t for t in self.trials() if t.number == trial.number)
+        RetryHeartbeatStaleTrialCallback(max_retry=None)(self.study, frozen)  # interruptions are not failures
+
+    def _announce(self, number: int, state: str, note: str) -> None:
+        if self.callback:
+            self.callback({"trial": number, "state": state, "note": note})
+
+
+HISTORY_KEYS = ("step", "epoch", "windows_seen", "elapsed", "train_loss", "eval_loss", "exact_match", "f1", "correct",
+                "similar", "incorrect", "total")
+
+
+def compact(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of an evaluation record a trial keeps in the storage."""
+    return {k: record.get(k) for k in HISTORY_KEYS}

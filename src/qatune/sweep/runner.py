@@ -1,0 +1,122 @@
+"""The sweep's two entry points: run (or join, or resume) a sweep, and show its results."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from qatune.errors import ConfigError
+from qatune.io import atomic_write_text
+from qatune.sweep.engine import Callback, SweepOptions, Worker, open_study
+from qatune.sweep.results import counts, picks, summary, table_columns, top, write_results
+from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
+
+logger = logging.getLogger(__name__)
+
+
+def _spec(config: SweepSpec | dict[str, Any] | str | Path | None) -> SweepSpec | None:
+    if config is None or isinstance(config, SweepSpec):
+        return config
+    if isinstance(config, dict):
+        return parse_sweep(config)
+    return load_sweep(config)
+
+
+def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: SweepOptions, *,
+              progress_bar: bool = True, callback: Callback | None = None) -> dict[str, Any]:
+    """Run trials of a sweep until its run cap, grid, target or `options.count`; resumable.
+
+    `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
+    sweep whose config is read from `options.storage`. Returns counts, the stop reason and the best trial.
+    """
+    study, spec = open_study(_spec(config), options)
+    import yaml
+
+    saved = options.directory / "sweep.yaml"
+    if not saved.exists():
+        atomic_write_text(saved, yaml.safe_dump(spec.raw, sort_keys=False))
+    total = spec.run_cap or spec.grid_size or options.count
+    bar = tqdm(total=total, desc=f"sweep {options.name}", unit="trial", disable=not progress_bar,
+               dynamic_ncols=True)
+    bar.update(sum(v for k, v in counts(study.get_trials(deepcopy=False)).items() if k not in ("running", "waiting")))
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["state"] == "running":
+            logger.info("trial %d: %s", event["trial"], event["note"])
+        else:
+            bar.update(1)
+            logger.info("trial %d %s: %s", event["trial"], event["state"], event["note"])
+        state = counts(study.get_trials(deepcopy=False))
+        best = top(summary_rows(study, spec), spec, 1)
+        bar.set_postfix(done=state["complete"], running=state["running"], pruned=state["pruned"],
+                        failed=state["failed"], best=f"{best[0]['value']:.4g}" if best else "-")
+        if callback:
+            callback(event)
+
+    worker = Worker(study, spec, options, on_event)
+    try:
+        with logging_redirect_tqdm(loggers=[logging.getLogger("qatune")]):
+            reason = worker.run()
+    finally:
+        bar.close()
+    report = summary(study.get_trials(deepcopy=False), spec, options.name)
+    return {"name": options.name, "storage": options.url, "metric": spec.metric.name, "stopped": reason, "ran_here": worker.ran,
+            "counts": report["counts"], "best": report["best"], "picks": report["picks"]}
+
+
+def summary_rows(study, spec: SweepSpec) -> list[dict[str, Any]]:
+    from qatune.sweep.results import trial_rows
+
+    return trial_rows(study.get_trials(deepcopy=False), spec)
+
+
+def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
+               figures: bool = True) -> dict[str, Any]:
+    """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
+    if options.storage is None and not (options.directory / "sweep.db").exists():
+        raise ConfigError(f"no sweep {options.name!r} in {options.directory} (no sweep.db there); run "
+                          f"`qatune sweep CONFIG --name {options.name}` first, or pass --dir / --storage")
+    study, spec = open_study(None, options)
+    report = summary(study.get_trials(deepcopy=False), spec, options.name, n_top)
+    out = out or options.directory / "results"
+    files = write_results(report, spec, out)
+    if figures:
+        files += sweep_figures(report, spec, study, out / "figures", n_top)
+    report["files"] = [str(f) for f in files]
+    report["columns"], report["params"] = table_columns(spec), list(spec.params)
+    return report
+
+
+def sweep_figures(report: dict[str, Any], spec: SweepSpec, study, folder: Path, n_top: int = 10) -> list[Path]:
+    """Figures 1-3 of the study (train loss, eval loss, correct answers of the top runs) + Optuna's."""
+    from qatune.figures import metric_lines, optuna_figures
+
+    best = top(report["trials"], spec, n_top)
+    runs = {_label(r, spec): r["history"] for r in best}
+    charts = [("train_loss", "Training loss", "train_loss.png"), ("eval_loss", "Evaluation loss", "eval_loss.png"),
+              ("correct", "Correct answers", "correct.png")]
+    written = []
+    for metric, title, name in charts:
+        path = metric_lines(runs, metric, folder / name, title=f"{title}, top {len(runs)} trials by {spec.metric.name}",
+                            ylabel=title.lower())
+        if path:
+            written.append(path)
+    return written + optuna_figures(study, folder)
+
+
+def _label(row: dict[str, Any], spec: SweepSpec) -> str:
+    settings = ", ".join(f"{_short(k)}={row[k]:.3g}" if isinstance(row[k], float) else f"{_short(k)}={row[k]}"
+                         for k in spec.params)
+    return f"{row['name']} ({settings})"
+
+
+def _short(name: str) -> str:
+    return {"learning_rate": "lr", "train_batch_size": "batch", "num_train_epochs": "epochs",
+            "warmup_ratio": "warmup", "weight_decay": "wd"}.get(name, name)
+
+
+__all__ = ["run_sweep", "show_sweep", "picks"]

@@ -1,0 +1,207 @@
+"""Sweeps end to end on a tiny model: run, show, fail a trial, prune, kill and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from qatune.io import read_jsonl
+from qatune.sweep import SweepOptions, parse_sweep, run_sweep
+
+BASE = {"train_data": "sample", "eval_data": "sample:validation", "eval_sample": 20, "max_steps": 6,
+        "eval_steps": 2, "max_seq_length": 128, "doc_stride": 32, "micro_batch_size": 8}
+
+
+def write_config(path: Path, model: Path, **changes) -> Path:
+    config = {"method": "random", "metric": {"name": "f1", "goal": "maximize"},
+              "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
+                             "train_batch_size": {"values": [8, 16]}},
+              "run_cap": 3, "base": {**BASE, "model": str(model)}}
+    for key, value in changes.items():
+        if key == "base":
+            config["base"].update(value)
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def sweep_cli(*args: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "qatune.cli", "sweep", *args], capture_output=True, text=True,
+                          timeout=600, **popen)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-3000:]}")
+    return proc
+
+
+def test_sweep_runs_and_shows(tiny_bert, tmp_path):
+    config = write_config(tmp_path / "s.yaml", tiny_bert)
+    out = sweep_cli(str(config), "--dir", str(tmp_path), "-q").stdout
+    assert "stopped (run_cap 3 reached); 3 complete" in out
+    report = json.loads(sweep_cli("show", "s", "--dir", str(tmp_path), "--json").stdout)
+    rows = report["trials"]
+    assert [r["state"] for r in rows] == ["complete"] * 3 and report["counts"]["complete"] == 3
+    for row in rows:  # the storage's numbers are the trial's own final evaluation
+        final = json.loads((Path(tmp_path / "s" / "trials" / f"trial-{row['trial']:03d}") / "qatune.json")
+                           .read_text())["final_eval"]
+        assert (row["f1"], row["correct"], row["eval_loss"]) == (final["f1"], final["correct"], final["eval_loss"])
+        assert row["evaluations"] == 3 and [h["step"] for h in row["history"]] == [2, 4, 6]
+        assert row["value"] == row["f1"] and 1e-4 <= row["learning_rate"] <= 1e-2
+    best = max(rows, key=lambda r: r["f1"])
+    assert report["best"]["name"] == best["name"] == report["picks"]["best_f1"]
+    assert report["picks"]["lowest_train_loss"] == min(rows, key=lambda r: r["train_loss"])["name"]
+    results = tmp_path / "s" / "results"
+    with open(results / "trials.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["trial"]) for r in table] == [r["trial"] for r in rows]
+    for name in ("train_loss", "eval_loss", "correct", "optimization_history", "param_importances"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 5000
+    assert not (tmp_path / "s" / "trials" / "trial-000" / "model.safetensors").exists()  # no --keep-models
+    text = sweep_cli("show", "s", "--dir", str(tmp_path), "--no-figures").stdout
+    assert "top 3 by f1" in text and "lowest_train_loss" in text
+    again = sweep_cli(str(config), "--dir", str(tmp_path), "-q").stdout  # finished: nothing more runs
+    assert "3 complete" in again and len(json.loads(sweep_cli("show", "s", "--dir", str(tmp_path), "--json",
+                                                              "--no-figures").stdout)["trials"]) == 3
+
+
+def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_bert, tmp_path):
+    config = write_config(tmp_path / "f.yaml", tiny_bert, method="grid",
+                          parameters={"model": {"values": [str(tmp_path / "no-such-model"), str(tiny_bert)]}})
+    raw = yaml.safe_load(config.read_text())
+    del raw["base"]["model"]
+    config.write_text(yaml.safe_dump(raw))
+    sweep_cli(str(config), "--dir", str(tmp_path), "-q")
+    rows = json.loads(sweep_cli("show", "f", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"]
+    states = {r["model"]: r for r in rows}
+    assert states[str(tiny_bert)]["state"] == "complete"
+    failed = states[str(tmp_path / "no-such-model")]
+    assert failed["state"] == "fail" and "no-such-model" in failed["error"]
+
+
+def test_hyperband_sees_every_evaluation(tiny_bert, tmp_path):
+    spec = parse_sweep({"method": "random", "metric": {"name": "eval_loss", "goal": "minimize"},
+                        "parameters": {"learning_rate": {"values": [1e-9, 5e-3]}}, "run_cap": 4,
+                        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
+                        "base": {**BASE, "model": str(tiny_bert)}})
+    options = SweepOptions("hb", tmp_path / "hb", poll_seconds=0.2)
+    result = run_sweep(spec, options, progress_bar=False)
+    assert result["counts"]["complete"] + result["counts"]["pruned"] == 4
+    study = optuna.load_study(study_name="hb", storage=options.url)
+    for trial in study.trials:
+        history = trial.user_attrs["history"]
+        assert len(trial.intermediate_values) == len(history) >= 1
+        assert list(trial.intermediate_values.values()) == [h["eval_loss"] for h in history]
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            assert history[-1]["step"] < 6
+
+
+def test_bad_config_and_dry_run(tiny_bert, tmp_path):
+    config = write_config(tmp_path / "d.yaml", tiny_bert, method="grid",
+                          parameters={"train_batch_size": {"values": [8, 16]}, "warmup_ratio": {"values": [0, 0.1]}})
+    out = sweep_cli(str(config), "--dry-run").stdout
+    assert "method grid -> optuna GridSampler" in out and "grid points: 4" in out
+    bad = write_config(tmp_path / "b.yaml", tiny_bert, metric={"name": "accuracy", "goal": "maximize"})
+    proc = sweep_cli(str(bad), "--dir", str(tmp_path), check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert "metric.name: 'accuracy'" in proc.stderr and not (tmp_path / "b").exists()
+    proc = sweep_cli("show", "nothing-here", "--dir", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "no sweep 'nothing-here'" in proc.stderr
+
+
+def _wait_for(path_glob: Path, pattern: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not list(path_glob.glob(pattern)):
+        if time.time() > deadline:
+            raise AssertionError(f"nothing matched {path_glob}/{pattern}")
+        time.sleep(0.1)
+
+
+def test_interrupt_and_kill_then_resume(tiny_bert, tmp_path):
+    """Ctrl-C, then SIGKILL of the worker mid-trial; re-running finishes with nothing lost or repeated."""
+    config = write_config(tmp_path / "k.yaml", tiny_bert, base={"max_steps": 30, "eval_steps": 10, "save_steps": 2})
+    args = [sys.executable, "-m", "qatune.cli", "sweep", str(config), "--dir", str(tmp_path), "-q",
+            "--heartbeat-interval", "1"]
+    trials = tmp_path / "k" / "trials"
+    worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(trials, "trial-000/checkpoints/step-*")
+    worker.send_signal(signal.SIGINT)
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 130 and "run the same command again" in err
+
+    worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(trials, "trial-002/checkpoints/step-*")
+    worker.kill()  # SIGKILL: no goodbye; its trial child checkpoints and exits, its heartbeat stops
+    worker.wait()
+    sweep_cli(str(config), "--dir", str(tmp_path), "-q", "--heartbeat-interval", "1")
+
+    rows = json.loads(sweep_cli("show", "k", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"]
+    assert [r["state"] for r in rows] == ["complete"] * 3
+    folders = sorted(p.name for p in trials.iterdir())  # a retry trains in its first attempt's folder
+    assert len(folders) == 3 and folders[:2] == ["trial-000", "trial-002"], folders
+    starts = {}
+    for folder in trials.iterdir():
+        log = (folder / "trial.log").read_text()
+        starts[folder.name] = log.count("trial process")
+        steps = [r["step"] for r in read_jsonl(folder / "metrics.jsonl") if r["type"] == "eval"]
+        assert steps == [10, 20, 30], (folder.name, steps)  # every evaluation once, none lost
+        assert json.loads((folder / "progress.json").read_text())["completed"]
+    assert sorted(starts.values()) == [1, 2, 2], starts  # two trials resumed once each, none started over
+    assert {r["resumed_from"] for r in rows} == {0, 2, None}
+    for name, count in starts.items():
+        if count == 2:
+            assert "resumed from" in (trials / name / "trial.log").read_text()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("QATUNE_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must start PostgreSQL and set QATUNE_TEST_POSTGRES (see .ci/run)")
+        pytest.skip("set QATUNE_TEST_POSTGRES=postgresql://... to run the multi-worker test")
+    return url
+
+
+def _studies(url: str) -> list:
+    try:
+        return optuna.get_all_study_summaries(url)
+    except Exception:  # noqa: BLE001 - the first worker may be creating the tables right now
+        return []
+
+
+def test_two_workers_share_a_postgres_sweep(tiny_bert, tmp_path, postgres_url):
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    config = write_config(tmp_path / "p.yaml", tiny_bert, method="grid", run_cap=5,
+                          parameters={"learning_rate": {"values": [1e-4, 1e-3, 1e-2]},
+                                      "train_batch_size": {"values": [8, 16]}})
+    common = ["--storage", postgres_url, "--dir", str(tmp_path), "-q"]
+    first = subprocess.Popen([sys.executable, "-m", "qatune.cli", "sweep", str(config), "--name", name, *common],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(s.study_name == name for s in _studies(postgres_url)):
+        assert time.time() < deadline and first.poll() is None, first.stderr.read() if first.poll() else "timeout"
+        time.sleep(0.5)
+    second = subprocess.Popen([sys.executable, "-m", "qatune.cli", "sweep", "--join", name, *common],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for worker in (first, second):
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+    report = json.loads(sweep_cli("show", name, *common, "--json", "--no-figures").stdout)
+    rows = report["trials"]
+    assert len(rows) == 5 and all(r["state"] == "complete" for r in rows)  # the run cap, across workers
+    settings = [(r["learning_rate"], r["train_batch_size"]) for r in rows]
+    assert len(set(settings)) == 5  # no grid point twice
+    assert len({r["worker"] for r in rows}) == 2  # both workers ran trials
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    ran = [t for t in study.trials if not t.user_attrs.get("skipped")]
+    assert len(ran) == 5 and len({t.number for t in ran}) == 5
