@@ -132,3 +132,11 @@ def test_unreadable_file_is_named(tmp_path):
         load_sweep(bad)
     with pytest.raises(ConfigError, match="no such sweep config"):
         load_sweep(tmp_path / "missing.yaml")
+
+
+def test_base_overrides_become_part_of_the_stored_config():
+    spec = parse_sweep(STUDY, {"train_sample": 120, "num_train_epochs": 3})
+    assert spec.raw["base"] == {"train_sample": 120, "num_train_epochs": 3}
+    assert parse_sweep(spec.raw).base == spec.base and "base" not in STUDY
+    with pytest.raises(ConfigError, match="base.learning_rate: also in parameters"):
+        parse_sweep(STUDY, {"learning_rate": 1e-4})

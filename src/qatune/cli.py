@@ -18,11 +18,14 @@ from qatune import __version__
 from qatune.cli_sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import DataError, QatuneError, TrainingInterrupted
 
+DESCRIPTION = ("Turn a pre-trained transformer encoder into an extractive question-answering model: "
+               "fine-tune, sweep hyperparameters, evaluate with official SQuAD metrics, answer with confidence.")
 EPILOG = """examples:
   qatune train --train-data squad:train --train-sample 2000 --output runs/minilm
   qatune evaluate --model runs/minilm --data squad:validation --limit 500
   qatune ask --model runs/minilm --context "Vin is a Mistborn of great power and skill." \\
              --question "What is Vin's speciality?"
+  qatune sweep examples/sweep_f1.yaml && qatune sweep show sweep_f1
 
 data specs: a file (.json/.json.gz SQuAD, .jsonl rows), sample[:validation] (embedded set), or
 squad[:split] / squad_v2[:split], looked up in $QATUNE_DATA_DIR, then the Hugging Face hub or its cache.
@@ -78,7 +81,7 @@ def _add_window_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qatune", description=__doc__.splitlines()[0], epilog=EPILOG,
+    parser = argparse.ArgumentParser(prog="qatune", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"qatune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("show_name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--name", help="sweep name (default: the config's `name`, else the file name)")
     p.add_argument("--dir", default="runs/sweeps", help="parent folder of sweep folders (default: runs/sweeps)")
-    p.add_argument("--storage", help="database URL shared by workers, e.g. postgresql://user:pw@host/db "
-                                     "(default: sqlite file in the sweep folder)")
+    p.add_argument("--storage", default=os.environ.get("QATUNE_STORAGE"),
+                   help="database URL shared by workers, e.g. postgresql://user:pw@host/db; also $QATUNE_STORAGE "
+                        "(default: a SQLite file in the sweep folder)")
     p.add_argument("--join", metavar="NAME", help="join the existing sweep NAME (config read from --storage)")
     p.add_argument("--count", type=int, help="run at most N trials in this worker (like `wandb agent --count`)")
     p.add_argument("--base", action="append", default=[], metavar="KEY=VALUE",

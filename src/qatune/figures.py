@@ -49,7 +49,7 @@ def metric_lines(runs: dict[str, list[dict[str, Any]]], metric: str, path: Path,
         plt.close(fig)
         return None
     ax.set_title(title)
-    ax.set_xlabel({"step": "optimizer step", "windows_seen": "training windows seen"}.get(x, x))
+    ax.set_xlabel({"step": "optimizer step", "windows_seen": "training windows seen", "epoch": "epoch"}.get(x, x))
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncol=2 if drawn > 5 else 1)

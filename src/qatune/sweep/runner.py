@@ -102,7 +102,7 @@ def sweep_figures(report: dict[str, Any], spec: SweepSpec, study, folder: Path, 
     written = []
     for metric, title, name in charts:
         path = metric_lines(runs, metric, folder / name, title=f"{title}, top {len(runs)} trials by {spec.metric.name}",
-                            ylabel=title.lower())
+                            ylabel=title.lower(), x="epoch")  # epochs compare runs of any batch size
         if path:
             written.append(path)
     return written + optuna_figures(study, folder)

@@ -321,6 +321,8 @@ def parse_sweep(raw: Any, base_overrides: dict[str, Any] | None = None) -> Sweep
     if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
         raise ConfigError(f"run_cap: expected a positive integer, got {run_cap!r}")
     base = _base(raw.get("base"), base_overrides, set(parameters))
+    if base_overrides:  # the stored config is the effective one, so joining workers train the same way
+        raw = {**raw, "base": base}
     spec = SweepSpec(method, _metric(raw.get("metric")), params, fixed, base, _hyperband(raw.get("early_terminate")),
                      run_cap, raw.get("name"), raw.get("project"), raw)
     _check_corners(spec)
