@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qatune import __version__
+from qatune.cli_study import add_run_parser, cmd_run
 from qatune.cli_sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import DataError, QatuneError, TrainingInterrupted
 
@@ -26,6 +27,7 @@ EPILOG = """examples:
   qatune ask --model runs/minilm --context "Vin is a Mistborn of great power and skill." \\
              --question "What is Vin's speciality?"
   qatune sweep examples/sweep_f1.yaml && qatune sweep show sweep_f1
+  qatune run                      # the whole study (quickstart): sweep, fine-tunes, comparison, report
 
 data specs: a file (.json/.json.gz SQuAD, .jsonl rows), sample[:validation] (embedded set), or
 squad[:split] / squad_v2[:split], looked up in $QATUNE_DATA_DIR, then the Hugging Face hub or its cache.
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_window_args(p)
 
     add_sweep_parser(sub, common)
+    add_run_parser(sub, common)
 
     p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
     p.add_argument("spec", help="file or data spec")
@@ -262,7 +265,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep, "run": cmd_run}
 
 
 def _setup_logging(quiet: bool) -> None:

@@ -138,3 +138,24 @@ def load_data(spec: str, default_split: str = "train", *, data_dir: str | None =
     dataset.notes.append(note)
     logger.warning(note)
     return dataset
+
+
+def locate(spec: str, default_split: str = "train", *, data_dir: str | None = None,
+           allow_sample: bool = True) -> tuple[str, list[str]]:
+    """Resolve `spec` once, up front, to what later stages should load: a file path, or the hub spec.
+
+    Local files are found without being read; a hub dataset is loaded (into its cache) to prove it is
+    there. Returns (concrete spec, notes); the notes announce a fall-back to the embedded sample.
+    """
+    name, split = _split_spec(spec, default_split)
+    if name == SAMPLE:
+        return str(sample_path(split)), []
+    if Path(spec).is_file():
+        return spec, []
+    local = _local_file(name, split, data_dir) if name in HUB_IDS else None
+    if local is not None:
+        return str(local), []
+    dataset = load_data(spec, default_split, data_dir=data_dir, allow_sample=allow_sample)
+    if dataset.notes:
+        return str(sample_path(split)), dataset.notes
+    return spec, []

@@ -177,8 +177,12 @@ class _Run:
             self.since_eval_sum, self.since_eval_count = 0.0, 0
             metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
             self.record("eval", {"train_loss": train_loss, **metrics})
-            self.bar.write(f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
-                           f"eval loss {metrics['eval_loss']:.3f}")
+            line = (f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
+                    f"eval loss {metrics['eval_loss']:.3f}")
+            if self.bar.disable:
+                logger.info(line)
+            else:
+                self.bar.write(line)
         self.accelerator.wait_for_everyone()
         self.model.train()
 

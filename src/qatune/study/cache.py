@@ -1,0 +1,67 @@
+"""Which study stages are done: each finished stage is recorded with the hash of its inputs.
+
+A rerun skips a stage whose inputs (its settings, the data files' hashes, the model it reads)
+hash to the recorded key, and redoes it otherwise. Stages that stop half-way (fine-tuning, the
+sweep) resume by themselves; the record is written only when a stage has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from qatune.io import atomic_write_json
+
+FILE = "stages.json"
+
+
+def digest(*parts: Any) -> str:
+    """A stable short hash of JSON-able values."""
+    text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path, memo: dict[str, Any]) -> str:
+    """sha256 of a file, remembered by (size, mtime) so a rerun need not read big files again."""
+    stat = path.stat()
+    entry = memo.get(str(path))
+    if entry and entry["size"] == stat.st_size and entry["mtime"] == stat.st_mtime:
+        return entry["sha256"]
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    memo[str(path)] = {"size": stat.st_size, "mtime": stat.st_mtime, "sha256": sha.hexdigest()}
+    return sha.hexdigest()
+
+
+class StageCache:
+    """The `stages.json` of a study folder: stage -> {key, seconds, finished, result}."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / FILE
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.state.setdefault("stages", {})
+        self.state.setdefault("files", {})
+
+    @property
+    def files(self) -> dict[str, Any]:
+        return self.state["files"]
+
+    def get(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The record of `stage` if it finished with these inputs, else None."""
+        record = self.state["stages"].get(stage)
+        return record if record and record["key"] == key else None
+
+    def put(self, stage: str, key: str, seconds: float, result: Any = None) -> dict[str, Any]:
+        record = {"key": key, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "result": result}
+        self.state["stages"][stage] = record
+        self.save()
+        return record
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.state)

@@ -1,0 +1,236 @@
+"""Run a study end to end: data -> sweep -> fine-tunes -> evaluations -> questions -> report.
+
+Each stage's result is cached in the study folder under the hash of its inputs (`cache.py`), so a
+rerun redoes only what changed; fine-tuning and the sweep also resume mid-way after a kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qatune.config import TrainConfig
+from qatune.io import atomic_write_json, atomic_write_text, read_jsonl
+from qatune.sources import locate
+from qatune.study.cache import StageCache, digest, file_hash
+from qatune.study.spec import Compare, Experiment, StudySpec
+
+logger = logging.getLogger(__name__)
+KEY_FILE = ".stage-key"
+
+
+class StudyRunner:
+    """Runs the stages of one study and gathers everything the report shows."""
+
+    def __init__(self, spec: StudySpec, progress_bar: bool = True) -> None:
+        self.spec, self.progress_bar = spec, progress_bar
+        self.out = spec.report.dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cache = StageCache(self.out)
+        self.compare = spec.compare or Compare(spec.experiments[0].name)
+        self.data: dict[str, dict[str, Any]] = {}
+        self.timings: dict[str, dict[str, Any]] = {}
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def stage(self, name: str, key: str, work: Callable[[], Any]) -> Any:
+        """Run `work` unless `name` already finished with inputs hashing to `key`."""
+        record = self.cache.get(name, key)
+        if record is not None:
+            logger.info("%s: up to date, skipped", name)
+            self.timings[name] = {"seconds": record["seconds"], "cached": True}
+            return record["result"]
+        logger.info("%s ...", name)
+        began = time.perf_counter()
+        result = work()
+        record = self.cache.put(name, key, time.perf_counter() - began, result)
+        self.timings[name] = {"seconds": record["seconds"], "cached": False}
+        return result
+
+    def resolve(self, spec: str, split: str) -> dict[str, Any]:
+        """A data spec resolved once: the file it names (and its sha256), or the hub spec."""
+        memo = f"{spec}|{split}"
+        if memo not in self.data:
+            concrete, notes = locate(spec, split, data_dir=self.spec.data.dir, allow_sample=self.spec.data.allow_sample)
+            path = Path(concrete)
+            sha = file_hash(path, self.cache.files) if path.is_file() else None
+            self.data[memo] = {"spec": spec, "split": split, "resolved": concrete, "sha256": sha, "notes": notes}
+            self.cache.save()
+        return self.data[memo]
+
+    @staticmethod
+    def _fresh_folder(folder: Path, key: str) -> None:
+        """Empty `folder` if it holds work for other inputs (a changed config must not resume old work)."""
+        marker = folder / KEY_FILE
+        if folder.exists() and (not marker.exists() or marker.read_text().strip() != key):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(marker, key)
+
+    # -- stages ---------------------------------------------------------------------------------
+    def run_sweep(self) -> dict[str, Any] | None:
+        from qatune.sweep import SweepOptions, parse_sweep, run_sweep, show_sweep
+
+        sweep = self.spec.sweep
+        if sweep is None:
+            return None
+        train = self.resolve(sweep.base.get("train_data", self.spec.data.train), "train")
+        test = self.resolve(sweep.base.get("eval_data", self.spec.data.test), "validation")
+        raw = {**sweep.raw, "base": {**sweep.base, "train_data": train["resolved"], "eval_data": test["resolved"]}}
+        if self.spec.sweep_count and not sweep.run_cap:
+            raw["run_cap"] = self.spec.sweep_count
+        key = digest(raw, train["sha256"], test["sha256"])
+        folder = self.out / "sweep"
+        options = SweepOptions(name=f"{self.spec.name}-sweep", directory=folder)
+
+        def work() -> dict[str, Any]:
+            self._fresh_folder(folder, key)
+            run_sweep(parse_sweep(raw), options, progress_bar=self.progress_bar)
+            report = show_sweep(options, folder / "results")
+            return {k: report[k] for k in ("name", "method", "metric", "counts", "best", "top", "picks", "trials",
+                                           "files", "columns", "params")}
+
+        return self.stage("sweep", key, work)
+
+    def experiment_config(self, experiment: Experiment, sweep: dict[str, Any] | None) -> TrainConfig:
+        """The experiment's TrainConfig: its settings, sweep picks filled in, data resolved."""
+        values = dict(experiment.settings)
+        for key, pick in experiment.from_sweep.items():
+            row = self._pick_row(sweep, pick)
+            values[key] = row[key]
+        values["train_data"] = self.resolve(values["train_data"], "train")["resolved"]
+        values["eval_data"] = self.resolve(values["eval_data"], "validation")["resolved"]
+        values["output_dir"] = str(self.out / "experiments" / experiment.name)
+        return TrainConfig.from_dict(values)
+
+    @staticmethod
+    def _pick_row(sweep: dict[str, Any] | None, pick: str) -> dict[str, Any]:
+        from qatune.errors import QatuneError
+
+        name = (sweep or {}).get("best", {}) or {}
+        name = name.get("name") if pick == "best" else (sweep or {}).get("picks", {}).get(pick)
+        rows = [r for r in (sweep or {}).get("trials", []) if r["name"] == name]
+        if not rows:
+            raise QatuneError(f"the sweep has no finished trial for from_sweep: {pick}; let it finish (rerun) or "
+                              f"set the value by hand")
+        return rows[0]
+
+    def run_experiment(self, experiment: Experiment, sweep: dict[str, Any] | None) -> dict[str, Any]:
+        from qatune.train import train
+
+        config = self.experiment_config(experiment, sweep)
+        shas = [self.resolve(s, split)["sha256"] for s, split in
+                ((experiment.settings["train_data"], "train"), (experiment.settings["eval_data"], "validation"))]
+        key = digest(config.to_dict(), shas)
+        folder = Path(config.output_dir)
+
+        def work() -> dict[str, Any]:
+            self._fresh_folder(folder, key)
+            summary = train(config, progress_bar=self.progress_bar)
+            history = [r for r in read_jsonl(folder / "metrics.jsonl") if r["type"] == "eval"]
+            return {"name": experiment.name, "key": key, "config": config.to_dict(), "steps": summary.get("steps"),
+                    "seconds": summary.get("seconds"), "final_eval": summary.get("final_eval"), "history": history,
+                    "from_sweep": experiment.from_sweep}
+
+        return self.stage(f"fine-tune {experiment.name}", key, work)
+
+    def run_eval(self, label: str, model: str, model_key: str, config: TrainConfig, data: dict[str, Any],
+                 select: dict[str, Any]) -> dict[str, Any]:
+        """Score one model on one data slice; predictions go beside the metrics in evals/."""
+        from qatune.inference import evaluate
+        from qatune.models import load_model
+        from qatune.sources import load_data
+
+        key = digest(model_key, data["sha256"] or data["resolved"], select, config.window.__dict__)
+
+        def work() -> dict[str, Any]:
+            dataset = load_data(data["resolved"], data["split"])
+            if "train_slice" in select:  # the questions the experiment trained on, then a sample of them
+                dataset = dataset.select(config.train_limit, config.train_sample, config.seed)
+            dataset = dataset.select(select.get("limit"), select.get("sample"), select.get("seed", 0))
+            result = evaluate(load_model(model, seed=config.seed), dataset, config.window, config.eval_batch_size,
+                              config.max_answer_length, progress_bar=self.progress_bar)
+            slug = label.replace("/", "_").replace(" ", "_")
+            atomic_write_json(self.out / "evals" / f"{slug}.predictions.json", result.predictions)
+            return {"label": label, "model": model, "data": data["resolved"], **select,
+                    **{k: v for k, v in result.metrics.items()}}
+
+        return self.stage(f"evaluate {label}", key, work)
+
+    def run_questions(self, models: dict[str, tuple[str, str, int]]) -> list[dict[str, Any]] | None:
+        from qatune.inference import Answerer
+
+        questions = self.spec.questions
+        if questions is None:
+            return None
+        pairs = [(q["context"], q["question"]) for q in questions.items]
+        answers: dict[str, list] = {}
+        for label, (model, model_key, seed) in models.items():
+            key = digest(model_key, questions.items, questions.top_k)
+
+            def work(model: str = model, seed: int = seed) -> list[list[dict[str, Any]]]:
+                found = Answerer(model, seed=seed).ask_many(pairs, questions.top_k)
+                return [[{"text": a.text, "probability": a.probability, "start": a.start, "end": a.end}
+                         for a in ranked] for ranked in found]
+
+            answers[label] = self.stage(f"questions {label}", key, work)
+        return [{"context": q["context"], "question": q["question"],
+                 "answers": {label: answers[label][i] for label in models}} for i, q in enumerate(questions.items)]
+
+
+def _untuned(model: str, seed: int) -> str:
+    return digest("untuned", model, seed)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    return {name: md.version(name) for name in ("qatune", "torch", "transformers", "optuna", "tokenizers")}
+
+
+def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
+    """Run (or resume) every stage of `spec`; write results.json and the report; return the results."""
+    from qatune.report import write_report
+
+    runner = StudyRunner(spec, progress_bar)
+    began = time.perf_counter()
+    runner.resolve(spec.data.train, "train")
+    runner.resolve(spec.data.test, "validation")
+    sweep = runner.run_sweep()
+    experiments = [runner.run_experiment(e, sweep) for e in spec.experiments]
+    compare = runner.compare
+    test = runner.resolve(compare.data or spec.data.test, "validation")
+    test_slice = {"limit": compare.limit, "sample": compare.sample, "seed": compare.seed}
+    for result in experiments:
+        config = TrainConfig.from_dict(result["config"])
+        if compare.train_sample:
+            own = runner.resolve(config.train_data, "train")
+            result["train_eval"] = runner.run_eval(f"{result['name']} train", config.output_dir, result["key"], config,
+                                                   own, {"train_slice": True, "sample": compare.train_sample,
+                                                         "seed": compare.seed})
+        result["test_eval"] = runner.run_eval(f"{result['name']} test", config.output_dir, result["key"], config, test,
+                                              test_slice)
+    comparison = None
+    if spec.compare:
+        target = next(r for r in experiments if r["name"] == compare.experiment)
+        config = TrainConfig.from_dict(target["config"])
+        untuned = runner.run_eval(f"{config.model} untuned test", config.model, _untuned(config.model, config.seed),
+                                  config, test, test_slice)
+        comparison = {"experiment": compare.experiment, "model": config.model, "untuned": untuned,
+                      "fine_tuned": target["test_eval"]}
+    models = {r["name"]: (r["config"]["output_dir"], r["key"], r["config"]["seed"]) for r in experiments}
+    for r in experiments:
+        base, seed = r["config"]["model"], r["config"]["seed"]
+        models.setdefault(f"{base} (untuned)", (base, _untuned(base, seed), seed))
+    questions = runner.run_questions(models)
+    results = {"name": spec.name, "description": spec.description, "study": spec.raw,
+               "data": list(runner.data.values()), "sweep": sweep, "experiments": experiments,
+               "compare": comparison, "test_slice": {"data": test["resolved"], **test_slice},
+               "train_slice": compare.train_sample, "questions": questions, "stages": runner.timings,
+               "versions": _versions(), "seconds": round(time.perf_counter() - began, 1)}
+    atomic_write_json(spec.report.dir / "results.json", results)
+    results["files"] = [str(p) for p in write_report(results, spec.report)]
+    return results

@@ -1,0 +1,261 @@
+"""The study file: one YAML that describes the whole experiment, validated before anything runs.
+
+Sections: `data` (train/test specs), `sweep` (a W&B sweep, optional), `experiments` (named
+fine-tunes; a setting may come `from_sweep` as one of the sweep's picks), `compare` (an
+experiment against its untuned base model on test data), `questions` (asked to every model) and
+`report` (folder, formats). Every error names its section and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qatune.config import TrainConfig
+from qatune.errors import ConfigError
+from qatune.sweep.results import PICKS
+from qatune.sweep.spec import NOT_TUNABLE, SweepSpec, load_sweep, parse_sweep
+
+KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report")
+DATA_KEYS = ("train", "test", "dir", "allow_sample")
+COMPARE_KEYS = ("experiment", "data", "limit", "sample", "train_sample", "seed")
+QUESTION_KEYS = ("top_k", "file", "items")
+REPORT_KEYS = ("dir", "formats", "title")
+FORMATS = ("markdown", "html")
+SWEEP_EXTRAS = ("file", "count")  # qatune's keys beside a W&B sweep config
+PICK_NAMES = (*PICKS, "best")  # "best": the best trial by the sweep's own metric
+
+
+@dataclass
+class DataSpec:
+    train: str = "squad:train"
+    test: str = "squad:validation"
+    dir: str | None = None
+    allow_sample: bool = False
+
+
+@dataclass
+class Experiment:
+    name: str
+    settings: dict[str, Any]
+    from_sweep: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Compare:
+    experiment: str
+    data: str | None = None
+    limit: int | None = None
+    sample: int | None = 1000
+    train_sample: int | None = 500
+    seed: int = 0
+
+
+@dataclass
+class Questions:
+    top_k: int
+    items: list[dict[str, str]]
+
+
+@dataclass
+class ReportSpec:
+    dir: Path
+    formats: tuple[str, ...] = FORMATS
+    title: str | None = None
+
+
+@dataclass
+class StudySpec:
+    name: str
+    description: str
+    data: DataSpec
+    sweep: SweepSpec | None
+    sweep_count: int | None
+    experiments: list[Experiment]
+    compare: Compare | None
+    questions: Questions | None
+    report: ReportSpec
+    raw: dict[str, Any]
+
+
+def _mapping(raw: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - set(keys))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; valid: {', '.join(keys)}")
+    return raw
+
+
+def _positive(value: Any, where: str, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _sweep(raw: Any, base_dir: Path) -> tuple[SweepSpec | None, int | None]:
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"sweep: expected a W&B sweep config (mapping), got {raw!r}")
+    count = _positive(raw.get("count"), "sweep.count")
+    config = {k: v for k, v in raw.items() if k not in SWEEP_EXTRAS}
+    try:
+        if "file" in raw:
+            path = _relative(raw["file"], base_dir)
+            spec = load_sweep(path, config.pop("base", None))
+            if config:
+                raise ConfigError(f"with `file`, only `base` and `count` may sit beside it, not {', '.join(config)}")
+        else:
+            spec = parse_sweep(config)
+    except ConfigError as exc:
+        raise ConfigError(f"sweep: {exc}") from None
+    if count is None and spec.run_cap is None and spec.grid_size is None:
+        raise ConfigError("sweep: give `run_cap` (or `count`) so the study knows when the sweep is done")
+    return spec, count
+
+
+def _relative(path: str, base_dir: Path) -> Path:
+    """A path from the study file: relative to the file's folder if it exists there, else to the cwd."""
+    candidate = base_dir / path
+    return candidate if candidate.exists() else Path(path)
+
+
+def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Experiment:
+    where = f"experiments[{i}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"].strip():
+        raise ConfigError(f"{where}: expected a mapping with a `name` and training settings")
+    where = f"experiments.{raw['name']}"
+    settings, picks = {}, {}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        if key in NOT_TUNABLE:
+            raise ConfigError(f"{where}.{key}: set by the study (each experiment gets its own folder)")
+        if isinstance(value, dict):
+            if set(value) != {"from_sweep"}:
+                raise ConfigError(f"{where}.{key}: a mapping here must be {{from_sweep: PICK}}, got {value!r}")
+            picks[key] = _pick(value["from_sweep"], f"{where}.{key}", key, sweep)
+        else:
+            settings[key] = value
+    settings.setdefault("train_data", data.train)
+    settings.setdefault("eval_data", data.test)
+    probe = {**settings, **{k: _example_value(sweep, k) for k in picks}}
+    try:
+        TrainConfig.from_dict({**probe, "output_dir": "check"})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return Experiment(raw["name"], settings, picks)
+
+
+def _pick(pick: Any, where: str, key: str, sweep: SweepSpec | None) -> str:
+    if sweep is None:
+        raise ConfigError(f"{where}: from_sweep needs a `sweep` section")
+    if pick not in PICK_NAMES:
+        raise ConfigError(f"{where}.from_sweep: unknown pick {pick!r}; valid: {', '.join(PICK_NAMES)}")
+    if key not in sweep.params and key not in sweep.fixed:
+        raise ConfigError(f"{where}: the sweep does not search {key!r} (it searches {', '.join(sweep.params)})")
+    return pick
+
+
+def _example_value(sweep: SweepSpec, key: str) -> Any:
+    """Some value the sweep can pick for `key`, to check the rest of an experiment's settings."""
+    draw = {k: p.grid[0] if p.grid else p.distribution.low for k, p in sweep.params.items()}
+    return sweep.values(draw)[key]
+
+
+def _questions(raw: Any, base_dir: Path) -> Questions | None:
+    if raw is None:
+        return None
+    body = _mapping(raw, "questions", QUESTION_KEYS)
+    top_k = body.get("top_k", 3)
+    if not isinstance(top_k, int) or not 1 <= top_k <= 20:
+        raise ConfigError(f"questions.top_k: expected 1..20, got {top_k!r}")
+    if ("file" in body) == ("items" in body):
+        raise ConfigError("questions: give `file` (a JSON list of {context, question}) or `items`, one of them")
+    items = body.get("items")
+    if "file" in body:
+        path = _relative(body["file"], base_dir)
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"questions.file: cannot read {path} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(items, list) or not items:
+        raise ConfigError("questions: expected a non-empty list of {context, question}")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k].strip()
+                                                 for k in ("context", "question")):
+            raise ConfigError(f"questions[{i}]: expected {{context: TEXT, question: TEXT}}, got {item!r}")
+    return Questions(top_k, [{"context": q["context"], "question": q["question"]} for q in items])
+
+
+def _report(raw: Any, name: str) -> ReportSpec:
+    body = _mapping(raw, "report", REPORT_KEYS)
+    formats = body.get("formats", list(FORMATS))
+    if isinstance(formats, str):
+        formats = [formats]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"report.formats: expected some of {', '.join(FORMATS)}, got {formats!r}")
+    return ReportSpec(Path(body.get("dir", f"runs/studies/{name}")), tuple(formats), body.get("title"))
+
+
+def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
+    """Validate a whole study; `base_dir` is where relative `file:` paths are looked up first."""
+    body = _mapping(raw if raw is not None else {}, "study", KEYS)
+    if not isinstance(raw, dict):
+        raise ConfigError("a study file is a mapping with data, experiments, ... sections")
+    name = str(body.get("name") or "study")
+    data = DataSpec(**_mapping(body.get("data"), "data", DATA_KEYS))
+    sweep, count = _sweep(body.get("sweep"), base_dir)
+    experiments_raw = body.get("experiments")
+    if not isinstance(experiments_raw, list) or not experiments_raw:
+        raise ConfigError("experiments: expected a list of {name, model, learning_rate, ...}")
+    experiments = [_experiment(e, i, data, sweep) for i, e in enumerate(experiments_raw)]
+    names = [e.name for e in experiments]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"experiments: names must be unique, got {names}")
+    compare = None
+    if body.get("compare") is not None:
+        values = _mapping(body["compare"], "compare", COMPARE_KEYS)
+        compare = Compare(**values)
+        if compare.experiment not in names:
+            raise ConfigError(f"compare.experiment: {compare.experiment!r} is not an experiment; valid: "
+                              f"{', '.join(names)}")
+        for key in ("limit", "sample", "train_sample"):
+            _positive(getattr(compare, key), f"compare.{key}")
+    return StudySpec(name, str(body.get("description") or ""), data, sweep, count, experiments, compare,
+                     _questions(body.get("questions"), base_dir), _report(body.get("report"), name), raw)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such study file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML file ({type(exc).__name__}: {exc})") from None
+    try:
+        return parse_study(raw, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def settings_dict(spec: StudySpec) -> dict[str, Any]:
+    """JSON-ready view of the study (for --dry-run --json and the report)."""
+    return {"name": spec.name, "data": dataclasses.asdict(spec.data),
+            "experiments": [dataclasses.asdict(e) for e in spec.experiments],
+            "compare": dataclasses.asdict(spec.compare) if spec.compare else None,
+            "questions": len(spec.questions.items) if spec.questions else 0,
+            "report": {"dir": str(spec.report.dir), "formats": list(spec.report.formats)}}
