@@ -169,3 +169,15 @@ def test_study_resumes_after_kill(tiny_bert, tmp_path):
     saved = json.loads((out / "results.json").read_text())
     history = next(e for e in saved["experiments"] if e["name"] == "fixed")["history"]
     assert [h["step"] for h in history] == [0, 20, 40]  # nothing lost, nothing twice
+
+
+def test_missing_data_stops_with_where_it_looked(tiny_bert, tmp_path, monkeypatch):
+    from qatune.errors import DataError
+
+    monkeypatch.setenv("QATUNE_DATA_DIR", str(tmp_path / "empty"))
+    study = tiny_study(tiny_bert, tmp_path / "out", data={"train": "squad:train", "test": "squad:validation"})
+    with pytest.raises(DataError) as err:
+        run_study(parse_study(study), progress_bar=False)
+    message = str(err.value)
+    assert "squad:train: not found" in message and str(tmp_path / "empty") in message
+    assert "set QATUNE_DATA_DIR" in message and not (tmp_path / "out" / "sweep").exists()

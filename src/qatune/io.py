@@ -50,3 +50,18 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
+
+
+def load_yaml(path: str | Path, kind: str) -> Any:
+    """Parse a YAML (or JSON) file; a missing or unreadable file is a ConfigError naming it."""
+    import yaml
+
+    from qatune.errors import ConfigError
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {kind} file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML/JSON file ({type(exc).__name__}: {exc})") from None

@@ -83,7 +83,7 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;
-text-align:left;vertical-align:top}th{background:#f3f3f3}figure{margin:1em 0 2em}img{max-width:100%}
+text-align:left;vertical-align:top}th{background:#f3f3f3}figure{margin:1em 0 2em}img{max-width:min(100%,860px)}
 figcaption,caption{font-style:italic;color:#555;caption-side:top;text-align:left;padding:.3em 0}
 pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.85em}"""
 

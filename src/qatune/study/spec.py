@@ -8,7 +8,6 @@ experiment against its untuned base model on test data), `questions` (asked to e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from qatune.config import TrainConfig
 from qatune.errors import ConfigError
+from qatune.io import load_yaml
 from qatune.sweep.results import PICKS
 from qatune.sweep.spec import NOT_TUNABLE, SweepSpec, load_sweep, parse_sweep
 
@@ -237,25 +237,9 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study YAML file."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such study file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not a readable YAML file ({type(exc).__name__}: {exc})") from None
+    raw = load_yaml(path, "study")
     try:
         return parse_study(raw, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def settings_dict(spec: StudySpec) -> dict[str, Any]:
-    """JSON-ready view of the study (for --dry-run --json and the report)."""
-    return {"name": spec.name, "data": dataclasses.asdict(spec.data),
-            "experiments": [dataclasses.asdict(e) for e in spec.experiments],
-            "compare": dataclasses.asdict(spec.compare) if spec.compare else None,
-            "questions": len(spec.questions.items) if spec.questions else 0,
-            "report": {"dir": str(spec.report.dir), "formats": list(spec.report.formats)}}

@@ -21,6 +21,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from qatune.config import TrainConfig
 from qatune.errors import ConfigError
+from qatune.io import load_yaml
 
 METHODS = ("grid", "random", "bayes")
 # Metrics a trial reports at every evaluation; the study's choice, train_loss, rewards over-fitting.
@@ -368,15 +369,8 @@ def _check_corners(spec: SweepSpec) -> None:
 
 def load_sweep(path: str | Path, base_overrides: dict[str, Any] | None = None) -> SweepSpec:
     """Read a sweep config from YAML or JSON (JSON is YAML) and validate it."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such sweep config file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not a readable YAML/JSON file ({type(exc).__name__}: {exc})") from None
+    raw = load_yaml(path, "sweep config")
     try:
         return parse_sweep(raw, base_overrides)
     except ConfigError as exc:
