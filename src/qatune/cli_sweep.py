@@ -87,7 +87,7 @@ def _options(args: argparse.Namespace, name: str):
 
 
 def _print_plan(spec, name: str, options) -> None:
-    from qatune.sweep.engine import engine_description
+    from qatune.sweep.storage import engine_description
     from qatune.sweep.spec import SWEEP_DEFAULTS
 
     print(f"sweep {name}: OK ({options.url})")

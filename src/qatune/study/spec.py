@@ -17,7 +17,8 @@ from qatune.config import TrainConfig
 from qatune.errors import ConfigError
 from qatune.io import load_yaml
 from qatune.sweep.results import PICKS
-from qatune.sweep.spec import NOT_TUNABLE, SweepSpec, load_sweep, parse_sweep
+from qatune.sweep.params import NOT_TUNABLE
+from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 
 KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report")
 DATA_KEYS = ("train", "test", "dir", "allow_sample")

@@ -1,6 +1,6 @@
 """Hyperparameter sweeps: W&B sweep configs run locally (or on many machines) by Optuna."""
 
-from qatune.sweep.engine import SweepOptions
+from qatune.sweep.storage import SweepOptions
 from qatune.sweep.runner import run_sweep, show_sweep
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 

@@ -15,7 +15,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from qatune.io import atomic_write_json, atomic_write_text
-from qatune.sweep.engine import counted
+from qatune.sweep.storage import counted
 from qatune.sweep.spec import SweepSpec
 
 METRIC_COLUMNS = ("train_loss", "eval_loss", "exact_match", "f1", "correct", "similar", "incorrect", "total")

@@ -11,7 +11,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_text
-from qatune.sweep.engine import Callback, SweepOptions, Worker, open_study
+from qatune.sweep.storage import Callback, SweepOptions, open_study
+from qatune.sweep.worker import Worker
 from qatune.sweep.results import counts, picks, summary, table_columns, top, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 

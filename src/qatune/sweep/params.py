@@ -1,0 +1,181 @@
+"""Sweep parameters: each W&B parameter spec becomes an Optuna distribution plus a transform.
+
+Where W&B's distribution has no Optuna twin (normal, q_*, weighted values), the parameter is a
+transform of a uniform draw (inverse CDF or rounding), so every sampler sees a box it can model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from qatune.config import TrainConfig
+from qatune.errors import ConfigError
+
+PARAM_KEYS = ("value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma")
+DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform_values",
+                 "q_log_uniform_values", "log_uniform", "q_log_uniform", "normal", "q_normal", "log_normal",
+                 "q_log_normal")
+UNSUPPORTED = {"inv_log_uniform": "log_uniform_values", "inv_log_uniform_values": "log_uniform_values",
+               "beta": "uniform", "q_beta": "q_uniform"}
+NOT_TUNABLE = ("output_dir", "data_dir")
+_EPS = 1e-6  # keeps inverse CDFs finite at the ends of the unit interval
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter: what Optuna samples, and how a draw becomes the setting."""
+
+    name: str
+    kind: str
+    distribution: BaseDistribution
+    transform: Callable[[Any], Any] = lambda x: x
+    grid: tuple[Any, ...] | None = None  # the values a grid search walks, when the parameter is discrete
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+            for f in dataclasses.fields(TrainConfig)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Give a value the type of its TrainConfig field (a q_uniform batch size 64.0 -> 64)."""
+    kind = _hints()[name]
+    if value is None or isinstance(value, kind) and not isinstance(value, bool) or kind is bool:
+        return value
+    if kind is int and isinstance(value, float):
+        return int(round(value))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def number(where: str, body: dict[str, Any], key: str, default: float | None = None) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
+    return value
+
+
+def _rounder(q: float) -> Callable[[float], float]:
+    return lambda x: round(round(x / q) * q, 12)
+
+
+def _infer_kind(where: str, body: dict[str, Any]) -> str:
+    """W&B's rules for a parameter without `distribution`."""
+    if "distribution" in body:
+        kind = body["distribution"]
+        if kind in UNSUPPORTED:
+            raise ConfigError(f"{where}.distribution: {kind!r} is not supported by qatune; "
+                              f"use {UNSUPPORTED[kind]!r} instead")
+        if kind not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}.distribution: unknown {kind!r}; valid: {', '.join(DISTRIBUTIONS)}")
+        return kind
+    if "value" in body:
+        return "constant"
+    if "values" in body:
+        return "categorical"
+    if "min" in body and "max" in body:
+        ints = all(isinstance(body[k], int) and not isinstance(body[k], bool) for k in ("min", "max"))
+        return "int_uniform" if ints else "uniform"
+    if "mu" in body or "sigma" in body:
+        return "normal"
+    raise ConfigError(f"{where}: give `value`, `values`, `min` and `max`, or a `distribution`")
+
+
+def _categorical(where: str, name: str, body: dict[str, Any], method: str) -> Param:
+    values = body.get("values")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}.values: expected a non-empty list, got {values!r}")
+    if any(isinstance(v, (dict, list)) for v in values):
+        raise ConfigError(f"{where}.values: each value must be a number, string or boolean")
+    probabilities = body.get("probabilities")
+    if probabilities is None or method == "grid":
+        return Param(name, "categorical", CategoricalDistribution(values), grid=tuple(values))
+    if (not isinstance(probabilities, list) or len(probabilities) != len(values)
+            or any(not isinstance(p, (int, float)) or p < 0 for p in probabilities)
+            or abs(sum(probabilities) - 1) > 1e-6):
+        raise ConfigError(f"{where}.probabilities: expected {len(values)} non-negative numbers summing to 1")
+    edges = [sum(probabilities[: i + 1]) for i in range(len(values))]
+
+    def pick(u: float) -> Any:  # inverse CDF of the weighted choice
+        return values[next((i for i, edge in enumerate(edges) if u < edge), len(values) - 1)]
+
+    return Param(name, "categorical (weighted)", FloatDistribution(0.0, 1.0), pick)
+
+
+def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Param:
+    """The continuous and integer distributions: bounds checked, Optuna box + transform."""
+    if kind in ("normal", "q_normal", "log_normal", "q_log_normal"):
+        mu, sigma = number(where, body, "mu", 0.0), number(where, body, "sigma", 1.0)
+        if sigma <= 0:
+            raise ConfigError(f"{where}.sigma: must be > 0, got {sigma}")
+        normal = NormalDist(mu, sigma)
+        exp = math.exp if "log" in kind else (lambda x: x)
+        q = _rounder(number(where, body, "q", 1.0)) if kind.startswith("q_") else (lambda x: x)
+        return Param(name, kind, FloatDistribution(_EPS, 1 - _EPS), lambda u: q(exp(normal.inv_cdf(u))))
+    for key in ("min", "max"):
+        if key not in body:
+            raise ConfigError(f"{where}: distribution {kind} needs `min` and `max`")
+    low, high = number(where, body, "min"), number(where, body, "max")
+    if not low < high and not (kind == "int_uniform" and low == high):
+        raise ConfigError(f"{where}: min ({low}) must be below max ({high})")
+    if kind == "int_uniform":
+        if not all(isinstance(body[k], int) for k in ("min", "max")):
+            raise ConfigError(f"{where}: int_uniform needs integer min and max")
+        return Param(name, kind, IntDistribution(low, high), grid=tuple(range(low, high + 1)))
+    if kind in ("log_uniform_values", "q_log_uniform_values") and low <= 0:
+        raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use "
+                          f"log_uniform")
+    if kind in ("log_uniform", "q_log_uniform"):  # min/max are natural-log exponents in W&B
+        low, high = math.exp(low), math.exp(high)
+    log = "log" in kind
+    if kind.startswith("q_"):
+        q = number(where, body, "q", 1.0)
+        if q <= 0:
+            raise ConfigError(f"{where}.q: must be > 0, got {q}")
+        grid = None
+        if not log:
+            grid = tuple(_rounder(q)(low + i * q) for i in range(int(math.floor((high - low) / q + 1e-9)) + 1))
+        return Param(name, kind, FloatDistribution(low, high, log=log), _rounder(q), grid=grid)
+    return Param(name, kind, FloatDistribution(low, high, log=log))
+
+
+def parse_param(name: str, body: Any, method: str) -> tuple[Param | None, Any]:
+    """Parse one entry of `parameters`: (searched parameter, None) or (None, constant value)."""
+    where = f"parameters.{name}"
+    if name in NOT_TUNABLE or name not in _hints():
+        tunable = sorted(set(_hints()) - set(NOT_TUNABLE))
+        raise ConfigError(f"{where}: not a qatune training setting; valid: {', '.join(tunable)}")
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: expected a mapping such as {{values: [...]}} or {{min: .., max: ..}}, "
+                          f"got {body!r}")
+    if "parameters" in body:
+        raise ConfigError(f"{where}.parameters: nested parameters are not supported; flatten them into "
+                          f"top-level keys of `parameters`")
+    unknown = sorted(set(body) - set(PARAM_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAM_KEYS)}")
+    kind = _infer_kind(where, body)
+    if kind == "constant":
+        if "value" not in body:
+            raise ConfigError(f"{where}: distribution constant needs `value`")
+        return None, coerce(name, body["value"])
+    if kind == "categorical":
+        param = _categorical(where, name, body, method)
+    else:
+        param = _range_param(where, name, kind, body)
+    if method == "grid" and param.grid is None:
+        raise ConfigError(f"{where}: method grid needs discrete values, but this is {kind}; give `values: [...]` "
+                          f"(or int_uniform / q_uniform bounds)")
+    return param, None

@@ -1,0 +1,168 @@
+"""Where a sweep lives: its Optuna study in an RDB storage, with the sampler and pruner its config maps to.
+
+The storage (SQLite in the sweep folder, or PostgreSQL/MySQL for many machines) is the single
+source of truth: the config, every trial's settings, state, metrics and history live there, so a
+worker can join with nothing but the sweep's name and URL, and `qatune sweep show` needs no files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+
+from qatune.errors import ConfigError
+from qatune.sweep.spec import SweepSpec, parse_sweep
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeats, stale-trial retries and ask/tell with heartbeats are what make sweeps resumable across
+# workers; Optuna flags them experimental (stable since 2.x) and we use them on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|qatune)\.")
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+CONFIG_ATTR = "qatune_sweep"
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SweepOptions:
+    """How this worker runs: where, how many trials, and the failure policy."""
+
+    name: str
+    directory: Path
+    storage: str | None = None
+    count: int | None = None
+    retries: int = 1
+    heartbeat_interval: int = 20
+    keep_models: bool = False
+    seed: int = 0
+    poll_seconds: float = 1.0
+    wandb: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.storage or f"sqlite:///{(self.directory / 'sweep.db').resolve()}"
+
+
+def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
+    """The RDB storage with heartbeats: a trial whose worker stops beating is failed, then retried.
+
+    Workers started together on an empty database race to create Optuna's tables; the loser's
+    CREATE fails once, and simply opening again succeeds, hence the few attempts.
+    """
+    options.directory.mkdir(parents=True, exist_ok=True)
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(options.url, heartbeat_interval=options.heartbeat_interval,
+                              grace_period=3 * options.heartbeat_interval,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=options.retries))
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise ConfigError(f"storage {options.url}: missing database driver ({exc.__cause__ or exc}); for "
+                              f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
+                              ) from None
+        except Exception as exc:  # SQLAlchemy raises many kinds; all mean the same to the user
+            error = exc
+            if "already exists" not in str(exc) and "UniqueViolation" not in str(exc):
+                break
+            time.sleep(0.5 + attempt)
+    raise ConfigError(f"storage {options.url}: cannot open ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0]})") from None
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, minus its `study.stop()` when the grid is done: that call only works
+    inside `study.optimize`, and our workers decide when to stop themselves (`Worker.stop_reason`)."""
+
+    def after_trial(self, study, trial, state, values) -> None:  # noqa: ARG002
+        return None
+
+
+def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
+    if spec.method == "grid":
+        return _GridSampler({n: list(p.grid or ()) for n, p in spec.params.items()}, seed=seed)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # W&B's bayes is a Gaussian process with expected improvement; so is Optuna's GPSampler (log EI).
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec),
+                                     independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+
+
+def startup_trials(spec: SweepSpec) -> int:
+    """Random trials before the GP takes over: 10 (Optuna's default), fewer for short sweeps."""
+    return min(10, max(3, (spec.run_cap or 30) // 3))
+
+
+def _pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    band = spec.early_terminate
+    if band is None:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.HyperbandPruner(band.min_resource, band.max_resource, band.eta)
+
+
+def engine_description(spec: SweepSpec) -> list[str]:
+    """What the config maps to in Optuna, for --dry-run and the README."""
+    sampler = {"grid": "GridSampler", "random": "RandomSampler",
+               "bayes": f"GPSampler (Gaussian process, log expected improvement; {startup_trials(spec)} "
+                        f"random startup trials)"}[spec.method]
+    band = spec.early_terminate
+    pruner = (f"HyperbandPruner(min_resource={band.min_resource}, max_resource={band.max_resource}, "
+              f"reduction_factor={band.eta}); a resource unit is one evaluation" if band else "none")
+    return [f"method {spec.method} -> optuna {sampler}", f"early_terminate -> {pruner}",
+            f"metric {spec.metric.name} ({spec.metric.goal})" +
+            (f", stop when a trial reaches {spec.metric.target}" if spec.metric.target is not None else ""),
+            f"run_cap {spec.run_cap}" if spec.run_cap else "run_cap none (stop with --count or Ctrl-C)"]
+
+
+def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.Study, SweepSpec]:
+    """Create or load the sweep's study. With `spec=None` (joining), the config comes from the storage.
+
+    The sampler's seed is `options.seed` plus the number of trials already there, so a fresh sweep is
+    reproducible and a resumed one does not replay the draws it made before; on a shared storage
+    (`--storage`) the worker's process id is added too, so simultaneous workers draw differently.
+    """
+    storage = open_storage(options)
+    if spec is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        if options.name not in names:
+            raise ConfigError(f"no sweep named {options.name!r} in {options.url}; start it with "
+                              f"`qatune sweep CONFIG --name {options.name} --storage URL`")
+        raw = optuna.load_study(study_name=options.name, storage=storage).user_attrs.get(CONFIG_ATTR)
+        if raw is None:
+            raise ConfigError(f"study {options.name!r} in {options.url} was not made by qatune sweep")
+        spec = parse_sweep(raw)
+    study = optuna.create_study(study_name=options.name, storage=storage, load_if_exists=True,
+                                direction=spec.metric.direction, pruner=_pruner(spec))
+    salt = len(study.get_trials(deepcopy=False)) + (os.getpid() if options.storage else 0)
+    study.sampler = _sampler(spec, options.seed + salt)
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, spec.raw)
+    elif parse_sweep(stored).raw != spec.raw:
+        raise ConfigError(f"sweep {options.name!r} exists with another config; pick another --name, or delete "
+                          f"{options.directory} to start over")
+    return study, spec
+
+
+def superseded(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of trials that a retry replaced (the retry carries on under a new number)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count towards run_cap: not replaced by a retry, not skipped."""
+    gone = superseded(trials)
+    return [t for t in trials if t.number not in gone and not t.user_attrs.get("skipped")]
+
+
+def root_number(trial: FrozenTrial) -> int:
+    """The first attempt's number: a retried trial trains in (and resumes from) that trial's folder."""
+    history = trial.system_attrs.get("retry_history") or []
+    return history[0] if history else trial.number
