@@ -123,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub, common)
     add_run_parser(sub, common)
 
+    p = sub.add_parser("export", parents=[common], help="export a model to ONNX for fast answering without torch",
+                       description="Export a QA model to ONNX (+ tokenizer.json). `qatune ask --model DIR` then "
+                                   "answers with onnxruntime, tokenizers and numpy only, starting in well under a "
+                                   "second.")
+    p.add_argument("model", help="model: default, a folder, or a hub id")
+    p.add_argument("--output", required=True, help="folder to write (replaced atomically)")
+    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (faster, check its EM)")
+    p.add_argument("--max-answer-length", type=int, default=30, help="longest answer in tokens (default: 30)")
+    _add_window_args(p)
+
     p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
     p.add_argument("spec", help="file or data spec")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
@@ -219,14 +229,23 @@ def _answers_json(answers) -> list[dict[str, Any]]:
             for a in answers]
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
+def _answerer(model: str, args: argparse.Namespace):
+    """An exported folder answers with onnxruntime alone (fast start); anything else through torch."""
+    from qatune.lite import OnnxAnswerer, is_exported
+
+    if is_exported(model):
+        return OnnxAnswerer(model)
     from qatune.inference import Answerer
 
+    return Answerer(model, _window(args), seed=args.seed)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= 20:
         raise DataError(f"--top-k must be between 1 and 20, got {args.top_k}")
     pairs = _questions(args)
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
-    results = {m: Answerer(m, _window(args), seed=args.seed).ask_many(pairs, args.top_k) for m in models}
+    results = {m: _answerer(m, args).ask_many(pairs, args.top_k) for m in models}
     objects = []
     for i, (context, question) in enumerate(pairs):
         obj: dict[str, Any] = {"question": question, "answers": _answers_json(results[args.model][i]),
@@ -250,6 +269,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from qatune.export import export_onnx
+
+    meta = export_onnx(args.model, args.output, window=_window(args), seed=args.seed,
+                       max_answer_length=args.max_answer_length, quantize=args.quantize)
+    if args.json:
+        _emit(meta)
+        return 0
+    print(f"exported {args.model} to {args.output} in {meta['seconds']} s "
+          f"({'int8' if meta['quantized'] else 'fp32'}; max logit difference to torch {meta['max_logit_difference']:.2g})")
+    print(f"answer with: qatune ask --model {args.output} --context TEXT --question TEXT")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from qatune.sources import load_data
 
@@ -265,7 +298,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep, "run": cmd_run}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep, "run": cmd_run,
+            "export": cmd_export}
 
 
 def _setup_logging(quiet: bool) -> None:

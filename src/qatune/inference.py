@@ -19,19 +19,10 @@ from qatune.data import Example, QADataset
 from qatune.errors import DataError
 from qatune.metrics import squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
-from qatune.predict import Answer, decode, group_windows
+from qatune.predict import Answer, Logits, decode_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 Progress = Callable[[int], None]
-
-
-@dataclass
-class Logits:
-    """Start/end logits per window (trimmed to the window's length) and the mean gold-span loss."""
-
-    start: list[np.ndarray]
-    end: list[np.ndarray]
-    loss: float | None = None
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -67,16 +58,6 @@ def forward_windows(model: torch.nn.Module, tokenizer, windows: Windows, batch_s
                 progress(len(idx))
     model.train(was_training)
     return Logits(starts, ends, loss_sum / len(windows) if with_loss and len(windows) else None)
-
-
-def decode_examples(examples: Sequence[Example], windows: Windows, logits: Logits, top_k: int = 1,
-                    max_answer_length: int = 30, with_null: bool = False) -> list[list[Answer]]:
-    """Top-k answers of every example."""
-    out = []
-    for example, group in zip(examples, group_windows(windows.example_index)):
-        out.append(decode(example.context, [logits.start[i] for i in group], [logits.end[i] for i in group],
-                          [windows.offsets[i] for i in group], top_k, max_answer_length, with_null))
-    return out
 
 
 @dataclass

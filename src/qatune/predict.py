@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # for annotations only: predict stays numpy-only
+    from qatune.data import Example
+    from qatune.windows import Windows
 
 
 @dataclass(frozen=True)
@@ -84,3 +89,22 @@ def group_windows(example_index: np.ndarray) -> list[np.ndarray]:
         return []
     bounds = np.flatnonzero(np.diff(example_index)) + 1
     return np.split(np.arange(len(example_index)), bounds)
+
+
+@dataclass
+class Logits:
+    """Start/end logits per window (trimmed to the window's length) and the mean gold-span loss."""
+
+    start: list[np.ndarray]
+    end: list[np.ndarray]
+    loss: float | None = None
+
+
+def decode_examples(examples: Sequence[Example], windows: Windows, logits: Logits, top_k: int = 1,
+                    max_answer_length: int = 30, with_null: bool = False) -> list[list[Answer]]:
+    """Top-k answers of every example."""
+    out = []
+    for example, group in zip(examples, group_windows(windows.example_index)):
+        out.append(decode(example.context, [logits.start[i] for i in group], [logits.end[i] for i in group],
+                          [windows.offsets[i] for i in group], top_k, max_answer_length, with_null))
+    return out

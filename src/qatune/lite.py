@@ -1,0 +1,129 @@
+"""Answer questions with an exported model (`qatune export`): onnxruntime + tokenizers + numpy only.
+
+No torch, no transformers and no training code is imported here, so a CLI answer from an exported
+model starts in well under a second. Windows and span decoding are the same code as the torch
+path (`windows`, `predict`), so both give the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qatune.data import Example
+from qatune.errors import DataError, ModelError
+from qatune.predict import Answer, Logits, decode_examples
+from qatune.windows import WindowConfig, tokenize_windows
+
+MODEL_FILE = "model.onnx"
+META_FILE = "qatune-onnx.json"
+
+
+def is_exported(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / MODEL_FILE).is_file() and (Path(folder) / META_FILE).is_file()
+
+
+class _Batch(dict):
+    """What `windows.tokenize_windows` reads from a transformers BatchEncoding, built from raw encodings."""
+
+    def __init__(self, encodings: list, mapping: list[int]) -> None:
+        super().__init__(input_ids=[e.ids for e in encodings], token_type_ids=[e.type_ids for e in encodings],
+                         offset_mapping=[e.offsets for e in encodings], overflow_to_sample_mapping=mapping)
+        self.encodings = encodings
+
+    def sequence_ids(self, i: int) -> list[int | None]:
+        return self.encodings[i].sequence_ids
+
+
+class RawTokenizer:
+    """The slice of the transformers tokenizer call API that `windows` uses, over a bare `tokenizers.Tokenizer`.
+
+    Hand-written because transformers (and torch with it) takes seconds to import; overflowing
+    windows are flattened exactly as transformers' fast tokenizers do ([encoding, *overflowing]).
+    """
+
+    is_fast = True
+
+    def __init__(self, path: Path, model_input_names: Sequence[str]) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.no_padding()
+        self.model_input_names = list(model_input_names)
+
+    def __call__(self, questions: Sequence[str], contexts: Sequence[str] | None = None, *,
+                 add_special_tokens: bool = True, max_length: int | None = None, stride: int = 0,
+                 **_: Any) -> _Batch:
+        if contexts is None:
+            self.tokenizer.no_truncation()
+            encodings = self.tokenizer.encode_batch(list(questions), add_special_tokens=add_special_tokens)
+            return _Batch(encodings, list(range(len(encodings))))
+        self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
+        flat, mapping = [], []
+        for i, encoding in enumerate(self.tokenizer.encode_batch(list(zip(questions, contexts)))):
+            for window in (encoding, *encoding.overflowing):
+                flat.append(window)
+                mapping.append(i)
+        return _Batch(flat, mapping)
+
+
+class OnnxAnswerer:
+    """`ask` / `ask_many` like `qatune.Answerer`, on an exported ONNX model."""
+
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        if not is_exported(folder):
+            raise ModelError(f"{folder}: not an exported model (no {MODEL_FILE} + {META_FILE}); "
+                             f"make one with `qatune export MODEL --output {folder}`")
+        self.meta = json.loads((folder / META_FILE).read_text())
+        self.window = WindowConfig(**self.meta["window"])
+        self.tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self.pad_id = self.meta["pad_token_id"]
+
+    def _forward(self, windows, batch_size: int = 16) -> Logits:
+        order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
+        starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+        ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            width = max(len(windows.input_ids[i]) for i in idx)
+            feeds = {name: np.zeros((len(idx), width), dtype=np.int64) for name in self.meta["input_names"]}
+            feeds["input_ids"][:] = self.pad_id
+            for row, i in enumerate(idx):
+                n = len(windows.input_ids[i])
+                feeds["input_ids"][row, :n] = windows.input_ids[i]
+                feeds["attention_mask"][row, :n] = 1
+                if "token_type_ids" in feeds:
+                    feeds["token_type_ids"][row, :n] = windows.token_type_ids[i]
+            s, e = self.session.run(["start_logits", "end_logits"], feeds)
+            for row, i in enumerate(idx):
+                n = len(windows.input_ids[i])
+                starts[i], ends[i] = s[row, :n], e[row, :n]
+        return Logits(starts, ends)
+
+    def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
+        for i, (context, question) in enumerate(pairs):
+            if not isinstance(context, str) or not context.strip():
+                raise DataError(f"question {i}: empty context")
+            if not isinstance(question, str) or not question.strip():
+                raise DataError(f"question {i}: empty question")
+        if not pairs:
+            return []
+        examples = [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
+        windows = tokenize_windows(examples, self.tokenizer, self.window)
+        return decode_examples(examples, windows, self._forward(windows), top_k, self.meta["max_answer_length"],
+                               self.meta["with_null"])
+
+    def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
+        return self.ask_many([(context, question)], top_k)[0]
