@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import typing
 from pathlib import Path
@@ -132,6 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (faster, check its EM)")
     p.add_argument("--max-answer-length", type=int, default=30, help="longest answer in tokens (default: 30)")
     _add_window_args(p)
+
+    p = sub.add_parser("serve", parents=[common], help="HTTP API (/v1/answer, docs at /docs) and a web page at /",
+                       description="Serve a model over HTTP: POST /v1/answer, /v1/answer:batch, GET /v1/models, "
+                                   "/healthz; OpenAPI docs at /docs; a page to ask questions at /.")
+    p.add_argument("--model", default="default", help="model: default, a folder (torch or exported), or a hub id")
+    p.add_argument("--compare-with", help="a second model answering every request side by side")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--api-key", default=os.environ.get("QATUNE_API_KEY"),
+                   help="require this key (X-API-Key or Authorization: Bearer); also $QATUNE_API_KEY")
+    p.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeatable)")
+    p.add_argument("--max-context-chars", type=int, default=20_000, help="longest context (default: 20000)")
+    p.add_argument("--max-question-chars", type=int, default=1_000, help="longest question (default: 1000)")
+    p.add_argument("--max-batch", type=int, default=32, help="most questions in one batch request (default: 32)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default: 1000000)")
+    p.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head (default: 0)")
 
     p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
     p.add_argument("spec", help="file or data spec")
@@ -283,6 +300,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from qatune.serve import ServeConfig, create_app
+
+    for flag in ("port", "max_context_chars", "max_question_chars", "max_batch", "max_body_bytes"):
+        if getattr(args, flag) < 1:
+            raise DataError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
+    config = ServeConfig(model=args.model, compare_with=args.compare_with, api_key=args.api_key,
+                         cors_origins=args.cors_origin, max_context_chars=args.max_context_chars,
+                         max_question_chars=args.max_question_chars, max_batch=args.max_batch,
+                         max_body_bytes=args.max_body_bytes, seed=args.seed)
+    app = create_app(config)
+    print(f"serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from qatune.sources import load_data
 
@@ -299,7 +334,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep, "run": cmd_run,
-            "export": cmd_export}
+            "export": cmd_export, "serve": cmd_serve}
 
 
 def _setup_logging(quiet: bool) -> None:

@@ -1,0 +1,236 @@
+"""HTTP API and web page for a QA model: `qatune serve --model DIR [--compare-with M]`.
+
+FastAPI app: POST /v1/answer, POST /v1/answer:batch, GET /v1/models, GET /healthz, and the page
+at /. Requests are checked against configurable limits (in the OpenAPI schema; over one: 422
+naming the field and the limit, or 413 for an oversized body), an optional API key is compared in constant time, and calls into the model are
+serialised with a lock, so concurrent requests never race on one model.
+"""
+
+import hmac
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, StringConstraints, create_model
+
+from qatune.errors import QatuneError
+
+@dataclass
+class ServeConfig:
+    """What `qatune serve` runs with; every limit is configurable from the command line."""
+
+    model: str = "default"
+    compare_with: str | None = None
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    max_context_chars: int = 20_000
+    max_question_chars: int = 1_000
+    max_batch: int = 32
+    max_body_bytes: int = 1_000_000
+    seed: int = 0
+
+
+def request_models(config: "ServeConfig") -> tuple[type[BaseModel], type[BaseModel]]:
+    """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them."""
+    def text(limit: int, flag: str, what: str):
+        return Annotated[str, StringConstraints(min_length=1, max_length=limit, pattern=r"\S"),
+                         Field(description=f"{what}; not blank, at most {limit} characters ({flag})")]
+
+    context = text(config.max_context_chars, "--max-context-chars", "the text to find the answer in")
+    question = text(config.max_question_chars, "--max-question-chars", "the question")
+    top_k = Annotated[int, Field(ge=1, le=10, description="how many answers, best first")]
+    single = create_model("AnswerRequest", context=(context, ...), question=(question, ...), top_k=(top_k, 3))
+    item = create_model("BatchItem", context=(context, ...), question=(question, ...))
+    batch = create_model("BatchRequest", top_k=(top_k, 3),
+                         items=(Annotated[list[item], Field(min_length=1, max_length=config.max_batch,
+                                                            description="questions (--max-batch)")], ...))
+    return single, batch
+
+
+class AnswerOut(BaseModel):
+    text: str
+    probability: float = Field(ge=0, le=1)
+    start: int = Field(ge=0, description="character offset of the answer in the context")
+    end: int = Field(ge=0)
+
+
+class ModelAnswers(BaseModel):
+    model: str
+    answers: list[AnswerOut]
+
+
+class AnswerResponse(BaseModel):
+    answers: list[AnswerOut]
+    model: str
+    took_ms: float
+    compare: ModelAnswers | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[AnswerResponse]
+    took_ms: float
+
+
+class ModelInfo(BaseModel):
+    name: str
+    role: str
+    backend: str
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+@dataclass
+class Loaded:
+    answerer: Any
+    backend: str
+    name: str
+
+
+def _open(model: str, seed: int) -> Loaded:
+    from qatune.lite import OnnxAnswerer, is_exported
+
+    if is_exported(model):
+        return Loaded(OnnxAnswerer(model), "onnxruntime", model)
+    from qatune.inference import Answerer
+
+    return Loaded(Answerer(model, seed=seed), "torch", model)
+
+
+class Models:
+    """The loaded answerers (primary and optional comparison) behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.loaded: dict[str, Loaded] = {}
+        self.ready = False
+
+    def load(self, config: ServeConfig) -> None:
+        self.loaded["primary"] = _open(config.model, config.seed)
+        if config.compare_with:
+            self.loaded["compare"] = _open(config.compare_with, config.seed)
+        self.ready = True
+
+    def ask(self, role: str, pairs: list[tuple[str, str]], top_k: int) -> list[list[AnswerOut]]:
+        with self.lock:
+            found = self.loaded[role].answerer.ask_many(pairs, top_k)
+        return [[AnswerOut(text=a.text, probability=min(1.0, a.probability), start=a.start, end=a.end) for a in row]
+                for row in found]
+
+
+def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
+    """The FastAPI app; `models` may be pre-loaded (tests), else they load at startup."""
+    models = models or Models()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not models.ready:
+            models.load(config)
+        yield
+
+    app = FastAPI(title="qatune", version=_version(), lifespan=lifespan,
+                  description="Extractive question answering: top-k answers with probabilities and spans.")
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["*"])
+    app.middleware("http")(_body_limit(config.max_body_bytes))
+    auth = _api_key_check(config.api_key)
+    errors = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+    AnswerRequest, BatchRequest = request_models(config)
+
+    def answer(items: list, top_k: int) -> list[AnswerResponse]:
+        if not models.ready:
+            raise HTTPException(503, "the model is still loading")
+        pairs = [(item.context, item.question) for item in items]
+        began = time.perf_counter()
+        primary = models.ask("primary", pairs, top_k)
+        other = models.ask("compare", pairs, top_k) if "compare" in models.loaded else None
+        took = round((time.perf_counter() - began) * 1000, 2)
+        names = {role: loaded.name for role, loaded in models.loaded.items()}
+        return [AnswerResponse(answers=primary[i], model=names["primary"], took_ms=took,
+                               compare=ModelAnswers(model=names["compare"], answers=other[i]) if other else None)
+                for i in range(len(pairs))]
+
+    @app.post("/v1/answer", response_model=AnswerResponse, responses=errors, dependencies=[Depends(auth)])
+    def answer_one(request: AnswerRequest) -> AnswerResponse:
+        """Top-k answers to one question about one context (and the comparison model's, if any)."""
+        return answer([request], request.top_k)[0]
+
+    @app.post("/v1/answer:batch", response_model=BatchResponse, responses=errors, dependencies=[Depends(auth)])
+    def answer_batch(request: BatchRequest) -> BatchResponse:
+        """Many questions at once (up to --max-batch), answered in one batched pass."""
+        began = time.perf_counter()
+        results = answer(request.items, request.top_k)
+        return BatchResponse(results=results, took_ms=round((time.perf_counter() - began) * 1000, 2))
+
+    @app.get("/v1/models", response_model=ModelsResponse, dependencies=[Depends(auth)])
+    def list_models() -> ModelsResponse:
+        return ModelsResponse(models=[ModelInfo(name=loaded.name, role=role, backend=loaded.backend)
+                                      for role, loaded in models.loaded.items()])
+
+    @app.get("/healthz", responses={503: {"model": ErrorResponse}})
+    def health() -> dict[str, str]:
+        if not models.ready:
+            raise HTTPException(503, "loading")
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (resources.files("qatune") / "resources" / "web" / "index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(QatuneError)
+    async def qatune_error(request: Request, exc: QatuneError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    return app
+
+
+def _api_key_check(key: str | None):
+    def check(authorization: str | None = Header(None, include_in_schema=False),
+              x_api_key: str | None = Header(None, include_in_schema=False)) -> None:
+        if key is None:
+            return
+        given = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+
+    return check
+
+
+def _body_limit(limit: int):
+    """Refuse bodies over `limit` bytes with 413, whether announced (Content-Length) or streamed."""
+    async def middleware(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return JSONResponse({"detail": f"request body of {declared} bytes; the limit is {limit} "
+                                           f"(--max-body-bytes)"}, status_code=413)
+        if request.method == "POST" and not declared:
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return JSONResponse({"detail": f"request body over the limit of {limit} bytes "
+                                                   f"(--max-body-bytes)"}, status_code=413)
+            request._body = body  # Starlette reads the cached body downstream
+        return await call_next(request)
+
+    return middleware
+
+
+def _version() -> str:
+    from qatune import __version__
+
+    return __version__

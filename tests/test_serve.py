@@ -1,0 +1,134 @@
+"""`qatune serve`: the HTTP API contract, its limits and errors, and a fuzz test against its own schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from qatune.serve import Models, ServeConfig, create_app
+
+CONTEXT = "Earth is the third planet from the Sun and the only place known in the universe where life has originated."
+
+
+@pytest.fixture(scope="module")
+def models(tiny_bert) -> Models:
+    loaded = Models()
+    loaded.load(ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert)))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def client(models, tiny_bert):
+    config = ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert), max_context_chars=5000,
+                         max_question_chars=200, max_batch=4, max_body_bytes=20_000)
+    with TestClient(create_app(config, models)) as test_client:
+        yield test_client
+
+
+def test_answer_contract_and_comparison(client, tiny_bert):
+    body = client.post("/v1/answer", json={"context": CONTEXT, "question": "What is Earth?", "top_k": 3}).json()
+    assert body["model"] == str(tiny_bert) and len(body["answers"]) == 3 and body["took_ms"] > 0
+    for answer in body["answers"]:
+        assert set(answer) == {"text", "probability", "start", "end"}
+        assert CONTEXT[answer["start"]:answer["end"]] == answer["text"] and 0 < answer["probability"] < 1
+    assert body["compare"]["answers"] == body["answers"]  # the same model on both sides answers alike
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert [m["role"] for m in client.get("/v1/models").json()["models"]] == ["primary", "compare"]
+
+
+def test_batch_matches_single_answers(client):
+    items = [{"context": CONTEXT, "question": q} for q in ("What is Earth?", "Where has life originated?")]
+    batch = client.post("/v1/answer:batch", json={"items": items, "top_k": 2}).json()
+    assert len(batch["results"]) == 2
+    for item, result in zip(items, batch["results"]):
+        single = client.post("/v1/answer", json={**item, "top_k": 2}).json()
+        assert [a["text"] for a in single["answers"]] == [a["text"] for a in result["answers"]]
+
+
+@pytest.mark.parametrize("payload, status, words", [
+    ({"context": "x" * 5001, "question": "q?"}, 422, "at most 5000 characters"),
+    ({"context": CONTEXT, "question": "q" * 201}, 422, "at most 200 characters"),
+    ({"context": "", "question": "q?"}, 422, "context"),
+    ({"context": "   \n", "question": "q?"}, 422, "context"),
+    ({"context": CONTEXT, "question": 7}, 422, "question"),
+    ({"context": CONTEXT, "question": "q?", "top_k": 11}, 422, "top_k"),
+    ({"context": CONTEXT}, 422, "question"),
+])
+def test_limits_and_bad_requests(client, payload, status, words):
+    response = client.post("/v1/answer", json=payload)
+    assert response.status_code == status and words in json.dumps(response.json())
+
+
+def test_malformed_json_body_size_and_batch_limit(client):
+    assert client.post("/v1/answer", content=b"{bad json", headers={"Content-Type": "application/json"}
+                       ).status_code == 422
+    big = client.post("/v1/answer", json={"context": "x" * 30_000, "question": "q?"})
+    assert big.status_code == 413 and "--max-body-bytes" in big.json()["detail"]
+    items = [{"context": CONTEXT, "question": "What?"}] * 5
+    over = client.post("/v1/answer:batch", json={"items": items})
+    assert over.status_code == 422 and "at most 4 items" in json.dumps(over.json())
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["AnswerRequest"]["properties"]["context"]["maxLength"] == 5000  # limits are in the schema
+    assert client.post("/v1/answer:batch", json={"items": []}).status_code == 422
+
+
+def test_api_key(models, tiny_bert):
+    app = create_app(ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert), api_key="s3cret"), models)
+    with TestClient(app) as client:
+        payload = {"context": CONTEXT, "question": "What is Earth?"}
+        assert client.post("/v1/answer", json=payload).status_code == 401
+        assert client.post("/v1/answer", json=payload, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert client.post("/v1/answer", json=payload, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/healthz").status_code == 200  # health needs no key
+
+
+@pytest.mark.parametrize("context", [
+    "Zoë visited Ærøskøbing in 1999; the café served crème brûlée.",
+    "東京は日本の首都であり、世界最大の都市圏の一つです。",
+    "The rocket 🚀 launched at dawn 🌅 and reached orbit in 9 minutes.",
+])
+def test_unicode_contexts_give_exact_spans(client, context):
+    body = client.post("/v1/answer", json={"context": context, "question": "What happened?", "top_k": 5}).json()
+    assert body["answers"]
+    for answer in body["answers"]:
+        assert context[answer["start"]:answer["end"]] == answer["text"]
+
+
+def test_long_context_many_windows(client):
+    context = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(400))  # ~4,000 tokens
+    response = client.post("/v1/answer", json={"context": context[:5000], "question": "Which topic?"})
+    assert response.status_code == 200 and response.json()["answers"]
+
+
+def test_page_is_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'data-testid="question"' in page.text and "/v1/answer" in page.text
+
+
+def test_fuzz_against_own_schema(client, models, tiny_bert):
+    """Schemathesis: generated requests (valid and not) never give a 500, and responses match the schema."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    app = create_app(ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert), max_context_chars=2000,
+                                 max_batch=3), models)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures = []
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=op.as_strategy())
+        def check(case) -> None:
+            response = case.call()
+            assert response.status_code < 500, (case.method, case.path, case.body, response.text)
+            case.validate_response(response)
+
+        try:
+            check()
+        except AssertionError as exc:
+            failures.append(str(exc)[:500])
+    assert not failures, failures
