@@ -9,13 +9,14 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import typing
 from pathlib import Path
 from typing import Any
 
 from qatune import __version__
+from qatune.cli_common import add_window_args, emit, window_from_args
+from qatune.cli_serve import add_export_parser, add_serve_parser, cmd_export, cmd_serve
 from qatune.cli_study import add_run_parser, cmd_run
 from qatune.cli_sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import DataError, QatuneError, TrainingInterrupted
@@ -75,14 +76,6 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
                             help=f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})")
 
 
-def _add_window_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-seq-length", type=int, default=256, help="tokens per window (default: 256)")
-    parser.add_argument("--doc-stride", type=int, default=96, help="overlap in tokens between windows (default: 96)")
-    parser.add_argument("--max-query-length", type=int, default=64, help="questions cut to N tokens (default: 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head and sampling (default: 0)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qatune", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", help="write predictions (JSON, id -> answer) here")
     p.add_argument("--metrics", help="write the metrics JSON here")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
-    _add_window_args(p)
+    add_window_args(p)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question about a context: top-k answers with probabilities")
     p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
@@ -119,52 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", help="JSON file: a list of {context, question} objects (batch mode)")
     p.add_argument("--top-k", type=int, default=3, help="answers per question, 1..20 (default: 3)")
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
-    _add_window_args(p)
+    add_window_args(p)
 
     add_sweep_parser(sub, common)
     add_run_parser(sub, common)
 
-    p = sub.add_parser("export", parents=[common], help="export a model to ONNX for fast answering without torch",
-                       description="Export a QA model to ONNX (+ tokenizer.json). `qatune ask --model DIR` then "
-                                   "answers with onnxruntime, tokenizers and numpy only, starting in well under a "
-                                   "second.")
-    p.add_argument("model", help="model: default, a folder, or a hub id")
-    p.add_argument("--output", required=True, help="folder to write (replaced atomically)")
-    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (faster, check its EM)")
-    p.add_argument("--max-answer-length", type=int, default=30, help="longest answer in tokens (default: 30)")
-    _add_window_args(p)
-
-    p = sub.add_parser("serve", parents=[common], help="HTTP API (/v1/answer, docs at /docs) and a web page at /",
-                       description="Serve a model over HTTP: POST /v1/answer, /v1/answer:batch, GET /v1/models, "
-                                   "/healthz; OpenAPI docs at /docs; a page to ask questions at /.")
-    p.add_argument("--model", default="default", help="model: default, a folder (torch or exported), or a hub id")
-    p.add_argument("--compare-with", help="a second model answering every request side by side")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument("--api-key", default=os.environ.get("QATUNE_API_KEY"),
-                   help="require this key (X-API-Key or Authorization: Bearer); also $QATUNE_API_KEY")
-    p.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeatable)")
-    p.add_argument("--max-context-chars", type=int, default=20_000, help="longest context (default: 20000)")
-    p.add_argument("--max-question-chars", type=int, default=1_000, help="longest question (default: 1000)")
-    p.add_argument("--max-batch", type=int, default=32, help="most questions in one batch request (default: 32)")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default: 1000000)")
-    p.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head (default: 0)")
+    add_export_parser(sub, common)
+    add_serve_parser(sub, common)
 
     p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
     p.add_argument("spec", help="file or data spec")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
-
-
-def _emit(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
-
-
-def _window(args: argparse.Namespace):
-    from qatune.windows import WindowConfig
-
-    return WindowConfig(args.max_seq_length, args.doc_stride, args.max_query_length)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -176,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         values["eval_data"] = None
     summary = train(TrainConfig.from_dict(values), overwrite=args.overwrite, progress_bar=not args.quiet)
     if args.json:
-        _emit(summary)
+        emit(summary)
         return 0
     final = summary.get("final_eval") or {}
     print(f"model saved to {args.output_dir} ({summary.get('steps')} steps, {summary.get('seconds')} s)")
@@ -195,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
     loaded = load_model(args.model, seed=args.seed)
-    result = evaluate(loaded, dataset, _window(args), args.batch_size, progress_bar=not args.quiet)
+    result = evaluate(loaded, dataset, window_from_args(args), args.batch_size, progress_bar=not args.quiet)
     report = {"model": args.model, "data": dataset.source, "fresh_head": loaded.fresh_head,
               "notes": dataset.notes, **result.metrics}
     if args.predictions:
@@ -203,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.metrics:
         atomic_write_json(args.metrics, report)
     if args.json:
-        _emit(report)
+        emit(report)
         return 0
     m = result.metrics
     print(f"{args.model} on {dataset.source} ({m['total']} questions, {m['seconds']:.1f} s, "
@@ -254,7 +214,7 @@ def _answerer(model: str, args: argparse.Namespace):
         return OnnxAnswerer(model)
     from qatune.inference import Answerer
 
-    return Answerer(model, _window(args), seed=args.seed)
+    return Answerer(model, window_from_args(args), seed=args.seed)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -272,10 +232,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         objects.append(obj)
     if args.json:
         if args.questions:
-            _emit(objects)
+            emit(objects)
         else:
             del objects[0]["question"]
-            _emit(objects[0])
+            emit(objects[0])
         return 0
     for obj in objects:
         print(f"Q: {obj['question']}")
@@ -283,38 +243,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"  {block['model']}:")
             for rank, a in enumerate(block["answers"], start=1):
                 print(f"    {rank}. {a['text']!r}  p={a['probability']:.4f}  [{a['start']}:{a['end']}]")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from qatune.export import export_onnx
-
-    meta = export_onnx(args.model, args.output, window=_window(args), seed=args.seed,
-                       max_answer_length=args.max_answer_length, quantize=args.quantize)
-    if args.json:
-        _emit(meta)
-        return 0
-    print(f"exported {args.model} to {args.output} in {meta['seconds']} s "
-          f"({'int8' if meta['quantized'] else 'fp32'}; max logit difference to torch {meta['max_logit_difference']:.2g})")
-    print(f"answer with: qatune ask --model {args.output} --context TEXT --question TEXT")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from qatune.serve import ServeConfig, create_app
-
-    for flag in ("port", "max_context_chars", "max_question_chars", "max_batch", "max_body_bytes"):
-        if getattr(args, flag) < 1:
-            raise DataError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
-    config = ServeConfig(model=args.model, compare_with=args.compare_with, api_key=args.api_key,
-                         cors_origins=args.cors_origin, max_context_chars=args.max_context_chars,
-                         max_question_chars=args.max_question_chars, max_batch=args.max_batch,
-                         max_body_bytes=args.max_body_bytes, seed=args.seed)
-    app = create_app(config)
-    print(f"serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
 
 
@@ -326,7 +254,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             "unanswerable": sum(e.is_impossible for e in dataset), "skipped": dataset.skipped,
             "notes": dataset.notes}
     if args.json:
-        _emit(info)
+        emit(info)
     else:
         print(f"{info['source']}: {info['questions']} questions on {info['contexts']} contexts, "
               f"{info['unanswerable']} unanswerable, {info['skipped']} skipped: OK")
