@@ -11,7 +11,7 @@ import gzip
 import json
 import logging
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,3 +203,13 @@ def hf_rows(name: str, split: str, rows: Iterable[Row]) -> Iterator[tuple[str, R
     """Tag rows of a Hugging Face dataset with their position, for error messages."""
     for i, row in enumerate(rows):
         yield f"{name}[{split}] row {i}, question id {row.get('id')!r}", row
+
+
+def question_examples(pairs: Sequence[tuple[str, str]]) -> list[Example]:
+    """(context, question) pairs asked by a user as Examples; an empty one is a DataError naming it."""
+    for i, (context, question) in enumerate(pairs):
+        if not isinstance(context, str) or not context.strip():
+            raise DataError(f"question {i}: empty context")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(f"question {i}: empty question")
+    return [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]

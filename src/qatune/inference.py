@@ -15,8 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
-from qatune.data import Example, QADataset
-from qatune.errors import DataError
+from qatune.data import QADataset, question_examples
 from qatune.metrics import squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
 from qatune.predict import Answer, Logits, decode_examples
@@ -102,14 +101,9 @@ class Answerer:
 
     def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
         """Batched `ask` for many (context, question) pairs."""
-        for i, (context, question) in enumerate(pairs):
-            if not isinstance(context, str) or not context.strip():
-                raise DataError(f"question {i}: empty context")
-            if not isinstance(question, str) or not question.strip():
-                raise DataError(f"question {i}: empty question")
-        if not pairs:
+        examples = question_examples(pairs)
+        if not examples:
             return []
-        examples = [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
         windows = tokenize_windows(examples, self.loaded.tokenizer, self.window)
         logits = forward_windows(self.loaded.model, self.loaded.tokenizer, windows, self.batch_size)
         return decode_examples(examples, windows, logits, top_k, self.max_answer_length, self.loaded.with_null)

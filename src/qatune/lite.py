@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from qatune.data import Example
-from qatune.errors import DataError, ModelError
+from qatune.data import question_examples
+from qatune.errors import ModelError
 from qatune.predict import Answer, Logits, decode_examples
 from qatune.windows import WindowConfig, tokenize_windows
 
@@ -113,14 +113,9 @@ class OnnxAnswerer:
         return Logits(starts, ends)
 
     def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
-        for i, (context, question) in enumerate(pairs):
-            if not isinstance(context, str) or not context.strip():
-                raise DataError(f"question {i}: empty context")
-            if not isinstance(question, str) or not question.strip():
-                raise DataError(f"question {i}: empty question")
-        if not pairs:
+        examples = question_examples(pairs)
+        if not examples:
             return []
-        examples = [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
         windows = tokenize_windows(examples, self.tokenizer, self.window)
         return decode_examples(examples, windows, self._forward(windows), top_k, self.meta["max_answer_length"],
                                self.meta["with_null"])
