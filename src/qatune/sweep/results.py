@@ -55,8 +55,9 @@ def picks(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for pick, (column, choose) in PICKS.items():
         scored = [r for r in done if r.get(column) is not None]
-        if scored:
-            out[pick] = choose(scored, key=lambda r: r[column])
+        if scored:  # ties (say, equal correct counts) go to the higher F1
+            sign = 1 if choose is max else -1
+            out[pick] = choose(scored, key=lambda r: (r[column], sign * (r.get("f1") or 0.0)))
     return out
 
 

@@ -1,0 +1,24 @@
+"""The study's picks from a sweep's trial rows: extremes, with ties going to the higher F1."""
+
+from qatune.sweep.results import format_table, picks, to_csv
+
+
+def row(name: str, state: str = "complete", **metrics) -> dict:
+    return {"name": name, "state": state, "train_loss": None, "eval_loss": None, "correct": None, "f1": None, **metrics}
+
+
+def test_picks_extremes_and_ties():
+    rows = [row("a", train_loss=1.1, eval_loss=6.2, correct=122, f1=40.0),
+            row("b", train_loss=2.8, eval_loss=3.9, correct=255, f1=61.0),
+            row("c", train_loss=2.9, eval_loss=4.0, correct=255, f1=63.5),
+            row("d", state="pruned", train_loss=0.5, correct=999, f1=99.0)]  # unfinished trials never win
+    chosen = {k: r["name"] for k, r in picks(rows).items()}
+    assert chosen == {"lowest_train_loss": "a", "most_correct": "c", "best_f1": "c", "lowest_eval_loss": "b"}
+    assert picks([row("x", state="fail")]) == {}
+
+
+def test_table_and_csv_show_every_row():
+    rows = [row("a", f1=40.0, correct=3), row("b", f1=None, correct=None)]
+    text = format_table(rows, ["name", "f1", "correct"]).splitlines()
+    assert text[0].split() == ["name", "f1", "correct"] and text[2].split() == ["b", "-", "-"]
+    assert to_csv(rows, ["name", "f1"]).splitlines() == ["name,f1", "a,40.0", "b,"]
