@@ -37,23 +37,24 @@ def metric_lines(runs: dict[str, list[dict[str, Any]]], metric: str, path: Path,
                  ylabel: str, x: str = "step") -> Path | None:
     """One line per run: `metric` of each history record against `x` (optimizer steps by default)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    drawn = 0
-    for label, history in runs.items():
-        points = [(r[x], r[metric]) for r in history if r.get(metric) is not None and r.get(x) is not None]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=label)
-            drawn += 1
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.set_title(title)
-    ax.set_xlabel({"step": "optimizer step", "windows_seen": "training windows seen", "epoch": "epoch"}.get(x, x))
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, ncol=2 if drawn > 5 else 1)
-    return _save(fig, path)
+    with plt.style.context("default"):  # Optuna's plots switch styles; ours stay plain
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        drawn = 0
+        for label, history in runs.items():
+            points = [(r[x], r[metric]) for r in history if r.get(metric) is not None and r.get(x) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=label)
+                drawn += 1
+        if not drawn:
+            plt.close(fig)
+            return None
+        ax.set_title(title)
+        ax.set_xlabel({"step": "optimizer step", "windows_seen": "training windows seen", "epoch": "epoch"}.get(x, x))
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, ncol=2 if drawn > 5 else 1)
+        return _save(fig, path)
 
 
 def optuna_figures(study, folder: Path) -> list[Path]:

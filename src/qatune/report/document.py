@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,8 @@ def to_html(blocks: list[Block], title: str) -> str:
     for block in blocks:
         if isinstance(block, Heading):
             out.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Para):
-            out.append(f"<p>{html.escape(block.text)}</p>")
+        elif isinstance(block, Para):  # `code` spans, as in the Markdown rendering
+            out.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(block.text)) + "</p>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
             body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
