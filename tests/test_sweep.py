@@ -234,3 +234,17 @@ def test_wandb_logging_gets_every_trial_and_evaluation(tiny_bert, tmp_path, monk
     logs = [c for c in calls if c[0] == "log"]
     assert [c[1] for c in logs] == [2, 4, 6, 2, 4, 6] and all("f1" in c[2] and "eval_loss" in c[2] for c in logs)
     assert [c[1:] for c in calls if c[0] == "finish"] == [(0, {"state": "complete"})] * 2
+
+
+def test_repeated_settings_are_explored_not_retrained(tiny_bert, tmp_path):
+    """A sampler proposing settings already run (deterministic, so the same result) gets a random point
+    instead; when a small discrete space is used up, the sweep stops rather than loop."""
+    spec = parse_sweep({"method": "random", "metric": {"name": "f1", "goal": "maximize"},
+                        "parameters": {"learning_rate": {"values": [1e-3, 2e-3]}}, "run_cap": 3,
+                        "base": {**BASE, "model": str(tiny_bert), "max_steps": 2, "eval_steps": 2}})
+    result = run_sweep(spec, SweepOptions("rep", tmp_path / "rep", poll_seconds=0.2), progress_bar=False)
+    assert result["stopped"] == "every point of the search space has been tried"
+    study = optuna.load_study(study_name="rep", storage=f"sqlite:///{tmp_path / 'rep' / 'sweep.db'}")
+    ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["learning_rate"] for t in ran) == [1e-3, 2e-3]
+    assert all(t.user_attrs["skipped"].startswith("repeat of trial-") for t in study.trials if t not in ran)

@@ -67,7 +67,8 @@ class Worker:
         self.study, self.spec, self.options, self.callback = study, spec, options, callback
         self.storage = study._storage  # the RDBStorage we opened (heartbeats need it)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.ran = 0
+        self.ran, self.repeats = 0, 0
+        self.explorer = optuna.samplers.RandomSampler(seed=options.seed + os.getpid())
         self.logger = None
         if options.wandb:
             from qatune.sweep.tracking import WandbLogger
@@ -104,10 +105,21 @@ class Worker:
         earlier = [t for t in counted(self.trials()) if t.number < trial.number]
         if self.spec.run_cap and len(earlier) >= self.spec.run_cap:
             return "over run_cap"
-        if self.spec.method == "grid":
-            if any(t.params == trial.params and t.state != TrialState.FAIL for t in earlier):
+        same = next((t for t in earlier if t.params == trial.params and t.state != TrialState.FAIL), None)
+        if same is not None:
+            if self.spec.method == "grid":
                 return "grid point taken by another worker"
+            # A seeded trial with the same settings gives the same result: rather than train it again
+            # (GP samplers like to propose a boundary point over and over), explore a random point.
+            return f"repeat of trial-{same.number}"
         return None
+
+    def _explore_instead(self, frozen: FrozenTrial) -> None:
+        """Queue a random point in place of a repeated one (it runs next, and counts as this slot)."""
+        params = {name: self.explorer.sample_independent(self.study, frozen, name, dist)
+                  for name, dist in self.spec.distributions.items()}
+        reason = f"random point instead of a {frozen.user_attrs.get('skipped')}"
+        self.study.enqueue_trial(params, user_attrs={"explored": reason}, skip_if_exists=True)
 
     def run(self) -> str:
         """Run trials until a stop reason; returns it. Ctrl-C/SIGTERM: stop the trial, queue its retry."""
@@ -128,7 +140,13 @@ class Worker:
                 self.study.tell(trial, state=TrialState.FAIL)
                 if skip == "over run_cap":
                     return f"run_cap {self.spec.run_cap} reached"
+                if skip.startswith("repeat"):
+                    self.repeats += 1
+                    if self.repeats > 20:  # a small discrete space: every point has been tried
+                        return "every point of the search space has been tried"
+                    self._explore_instead(next(t for t in self.trials() if t.number == trial.number))
                 continue
+            self.repeats = 0
             self._run_trial(trial, frozen)
             self.ran += 1
             self._check_failing()
