@@ -90,7 +90,8 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_bert, tmp_path):
 
 def test_hyperband_sees_every_evaluation(tiny_bert, tmp_path):
     spec = parse_sweep({"method": "random", "metric": {"name": "eval_loss", "goal": "minimize"},
-                        "parameters": {"learning_rate": {"values": [1e-9, 5e-3]}}, "run_cap": 4,
+                        "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 1e-9,
+                                                         "max": 5e-3}}, "run_cap": 4,
                         "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
                         "base": {**BASE, "model": str(tiny_bert)}})
     options = SweepOptions("hb", tmp_path / "hb", poll_seconds=0.2)
