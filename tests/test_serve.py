@@ -132,3 +132,21 @@ def test_fuzz_against_own_schema(client, models, tiny_bert):
         except AssertionError as exc:
             failures.append(str(exc)[:500])
     assert not failures, failures
+
+
+def test_null_answer_of_a_v2_model(tiny_bert, tmp_path):
+    """A model trained with unanswerable questions (SQuAD v2) can answer "" (the null answer): the API
+    returns it as an empty text at 0..0, with its probability among the spans'."""
+    import shutil
+
+    folder = tmp_path / "v2"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "qatune_with_null": True}))
+    models = Models()
+    models.load(ServeConfig(model=str(folder)))
+    with TestClient(create_app(ServeConfig(model=str(folder)), models)) as client:
+        body = client.post("/v1/answer", json={"context": "Hi there.", "question": "Who?", "top_k": 10}).json()
+    null = [a for a in body["answers"] if a["text"] == ""]
+    assert len(null) == 1 and (null[0]["start"], null[0]["end"]) == (0, 0)
+    assert sum(a["probability"] for a in body["answers"]) == pytest.approx(1.0, abs=1e-4)  # every candidate shown
