@@ -92,7 +92,7 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
 
 def _loader(windows: Windows, tokenizer, config: TrainConfig) -> DataLoader:
     """Micro-batches of training windows, padded to the longest window in each batch."""
-    batch = min(config.micro_batch_size, config.train_batch_size)
+    batch = config.micro_batch
     sampler = _EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
