@@ -21,7 +21,7 @@ from common import DATA_DIR, save, table  # noqa: E402
 WINDOWS_PER_QUESTION = 1.10  # SQuAD train at 256/96 windows: 96.0k windows for 87,599 questions (README)
 
 
-def calibrate(train_file: Path) -> float:
+def calibrate() -> float:
     """Steady-state windows/s of the default recipe on this machine (a 25-step run)."""
     from train import run_qatune
 
@@ -42,7 +42,7 @@ def main() -> None:
     from qatune.train import train
 
     train_file = DATA_DIR / "train-v1.1-rebuilt.json.gz"
-    rate = args.rate or calibrate(train_file)
+    rate = args.rate or calibrate()
     questions = int(args.budget_minutes * 60 * rate * 0.93 / WINDOWS_PER_QUESTION)  # 7% for the evaluations
     config = TrainConfig(train_data=str(train_file), train_sample=questions, eval_data=str(DATA_DIR / "dev-v1.1.json.gz"),
                          eval_sample=args.eval_sample, eval_steps=max(50, questions // 32 // 6), output_dir=args.output)

@@ -110,13 +110,13 @@ class StudyRunner:
     def _pick_row(sweep: dict[str, Any] | None, pick: str) -> dict[str, Any]:
         from qatune.errors import QatuneError
 
-        name = (sweep or {}).get("best", {}) or {}
-        name = name.get("name") if pick == "best" else (sweep or {}).get("picks", {}).get(pick)
-        rows = [r for r in (sweep or {}).get("trials", []) if r["name"] == name]
-        if not rows:
+        sweep = sweep or {}
+        name = (sweep.get("best") or {}).get("name") if pick == "best" else sweep.get("picks", {}).get(pick)
+        row = next((r for r in sweep.get("trials", []) if r["name"] == name), None)
+        if row is None:
             raise QatuneError(f"the sweep has no finished trial for from_sweep: {pick}; let it finish (rerun) or "
                               f"set the value by hand")
-        return rows[0]
+        return row
 
     def run_experiment(self, experiment: Experiment, sweep: dict[str, Any] | None) -> dict[str, Any]:
         from qatune.train import train
@@ -156,7 +156,7 @@ class StudyRunner:
             slug = label.replace("/", "_").replace(" ", "_")
             atomic_write_json(self.out / "evals" / f"{slug}.predictions.json", result.predictions)
             return {"label": label, "model": model, "data": data["resolved"], **select,
-                    **{k: v for k, v in result.metrics.items()}}
+                    **result.metrics}
 
         return self.stage(f"evaluate {label}", key, work)
 

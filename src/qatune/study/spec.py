@@ -210,9 +210,9 @@ def _report(raw: Any, name: str) -> ReportSpec:
 
 def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
     """Validate a whole study; `base_dir` is where relative `file:` paths are looked up first."""
-    body = _mapping(raw if raw is not None else {}, "study", KEYS)
     if not isinstance(raw, dict):
         raise ConfigError("a study file is a mapping with data, experiments, ... sections")
+    body = _mapping(raw, "study", KEYS)
     name = str(body.get("name") or "study")
     data = DataSpec(**_mapping(body.get("data"), "data", DATA_KEYS))
     sweep, count = _sweep(body.get("sweep"), base_dir)

@@ -13,7 +13,7 @@ from qatune.errors import ConfigError
 from qatune.io import atomic_write_text
 from qatune.sweep.storage import Callback, SweepOptions, open_study
 from qatune.sweep.worker import Worker
-from qatune.sweep.results import counts, picks, summary, table_columns, top, write_results
+from qatune.sweep.results import counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: S
         else:
             bar.update(1)
             logger.info("trial %d %s: %s", event["trial"], event["state"], event["note"])
-        state = counts(study.get_trials(deepcopy=False))
-        best = top(summary_rows(study, spec), spec, 1)
+        trials = study.get_trials(deepcopy=False)  # one read of the storage per event
+        state, best = counts(trials), top(trial_rows(trials, spec), spec, 1)
         bar.set_postfix(done=state["complete"], running=state["running"], pruned=state["pruned"],
                         failed=state["failed"], best=f"{best[0]['value']:.4g}" if best else "-")
         if callback:
@@ -67,12 +67,6 @@ def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: S
     report = summary(study.get_trials(deepcopy=False), spec, options.name)
     return {"name": options.name, "storage": options.url, "metric": spec.metric.name, "stopped": reason, "ran_here": worker.ran,
             "counts": report["counts"], "best": report["best"], "picks": report["picks"]}
-
-
-def summary_rows(study, spec: SweepSpec) -> list[dict[str, Any]]:
-    from qatune.sweep.results import trial_rows
-
-    return trial_rows(study.get_trials(deepcopy=False), spec)
 
 
 def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
@@ -119,5 +113,3 @@ def _short(name: str) -> str:
     return {"learning_rate": "lr", "train_batch_size": "batch", "num_train_epochs": "epochs",
             "warmup_ratio": "warmup", "weight_decay": "wd"}.get(name, name)
 
-
-__all__ = ["run_sweep", "show_sweep", "picks"]

@@ -78,6 +78,9 @@ class Worker:
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
 
+    def _frozen(self, number: int) -> FrozenTrial:
+        return next(t for t in self.trials() if t.number == number)
+
     def stop_reason(self) -> str | None:
         """Why no further trial should start (run cap, grid walked, target met, --count), or None."""
         if self.options.count is not None and self.ran >= self.options.count:
@@ -133,7 +136,7 @@ class Worker:
             if reason:
                 return reason
             trial = self.study.ask(self.spec.distributions)
-            frozen = next(t for t in self.trials() if t.number == trial.number)
+            frozen = self._frozen(trial.number)
             skip = self._skip_reason(frozen)
             if skip:
                 trial.set_user_attr("skipped", skip)
@@ -144,7 +147,7 @@ class Worker:
                     self.repeats += 1
                     if self.repeats > 20:  # a small discrete space: every point has been tried
                         return "every point of the search space has been tried"
-                    self._explore_instead(next(t for t in self.trials() if t.number == trial.number))
+                    self._explore_instead(self._frozen(trial.number))
                 continue
             self.repeats = 0
             self._run_trial(trial, frozen)
@@ -239,7 +242,7 @@ class Worker:
         code = process.stop(signal.SIGTERM)
         trial.set_user_attr("error", f"interrupted (child exit {code}); queued to resume")
         self.study.tell(trial, state=TrialState.FAIL)
-        frozen = next(t for t in self.trials() if t.number == trial.number)
+        frozen = self._frozen(trial.number)
         RetryHeartbeatStaleTrialCallback(max_retry=None)(self.study, frozen)  # interruptions are not failures
 
     def _announce(self, number: int, state: str, note: str) -> None:
