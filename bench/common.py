@@ -74,7 +74,12 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def run_json(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     """Run a child Python process that prints one JSON object as its last stdout line."""
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+    return run_json_with(sys.executable, args, timeout)
+
+
+def run_json_with(python: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:
+    """`run_json` with another interpreter (e.g. a side venv)."""
+    proc = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")

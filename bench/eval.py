@@ -5,7 +5,7 @@ here faithfully because the example is a script, not a library: features padded 
 with stride 128, a batched forward pass, and `utils_qa.postprocess_qa_predictions`-style n-best
 decoding (20 best starts x 20 best ends per feature, answers up to 30 tokens). Variants: qatune's
 evaluator (torch fp32, dynamic padding, length-sorted batches, vectorised decoding), and the
-exported model through onnxruntime in fp32 and int8.
+exported model through onnxruntime in fp32 and int8, and the torch model cast to bfloat16 (AMX).
 
     python bench/eval.py --model runs/quick [--questions 1000] [--repeats 3]
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, median, save, table  # noqa: E402
+from common import DATA_DIR, median, run_json_with, save, table  # noqa: E402
 
 from qatune.data import load_file  # noqa: E402
 from qatune.metrics import squad_scores  # noqa: E402
@@ -65,11 +66,11 @@ def hf_reference(model, tokenizer, examples) -> dict[str, str]:
     return predictions
 
 
-def qatune_torch(loaded, examples) -> dict[str, str]:
+def qatune_torch(loaded, examples, batch: int = BATCH) -> dict[str, str]:
     from qatune.data import QADataset
     from qatune.inference import evaluate
 
-    return evaluate(loaded, QADataset(list(examples), "bench"), batch_size=BATCH).predictions
+    return evaluate(loaded, QADataset(list(examples), "bench"), batch_size=batch).predictions
 
 
 def onnx_path(folder: Path):
@@ -87,11 +88,59 @@ def onnx_path(folder: Path):
     return run
 
 
+def pipeline_path(python: str, model: str, examples, threads: int, folder: Path):
+    """The removed pipeline("question-answering"), run by bench/hf_pipeline.py in a side venv.
+
+    Returns a variant that reports the pipeline's own seconds (model loading excluded)."""
+    from qatune.models import resolve_model
+
+    job = {"model": str(Path(resolve_model(model)).resolve()), "threads": threads,
+           "questions": [{"id": e.id, "question": e.question, "context": e.context} for e in examples]}
+    job_file = folder / "pipeline-job.json"
+    job_file.write_text(json.dumps(job))
+
+    def run(_examples) -> tuple[dict[str, str], float]:
+        out = run_json_with(python, [str(Path(__file__).parent / "hf_pipeline.py"), str(job_file)])
+        return out["predictions"], out["seconds"]
+
+    return run
+
+
+def profile(loaded, examples, batch: int) -> dict:
+    """Where qatune's evaluation spends its time: seconds per stage, and the forward pass's top operators."""
+    from qatune.inference import forward_windows
+    from qatune.predict import decode_examples
+    from qatune.windows import tokenize_windows
+
+    stages, began = {}, time.perf_counter()
+    windows = tokenize_windows(examples, loaded.tokenizer)
+    stages["tokenize"] = time.perf_counter() - began
+    began = time.perf_counter()
+    with torch.profiler.profile() as prof:
+        logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch, with_loss=True)
+    stages["forward (profiled)"] = time.perf_counter() - began
+    began = time.perf_counter()
+    answers = decode_examples(examples, windows, logits, 1, 30, loaded.with_null)
+    stages["decode"] = time.perf_counter() - began
+    began = time.perf_counter()
+    squad_scores({e.id: (a[0].text if a else "") for e, a in zip(examples, answers)},
+                 {e.id: list(e.answers) for e in examples})
+    stages["score"] = time.perf_counter() - began
+    ops = sorted(prof.key_averages(), key=lambda op: op.self_cpu_time_total, reverse=True)
+    total = sum(op.self_cpu_time_total for op in ops)
+    tokens = sum(len(ids) for ids in windows.input_ids)
+    return {"windows": len(windows), "tokens": tokens, "stages_s": stages,
+            "forward_ops_share": {op.key: op.self_cpu_time_total / total for op in ops[:10]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=BATCH, help="qatune's evaluation batch size")
+    parser.add_argument("--pipeline-python", help="python of a side venv with transformers 5.2: also time its pipeline")
+    parser.add_argument("--profile", action="store_true", help="only profile qatune's evaluation and print where the time goes")
     args = parser.parse_args()
     from qatune.export import export_onnx
     from qatune.models import load_model
@@ -100,19 +149,32 @@ def main() -> None:
     dev = load_file(DATA_DIR / "dev-v1.1.json.gz").select(sample=args.questions, seed=0)
     examples, gold = dev.examples, {e.id: list(e.answers) for e in dev.examples}
     loaded = load_model(args.model, device="cpu")
+    if args.profile:
+        report = profile(loaded, examples, args.batch)
+        print(json.dumps(report, indent=2))
+        save("eval_profile", {"model": args.model, "questions": len(examples), "batch": args.batch, **report})
+        return
+    bf16 = load_model(args.model, device="cpu", dtype="bfloat16")
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(args.model, Path(tmp) / "fp32")
         export_onnx(args.model, Path(tmp) / "int8", quantize=True)
         variants = {"HF run_qa.py reference (baseline)": lambda ex: hf_reference(loaded.model, loaded.tokenizer, ex),
-                    "qatune evaluate (torch fp32)": lambda ex: qatune_torch(loaded, ex),
+                    "qatune evaluate (torch fp32)": lambda ex: qatune_torch(loaded, ex, args.batch),
+                    "qatune evaluate (torch bf16)": lambda ex: qatune_torch(bf16, ex, args.batch),
                     "qatune onnx fp32": onnx_path(Path(tmp) / "fp32"), "qatune onnx int8": onnx_path(Path(tmp) / "int8")}
+        if args.pipeline_python:
+            variants["HF pipeline, transformers 5.2 (side venv)"] = pipeline_path(
+                args.pipeline_python, args.model, examples, torch.get_num_threads(), Path(tmp))
         times = {name: [] for name in variants}
         scores = {}
         for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every variant alike
             for name, run in variants.items():
                 began = time.perf_counter()
                 predictions = run(examples)
-                times[name].append(time.perf_counter() - began)
+                seconds = time.perf_counter() - began
+                if isinstance(predictions, tuple):  # a child process that timed itself
+                    predictions, seconds = predictions
+                times[name].append(seconds)
                 scores[name] = squad_scores(predictions, gold)
     base = len(examples) / median(times["HF run_qa.py reference (baseline)"])
     rows = []

@@ -1,5 +1,7 @@
 """Benchmark quality: fine-tune the default model with the default recipe for a fixed wall-clock budget,
 then score it on the COMPLETE SQuAD v1.1 dev set (10,570 questions). The headline number.
+The trained model is then also scored in bfloat16 and as an int8 ONNX export, on the same full dev
+set, with the EM/F1 difference to float32 (a fast path is accepted only within 0.5 EM).
 
 The budget is turned into a number of training questions up front (the learning-rate schedule needs
 its length): a short calibration run measures this machine's windows/s, and the run trains on as
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +37,8 @@ def main() -> None:
     parser.add_argument("--output", default="runs/quality")
     parser.add_argument("--rate", type=float, help="windows/s to plan with (default: measure)")
     parser.add_argument("--eval-sample", type=int, default=500, help="dev questions scored during training")
+    parser.add_argument("--no-fast-paths", action="store_true", help="skip the bfloat16 / int8 full-dev scoring")
+    parser.add_argument("--eval-only", action="store_true", help="score an already trained --output model")
     args = parser.parse_args()
     from qatune.config import TrainConfig
     from qatune.inference import evaluate
@@ -41,24 +46,68 @@ def main() -> None:
     from qatune.sources import load_data
     from qatune.train import train
 
-    train_file = DATA_DIR / "train-v1.1-rebuilt.json.gz"
-    rate = args.rate or calibrate()
-    questions = int(args.budget_minutes * 60 * rate * 0.93 / WINDOWS_PER_QUESTION)  # 7% for the evaluations
-    config = TrainConfig(train_data=str(train_file), train_sample=questions, eval_data=str(DATA_DIR / "dev-v1.1.json.gz"),
-                         eval_sample=args.eval_sample, eval_steps=max(50, questions // 32 // 6), output_dir=args.output)
-    print(f"plan: {rate:.2f} windows/s -> {questions} training questions in {args.budget_minutes:.0f} minutes", flush=True)
-    began = time.perf_counter()
-    summary = train(config)
-    train_minutes = (time.perf_counter() - began) / 60
+    if args.eval_only:
+        import json
+
+        summary = json.loads((Path(args.output) / "qatune.json").read_text())
+        config, rate, train_minutes = TrainConfig.from_dict(summary["config"]), args.rate, summary["seconds"] / 60
+        questions = config.train_sample
+    else:
+        rate = args.rate or calibrate()
+        questions = int(args.budget_minutes * 60 * rate * 0.93 / WINDOWS_PER_QUESTION)  # 7% for the evaluations
+        config = TrainConfig(train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"), train_sample=questions,
+                             eval_data=str(DATA_DIR / "dev-v1.1.json.gz"), eval_sample=args.eval_sample,
+                             eval_steps=max(50, questions // 32 // 6), output_dir=args.output)
+        print(f"plan: {rate:.2f} windows/s -> {questions} training questions in {args.budget_minutes:.0f} minutes",
+              flush=True)
+        began = time.perf_counter()
+        summary = train(config)
+        train_minutes = (time.perf_counter() - began) / 60
     dev = load_data(str(DATA_DIR / "dev-v1.1.json.gz"), "validation")
     result = evaluate(load_model(args.output), dev, config.window, progress_bar=True).metrics
     row = {"train_questions": questions, "windows_seen": summary["windows_seen"], "steps": summary["steps"],
            "train_minutes": train_minutes, "dev_questions": result["total"], "EM": result["exact_match"],
-           "F1": result["f1"], "eval_seconds": result["seconds"]}
+           "F1": result["f1"], "correct": result["correct"], "similar": result["similar"],
+           "incorrect": result["incorrect"], "eval_loss": result["eval_loss"], "eval_seconds": result["seconds"]}
     print(table([row], list(row)))
+    fast = [] if args.no_fast_paths else fast_paths(args.output, dev, config, result)
+    if fast:
+        print(table(fast, list(fast[0])))
     path = save("quality", {"budget_minutes": args.budget_minutes, "rate_windows_per_s": rate,
-                            "config": config.to_dict(), "result": row})
+                            "config": config.to_dict(), "result": row, "full_dev_inference": fast})
     print(f"written {path}")
+
+
+def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
+    """Full-dev EM/F1 and speed of float32, bfloat16 and int8 ONNX, with deltas to float32."""
+    from qatune.export import export_onnx
+    from qatune.inference import evaluate
+    from qatune.lite import OnnxAnswerer
+    from qatune.metrics import squad_scores
+    from qatune.models import load_model
+    from qatune.predict import decode_examples
+    from qatune.windows import tokenize_windows
+
+    rows = [{"path": "torch float32", "questions_per_s": fp32["questions_per_second"], "EM": fp32["exact_match"],
+             "F1": fp32["f1"]}]
+    bf16 = evaluate(load_model(model, dtype="bfloat16"), dev, config.window, progress_bar=True).metrics
+    rows.append({"path": "torch bfloat16", "questions_per_s": bf16["questions_per_second"], "EM": bf16["exact_match"],
+                 "F1": bf16["f1"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, Path(tmp), quantize=True)
+        answerer = OnnxAnswerer(tmp)
+        began = time.perf_counter()
+        windows = tokenize_windows(dev.examples, answerer.tokenizer, answerer.window)
+        answers = decode_examples(dev.examples, windows, answerer._forward(windows, 32), 1, 30, False)
+        seconds = time.perf_counter() - began
+    scores = squad_scores({e.id: (a[0].text if a else "") for e, a in zip(dev.examples, answers)},
+                          {e.id: list(e.answers) for e in dev.examples})
+    rows.append({"path": "onnx int8", "questions_per_s": len(dev.examples) / seconds, "EM": scores["exact_match"],
+                 "F1": scores["f1"]})
+    for r in rows:
+        r.update(EM_delta=r["EM"] - rows[0]["EM"], F1_delta=r["F1"] - rows[0]["F1"],
+                 accepted=abs(r["EM"] - rows[0]["EM"]) <= 0.5)
+    return rows
 
 
 if __name__ == "__main__":

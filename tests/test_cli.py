@@ -40,6 +40,7 @@ def test_ask_json_contract(tiny_bert):
         assert set(answer) == {"text", "probability", "start", "end"}
         assert CONTEXT[answer["start"]:answer["end"]] == answer["text"]
         assert 0 < answer["probability"] < 1
+    assert 0 < obj["no_answer_probability"] < 1
     assert "no question-answering head" in proc.stderr
 
 
@@ -54,10 +55,11 @@ def test_ask_reads_stdin_and_compares(tiny_bert, tmp_path):
     assert "Q: What is Earth?" in text and "p=" in text
 
 
-def test_evaluate_json_contract(tiny_bert, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_evaluate_json_contract(tiny_bert, tmp_path, dtype):
     preds = tmp_path / "p.json"
     obj = json.loads(qatune("evaluate", "--model", str(tiny_bert), "--data", "sample:validation", "--limit", "7",
-                            "--predictions", str(preds), "--json").stdout)
+                            "--predictions", str(preds), "--dtype", dtype, "--json").stdout)
     for key in ("exact_match", "f1", "correct", "similar", "incorrect", "total", "seconds", "eval_loss"):
         assert key in obj
     assert obj["total"] == 7 and obj["correct"] + obj["similar"] + obj["incorrect"] == 7

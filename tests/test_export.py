@@ -25,11 +25,12 @@ def test_onnx_answers_match_torch(fixture, request, tmp_path):
     meta = export_onnx(model, tmp_path / "onnx", window=WINDOW)
     assert meta["max_logit_difference"] < 1e-4
     pairs = [(CONTEXT, q) for q in QUESTIONS]
-    expected = Answerer(model, WINDOW).ask_many(pairs, 3)
-    got = OnnxAnswerer(tmp_path / "onnx").ask_many(pairs, 3)
+    expected = Answerer(model, WINDOW).predict_many(pairs, 3)
+    got = OnnxAnswerer(tmp_path / "onnx").predict_many(pairs, 3)
     for want, have in zip(expected, got):
-        assert [(a.text, a.start, a.end) for a in have] == [(a.text, a.start, a.end) for a in want]
-        assert [a.probability for a in have] == pytest.approx([a.probability for a in want], abs=1e-5)
+        assert [(a.text, a.start, a.end) for a in have.answers] == [(a.text, a.start, a.end) for a in want.answers]
+        assert [a.probability for a in have.answers] == pytest.approx([a.probability for a in want.answers], abs=1e-5)
+        assert have.no_answer_probability == pytest.approx(want.no_answer_probability, abs=1e-5)
 
 
 def test_exported_cli_answers_without_torch(tiny_bert, tmp_path):

@@ -71,3 +71,20 @@ def test_public_api_is_reexported():
     assert qatune.fine_tune is train
     assert qatune.Answerer is Answerer and qatune.evaluate is evaluate
     assert callable(qatune.load_data) and callable(qatune.squad_scores)
+
+
+def test_bfloat16_inference_agrees_with_float32(tiny_bert):
+    import torch
+
+    from qatune.errors import ModelError
+
+    data = load_data("sample:validation")
+    fp32 = evaluate(load_model(str(tiny_bert)), data)
+    loaded = load_model(str(tiny_bert), dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in loaded.model.parameters())
+    bf16 = evaluate(loaded, data)
+    same = sum(bf16.predictions[k] == v for k, v in fp32.predictions.items())
+    assert same >= 0.8 * len(fp32.predictions), (same, len(fp32.predictions))
+    assert bf16.metrics["eval_loss"] == pytest.approx(fp32.metrics["eval_loss"], rel=0.02)
+    with pytest.raises(ModelError, match="dtype must be one of float32, bfloat16"):
+        load_model(str(tiny_bert), dtype="float16")

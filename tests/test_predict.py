@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qatune.predict import decode, group_windows, window_candidates
+from qatune.predict import decode, group_windows, predict, window_candidates
 
 CONTEXT = "alpha beta gamma delta"
 # tokens: [CLS] q [SEP] alpha beta gamma delta [SEP]
@@ -55,6 +55,27 @@ def test_null_answer_for_v2_models():
     answers = decode(CONTEXT, [s], [e], [OFFSETS], top_k=2, with_null=True)
     assert answers[0].text == "" and answers[0].probability > 0.9
     assert decode(CONTEXT, [s], [e], [OFFSETS], top_k=1)[0].text != ""
+
+
+def test_no_answer_probability():
+    rng = np.random.default_rng(1)
+    s1, e1, s2, e2 = (rng.normal(size=8) for _ in range(4))
+    v1 = predict(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=3)
+    # by hand: the null answer scores the lower CLS score of the two windows, against all 10 distinct spans
+    null = min(s1[0] + e1[0], s2[0] + e2[0])
+    spans = {}
+    for s, e in ((s1, e1), (s2, e2)):
+        for i in range(3, 7):
+            for j in range(i, 7):
+                spans[(i, j)] = max(spans.get((i, j), -np.inf), s[i] + e[j])
+    expected = np.exp(null) / (np.exp(null) + sum(np.exp(list(spans.values()))))
+    assert abs(v1.no_answer_probability - expected) < 1e-9
+    assert v1.answers == decode(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=3)
+    assert abs(sum(a.probability for a in predict(CONTEXT, [s1], [e1], [OFFSETS], top_k=20).answers) - 1) < 1e-9
+    v2 = predict(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=20, with_null=True)
+    empty = next(a for a in v2.answers if a.text == "")
+    assert abs(v2.no_answer_probability - empty.probability) < 1e-12
+    assert abs(v2.no_answer_probability - expected) < 1e-9  # the same number either way
 
 
 def test_group_windows():

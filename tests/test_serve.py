@@ -34,6 +34,8 @@ def test_answer_contract_and_comparison(client, tiny_bert):
         assert set(answer) == {"text", "probability", "start", "end"}
         assert CONTEXT[answer["start"]:answer["end"]] == answer["text"] and 0 < answer["probability"] < 1
     assert body["compare"]["answers"] == body["answers"]  # the same model on both sides answers alike
+    assert 0 < body["no_answer_probability"] < 1
+    assert body["compare"]["no_answer_probability"] == body["no_answer_probability"]
     assert client.get("/healthz").json() == {"status": "ok"}
     assert [m["role"] for m in client.get("/v1/models").json()["models"]] == ["primary", "compare"]
 
@@ -150,3 +152,4 @@ def test_null_answer_of_a_v2_model(tiny_bert, tmp_path):
     null = [a for a in body["answers"] if a["text"] == ""]
     assert len(null) == 1 and (null[0]["start"], null[0]["end"]) == (0, 0)
     assert sum(a["probability"] for a in body["answers"]) == pytest.approx(1.0, abs=1e-4)  # every candidate shown
+    assert body["no_answer_probability"] == pytest.approx(null[0]["probability"], abs=1e-6)

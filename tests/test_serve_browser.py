@@ -73,9 +73,13 @@ def test_page_in_headless_chromium(server):
             assert page.input_value("[data-testid=question]") == "What is Earth?"
             context = page.input_value("[data-testid=context]")
             page.fill("[data-testid=question]", "Which planet is third from the Sun?")
-            page.click("[data-testid=ask]")
+            with page.expect_response("**/v1/answer") as response:
+                page.click("[data-testid=ask]")
+            body = response.value.json()
             page.wait_for_selector("[data-testid=answer]")
             columns = page.locator("[data-testid=column]")
+            warned = columns.nth(0).locator("[data-testid=no-answer]").count() == 1
+            assert warned == (body["no_answer_probability"] > 0.5)  # the page flags a likely unanswerable question
             assert columns.count() == 2  # the model and the one it is compared with, side by side
             top = columns.nth(0).locator("[data-testid=answer] .text").first.inner_text()
             highlight = columns.nth(0).locator("[data-testid=highlight]").inner_text()

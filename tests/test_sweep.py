@@ -133,7 +133,9 @@ def test_interrupt_and_kill_then_resume(tiny_bert, tmp_path):
     args = [sys.executable, "-m", "qatune.cli", "sweep", str(config), "--dir", str(tmp_path), "-q",
             "--heartbeat-interval", "1"]
     trials = tmp_path / "k" / "trials"
-    worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default: a shell's background job (e.g. `pytest &`) inherits it ignored
+    worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(trials, "trial-000/checkpoints/step-*")
     worker.send_signal(signal.SIGINT)
     out, err = worker.communicate(timeout=120)

@@ -8,6 +8,7 @@ _LAZY = {
     "Answerer": "qatune.inference",
     "evaluate": "qatune.inference",
     "Answer": "qatune.predict",
+    "Prediction": "qatune.predict",
     "decode": "qatune.predict",
     "TrainConfig": "qatune.config",
     "fine_tune": "qatune.train",

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N questions")
     p.add_argument("--sample", type=int, help="seeded random N questions")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default: 64)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="weights for inference; bfloat16 is faster on CPUs with AMX and GPUs (default: float32)")
     p.add_argument("--predictions", help="write predictions (JSON, id -> answer) here")
     p.add_argument("--metrics", help="write the metrics JSON here")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
@@ -154,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
-    loaded = load_model(args.model, seed=args.seed)
+    loaded = load_model(args.model, seed=args.seed, dtype=args.dtype)
     result = evaluate(loaded, dataset, window_from_args(args), args.batch_size, progress_bar=not args.quiet)
     report = {"model": args.model, "data": dataset.source, "fresh_head": loaded.fresh_head,
               "notes": dataset.notes, **result.metrics}
@@ -201,9 +203,10 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
-def _answers_json(answers) -> list[dict[str, Any]]:
-    return [{"text": a.text, "probability": round(a.probability, 6), "start": a.start, "end": a.end}
-            for a in answers]
+def _prediction_json(prediction) -> dict[str, Any]:
+    return {"answers": [{"text": a.text, "probability": round(a.probability, 6), "start": a.start, "end": a.end}
+                        for a in prediction.answers],
+            "no_answer_probability": round(prediction.no_answer_probability, 6)}
 
 
 def _answerer(model: str, args: argparse.Namespace):
@@ -222,13 +225,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise DataError(f"--top-k must be between 1 and 20, got {args.top_k}")
     pairs = _questions(args)
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
-    results = {m: _answerer(m, args).ask_many(pairs, args.top_k) for m in models}
+    results = {m: _answerer(m, args).predict_many(pairs, args.top_k) for m in models}
     objects = []
     for i, (context, question) in enumerate(pairs):
-        obj: dict[str, Any] = {"question": question, "answers": _answers_json(results[args.model][i]),
-                               "model": args.model}
+        obj: dict[str, Any] = {"question": question, **_prediction_json(results[args.model][i]), "model": args.model}
         if args.compare_with:
-            obj["compare"] = {"model": args.compare_with, "answers": _answers_json(results[args.compare_with][i])}
+            obj["compare"] = {"model": args.compare_with, **_prediction_json(results[args.compare_with][i])}
         objects.append(obj)
     if args.json:
         if args.questions:
@@ -243,6 +245,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"  {block['model']}:")
             for rank, a in enumerate(block["answers"], start=1):
                 print(f"    {rank}. {a['text']!r}  p={a['probability']:.4f}  [{a['start']}:{a['end']}]")
+            if block["no_answer_probability"] > 0.5:
+                print(f"    (the context may not answer this: no-answer probability "
+                      f"{block['no_answer_probability']:.2f})")
     return 0
 
 

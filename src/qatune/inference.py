@@ -18,7 +18,7 @@ from transformers import DataCollatorWithPadding
 from qatune.data import QADataset, question_examples
 from qatune.metrics import squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
-from qatune.predict import Answer, Logits, decode_examples
+from qatune.predict import Answer, Logits, Prediction, decode_examples, predict_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 Progress = Callable[[int], None]
@@ -101,9 +101,13 @@ class Answerer:
 
     def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
         """Batched `ask` for many (context, question) pairs."""
+        return [p.answers for p in self.predict_many(pairs, top_k)]
+
+    def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
+        """`ask_many` plus each question's no-answer probability."""
         examples = question_examples(pairs)
         if not examples:
             return []
         windows = tokenize_windows(examples, self.loaded.tokenizer, self.window)
         logits = forward_windows(self.loaded.model, self.loaded.tokenizer, windows, self.batch_size)
-        return decode_examples(examples, windows, logits, top_k, self.max_answer_length, self.loaded.with_null)
+        return predict_examples(examples, windows, logits, top_k, self.max_answer_length, self.loaded.with_null)

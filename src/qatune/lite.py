@@ -17,7 +17,7 @@ import numpy as np
 
 from qatune.data import question_examples
 from qatune.errors import ModelError
-from qatune.predict import Answer, Logits, decode_examples
+from qatune.predict import Answer, Logits, Prediction, predict_examples
 from qatune.windows import WindowConfig, tokenize_windows
 
 MODEL_FILE = "model.onnx"
@@ -113,12 +113,15 @@ class OnnxAnswerer:
         return Logits(starts, ends)
 
     def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
+        return [p.answers for p in self.predict_many(pairs, top_k)]
+
+    def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
         examples = question_examples(pairs)
         if not examples:
             return []
         windows = tokenize_windows(examples, self.tokenizer, self.window)
-        return decode_examples(examples, windows, self._forward(windows), top_k, self.meta["max_answer_length"],
-                               self.meta["with_null"])
+        return predict_examples(examples, windows, self._forward(windows), top_k, self.meta["max_answer_length"],
+                                self.meta["with_null"])
 
     def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
         return self.ask_many([(context, question)], top_k)[0]

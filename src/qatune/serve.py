@@ -59,13 +59,19 @@ class AnswerOut(BaseModel):
     end: int = Field(ge=0)
 
 
+NO_ANSWER = ("probability that the context holds no answer: the null answer's for models trained with "
+             "unanswerable questions, a cue from the CLS score for SQuAD v1 models")
+
+
 class ModelAnswers(BaseModel):
     model: str
     answers: list[AnswerOut]
+    no_answer_probability: float = Field(ge=0, le=1, description=NO_ANSWER)
 
 
 class AnswerResponse(BaseModel):
     answers: list[AnswerOut]
+    no_answer_probability: float = Field(ge=0, le=1, description=NO_ANSWER)
     model: str
     took_ms: float
     compare: ModelAnswers | None = None
@@ -121,11 +127,13 @@ class Models:
             self.loaded["compare"] = _open(config.compare_with, config.seed)
         self.ready = True
 
-    def ask(self, role: str, pairs: list[tuple[str, str]], top_k: int) -> list[list[AnswerOut]]:
+    def ask(self, role: str, pairs: list[tuple[str, str]], top_k: int) -> list[ModelAnswers]:
         with self.lock:
-            found = self.loaded[role].answerer.ask_many(pairs, top_k)
-        return [[AnswerOut(text=a.text, probability=min(1.0, a.probability), start=a.start, end=a.end) for a in row]
-                for row in found]
+            found = self.loaded[role].answerer.predict_many(pairs, top_k)
+        return [ModelAnswers(model=self.loaded[role].name,
+                             answers=[AnswerOut(text=a.text, probability=min(1.0, a.probability), start=a.start,
+                                                end=a.end) for a in p.answers],
+                             no_answer_probability=min(1.0, p.no_answer_probability)) for p in found]
 
 
 def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
@@ -159,10 +167,8 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
         primary = models.ask("primary", pairs, top_k)
         other = models.ask("compare", pairs, top_k) if "compare" in models.loaded else None
         took = round((time.perf_counter() - began) * 1000, 2)
-        names = {role: loaded.name for role, loaded in models.loaded.items()}
-        return [AnswerResponse(answers=primary[i], model=names["primary"], took_ms=took,
-                               compare=ModelAnswers(model=names["compare"], answers=other[i]) if other else None)
-                for i in range(len(pairs))]
+        return [AnswerResponse(**mine.model_dump(), took_ms=took, compare=other[i] if other else None)
+                for i, mine in enumerate(primary)]
 
     @app.post("/v1/answer", response_model=AnswerResponse, responses=errors, dependencies=[Depends(auth)])
     def answer_one(request: AnswerRequest) -> AnswerResponse:
