@@ -74,16 +74,14 @@ def qatune_torch(loaded, examples, batch: int = BATCH) -> dict[str, str]:
 
 
 def onnx_path(folder: Path):
+    """The exported model through qatune.lite (onnxruntime + tokenizers + numpy), as `qatune ask` runs it."""
     from qatune.lite import OnnxAnswerer
-    from qatune.predict import decode_examples
-    from qatune.windows import tokenize_windows
 
-    answerer = OnnxAnswerer(folder)
+    answerer = OnnxAnswerer(folder, batch_size=BATCH)
 
     def run(examples) -> dict[str, str]:
-        windows = tokenize_windows(examples, answerer.tokenizer, answerer.window)
-        answers = decode_examples(examples, windows, answerer._forward(windows, BATCH), 1, 30, False)
-        return {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}
+        found = answerer.ask_many([(e.context, e.question) for e in examples], 1)
+        return {e.id: (a[0].text if a else "") for e, a in zip(examples, found)}
 
     return run
 

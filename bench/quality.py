@@ -80,13 +80,12 @@ def main() -> None:
 
 def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
     """Full-dev EM/F1 and speed of float32, bfloat16 and int8 ONNX, with deltas to float32."""
+    from eval import onnx_path
+
     from qatune.export import export_onnx
     from qatune.inference import evaluate
-    from qatune.lite import OnnxAnswerer
     from qatune.metrics import squad_scores
     from qatune.models import load_model
-    from qatune.predict import decode_examples
-    from qatune.windows import tokenize_windows
 
     rows = [{"path": "torch float32", "questions_per_s": fp32["questions_per_second"], "EM": fp32["exact_match"],
              "F1": fp32["f1"]}]
@@ -95,13 +94,11 @@ def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
                  "F1": bf16["f1"]})
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, Path(tmp), quantize=True)
-        answerer = OnnxAnswerer(tmp)
+        run = onnx_path(Path(tmp))
         began = time.perf_counter()
-        windows = tokenize_windows(dev.examples, answerer.tokenizer, answerer.window)
-        answers = decode_examples(dev.examples, windows, answerer._forward(windows, 32), 1, 30, False)
+        predictions = run(dev.examples)
         seconds = time.perf_counter() - began
-    scores = squad_scores({e.id: (a[0].text if a else "") for e, a in zip(dev.examples, answers)},
-                          {e.id: list(e.answers) for e in dev.examples})
+    scores = squad_scores(predictions, {e.id: list(e.answers) for e in dev.examples})
     rows.append({"path": "onnx int8", "questions_per_s": len(dev.examples) / seconds, "EM": scores["exact_match"],
                  "F1": scores["f1"]})
     for r in rows:

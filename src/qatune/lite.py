@@ -75,7 +75,7 @@ class RawTokenizer:
 class OnnxAnswerer:
     """`ask` / `ask_many` like `qatune.Answerer`, on an exported ONNX model."""
 
-    def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None, batch_size: int = 16) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)
@@ -90,13 +90,14 @@ class OnnxAnswerer:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         self.pad_id = self.meta["pad_token_id"]
+        self.batch_size = batch_size
 
-    def _forward(self, windows, batch_size: int = 16) -> Logits:
+    def _forward(self, windows) -> Logits:
         order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
-        for b in range(0, len(order), batch_size):
-            idx = order[b:b + batch_size]
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
             width = max(len(windows.input_ids[i]) for i in idx)
             feeds = {name: np.zeros((len(idx), width), dtype=np.int64) for name in self.meta["input_names"]}
             feeds["input_ids"][:] = self.pad_id

@@ -69,10 +69,7 @@ class ModelAnswers(BaseModel):
     no_answer_probability: float = Field(ge=0, le=1, description=NO_ANSWER)
 
 
-class AnswerResponse(BaseModel):
-    answers: list[AnswerOut]
-    no_answer_probability: float = Field(ge=0, le=1, description=NO_ANSWER)
-    model: str
+class AnswerResponse(ModelAnswers):
     took_ms: float
     compare: ModelAnswers | None = None
 
