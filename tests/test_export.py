@@ -47,3 +47,31 @@ def test_exported_cli_answers_without_torch(tiny_bert, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qatune.cli", "export", str(tmp_path / "missing"), "--output",
                            str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and not (tmp_path / "x").exists()
+
+
+def test_export_never_destroys_a_folder_it_did_not_write(tiny_bert, tmp_path, monkeypatch):
+    """A non-empty folder that is not an export is refused; an export is replaced only when the new one is
+    complete, and a failed export leaves the old one and no temporary folder behind."""
+    import qatune.export
+    from qatune.errors import ConfigError, ModelError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_text("my trained model")
+    with pytest.raises(ConfigError, match="not empty"):
+        export_onnx(str(tiny_bert), mine)
+    assert (mine / "model.safetensors").read_text() == "my trained model"
+    out = tmp_path / "onnx"
+    export_onnx(str(tiny_bert), out, window=WINDOW)
+    export_onnx(str(tiny_bert), out, window=WindowConfig(96, 32, 16))  # an earlier export: replaced
+    assert OnnxAnswerer(out).window.max_seq_length == 96
+    assert OnnxAnswerer(out, window=WINDOW).window == WINDOW  # an explicit override wins
+
+    def broken(*args, **kwargs):
+        raise ModelError("simulated failure")
+
+    monkeypatch.setattr(qatune.export, "_check", broken)
+    with pytest.raises(ModelError):
+        export_onnx(str(tiny_bert), out, window=WINDOW)
+    assert OnnxAnswerer(out).window.max_seq_length == 96  # the old export is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "onnx"]  # no temporary folders left

@@ -181,3 +181,24 @@ def test_missing_data_stops_with_where_it_looked(tiny_bert, tmp_path, monkeypatc
     message = str(err.value)
     assert "squad:train: not found" in message and str(tmp_path / "empty") in message
     assert "set QATUNE_DATA_DIR" in message and not (tmp_path / "out" / "sweep").exists()
+
+
+def test_study_never_removes_folders_it_did_not_make(tiny_bert, tmp_path):
+    """The stale-stage cleanup only removes a folder of this study that carries qatune's marker; a folder of
+    the user's own files in its place stops the run with an error, and a foreign report folder is refused."""
+    out = tmp_path / "out"
+    theirs = out / "experiments" / "fixed"
+    theirs.mkdir(parents=True)
+    (theirs / "notes.txt").write_text("precious")
+    (out / "stages.json").write_text("{}")
+    study = tiny_study(tiny_bert, out, sweep=None, compare=None, questions=None)
+    study["experiments"] = [study["experiments"][1]]
+    with pytest.raises(ConfigError, match="did not write"):
+        run_study(parse_study(study), progress_bar=False)
+    assert (theirs / "notes.txt").read_text() == "precious"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(ConfigError, match="not a qatune study folder"):
+        run_study(parse_study(tiny_study(tiny_bert, foreign)), progress_bar=False)
+    assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]

@@ -251,3 +251,11 @@ def test_repeated_settings_are_explored_not_retrained(tiny_bert, tmp_path):
     ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.params["learning_rate"] for t in ran) == [1e-3, 2e-3]
     assert all(t.user_attrs["skipped"].startswith("repeat of trial-") for t in study.trials if t not in ran)
+
+
+def test_diverged_trial_is_failed_with_its_reason(tiny_bert, tmp_path):
+    config = write_config(tmp_path / "d.yaml", tiny_bert, method="grid", run_cap=1,
+                          parameters={"learning_rate": {"values": [0.1]}}, base={"weight_decay": 1e30})
+    sweep_cli(str(config), "--dir", str(tmp_path), "-q", check=False)
+    rows = json.loads(sweep_cli("show", "d", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"]
+    assert rows[0]["state"] == "fail" and "training diverged at step" in rows[0]["error"]

@@ -128,7 +128,7 @@ def test_bad_configs_name_the_key(raw, message):
 def test_unreadable_file_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: [unclosed")
-    with pytest.raises(ConfigError, match="bad.yaml: not a readable YAML/JSON"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:1:\d+: expected ','"):
         load_sweep(bad)
     with pytest.raises(ConfigError, match="no such sweep config"):
         load_sweep(tmp_path / "missing.yaml")

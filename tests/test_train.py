@@ -106,3 +106,37 @@ def test_bad_settings(field, value, tmp_path):
 def test_unknown_setting_lists_valid_ones():
     with pytest.raises(ConfigError, match="unknown setting.*valid: .*learning_rate"):
         TrainConfig.from_dict({"learnin_rate": 1})
+
+
+def test_divergence_stops_with_the_step_and_saves_no_model(tiny_bert, tmp_path):
+    """A weight decay that blows up the weights ends with an error naming the step and the setting;
+    no model, no completed progress, and a rerun does not take the run for finished."""
+    from qatune.errors import TrainingDiverged
+
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, eval_data=None, learning_rate=0.1, weight_decay=1e30, max_steps=10)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+ of 10.*weight_decay") as exc:
+        train(config, progress_bar=False)
+    assert "No model was saved" in str(exc.value)
+    assert not (out / "model.safetensors").exists() and not (out / "progress.json").exists()
+    assert any(r["type"] == "diverged" for r in read_jsonl(out / "metrics.jsonl"))
+
+
+def test_output_folder_of_user_files_is_refused(tiny_bert, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text("my own")
+    with pytest.raises(ConfigError, match="not empty and is not a qatune training run"):
+        train(tiny_config(tiny_bert, out), progress_bar=False)
+    assert [p.name for p in out.iterdir()] == ["config.json"] and (out / "config.json").read_text() == "my own"
+
+
+def test_window_settings_travel_with_the_model(tiny_bert, tmp_path):
+    """A model trained at max_seq_length 96 is answered at 96 unless told otherwise."""
+    from qatune.inference import Answerer
+    from qatune.windows import WindowConfig
+
+    train(tiny_config(tiny_bert, tmp_path / "run", max_steps=2, eval_data=None), progress_bar=False)
+    assert Answerer(str(tmp_path / "run")).window == WindowConfig(96, 32, 24)
+    assert Answerer(str(tmp_path / "run"), WindowConfig(64, 16, 16)).window.max_seq_length == 64
+    assert load_model(str(tiny_bert)).window == WindowConfig()  # no saved settings: the defaults

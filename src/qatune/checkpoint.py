@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qatune.config import TrainConfig
 from qatune.errors import ConfigError
-from qatune.io import atomic_write_json, read_jsonl, write_jsonl
-
-CONFIG_FILE = "qatune.json"
-HISTORY_FILE = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
+from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
+from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE, STAGE_MARKER, TRIAL_CONFIG
+from qatune.paths import check_output_folder
 
 
 @dataclass
@@ -29,7 +26,7 @@ class Progress:
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
     folder = output_dir / CHECKPOINTS
-    found = [p for p in folder.glob("step-*") if (p / "progress.json").exists()] if folder.exists() else []
+    found = [p for p in folder.glob("step-*") if (p / PROGRESS_FILE).exists()] if folder.exists() else []
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
@@ -39,7 +36,7 @@ def save_checkpoint(accelerator, output_dir: Path, progress: Progress, keep: int
     tmp = output_dir / CHECKPOINTS / f".tmp-step-{progress.step}"
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.save_state(str(tmp))
-    atomic_write_json(tmp / "progress.json", asdict(progress))
+    atomic_write_json(tmp / PROGRESS_FILE, asdict(progress))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     older = sorted((p for p in final.parent.glob("step-*") if p != final), key=lambda p: int(p.name.split("-")[1]))
@@ -48,32 +45,57 @@ def save_checkpoint(accelerator, output_dir: Path, progress: Progress, keep: int
     return final
 
 
-def load_progress(checkpoint: Path) -> Progress:
-    return Progress(**json.loads((checkpoint / "progress.json").read_text()))
+def load_progress(path: Path) -> Progress:
+    """The progress saved in a checkpoint folder or a run folder; a damaged file is a ConfigError."""
+    file = path / PROGRESS_FILE
+    try:
+        return Progress(**read_json(file, "progress file"))
+    except TypeError:
+        raise ConfigError(f"{file}: not a qatune progress file; pass --overwrite to start over") from None
 
 
-def prepare_output(config: TrainConfig, overwrite: bool) -> Progress | None:
-    """Check the output folder: a fresh start, the same run to resume, or a clash to report.
+def saved_config(folder: Path) -> TrainConfig:
+    """The config of the run in `folder` (its qatune.json); a damaged file is a ConfigError naming it."""
+    file = folder / CONFIG_FILE
+    raw = read_json(file, "run file")
+    try:
+        return TrainConfig.from_dict(raw["config"])
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{file}: not a qatune run file ({type(exc).__name__}: {exc}); choose another --output "
+                          f"or pass --overwrite") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}; choose another --output or pass --overwrite") from None
+
+
+def check_output(config: TrainConfig, overwrite: bool) -> Progress | None:
+    """Check the output folder, changing nothing: a fresh start, the same run to resume, or a clash to report.
 
     Returns the saved progress of a finished run (nothing to do), else None.
     """
-    out = Path(config.output_dir)
-    saved = out / CONFIG_FILE
-    if overwrite and out.exists():
-        for name in (CHECKPOINTS, HISTORY_FILE, CONFIG_FILE, "progress.json"):
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    elif saved.exists():
-        previous = TrainConfig.from_dict(json.loads(saved.read_text())["config"])
-        if not previous.same_run(config):
+    out = check_output_folder(config.output_dir, "--output", (CONFIG_FILE, STAGE_MARKER, TRIAL_CONFIG),
+                              "a qatune training run",
+                              overwrite)
+    if not overwrite and (out / CONFIG_FILE).exists():
+        if not saved_config(out).same_run(config):
             raise ConfigError(f"{out} holds a run with other settings; choose another --output or pass --overwrite")
-        done = out / "progress.json"
-        if done.exists():
-            progress = Progress(**json.loads(done.read_text()))
+        if (out / PROGRESS_FILE).exists():
+            progress = load_progress(out)
             if progress.completed:
                 return progress
-    out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def prepare_output(config: TrainConfig, overwrite: bool) -> None:
+    """Make the checked output folder ready: with `overwrite`, the previous run's files go first."""
+    out = Path(config.output_dir)
+    if overwrite and out.exists():
+        for name in (CHECKPOINTS, HISTORY_FILE, CONFIG_FILE, PROGRESS_FILE):
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--output {out}: cannot create the folder ({exc.strerror})") from None
 
 
 def trim_history(output_dir: Path, step: int) -> None:

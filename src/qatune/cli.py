@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import typing
@@ -15,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from qatune import __version__
-from qatune.cli_common import add_window_args, emit, window_from_args
+from qatune.cli_common import Parser, add_window_args, emit, finite_float, int_in, model_window, positive_int
 from qatune.cli_serve import add_export_parser, add_serve_parser, cmd_export, cmd_serve
 from qatune.cli_study import add_run_parser, cmd_run
 from qatune.cli_sweep import add_sweep_parser, cmd_sweep
-from qatune.errors import DataError, QatuneError, TrainingInterrupted
+from qatune.errors import ConfigError, DataError, QatuneError, TrainingInterrupted
 
 DESCRIPTION = ("Turn a pre-trained transformer encoder into an extractive question-answering model: "
                "fine-tune, sweep hyperparameters, evaluate with official SQuAD metrics, answer with confidence.")
@@ -72,16 +71,16 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
             continue
         hint = hints[f.name]
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        parser.add_argument(flag, dest=f.name, type=kind, default=default, metavar=f.name.split("_")[-1].upper(),
+        parser.add_argument(flag, dest=f.name, type={float: finite_float}.get(kind, kind), default=default, metavar=f.name.split("_")[-1].upper(),
                             help=f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qatune", description=DESCRIPTION, epilog=EPILOG,
+    parser = Parser(prog="qatune", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"qatune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
-    common = argparse.ArgumentParser(add_help=False)  # lets -q also follow the command
+    common = Parser(add_help=False)  # lets -q also follow the command
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="only warnings and errors on stderr, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -96,13 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common], help="EM/F1 and correct/similar/incorrect of a model on a data set")
     p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
     p.add_argument("--data", default="squad:validation", help="data spec (default: squad:validation)")
-    p.add_argument("--limit", type=int, help="first N questions")
-    p.add_argument("--sample", type=int, help="seeded random N questions")
-    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default: 64)")
+    p.add_argument("--limit", type=positive_int, help="first N questions")
+    p.add_argument("--sample", type=positive_int, help="seeded random N questions")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass (default: 64)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="weights for inference; bfloat16 is faster on CPUs with AMX and GPUs (default: float32)")
     p.add_argument("--predictions", help="write predictions (JSON, id -> answer) here")
     p.add_argument("--metrics", help="write the metrics JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --predictions / --metrics files")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     add_window_args(p)
 
@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-file", help="read the context from this file")
     p.add_argument("--question", help="the question")
     p.add_argument("--questions", help="JSON file: a list of {context, question} objects (batch mode)")
-    p.add_argument("--top-k", type=int, default=3, help="answers per question, 1..20 (default: 3)")
+    p.add_argument("--top-k", type=int_in(1, 20), default=3, help="answers per question, 1..20 (default: 3)")
+    p.add_argument("--max-context-chars", type=positive_int,
+                   help="refuse longer contexts (default: $QATUNE_MAX_CONTEXT_CHARS, else 100000)")
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
     add_window_args(p)
 
@@ -152,12 +154,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.inference import evaluate
     from qatune.io import atomic_write_json
     from qatune.models import load_model
+    from qatune.paths import check_output_file
     from qatune.sources import load_data
 
+    outputs = [check_output_file(path, flag, args.overwrite) for path, flag in
+               ((args.predictions, "--predictions"), (args.metrics, "--metrics")) if path]  # before the work
+    if len({p.resolve() for p in outputs}) < len(outputs):
+        raise ConfigError("--predictions and --metrics name the same file; give two names")
+    window = model_window(args.model, args)
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
     loaded = load_model(args.model, seed=args.seed, dtype=args.dtype)
-    result = evaluate(loaded, dataset, window_from_args(args), args.batch_size, progress_bar=not args.quiet)
+    result = evaluate(loaded, dataset, window, args.batch_size, progress_bar=not args.quiet)
     report = {"model": args.model, "data": dataset.source, "fresh_head": loaded.fresh_head,
               "notes": dataset.notes, **result.metrics}
     if args.predictions:
@@ -179,11 +187,12 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(context, question) pairs from --questions, or the single --context/--question."""
     if args.questions:
         from qatune.data import read_text
+        from qatune.io import parse_json
 
+        items = parse_json(read_text(Path(args.questions)), args.questions, DataError)
         try:
-            items = json.loads(read_text(Path(args.questions)))
             pairs = [(item["context"], item["question"]) for item in items]
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        except (TypeError, KeyError) as exc:
             raise DataError(f"{args.questions}: expected a JSON list of {{\"context\", \"question\"}} objects "
                             f"({type(exc).__name__}: {exc})") from None
     else:
@@ -204,26 +213,30 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _prediction_json(prediction) -> dict[str, Any]:
-    return {"answers": [{"text": a.text, "probability": round(a.probability, 6), "start": a.start, "end": a.end}
-                        for a in prediction.answers],
-            "no_answer_probability": round(prediction.no_answer_probability, 6)}
+    out = prediction.to_dict()
+    for answer in out["answers"]:
+        answer["probability"] = round(answer["probability"], 6)
+    out["no_answer_probability"] = round(out["no_answer_probability"], 6)
+    return out
 
 
 def _answerer(model: str, args: argparse.Namespace):
     """An exported folder answers with onnxruntime alone (fast start); anything else through torch."""
     from qatune.lite import OnnxAnswerer, is_exported
 
+    window = model_window(model, args)
     if is_exported(model):
-        return OnnxAnswerer(model)
+        return OnnxAnswerer(model, window=window, max_context_chars=args.max_context_chars)
     from qatune.inference import Answerer
 
-    return Answerer(model, window_from_args(args), seed=args.seed)
+    return Answerer(model, window, seed=args.seed, max_context_chars=args.max_context_chars)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    if not 1 <= args.top_k <= 20:
-        raise DataError(f"--top-k must be between 1 and 20, got {args.top_k}")
+    from qatune.data import question_examples
+
     pairs = _questions(args)
+    question_examples(pairs, args.max_context_chars)  # every pair checked (empty, size) before a model loads
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
     results = {m: _answerer(m, args).predict_many(pairs, args.top_k) for m in models}
     objects = []

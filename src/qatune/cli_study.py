@@ -57,7 +57,10 @@ def _plan(spec) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from qatune.study import load_study, run_study
 
+    from qatune.study.run import check_study_folder
+
     spec = load_study(args.study or quickstart_path())
+    check_study_folder(spec)
     if args.dry_run:
         print("\n".join(_plan(spec)))
         return 0

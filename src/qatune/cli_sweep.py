@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qatune.cli_common import int_in, positive_int
 from qatune.errors import ConfigError
+from qatune.paths import safe_name
 
 SWEEP_EPILOG = """usage forms:
   qatune sweep CONFIG [--name NAME]            run a sweep, or resume it (same command again)
@@ -41,19 +43,19 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
                    help="database URL shared by workers, e.g. postgresql://user:pw@host/db; also $QATUNE_STORAGE "
                         "(default: a SQLite file in the sweep folder)")
     p.add_argument("--join", metavar="NAME", help="join the existing sweep NAME (config read from --storage)")
-    p.add_argument("--count", type=int, help="run at most N trials in this worker (like `wandb agent --count`)")
+    p.add_argument("--count", type=positive_int, help="run at most N trials in this worker (like `wandb agent --count`)")
     p.add_argument("--base", action="append", default=[], metavar="KEY=VALUE",
                    help="override a `base` training setting, e.g. --base train_sample=500 (repeatable)")
-    p.add_argument("--retries", type=int, default=1,
+    p.add_argument("--retries", type=int_in(0), default=1,
                    help="times a trial whose worker died (no heartbeat) is retried, resuming its checkpoint "
                         "(default: 1); a Ctrl-C'd trial is always resumed")
-    p.add_argument("--heartbeat-interval", type=int, default=20, metavar="SECONDS",
+    p.add_argument("--heartbeat-interval", type=positive_int, default=20, metavar="SECONDS",
                    help="heartbeat period; a trial silent for 3x this is failed (default: 20)")
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model weights (default: delete)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, run nothing")
     p.add_argument("--wandb", action="store_true", help="also log each trial to W&B (honours WANDB_MODE=offline)")
-    p.add_argument("--top", type=int, default=10, help="show: how many best trials to list and plot (default: 10)")
+    p.add_argument("--top", type=positive_int, default=10, help="show: how many best trials to list and plot (default: 10)")
     p.add_argument("--out", help="show: folder for trials.csv/json and figures (default: NAME/results)")
     p.add_argument("--no-figures", action="store_true", help="show: skip the PNG figures")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -62,25 +64,21 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
     """--base KEY=VALUE pairs, each VALUE read as YAML (so 500 is a number and none is null)."""
-    import yaml
+    from qatune.io import yaml_value
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--base {pair!r}: expected KEY=VALUE, e.g. --base train_sample=500")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        out[key.strip().replace("-", "_")] = yaml_value(value, f"--base {pair}")
     return out
 
 
 def _options(args: argparse.Namespace, name: str):
     from qatune.sweep import SweepOptions
 
-    for flag in ("count", "retries", "heartbeat_interval", "top"):
-        value = getattr(args, flag)
-        if value is not None and value < (0 if flag == "retries" else 1):
-            raise ConfigError(f"--{flag.replace('_', '-')} must be {'>= 0' if flag == 'retries' else '> 0'}, "
-                              f"got {value}")
+    safe_name(name, "sweep name (--name, --join, `show NAME` or the config's `name`)")
     return SweepOptions(name=name, directory=Path(args.dir) / name, storage=args.storage, count=args.count,
                         retries=args.retries, heartbeat_interval=args.heartbeat_interval,
                         keep_models=args.keep_models, seed=args.seed, wandb=args.wandb)

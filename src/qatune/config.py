@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
+import typing
 from typing import Any
 
 from qatune.errors import ConfigError
 from qatune.windows import WindowConfig
+
+MAX_EPOCHS = 1000
 
 
 @dataclass
@@ -68,8 +72,12 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         """Raise ConfigError naming the first bad setting; return self for chaining."""
+        for f in dataclasses.fields(self):
+            value = typed(f.name, getattr(self, f.name))
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         positive = ["learning_rate", "train_batch_size", "num_train_epochs", "logging_steps",
-                    "eval_batch_size", "max_answer_length"]
+                    "eval_batch_size", "max_answer_length", "max_grad_norm"]
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -78,10 +86,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be > 0 when set, got {value}")
+        if self.learning_rate > 1:
+            raise ConfigError(f"learning_rate must be at most 1 (fine-tuning uses about 1e-5 to 1e-3), "
+                              f"got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_steps is None and self.num_train_epochs > MAX_EPOCHS:
+            raise ConfigError(f"num_train_epochs must be at most {MAX_EPOCHS}, got {self.num_train_epochs}")
         if self.train_batch_size % self.micro_batch:
             raise ConfigError(f"train_batch_size ({self.train_batch_size}) must be a multiple of micro_batch_size "
                               f"({self.micro_batch_size}), the batch that goes through the model at once")
@@ -98,10 +111,39 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**values).check()
+        return cls(**{name: typed(name, value) for name, value in values.items()}).check()
 
     def same_run(self, other: TrainConfig) -> bool:
         """Whether `other` describes the same training (so a checkpoint of one resumes the other)."""
         ignore = {"eval_steps", "save_steps", "logging_steps", "eval_batch_size", "data_dir", "output_dir"}
         mine, theirs = self.to_dict(), other.to_dict()
         return all(mine[k] == theirs[k] for k in mine if k not in ignore)
+
+
+@functools.cache
+def field_types(cls: type | None = None) -> dict[str, tuple[type, bool]]:
+    """Each field's type and whether it may be None, from a dataclass's annotations (TrainConfig's
+    settings by default)."""
+    cls = cls or TrainConfig
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        args = typing.get_args(hints[f.name])
+        kind = next((a for a in args if a is not type(None)), hints[f.name])
+        out[f.name] = (kind, type(None) in args)
+    return out
+
+
+def typed(name: str, value: Any, cls: type | None = None, where: str = "") -> Any:
+    """`value` checked against the field's type: YAML's `"no"`, `"3e-4"` or `true` for a number are
+    errors, not silently truthy or compared as strings; an int is accepted for a float field."""
+    kind, optional = field_types(cls)[name]
+    if value is None and optional:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(f"{where}{name} must be {names.get(kind, kind.__name__)}{' or null' if optional else ''}, "
+                      f"got {value!r}")

@@ -8,8 +8,8 @@ validator checks them all, so each format gets the same checks and the same erro
 from __future__ import annotations
 
 import gzip
-import json
 import logging
+import os
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +17,32 @@ from pathlib import Path
 from typing import Any
 
 from qatune.errors import DataError
+from qatune.io import parse_json
 
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+
+# The size guard: a context (or question) longer than this is refused, since its windows would
+# take minutes to hours and gigabytes. SQuAD's longest context has 3,706 characters.
+MAX_CHARS_ENV = "QATUNE_MAX_CONTEXT_CHARS"
+DEFAULT_MAX_CHARS = 100_000
+
+
+def max_context_chars() -> int:
+    """The size guard in force: $QATUNE_MAX_CONTEXT_CHARS, else 100,000 characters."""
+    raw = os.environ.get(MAX_CHARS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_CHARS
+    if not raw.isdigit() or int(raw) < 1:
+        raise DataError(f"${MAX_CHARS_ENV}: expected a positive number of characters, got {raw!r}")
+    return int(raw)
+
+
+def check_size(text: str, what: str, where: str, limit: int) -> None:
+    if len(text) > limit:
+        raise DataError(f"{where}: {what} of {len(text):,} characters is over the limit of {limit:,}; split it, or "
+                        f"raise the limit with ${MAX_CHARS_ENV} (or --max-context-chars)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,8 @@ def read_text(path: Path) -> str:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder; give a data file (.json, .json.gz or .jsonl)") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
     try:
@@ -122,6 +146,9 @@ def squad_rows(doc: Any, source: str) -> Iterator[tuple[str, Row]]:
                     raise DataError(f"{where}: field 'is_impossible' must be true or false")
                 if not answers and not impossible:
                     raise DataError(f"{where}: no answers; mark it \"is_impossible\": true (SQuAD v2) or add one")
+                if answers and impossible:
+                    raise DataError(f"{where}: \"is_impossible\": true but it has answers; SQuAD v2 keeps those in "
+                                    f"\"plausible_answers\" with \"answers\": []")
                 yield where, {"id": qa.get("id"), "title": title, "context": context,
                               "question": qa.get("question"), "answers": {"text": texts, "answer_start": starts}}
 
@@ -131,10 +158,7 @@ def jsonl_rows(text: str, source: str) -> Iterator[tuple[str, Row]]:
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source}: line {n}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        row = parse_json(line, f"{source}: line {n}", DataError)
         where = f"{source}: line {n}"
         if isinstance(row, dict) and "id" in row:
             where += f", question id {row['id']!r}"
@@ -150,6 +174,7 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
     """Check every row and build the data set; bad answer offsets are counted, then reported or skipped."""
     examples: list[Example] = []
     seen: dict[str, str] = {}
+    limit = max_context_chars()
     bad_offsets: list[str] = []
     for where, row in rows:
         qid = _expect(row, "id", (str, int), where)
@@ -160,6 +185,8 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
             raise DataError(f"{where}: empty context")
         if not question.strip():
             raise DataError(f"{where}: empty question")
+        check_size(context, "a context", where, limit)
+        check_size(question, "a question", where, limit)
         if qid in seen:
             raise DataError(f"{where}: duplicate question id {qid!r} (first seen at {seen[qid]})")
         seen[qid] = where
@@ -192,10 +219,7 @@ def load_file(path: str | Path, skip_invalid: bool = False) -> QADataset:
     text = read_text(path)
     if path.name.removesuffix(".gz").endswith(".jsonl"):
         return validate_rows(jsonl_rows(text, str(path)), str(path), skip_invalid)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    doc = parse_json(text, str(path), DataError)
     return validate_rows(squad_rows(doc, str(path)), str(path), skip_invalid)
 
 
@@ -205,11 +229,15 @@ def hf_rows(name: str, split: str, rows: Iterable[Row]) -> Iterator[tuple[str, R
         yield f"{name}[{split}] row {i}, question id {row.get('id')!r}", row
 
 
-def question_examples(pairs: Sequence[tuple[str, str]]) -> list[Example]:
-    """(context, question) pairs asked by a user as Examples; an empty one is a DataError naming it."""
+def question_examples(pairs: Sequence[tuple[str, str]], max_chars: int | None = None) -> list[Example]:
+    """(context, question) pairs asked by a user as Examples; an empty or oversized one is a DataError
+    naming it (`max_chars` defaults to the size guard, `max_context_chars()`)."""
+    limit = max_chars or max_context_chars()
     for i, (context, question) in enumerate(pairs):
         if not isinstance(context, str) or not context.strip():
             raise DataError(f"question {i}: empty context")
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"question {i}: empty question")
+        check_size(context, "the context", f"question {i}", limit)
+        check_size(question, "the question", f"question {i}", limit)
     return [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]

@@ -19,5 +19,9 @@ class ConfigError(QatuneError):
     """A setting is out of range or inconsistent with another one."""
 
 
+class TrainingDiverged(QatuneError):
+    """The loss or the gradients stopped being finite numbers; no model was saved."""
+
+
 class TrainingInterrupted(QatuneError):
     """Training stopped on Ctrl-C or SIGTERM after writing a checkpoint it can resume from."""

@@ -8,9 +8,11 @@ Optionally the graph is quantised to int8 (dynamic quantisation of the matrix mu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,10 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from qatune.errors import ModelError
+from qatune.errors import ConfigError, ModelError
 from qatune.io import atomic_write_json
-from qatune.lite import META_FILE, MODEL_FILE, OnnxAnswerer
+from qatune.layout import ONNX_META as META_FILE
+from qatune.layout import ONNX_MODEL as MODEL_FILE
+from qatune.lite import OnnxAnswerer
 from qatune.models import load_model
+from qatune.paths import check_output_folder
 from qatune.windows import WindowConfig
 
 logger = logging.getLogger(__name__)
@@ -41,48 +46,81 @@ class _Logits(torch.nn.Module):
         return out.start_logits, out.end_logits
 
 
-def export_onnx(model: str, output: str | Path, *, window: WindowConfig = WindowConfig(), seed: int = 0,
-                max_answer_length: int = 30, quantize: bool = False) -> dict[str, Any]:
+def export_onnx(model: str, output: str | Path, *, window: WindowConfig | None = None, seed: int = 0,
+                max_answer_length: int = 30, quantize: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Write `output`/model.onnx (dynamic batch and length), tokenizer.json and qatune-onnx.json.
 
-    Checks the exported graph against the torch model on a sample question before returning.
+    `output` must be new, empty or an earlier export (else `overwrite`); it is replaced only once the
+    new export is complete and checked against the torch model, and a failure leaves nothing behind.
+    `window` defaults to the model's own settings.
     """
     began = time.perf_counter()
+    out = check_output_folder(output, "--output", (META_FILE,), "an earlier qatune export", overwrite)
+    if Path(model).exists() and Path(model).resolve() == out.resolve():
+        raise ConfigError(f"--output {out}: is the model's own folder; export to another folder")
+    if max_answer_length < 1:
+        raise ConfigError(f"max_answer_length must be > 0, got {max_answer_length}")
     loaded = load_model(model, seed=seed, device="cpu")
+    window = window or loaded.window
+    window.check()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise ConfigError(f"--output {out}: cannot write there ({exc.strerror})") from None
+    try:
+        meta = _write_export(loaded, model, tmp, window, max_answer_length, quantize)
+        _replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the export succeeded
+    meta["seconds"] = round(time.perf_counter() - began, 1)
+    return meta
+
+
+def _write_export(loaded, model: str, tmp: Path, window: WindowConfig, max_answer_length: int,
+                  quantize: bool) -> dict[str, Any]:
+    """The export's files in `tmp`, checked against torch; returns its settings."""
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in loaded.tokenizer.model_input_names]
-    out = Path(output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     sample = loaded.tokenizer(["What is Earth?", "Where has life originated?"], [CHECK_CONTEXT] * 2,
                               return_tensors="pt", padding=True)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=window.max_seq_length)
+    exporter_logger = logging.getLogger("torch.onnx")
+    level = exporter_logger.level
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter is chatty
             warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            exporter_logger.setLevel(logging.ERROR)
             torch.onnx.export(_Logits(loaded.model, names), tuple(sample[n] for n in names), str(tmp / MODEL_FILE),
                               input_names=names, output_names=["start_logits", "end_logits"], dynamo=True,
                               external_data=False, verbose=False,
                               dynamic_shapes=(tuple({0: batch, 1: length} for _ in names),))
     except Exception as exc:  # the exporter raises many kinds, all meaning "this model did not export"
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ModelError(f"{model}: ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    finally:
+        exporter_logger.setLevel(level)
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(str(tmp / MODEL_FILE), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
         (tmp / "model.int8.onnx").replace(tmp / MODEL_FILE)
     loaded.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-    meta = {"model": model, "input_names": names, "window": window.__dict__, "max_answer_length": max_answer_length,
-            "with_null": loaded.with_null, "pad_token_id": loaded.tokenizer.pad_token_id or 0, "quantized": quantize,
-            "fresh_head": loaded.fresh_head}
+    meta = {"model": model, "input_names": names, "window": dataclasses.asdict(window),
+            "max_answer_length": max_answer_length, "with_null": loaded.with_null,
+            "pad_token_id": loaded.tokenizer.pad_token_id or 0, "quantized": quantize, "fresh_head": loaded.fresh_head}
     atomic_write_json(tmp / META_FILE, meta)
     meta["max_logit_difference"] = _check(loaded, names, tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    meta["seconds"] = round(time.perf_counter() - began, 1)
     return meta
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Put `new` at `out`; an existing `out` is moved aside first and removed only once `new` is in place."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    out.rename(old / out.name)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check(loaded, names: list[str], folder: Path) -> float:

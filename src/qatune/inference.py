@@ -88,12 +88,14 @@ def evaluate(loaded: LoadedModel, dataset: QADataset, window: WindowConfig = Win
 class Answerer:
     """Answer questions about contexts: ``Answerer("default").ask(context, question, top_k=3)``."""
 
-    def __init__(self, model: str | LoadedModel = DEFAULT_MODEL, window: WindowConfig = WindowConfig(),
-                 max_answer_length: int = 30, batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, model: str | LoadedModel = DEFAULT_MODEL, window: WindowConfig | None = None,
+                 max_answer_length: int = 30, batch_size: int = 32, seed: int = 0,
+                 max_context_chars: int | None = None) -> None:
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model, seed=seed)
-        self.window = window
+        self.window = window or self.loaded.window  # default: the settings the model was trained with
         self.max_answer_length = max_answer_length
         self.batch_size = batch_size
+        self.max_context_chars = max_context_chars  # None: the size guard, $QATUNE_MAX_CONTEXT_CHARS or 100,000
 
     def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
         """Up to `top_k` distinct answers with probabilities and character spans."""
@@ -105,7 +107,7 @@ class Answerer:
 
     def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
         """`ask_many` plus each question's no-answer probability."""
-        examples = question_examples(pairs)
+        examples = question_examples(pairs, self.max_context_chars)
         if not examples:
             return []
         windows = tokenize_windows(examples, self.loaded.tokenizer, self.window)

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from qatune.errors import ConfigError, QatuneError
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` so that readers see the old file or the whole new one, never half of it."""
@@ -52,16 +54,86 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         handle.flush()
 
 
-def load_yaml(path: str | Path, kind: str) -> Any:
-    """Parse a YAML (or JSON) file; a missing or unreadable file is a ConfigError naming it."""
-    import yaml
+def parse_json(text: str, where: str, error: type[QatuneError] = ConfigError) -> Any:
+    """JSON from `text`; malformed or absurdly nested JSON is one `error` naming `where`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply to read") from None
 
-    from qatune.errors import ConfigError
 
+def read_json(path: str | Path, what: str, error: type[QatuneError] = ConfigError) -> Any:
+    """A JSON file qatune reads (its own run files, user lists); every failure is one `error` naming it."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read this {what} ({type(exc).__name__}: {exc})") from None
+    return parse_json(text, str(path), error)
+
+
+def _yaml_loader() -> type:
+    """PyYAML's safe loader, stricter and friendlier for config files.
+
+    - a key given twice in one mapping is an error (PyYAML silently keeps the last one);
+    - `1e-4` is a float, as in JSON and YAML 1.2 (YAML 1.1 wants `1.0e-4` and reads `1e-4` as a string).
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (each key may appear once in a mapping)", mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    float_re = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", float_re, list("-+0123456789."))
+    return Loader
+
+
+def yaml_value(text: str, where: str) -> Any:
+    """One value written in YAML (`--base lr=1e-4`), read by the same rules as config files."""
+    return _parse_yaml(text, where)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        place = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise ConfigError(f"{place}: {problem}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{where}: not readable YAML/JSON ({type(exc).__name__})") from None
+
+
+def load_yaml(path: str | Path, kind: str) -> Any:
+    """Parse a YAML (or JSON) file; a missing, unreadable or malformed file is one ConfigError naming
+    the file, and for syntax errors the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such {kind} file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not a readable YAML/JSON file ({type(exc).__name__}: {exc})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a {kind} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read this {kind} file ({type(exc).__name__}: {exc})") from None
+    return _parse_yaml(text, str(path))

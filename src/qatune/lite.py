@@ -7,7 +7,6 @@ path (`windows`, `predict`), so both give the same answers.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 
 from qatune.data import question_examples
 from qatune.errors import ModelError
+from qatune.io import read_json
+from qatune.layout import ONNX_META as META_FILE
+from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.predict import Answer, Logits, Prediction, predict_examples
-from qatune.windows import WindowConfig, tokenize_windows
+from qatune.windows import WindowConfig, saved_window, tokenize_windows
 
-MODEL_FILE = "model.onnx"
-META_FILE = "qatune-onnx.json"
 
 
 def is_exported(folder: str | os.PathLike) -> bool:
@@ -75,22 +75,34 @@ class RawTokenizer:
 class OnnxAnswerer:
     """`ask` / `ask_many` like `qatune.Answerer`, on an exported ONNX model."""
 
-    def __init__(self, folder: str | os.PathLike, threads: int | None = None, batch_size: int = 16) -> None:
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None, batch_size: int = 16,
+                 window: WindowConfig | None = None, max_context_chars: int | None = None) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)
         if not is_exported(folder):
             raise ModelError(f"{folder}: not an exported model (no {MODEL_FILE} + {META_FILE}); "
                              f"make one with `qatune export MODEL --output {folder}`")
-        self.meta = json.loads((folder / META_FILE).read_text())
-        self.window = WindowConfig(**self.meta["window"])
-        self.tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
+        self.meta = read_json(folder / META_FILE, "export settings file", ModelError)
+        self.window = window or saved_window(folder)  # default: the settings it was exported with
+        try:
+            self.tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
+            self.pad_id, self.with_null = self.meta["pad_token_id"], self.meta["with_null"]
+            self.max_answer_length = self.meta["max_answer_length"]
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{folder}: damaged export ({type(exc).__name__}: {exc}); export it again") from None
+        except Exception as exc:  # the tokenizers library raises plain Exceptions for a bad tokenizer.json
+            raise ModelError(f"{folder}/tokenizer.json: cannot load it ({exc}); export it again") from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
-        self.pad_id = self.meta["pad_token_id"]
+        try:
+            self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own (non-standard) exception types
+            raise ModelError(f"{folder}/{MODEL_FILE}: cannot load it ({str(exc).splitlines()[0]}); export it again"
+                             ) from None
         self.batch_size = batch_size
+        self.max_context_chars = max_context_chars
 
     def _forward(self, windows) -> Logits:
         order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
@@ -117,12 +129,12 @@ class OnnxAnswerer:
         return [p.answers for p in self.predict_many(pairs, top_k)]
 
     def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
-        examples = question_examples(pairs)
+        examples = question_examples(pairs, self.max_context_chars)
         if not examples:
             return []
         windows = tokenize_windows(examples, self.tokenizer, self.window)
-        return predict_examples(examples, windows, self._forward(windows), top_k, self.meta["max_answer_length"],
-                                self.meta["with_null"])
+        return predict_examples(examples, windows, self._forward(windows), top_k, self.max_answer_length,
+                                self.with_null)
 
     def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
         return self.ask_many([(context, question)], top_k)[0]

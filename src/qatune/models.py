@@ -15,6 +15,7 @@ import torch
 
 from qatune.errors import ModelError
 from qatune.sources import hub_reachable
+from qatune.windows import WindowConfig, saved_window
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class LoadedModel:
     name: str
     path: str
     fresh_head: bool
+    window: WindowConfig = WindowConfig()  # the settings it was trained with (saved in qatune.json)
 
     @property
     def with_null(self) -> bool:
@@ -91,13 +93,14 @@ def load_model(name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = No
 
     _quiet_transformers()
     path = resolve_model(name)
+    window = saved_window(path) if Path(path).is_dir() else WindowConfig()
     offline = not Path(path).is_dir() and not hub_reachable()
     torch.manual_seed(seed)
     try:
         model, info = AutoModelForQuestionAnswering.from_pretrained(
             path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, local_files_only=offline)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=offline)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # transformers and safetensors raise many types for a bad folder; all mean this
         where = "" if Path(path).is_dir() else " (the HF hub is unreachable and it is not in the local cache)" if offline else ""
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{name}: cannot load a question-answering model{where}: {first}") from None
@@ -108,4 +111,4 @@ def load_model(name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = No
         logger.warning("%s has no question-answering head: a fresh one was initialised (seed %d). "
                        "This is the untuned model: fine-tune it with `qatune train`.", name, seed)
     model.to(torch.device(device) if device else pick_device(), dtype=DTYPES[dtype]).eval()
-    return LoadedModel(model, tokenizer, name, path, fresh)
+    return LoadedModel(model, tokenizer, name, path, fresh, window)

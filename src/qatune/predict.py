@@ -18,8 +18,8 @@ SQuAD dev questions asked about another article's context it separates them; see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,8 +38,9 @@ class Answer:
     end: int
     score: float
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """The public form (CLI JSON, API, study results): text, probability, start, end."""
+        return {"text": self.text, "probability": min(1.0, self.probability), "start": self.start, "end": self.end}
 
 
 def window_candidates(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
@@ -61,6 +62,10 @@ class Prediction:
 
     answers: list[Answer]
     no_answer_probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answers": [a.to_dict() for a in self.answers],
+                "no_answer_probability": min(1.0, self.no_answer_probability)}
 
 
 def decode(context: str, start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray],

@@ -7,6 +7,7 @@ serialised with a lock, so concurrent requests never race on one model.
 """
 
 import hmac
+import json
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -16,9 +17,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, StringConstraints, create_model
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, BeforeValidator, Field, Strict, StringConstraints, create_model
 
-from qatune.errors import QatuneError
+from qatune.errors import ConfigError, QatuneError
+
 
 @dataclass
 class ServeConfig:
@@ -32,24 +35,60 @@ class ServeConfig:
     max_question_chars: int = 1_000
     max_batch: int = 32
     max_body_bytes: int = 1_000_000
+    # The work of one request: about 8,000 characters a second for the default model on 2 CPU cores, so
+    # 100,000 keeps any request near 12 s (a batch of 32 contexts of 20,000 characters took 77 s).
+    max_request_chars: int = 100_000
     seed: int = 0
 
+    def check(self) -> "ServeConfig":
+        """Raise ConfigError for an empty API key (it must never mean "no auth") or a limit below 1."""
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("the API key is empty (--api-key or $QATUNE_API_KEY); give a real key, or neither "
+                              "to serve without authentication")
+        for name in ("max_context_chars", "max_question_chars", "max_batch", "max_body_bytes", "max_request_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        return self
 
-def request_models(config: "ServeConfig") -> tuple[type[BaseModel], type[BaseModel]]:
-    """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them."""
-    def text(limit: int, flag: str, what: str):
-        return Annotated[str, StringConstraints(min_length=1, max_length=limit, pattern=r"\S"),
+
+def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them.
+
+    Types are strict: `"3"` or `true` is not a top_k. "Not blank" is a pattern both JSON Schema (ECMA)
+    and Python agree on: the characters each counts as whitespace are all excluded.
+    """
+    def text(limit: int, flag: str, what: str) -> Any:
+        return Annotated[str, Strict(), StringConstraints(min_length=1, max_length=limit, pattern=NOT_BLANK),
                          Field(description=f"{what}; not blank, at most {limit} characters ({flag})")]
 
     context = text(config.max_context_chars, "--max-context-chars", "the text to find the answer in")
     question = text(config.max_question_chars, "--max-question-chars", "the question")
-    top_k = Annotated[int, Field(ge=1, le=10, description="how many answers, best first")]
+    top_k = Annotated[int, Field(ge=1, le=10, description="how many answers, best first"), BeforeValidator(_json_integer)]
     single = create_model("AnswerRequest", context=(context, ...), question=(question, ...), top_k=(top_k, 3))
     item = create_model("BatchItem", context=(context, ...), question=(question, ...))
     batch = create_model("BatchRequest", top_k=(top_k, 3),
-                         items=(Annotated[list[item], Field(min_length=1, max_length=config.max_batch,
+                         items=(Annotated[list[item], Field(min_length=1, max_length=config.max_batch,  # type: ignore[valid-type]
                                                             description="questions (--max-batch)")], ...))
     return single, batch
+
+
+def _json_integer(value: Any) -> Any:
+    """What JSON Schema calls an integer: a number without a fraction (4 or 4.0), not "4" or true."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("expected a JSON integer, not a string or boolean")
+    return value
+
+
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a lone surrogate in a request (`"\\ud800"`) can be echoed back
+    instead of failing to encode as UTF-8 (which would be a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class AnswerOut(BaseModel):
@@ -100,14 +139,16 @@ class Loaded:
     name: str
 
 
-def _open(model: str, seed: int) -> Loaded:
+def _open(model: str, config: ServeConfig) -> Loaded:
+    """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard."""
     from qatune.lite import OnnxAnswerer, is_exported
 
+    chars = max(config.max_context_chars, config.max_question_chars)
     if is_exported(model):
-        return Loaded(OnnxAnswerer(model), "onnxruntime", model)
+        return Loaded(OnnxAnswerer(model, max_context_chars=chars), "onnxruntime", model)
     from qatune.inference import Answerer
 
-    return Loaded(Answerer(model, seed=seed), "torch", model)
+    return Loaded(Answerer(model, seed=config.seed, max_context_chars=chars), "torch", model)
 
 
 class Models:
@@ -119,22 +160,20 @@ class Models:
         self.ready = False
 
     def load(self, config: ServeConfig) -> None:
-        self.loaded["primary"] = _open(config.model, config.seed)
+        self.loaded["primary"] = _open(config.model, config)
         if config.compare_with:
-            self.loaded["compare"] = _open(config.compare_with, config.seed)
+            self.loaded["compare"] = _open(config.compare_with, config)
         self.ready = True
 
     def ask(self, role: str, pairs: list[tuple[str, str]], top_k: int) -> list[ModelAnswers]:
         with self.lock:
             found = self.loaded[role].answerer.predict_many(pairs, top_k)
-        return [ModelAnswers(model=self.loaded[role].name,
-                             answers=[AnswerOut(text=a.text, probability=min(1.0, a.probability), start=a.start,
-                                                end=a.end) for a in p.answers],
-                             no_answer_probability=min(1.0, p.no_answer_probability)) for p in found]
+        return [ModelAnswers(model=self.loaded[role].name, **p.to_dict()) for p in found]
 
 
 def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
     """The FastAPI app; `models` may be pre-loaded (tests), else they load at startup."""
+    config.check()
     models = models or Models()
 
     @asynccontextmanager
@@ -143,7 +182,7 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
             models.load(config)
         yield
 
-    app = FastAPI(title="qatune", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="qatune", version=_version(), lifespan=lifespan, default_response_class=SafeJSONResponse,
                   description="Extractive question answering: top-k answers with probabilities and spans.")
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -159,6 +198,10 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
     def answer(items: list, top_k: int) -> list[AnswerResponse]:
         if not models.ready:
             raise HTTPException(503, "the model is still loading")
+        chars = sum(len(item.context) + len(item.question) for item in items)
+        if chars > config.max_request_chars:
+            raise HTTPException(422, f"the request holds {chars} characters of contexts and questions; the limit "
+                                     f"per request is {config.max_request_chars} (--max-request-chars): split it")
         pairs = [(item.context, item.question) for item in items]
         began = time.perf_counter()
         primary = models.ask("primary", pairs, top_k)
@@ -196,19 +239,29 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
 
     @app.exception_handler(QatuneError)
     async def qatune_error(request: Request, exc: QatuneError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return SafeJSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what, but not the offending input: echoing NaN or a lone surrogate back
+        is what turned validation errors into 500s."""
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+                  for e in exc.errors()]
+        return SafeJSONResponse({"detail": detail}, status_code=422)
 
     return app
 
 
 def _api_key_check(key: str | None):
+    """Accept exactly the documented forms: `X-API-Key: KEY` or `Authorization: Bearer KEY`."""
     def check(authorization: str | None = Header(None, include_in_schema=False),
               x_api_key: str | None = Header(None, include_in_schema=False)) -> None:
         if key is None:
             return
-        given = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), key.encode()):
-            raise HTTPException(401, "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        given = x_api_key if x_api_key is not None else token.strip() if scheme.lower() == "bearer" else ""
+        if not given or not hmac.compare_digest(given.encode(), key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send X-API-Key: KEY or Authorization: Bearer KEY)")
 
     return check
 

@@ -110,6 +110,15 @@ def _load_hub(name: str, split: str, skip_invalid: bool) -> QADataset:
     return validate_rows(hf_rows(repo, split, rows), source)
 
 
+def _not_a_file(spec: str, name: str) -> None:
+    """Refuse a spec that names a folder, or a file path that does not exist (hub ids look like paths)."""
+    path = Path(spec)
+    if path.is_dir() and name not in HUB_IDS:  # `squad` stays the data spec even beside a folder named squad
+        raise DataError(f"{spec}: is a folder; give a data file (.json, .json.gz or .jsonl) or a data spec")
+    if path.suffix in {".json", ".jsonl", ".gz"} or spec.startswith((".", os.sep, "~")):
+        raise DataError(f"{spec}: file not found")
+
+
 def load_data(spec: str, default_split: str = "train", *, data_dir: str | None = None,
               skip_invalid: bool = False, allow_sample: bool = True) -> QADataset:
     """Resolve a data spec (see module doc) and load it; announce a fall-back to the sample."""
@@ -119,8 +128,7 @@ def load_data(spec: str, default_split: str = "train", *, data_dir: str | None =
     path = Path(spec)
     if path.is_file():
         return load_file(path, skip_invalid)
-    if path.suffix in {".json", ".jsonl", ".gz"} or os.sep in spec:
-        raise DataError(f"{spec}: file not found")
+    _not_a_file(spec, name)
     local = _local_file(name, split, data_dir)
     if local is not None:
         logger.info("using %s for %s[%s]", local, name, split)
@@ -152,6 +160,7 @@ def locate(spec: str, default_split: str = "train", *, data_dir: str | None = No
         return str(sample_path(split)), []
     if Path(spec).is_file():
         return spec, []
+    _not_a_file(spec, name)
     local = _local_file(name, split, data_dir) if name in HUB_IDS else None
     if local is not None:
         return str(local), []

@@ -8,7 +8,6 @@ gradient accumulation and checkpoint/RNG state, so none of that is hand-written.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,9 +29,10 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from qatune import checkpoint as ckpt
 from qatune.config import TrainConfig
 from qatune.data import QADataset
-from qatune.errors import TrainingInterrupted
+from qatune.errors import TrainingDiverged, TrainingInterrupted
 from qatune.inference import evaluate
-from qatune.io import append_jsonl, atomic_write_json, read_jsonl
+from qatune.io import append_jsonl, atomic_write_json, read_json, read_jsonl
+from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
 from qatune.models import LoadedModel, load_model
 from qatune.sources import load_data
 from qatune.windows import Windows, tokenize_windows
@@ -159,7 +159,7 @@ class _Run:
                  "windows_seen": self.progress.windows_seen,
                  "elapsed": round(time.perf_counter() - self.began, 2), **values}
         if self.accelerator.is_main_process:
-            append_jsonl(self.out / ckpt.HISTORY_FILE, entry)
+            append_jsonl(self.out / HISTORY_FILE, entry)
             if self.callback:
                 self.callback(entry)
 
@@ -189,7 +189,7 @@ class _Run:
     def resume(self) -> None:
         latest = ckpt.latest_checkpoint(self.out)
         if latest is None:
-            (self.out / ckpt.HISTORY_FILE).unlink(missing_ok=True)
+            (self.out / HISTORY_FILE).unlink(missing_ok=True)
             return
         self.accelerator.load_state(str(latest))
         self.progress = ckpt.load_progress(latest)
@@ -215,6 +215,18 @@ class _Run:
             ckpt.save_checkpoint(self.accelerator, self.out, p) if self.accelerator.is_main_process else None
             self.accelerator.wait_for_everyone()
 
+    def _diverged(self, what: str, value: float) -> None:
+        """Stop before a non-finite loss or gradient reaches the weights; say which setting to change."""
+        c, step = self.config, self.progress.step + 1
+        self.record("diverged", {"what": what, "value": str(value)})
+        cause = (f"weight_decay ({c.weight_decay:g}) times the learning rate ({c.learning_rate:g}) is over 1, which "
+                 f"flips and blows up the weights; use a weight_decay below 1 (0.01 is usual)"
+                 if c.weight_decay * c.learning_rate >= 1 else
+                 f"the learning rate ({c.learning_rate:g}) is the likely cause; lower it (fine-tuning uses about 1e-5 "
+                 f"to 5e-4), or check weight_decay ({c.weight_decay:g}) and max_grad_norm ({c.max_grad_norm:g})")
+        raise TrainingDiverged(f"training diverged at step {step} of {self.total_steps}: the {what} is {value}; "
+                               f"{cause}. No model was saved")
+
     def fit(self) -> None:
         """The training loop: epochs of micro-batches, an optimizer step every `accumulation_steps`."""
         p, c = self.progress, self.config
@@ -227,13 +239,17 @@ class _Run:
             for n, batch in enumerate(batches, start=start_batch + 1):
                 with self.accelerator.accumulate(self.model):
                     loss = self.model(**batch).loss
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        self._diverged("loss", value)
                     self.accelerator.backward(loss)
                     if self.accelerator.sync_gradients:
-                        self.accelerator.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                        norm = self.accelerator.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                        if norm is not None and not math.isfinite(float(norm)):
+                            self._diverged("gradient norm", float(norm))
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad()
-                value = float(loss.detach())
                 self.loss_sum += value
                 self.loss_count += 1
                 self.since_eval_sum += value
@@ -270,7 +286,7 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str,
     for item in tmp.iterdir():
         os.replace(item, out / item.name)
     tmp.rmdir()
-    history = [r for r in read_jsonl(out / ckpt.HISTORY_FILE) if r["type"] == "eval"]
+    history = [r for r in read_jsonl(out / HISTORY_FILE) if r["type"] == "eval"]
     summary = {"config": run.config.to_dict(), "versions": _versions(), "base_model_path": run.loaded.path,
                "train_data": {"source": train.source, "questions": len(train), "windows": len(run.windows),
                               "notes": train.notes},
@@ -278,9 +294,9 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str,
                "steps": run.progress.step, "windows_seen": run.progress.windows_seen,
                "seconds": round(time.perf_counter() - run.began, 1),
                "final_eval": history[-1] if history else None}
-    atomic_write_json(out / ckpt.CONFIG_FILE, summary)
+    atomic_write_json(out / CONFIG_FILE, summary)
     run.progress.completed = True
-    atomic_write_json(out / "progress.json", asdict(run.progress))
+    atomic_write_json(out / PROGRESS_FILE, asdict(run.progress))
     return summary
 
 
@@ -292,19 +308,23 @@ def train(config: TrainConfig, *, overwrite: bool = False, callback: Callback | 
     Returns the run summary (also saved as `qatune.json` beside the model).
     """
     config.check()
-    done = ckpt.prepare_output(config, overwrite)
+    done = ckpt.check_output(config, overwrite)
     out = Path(config.output_dir)
     if done is not None:
         logger.warning("%s already holds a finished run (step %d); pass --overwrite to train again", out, done.step)
-        return json.loads((out / ckpt.CONFIG_FILE).read_text())
-    train_set, dev = load_train_eval(config)
+        return read_json(out / CONFIG_FILE, "run file")
+    train_set, dev = load_train_eval(config)  # bad data or model: an error before anything is written
     loaded = loaded or load_model(config.model, seed=config.seed)
-    atomic_write_json(out / ckpt.CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
+    ckpt.prepare_output(config, overwrite)
+    atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
     run = _Run(config, loaded, train_set, dev, callback, progress_bar)
     run.resume()
     try:
         with _sigterm_as_interrupt():
             run.fit()
+    except TrainingDiverged:
+        run.bar.close()
+        raise
     except KeyboardInterrupt:
         run.bar.close()
         saved = run.progress.step
@@ -314,6 +334,6 @@ def train(config: TrainConfig, *, overwrite: bool = False, callback: Callback | 
                                   f"run the same command again to resume") from None
     if run.accelerator.is_main_process:
         summary = _save_final(run, train_set, dev)
-        shutil.rmtree(out / ckpt.CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
     return {}

@@ -8,13 +8,18 @@ fast tokenizers alike, because it relies only on ``sequence_ids`` and offset map
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from qatune.data import Example
-from qatune.errors import ConfigError
+from qatune.errors import ConfigError, ModelError
+from qatune.io import read_json
+from qatune.layout import CONFIG_FILE, ONNX_META
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,10 @@ class WindowConfig:
     max_seq_length: int = 256
     doc_stride: int = 96
     max_query_length: int = 64
+
+    def updated(self, **overrides: int | None) -> WindowConfig:
+        """This config with each override that is not None (command-line flags over saved settings)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def check(self) -> None:
         if self.max_seq_length < 16:
@@ -36,6 +45,25 @@ class WindowConfig:
             raise ConfigError(f"doc_stride (the overlap between windows) must be in [0, {room}) for "
                               f"max_seq_length {self.max_seq_length} and max_query_length {self.max_query_length}, "
                               f"got {self.doc_stride}")
+
+
+def saved_window(model: str | Path) -> WindowConfig:
+    """The window settings a model folder was trained (or exported) with; defaults for anything else.
+
+    A model trained at max_seq_length 192 is then answered at 192 by `ask`, `serve` and studies.
+    """
+    folder = Path(model)
+    for name, section in ((ONNX_META, "window"), (CONFIG_FILE, "config")):
+        if (folder / name).is_file():
+            saved: Any = read_json(folder / name, "model settings file", ModelError)
+            try:
+                values = saved[section]
+                window = WindowConfig(**{f.name: values.get(f.name, f.default) for f in dataclasses.fields(WindowConfig)})
+                window.check()
+            except (KeyError, TypeError, AttributeError, ConfigError) as exc:
+                raise ModelError(f"{folder / name}: damaged or not a qatune file ({type(exc).__name__}: {exc})") from None
+            return window
+    return WindowConfig()
 
 
 @dataclass
@@ -99,6 +127,8 @@ def _trim_leading_spaces(window: np.ndarray, spaces: np.ndarray) -> None:
 def _label(offsets: np.ndarray, start: int, end: int) -> tuple[int, int]:
     """Token span covering characters [start, end), or (0, 0) when it is not wholly in this window."""
     ctx = np.flatnonzero(offsets[:, 0] >= 0)
+    if ctx.size == 0:  # a context with no tokens at all (only zero-width or control characters)
+        return 0, 0
     if start < offsets[ctx[0], 0] or end > offsets[ctx[-1], 1]:
         return 0, 0
     first = ctx[np.argmax(offsets[ctx, 1] > start)]

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qatune.io import atomic_write_json
+from qatune.io import atomic_write_json, read_json
+from qatune.layout import STAGES_FILE
 
-FILE = "stages.json"
+FILE = STAGES_FILE
 
 
 def digest(*parts: Any) -> str:
@@ -43,7 +44,7 @@ class StageCache:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / FILE
-        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.state: dict[str, Any] = read_json(self.path, "study stages file") if self.path.exists() else {}
         self.state.setdefault("stages", {})
         self.state.setdefault("files", {})
 

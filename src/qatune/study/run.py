@@ -7,7 +7,6 @@ rerun redoes only what changed; fine-tuning and the sweep also resume mid-way af
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +14,18 @@ from typing import Any
 
 from qatune.config import TrainConfig
 from qatune.io import atomic_write_json, atomic_write_text, read_jsonl
+from qatune.layout import HISTORY_FILE, STAGE_MARKER, STAGES_FILE
+from qatune.paths import check_output_folder, remove_owned
 from qatune.sources import locate
 from qatune.study.cache import StageCache, digest, file_hash
 from qatune.study.spec import Compare, Experiment, StudySpec
 
 logger = logging.getLogger(__name__)
-KEY_FILE = ".stage-key"
+
+
+def check_study_folder(spec: StudySpec) -> Path:
+    """The report folder must be new, empty, or a study folder qatune wrote (it holds stages.json)."""
+    return check_output_folder(spec.report.dir, "report.dir", (STAGES_FILE,), "a qatune study folder")
 
 
 class StudyRunner:
@@ -28,7 +33,7 @@ class StudyRunner:
 
     def __init__(self, spec: StudySpec, progress_bar: bool = True) -> None:
         self.spec, self.progress_bar = spec, progress_bar
-        self.out = spec.report.dir
+        self.out = check_study_folder(spec)
         self.out.mkdir(parents=True, exist_ok=True)
         self.cache = StageCache(self.out)
         self.compare = spec.compare or Compare(spec.experiments[0].name)
@@ -61,12 +66,14 @@ class StudyRunner:
             self.cache.save()
         return self.data[memo]
 
-    @staticmethod
-    def _fresh_folder(folder: Path, key: str) -> None:
-        """Empty `folder` if it holds work for other inputs (a changed config must not resume old work)."""
-        marker = folder / KEY_FILE
+    def _fresh_folder(self, folder: Path, key: str) -> None:
+        """Empty `folder` if it holds work for other inputs (a changed config must not resume old work).
+
+        Only a folder of this study that qatune marked is ever removed (`paths.remove_owned`).
+        """
+        marker = folder / STAGE_MARKER
         if folder.exists() and (not marker.exists() or marker.read_text().strip() != key):
-            shutil.rmtree(folder)
+            remove_owned(folder, self.out, (STAGE_MARKER,))
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(marker, key)
 
@@ -130,7 +137,7 @@ class StudyRunner:
         def work() -> dict[str, Any]:
             self._fresh_folder(folder, key)
             summary = train(config, progress_bar=self.progress_bar)
-            history = [r for r in read_jsonl(folder / "metrics.jsonl") if r["type"] == "eval"]
+            history = [r for r in read_jsonl(folder / HISTORY_FILE) if r["type"] == "eval"]
             return {"name": experiment.name, "key": key, "config": config.to_dict(), "steps": summary.get("steps"),
                     "seconds": summary.get("seconds"), "final_eval": summary.get("final_eval"), "history": history,
                     "from_sweep": experiment.from_sweep}
@@ -173,8 +180,7 @@ class StudyRunner:
 
             def work(model: str = model, seed: int = seed) -> list[list[dict[str, Any]]]:
                 found = Answerer(model, seed=seed).ask_many(pairs, questions.top_k)
-                return [[{"text": a.text, "probability": a.probability, "start": a.start, "end": a.end}
-                         for a in ranked] for ranked in found]
+                return [[a.to_dict() for a in ranked] for ranked in found]
 
             answers[label] = self.stage(f"questions {label}", key, work)
         return [{"context": q["context"], "question": q["question"],

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qatune.config import TrainConfig
+from qatune.config import TrainConfig, typed
 from qatune.errors import ConfigError
 from qatune.io import load_yaml
+from qatune.paths import safe_name
 from qatune.sweep.results import PICKS
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
@@ -82,15 +83,16 @@ class StudySpec:
     raw: dict[str, Any]
 
 
-def _mapping(raw: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+def _mapping(raw: Any, where: str, keys: tuple[str, ...], cls: type | None = None) -> dict[str, Any]:
+    """A section's mapping: unknown keys refused, and with `cls` each value checked against its field's type."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - set(keys))
+    unknown = sorted(set(raw) - set(keys), key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; valid: {', '.join(keys)}")
-    return raw
+    return {key: typed(key, value, cls, f"{where}.") for key, value in raw.items()} if cls else raw
 
 
 def _positive(value: Any, where: str, allow_none: bool = True) -> int | None:
@@ -131,8 +133,9 @@ def _relative(path: str, base_dir: Path) -> Path:
 
 def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Experiment:
     where = f"experiments[{i}]"
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"].strip():
+    if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(f"{where}: expected a mapping with a `name` and training settings")
+    safe_name(raw["name"], f"{where}.name")
     where = f"experiments.{raw['name']}"
     settings, picks = {}, {}
     for key, value in raw.items():
@@ -202,9 +205,12 @@ def _report(raw: Any, name: str) -> ReportSpec:
     formats = body.get("formats", list(FORMATS))
     if isinstance(formats, str):
         formats = [formats]
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if not isinstance(f, str) or f not in FORMATS] if isinstance(formats, list) else [formats]
     if bad or not formats:
         raise ConfigError(f"report.formats: expected some of {', '.join(FORMATS)}, got {formats!r}")
+    for key in ("dir", "title"):
+        if key in body and not (isinstance(body[key], str) and body[key].strip()):
+            raise ConfigError(f"report.{key}: expected a non-empty string, got {body[key]!r}")
     return ReportSpec(Path(body.get("dir", f"runs/studies/{name}")), tuple(formats), body.get("title"))
 
 
@@ -213,8 +219,8 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
     if not isinstance(raw, dict):
         raise ConfigError("a study file is a mapping with data, experiments, ... sections")
     body = _mapping(raw, "study", KEYS)
-    name = str(body.get("name") or "study")
-    data = DataSpec(**_mapping(body.get("data"), "data", DATA_KEYS))
+    name = safe_name(body.get("name", "study"), "name")
+    data = DataSpec(**_mapping(body.get("data"), "data", DATA_KEYS, DataSpec))
     sweep, count = _sweep(body.get("sweep"), base_dir)
     experiments_raw = body.get("experiments")
     if not isinstance(experiments_raw, list) or not experiments_raw:
@@ -225,14 +231,17 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
         raise ConfigError(f"experiments: names must be unique, got {names}")
     compare = None
     if body.get("compare") is not None:
-        values = _mapping(body["compare"], "compare", COMPARE_KEYS)
+        values = _mapping(body["compare"], "compare", COMPARE_KEYS, Compare)
         compare = Compare(**values)
         if compare.experiment not in names:
             raise ConfigError(f"compare.experiment: {compare.experiment!r} is not an experiment; valid: "
                               f"{', '.join(names)}")
         for key in ("limit", "sample", "train_sample"):
             _positive(getattr(compare, key), f"compare.{key}")
-    return StudySpec(name, str(body.get("description") or ""), data, sweep, count, experiments, compare,
+    description = body.get("description") or ""
+    if not isinstance(description, str):
+        raise ConfigError(f"description: expected text, got {description!r}")
+    return StudySpec(name, description, data, sweep, count, experiments, compare,
                      _questions(body.get("questions"), base_dir), _report(body.get("report"), name), raw)
 
 

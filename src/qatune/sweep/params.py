@@ -6,10 +6,8 @@ transform of a uniform draw (inverse CDF or rounding), so every sampler sees a b
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -17,7 +15,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from qatune.config import TrainConfig
+from qatune.config import field_types
 from qatune.errors import ConfigError
 
 PARAM_KEYS = ("value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma")
@@ -43,9 +41,7 @@ class Param:
 
 @functools.cache
 def _hints() -> dict[str, Any]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
-            for f in dataclasses.fields(TrainConfig)}
+    return {name: kind for name, (kind, _) in field_types().items()}
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -62,8 +58,8 @@ def coerce(name: str, value: Any) -> Any:
 
 def number(where: str, body: dict[str, Any], key: str, default: float | None = None) -> float:
     value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
     return value
 
 
@@ -138,6 +134,9 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
         raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use "
                           f"log_uniform")
     if kind in ("log_uniform", "q_log_uniform"):  # min/max are natural-log exponents in W&B
+        if max(abs(low), abs(high)) > 700:  # exp(710) overflows a float
+            raise ConfigError(f"{where}: {kind} takes natural-log exponents (min {low}, max {high} give e^{low} to "
+                              f"e^{high}); for the values themselves use {kind}_values")
         low, high = math.exp(low), math.exp(high)
     log = "log" in kind
     if kind.startswith("q_"):

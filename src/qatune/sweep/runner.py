@@ -11,7 +11,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_text
-from qatune.sweep.storage import Callback, SweepOptions, open_study
+from qatune.layout import RESULTS_SUMMARY, STAGE_MARKER, SWEEP_CONFIG, SWEEP_DB
+from qatune.paths import check_output_folder
+from qatune.sweep.storage import Callback, SweepOptions, open_study, quiet_optuna
 from qatune.sweep.worker import Worker
 from qatune.sweep.results import counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
@@ -34,10 +36,29 @@ def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: S
     `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
     sweep whose config is read from `options.storage`. Returns counts, the stop reason and the best trial.
     """
+    with quiet_optuna():
+        return _run_sweep(config, options, progress_bar=progress_bar, callback=callback)
+
+
+def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
+               figures: bool = True) -> dict[str, Any]:
+    """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
+    with quiet_optuna():
+        return _show_sweep(options, out, n_top=n_top, figures=figures)
+
+
+def _run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: SweepOptions, *,
+              progress_bar: bool = True, callback: Callback | None = None) -> dict[str, Any]:
+    """Run trials of a sweep until its run cap, grid, target or `options.count`; resumable.
+
+    `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
+    sweep whose config is read from `options.storage`. Returns counts, the stop reason and the best trial.
+    """
+    check_output_folder(options.directory, "sweep folder", (SWEEP_CONFIG, SWEEP_DB, STAGE_MARKER), "a qatune sweep")
     study, spec = open_study(_spec(config), options)
     import yaml
 
-    saved = options.directory / "sweep.yaml"
+    saved = options.directory / SWEEP_CONFIG
     if not saved.exists():
         atomic_write_text(saved, yaml.safe_dump(spec.raw, sort_keys=False))
     total = spec.run_cap or spec.grid_size or options.count
@@ -69,15 +90,16 @@ def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: S
             "counts": report["counts"], "best": report["best"], "picks": report["picks"]}
 
 
-def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
+def _show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
                figures: bool = True) -> dict[str, Any]:
     """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
-    if options.storage is None and not (options.directory / "sweep.db").exists():
+    if options.storage is None and not (options.directory / SWEEP_DB).exists():
         raise ConfigError(f"no sweep {options.name!r} in {options.directory} (no sweep.db there); run "
                           f"`qatune sweep CONFIG --name {options.name}` first, or pass --dir / --storage")
     study, spec = open_study(None, options)
     report = summary(study.get_trials(deepcopy=False), spec, options.name, n_top)
-    out = out or options.directory / "results"
+    out = check_output_folder(out or options.directory / "results", "--out", (RESULTS_SUMMARY,),
+                              "a folder of sweep results")
     files = write_results(report, spec, out)
     if figures:
         files += sweep_figures(report, spec, study, out / "figures", n_top)

@@ -190,17 +190,22 @@ def _base(raw: Any, overrides: dict[str, Any] | None, searched: set[str]) -> dic
 def _check_corners(spec: SweepSpec) -> None:
     """Build the TrainConfig of each extreme setting now, so a bad range fails before any trial runs."""
     for name, param in spec.params.items():
-        if "normal" in param.kind:  # unbounded: a rare bad draw fails only its own trial
-            continue
         dist = param.distribution
         corners = list(param.grid or ())
-        if not corners:
-            corners = [param.transform(dist.low), param.transform(dist.high)]
+        try:
+            # The normal family is drawn through a clipped uniform, so its corners (about mu +- 4.75 sigma)
+            # bound every draw: a normal that can go negative on a positive setting is refused here.
+            corners = corners or [param.transform(dist.low), param.transform(dist.high)]
+        except OverflowError:
+            raise ConfigError(f"parameters.{name}: the distribution's values overflow a float; lower mu/sigma or "
+                              f"the bounds") from None
         for value in corners:
             try:
                 spec.config({**spec.fixed, name: coerce(name, value)}, "check")
             except ConfigError as exc:
-                raise ConfigError(f"parameters.{name}: value {value!r} gives an invalid run: {exc}") from None
+                hint = (" (an unbounded normal can draw this; use log_normal or a bounded distribution)"
+                        if "normal" in param.kind else "")
+                raise ConfigError(f"parameters.{name}: value {value!r} gives an invalid run{hint}: {exc}") from None
 
 
 def load_sweep(path: str | Path, base_overrides: dict[str, Any] | None = None) -> SweepSpec:

@@ -7,10 +7,11 @@ worker can join with nothing but the sweep's name and URL, and `qatune sweep sho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,29 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from qatune.errors import ConfigError
+from qatune.layout import SWEEP_DB
 from qatune.sweep.spec import SweepSpec, parse_sweep
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-# Heartbeats, stale-trial retries and ask/tell with heartbeats are what make sweeps resumable across
-# workers; Optuna flags them experimental (stable since 2.x) and we use them on purpose.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"(optuna|qatune)\.")
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """While a sweep runs: Optuna's INFO logs off, and its warnings about the features we use on purpose.
+
+    Heartbeats, stale-trial retries and ask/tell with heartbeats are what make sweeps resumable across
+    workers; Optuna flags them experimental (stable since 2.x). Scoped, not set at import: a library
+    must not change process-wide logging or warning filters.
+    """
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
 
 CONFIG_ATTR = "qatune_sweep"
 Callback = Callable[[dict[str, Any]], None]
@@ -49,7 +66,7 @@ class SweepOptions:
 
     @property
     def url(self) -> str:
-        return self.storage or f"sqlite:///{(self.directory / 'sweep.db').resolve()}"
+        return self.storage or f"sqlite:///{(self.directory / SWEEP_DB).resolve()}"
 
 
 def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:

@@ -8,7 +8,6 @@ and also when its parent (the sweep worker) dies, so a retried trial resumes whe
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -19,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qatune.io import atomic_write_json, read_jsonl
+from qatune.io import atomic_write_json, read_json, read_jsonl
+from qatune.layout import HISTORY_FILE, TRIAL_CONFIG
 
-CONFIG = "trial.json"
 LOG = "trial.log"
 LOCK = ".trial.lock"
 EXIT_INTERRUPTED = 130
@@ -34,7 +33,7 @@ class TrialProcess:
     def __init__(self, folder: Path, config: dict[str, Any]) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / CONFIG, config)
+        atomic_write_json(folder / TRIAL_CONFIG, config)
         self.log = open(folder / LOG, "a", encoding="utf-8")
         # Own session: a Ctrl-C in the terminal reaches the worker only, which then stops the child once.
         self.process = subprocess.Popen([sys.executable, "-m", "qatune.sweep.trial", str(folder)],
@@ -42,7 +41,7 @@ class TrialProcess:
         self.began = time.time()
 
     def history(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.folder / "metrics.jsonl")
+        return read_jsonl(self.folder / HISTORY_FILE)
 
     def poll(self) -> int | None:
         return self.process.poll()
@@ -99,7 +98,7 @@ def main(folder: str) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
         logging.getLogger("qatune").info("trial process %d started", os.getpid())
         try:
-            config = TrainConfig.from_dict(json.loads((path / CONFIG).read_text()))
+            config = TrainConfig.from_dict(read_json(path / TRIAL_CONFIG, "trial file"))
             train(config, progress_bar=False)
         except TrainingInterrupted as exc:
             print(f"interrupted: {exc}", file=sys.stderr)

@@ -22,6 +22,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from qatune.errors import QatuneError, TrainingInterrupted
+from qatune.layout import CHECKPOINTS, TRIAL_CONFIG
+from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
 from qatune.sweep.trial import TrialProcess
@@ -171,7 +173,7 @@ class Worker:
         for key, value in (("values", values), ("worker", self.worker_id), ("output_dir", str(folder))):
             trial.set_user_attr(key, value)
         if not frozen.system_attrs.get("retry_history"):
-            shutil.rmtree(folder, ignore_errors=True)  # leftovers of an older sweep of this name
+            remove_owned(folder, self.options.directory, (TRIAL_CONFIG,))  # leftovers of an older sweep of this name
         try:
             config = self.spec.config(values, str(folder))
         except QatuneError as exc:
@@ -210,7 +212,7 @@ class Worker:
                 reported = len(evals)
                 if code is None and trial.should_prune():
                     process.stop(signal.SIGKILL)
-                    shutil.rmtree(process.folder / "checkpoints", ignore_errors=True)
+                    shutil.rmtree(process.folder / CHECKPOINTS, ignore_errors=True)
                     return TrialState.PRUNED, None, f"pruned after {reported} evaluations"
             if code is not None:
                 break

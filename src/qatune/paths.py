@@ -1,0 +1,105 @@
+"""Where qatune may write: safe names, the one rule for output folders and files, owned cleanups.
+
+Every path a user names may already hold their work. qatune writes into a folder only when it is
+missing, empty, or marked as qatune's own output of the same kind (the marker file that kind always
+writes, such as `qatune.json` beside a trained model); anything else is refused unless the user
+passes --overwrite. A cleanup removes only a folder that carries qatune's marker and lies inside
+the folder qatune owns. Names that become folder names are validated as safe slugs first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from qatune.errors import ConfigError
+
+# Letters, digits, space, '.', '_' and '-'; starting with a letter or digit: no separators, no '..',
+# nothing absolute, nothing hidden. Spaces are allowed because study names such as "Roberta 1" are.
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,98}[A-Za-z0-9_-])?")
+
+
+def safe_name(value: object, where: str) -> str:
+    """`value` if it is safe to use as one folder name; else a ConfigError naming `where`."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{where}: {value!r} is not a valid name: it becomes a folder name, so use letters, "
+                          f"digits, spaces, '.', '_' or '-' (no '/', no '..', at most 100 characters, starting and "
+                          f"ending with a letter or digit)")
+    return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable_parent(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of `path` must be a folder this process can write into."""
+    anchor = _nearest_existing(path.parent)
+    if not anchor.is_dir():
+        raise ConfigError(f"{flag} {path}: {anchor} is a file, not a folder; choose another path")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot write into {anchor} (permission denied); choose another path")
+
+
+def check_output_file(path: str | Path, flag: str, overwrite: bool = False) -> Path:
+    """Check before any work that `path` can be written: not a folder, its folder writable, and no
+    existing file replaced unless `overwrite` (the user's --overwrite)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{flag} {path}: the file exists; choose another name or pass --overwrite to replace it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{flag} {path}: cannot write this file (permission denied)")
+    _check_writable_parent(path, flag)
+    return path
+
+
+def is_owned(folder: Path, markers: tuple[str, ...]) -> bool:
+    """Whether `folder` holds one of the marker files qatune writes into output of this kind."""
+    return any((folder / marker).exists() for marker in markers)
+
+
+def check_output_folder(folder: str | Path, flag: str, markers: tuple[str, ...], kind: str,
+                        overwrite: bool | None = None) -> Path:
+    """Check before any work that qatune may write `folder` (see module doc). Creates nothing.
+
+    `overwrite` is the user's --overwrite; None where the command has no such flag.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {folder}: is a file, not a folder; choose another path")
+    if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {folder}: cannot write into this folder (permission denied)")
+        if not overwrite and any(folder.iterdir()) and not is_owned(folder, markers):
+            raise ConfigError(f"{flag} {folder}: the folder is not empty and is not {kind}; qatune will not write "
+                              f"into it. Choose a new or empty folder"
+                              + (", or pass --overwrite to replace its contents" if overwrite is not None else ""))
+    else:
+        _check_writable_parent(folder, flag)
+    return folder
+
+
+def remove_owned(folder: Path, owner: Path, markers: tuple[str, ...]) -> None:
+    """Delete `folder` only if it lies inside `owner` and carries one of qatune's `markers`.
+
+    Anything else is refused with a ConfigError: a cleanup never removes what qatune did not write.
+    """
+    inside = folder.resolve().is_relative_to(owner.resolve()) and folder.resolve() != owner.resolve()
+    if not inside:
+        raise ConfigError(f"{folder}: refusing to remove a folder outside {owner}")
+    if not folder.exists():
+        return
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        return
+    if not folder.is_dir() or not is_owned(folder, markers):
+        raise ConfigError(f"{folder}: holds files qatune did not write; move them away (qatune only replaces "
+                          f"folders it made)")
+    shutil.rmtree(folder)
