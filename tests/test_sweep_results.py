@@ -1,5 +1,7 @@
 """The study's picks from a sweep's trial rows: extremes, with ties going to the higher F1."""
 
+from pathlib import Path
+
 from qatune.sweep.results import format_table, picks, to_csv
 
 
@@ -21,4 +23,8 @@ def test_table_and_csv_show_every_row():
     rows = [row("a", f1=40.0, correct=3), row("b", f1=None, correct=None)]
     text = format_table(rows, ["name", "f1", "correct"]).splitlines()
     assert text[0].split() == ["name", "f1", "correct"] and text[2].split() == ["b", "-", "-"]
+    from qatune.report.document import Table, to_markdown
+
+    report = to_markdown([Table(["f1"], [[40.0], [1 / 3]])], Path("."))
+    assert text[1].split()[1] == "40" and "| 40 |" in report and "| 0.3333 |" in report  # one number format
     assert to_csv(rows, ["name", "f1"]).splitlines() == ["name,f1", "a,40.0", "b,"]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qatune.fmt import cell
+
 
 @dataclass
 class Heading:
@@ -46,15 +48,6 @@ class Code:
 
 
 Block = Heading | Para | Table | Figure | Code
-
-
-def cell(value: Any) -> str:
-    """How a number or None reads in a table."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
-    return str(value)
 
 
 def _md_escape(text: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from qatune.fmt import cell
 from qatune.io import atomic_write_json, atomic_write_text
 from qatune.layout import RESULTS_SUMMARY
 from qatune.sweep.storage import counted
@@ -74,17 +75,9 @@ def table_columns(spec: SweepSpec) -> list[str]:
             "incorrect", "evaluations", "seconds"]
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain aligned text table (the terminal view; CSV and JSON carry the same rows)."""
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
