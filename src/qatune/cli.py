@@ -221,15 +221,11 @@ def _prediction_json(prediction) -> dict[str, Any]:
 
 
 def _answerer(model: str, args: argparse.Namespace):
-    """An exported folder answers with onnxruntime alone (fast start); anything else through torch."""
-    from qatune.lite import OnnxAnswerer, is_exported
+    from qatune.answering import open_answerer
 
-    window = model_window(model, args)
-    if is_exported(model):
-        return OnnxAnswerer(model, window=window, max_context_chars=args.max_context_chars)
-    from qatune.inference import Answerer
-
-    return Answerer(model, window, seed=args.seed, max_context_chars=args.max_context_chars)
+    answerer, _ = open_answerer(model, window=model_window(model, args), seed=args.seed,
+                                max_context_chars=args.max_context_chars)
+    return answerer
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

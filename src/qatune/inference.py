@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +15,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
-from qatune.data import QADataset, question_examples
+from qatune.answering import SpanAnswerer
+from qatune.data import QADataset
 from qatune.metrics import squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
-from qatune.predict import Answer, Logits, Prediction, decode_examples, predict_examples
+from qatune.predict import Logits, decode_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 Progress = Callable[[int], None]
@@ -85,31 +86,16 @@ def evaluate(loaded: LoadedModel, dataset: QADataset, window: WindowConfig = Win
     return EvalResult(predictions, metrics)
 
 
-class Answerer:
-    """Answer questions about contexts: ``Answerer("default").ask(context, question, top_k=3)``."""
+class Answerer(SpanAnswerer):
+    """Answer questions about contexts: ``Answerer("default").ask(context, question, top_k=3)`` (torch)."""
 
     def __init__(self, model: str | LoadedModel = DEFAULT_MODEL, window: WindowConfig | None = None,
                  max_answer_length: int = 30, batch_size: int = 32, seed: int = 0,
                  max_context_chars: int | None = None) -> None:
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model, seed=seed)
-        self.window = window or self.loaded.window  # default: the settings the model was trained with
-        self.max_answer_length = max_answer_length
         self.batch_size = batch_size
-        self.max_context_chars = max_context_chars  # None: the size guard, $QATUNE_MAX_CONTEXT_CHARS or 100,000
+        super().__init__(self.loaded.tokenizer, self._logits, window or self.loaded.window, max_answer_length,
+                         self.loaded.with_null, max_context_chars)
 
-    def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
-        """Up to `top_k` distinct answers with probabilities and character spans."""
-        return self.ask_many([(context, question)], top_k)[0]
-
-    def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
-        """Batched `ask` for many (context, question) pairs."""
-        return [p.answers for p in self.predict_many(pairs, top_k)]
-
-    def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
-        """`ask_many` plus each question's no-answer probability."""
-        examples = question_examples(pairs, self.max_context_chars)
-        if not examples:
-            return []
-        windows = tokenize_windows(examples, self.loaded.tokenizer, self.window)
-        logits = forward_windows(self.loaded.model, self.loaded.tokenizer, windows, self.batch_size)
-        return predict_examples(examples, windows, logits, top_k, self.max_answer_length, self.loaded.with_null)
+    def _logits(self, windows: Windows) -> Logits:
+        return forward_windows(self.loaded.model, self.loaded.tokenizer, windows, self.batch_size)

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from qatune.data import question_examples
+from qatune.answering import SpanAnswerer
 from qatune.errors import ModelError
 from qatune.io import read_json
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
-from qatune.predict import Answer, Logits, Prediction, predict_examples
-from qatune.windows import WindowConfig, saved_window, tokenize_windows
+from qatune.predict import Logits
+from qatune.windows import WindowConfig, saved_window
 
 
 
@@ -72,7 +72,7 @@ class RawTokenizer:
         return _Batch(flat, mapping)
 
 
-class OnnxAnswerer:
+class OnnxAnswerer(SpanAnswerer):
     """`ask` / `ask_many` like `qatune.Answerer`, on an exported ONNX model."""
 
     def __init__(self, folder: str | os.PathLike, threads: int | None = None, batch_size: int = 16,
@@ -84,11 +84,12 @@ class OnnxAnswerer:
             raise ModelError(f"{folder}: not an exported model (no {MODEL_FILE} + {META_FILE}); "
                              f"make one with `qatune export MODEL --output {folder}`")
         self.meta = read_json(folder / META_FILE, "export settings file", ModelError)
-        self.window = window or saved_window(folder)  # default: the settings it was exported with
+        window = window or saved_window(folder)  # default: the settings it was exported with
         try:
-            self.tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
-            self.pad_id, self.with_null = self.meta["pad_token_id"], self.meta["with_null"]
-            self.max_answer_length = self.meta["max_answer_length"]
+            tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
+            self.pad_id = self.meta["pad_token_id"]
+            super().__init__(tokenizer, self._forward, window, self.meta["max_answer_length"],
+                             self.meta["with_null"], max_context_chars)
         except (KeyError, TypeError) as exc:
             raise ModelError(f"{folder}: damaged export ({type(exc).__name__}: {exc}); export it again") from None
         except Exception as exc:  # the tokenizers library raises plain Exceptions for a bad tokenizer.json
@@ -102,7 +103,6 @@ class OnnxAnswerer:
             raise ModelError(f"{folder}/{MODEL_FILE}: cannot load it ({str(exc).splitlines()[0]}); export it again"
                              ) from None
         self.batch_size = batch_size
-        self.max_context_chars = max_context_chars
 
     def _forward(self, windows) -> Logits:
         order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
@@ -124,17 +124,3 @@ class OnnxAnswerer:
                 n = len(windows.input_ids[i])
                 starts[i], ends[i] = s[row, :n], e[row, :n]
         return Logits(starts, ends)
-
-    def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
-        return [p.answers for p in self.predict_many(pairs, top_k)]
-
-    def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
-        examples = question_examples(pairs, self.max_context_chars)
-        if not examples:
-            return []
-        windows = tokenize_windows(examples, self.tokenizer, self.window)
-        return predict_examples(examples, windows, self._forward(windows), top_k, self.max_answer_length,
-                                self.with_null)
-
-    def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
-        return self.ask_many([(context, question)], top_k)[0]

@@ -141,14 +141,11 @@ class Loaded:
 
 def _open(model: str, config: ServeConfig) -> Loaded:
     """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard."""
-    from qatune.lite import OnnxAnswerer, is_exported
+    from qatune.answering import open_answerer
 
     chars = max(config.max_context_chars, config.max_question_chars)
-    if is_exported(model):
-        return Loaded(OnnxAnswerer(model, max_context_chars=chars), "onnxruntime", model)
-    from qatune.inference import Answerer
-
-    return Loaded(Answerer(model, seed=config.seed, max_context_chars=chars), "torch", model)
+    answerer, backend = open_answerer(model, seed=config.seed, max_context_chars=chars)
+    return Loaded(answerer, backend, model)
 
 
 class Models:
