@@ -66,16 +66,20 @@ def parse_json(text: str, where: str, error: type[QatuneError] = ConfigError) ->
 
 def read_json(path: str | Path, what: str, error: type[QatuneError] = ConfigError) -> Any:
     """A JSON file qatune reads (its own run files, user lists); every failure is one `error` naming it."""
+    return parse_json(read_text_file(path, what, error), str(path), error)
+
+
+def read_text_file(path: str | Path, what: str, error: type[QatuneError] = ConfigError) -> str:
+    """A UTF-8 text file's contents; missing, a folder, unreadable or undecodable is one `error` naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: no such {what}") from None
     except IsADirectoryError:
         raise error(f"{path}: is a folder, not a {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read this {what} ({type(exc).__name__}: {exc})") from None
-    return parse_json(text, str(path), error)
 
 
 def _yaml_loader() -> type:
@@ -127,13 +131,4 @@ def _parse_yaml(text: str, where: str) -> Any:
 def load_yaml(path: str | Path, kind: str) -> Any:
     """Parse a YAML (or JSON) file; a missing, unreadable or malformed file is one ConfigError naming
     the file, and for syntax errors the line and column."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such {kind} file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a {kind} file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read this {kind} file ({type(exc).__name__}: {exc})") from None
-    return _parse_yaml(text, str(path))
+    return _parse_yaml(read_text_file(path, f"{kind} file"), str(path))
