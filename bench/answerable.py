@@ -42,13 +42,25 @@ def main() -> None:
 
     examples = load_file(DATA_DIR / "dev-v1.1.json.gz").select(sample=args.questions, seed=3).examples
     answerer = Answerer(args.model)
-    own = np.array([p.no_answer_probability for p in answerer.predict_many([(e.context, e.question) for e in examples])])
+    own = np.array(
+        [p.no_answer_probability for p in answerer.predict_many([(e.context, e.question) for e in examples])]
+    )
     other = np.array([p.no_answer_probability for p in answerer.predict_many(mismatched(examples, len(examples) // 2))])
     auc = float((other[:, None] > own[None, :]).mean() + 0.5 * (other[:, None] == own[None, :]).mean())
-    rows = [{"questions": "asked about their own context", "n": len(own), "median": float(np.median(own)),
-             "flagged_at_0.5": float((own > 0.5).mean())},
-            {"questions": "asked about another article's context", "n": len(other), "median": float(np.median(other)),
-             "flagged_at_0.5": float((other > 0.5).mean())}]
+    rows = [
+        {
+            "questions": "asked about their own context",
+            "n": len(own),
+            "median": float(np.median(own)),
+            "flagged_at_0.5": float((own > 0.5).mean()),
+        },
+        {
+            "questions": "asked about another article's context",
+            "n": len(other),
+            "median": float(np.median(other)),
+            "flagged_at_0.5": float((other > 0.5).mean()),
+        },
+    ]
     print(f"no_answer_probability of {args.model}; AUC {auc:.3f}")
     print(table(rows, list(rows[0])))
     path = save("answerable", {"model": args.model, "auc": auc, "results": rows})

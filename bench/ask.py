@@ -28,9 +28,11 @@ def paragraph() -> str:
     path = DATA_DIR / "dev-v1.1.json.gz"
     if path.exists():
         return json.loads(gzip.decompress(path.read_bytes()))["data"][0]["paragraphs"][0]["context"]
-    return ("Super Bowl 50 was an American football game to determine the champion of the National Football "
-            "League (NFL) for the 2015 season. The game was played on February 7, 2016, at Levi's Stadium in the "
-            "San Francisco Bay Area at Santa Clara, California.") * 2
+    return (
+        "Super Bowl 50 was an American football game to determine the champion of the National Football "
+        "League (NFL) for the 2015 season. The game was played on February 7, 2016, at Levi's Stadium in the "
+        "San Francisco Bay Area at Santa Clara, California."
+    ) * 2
 
 
 def warm(answerer, context: str, calls: int) -> list[float]:
@@ -48,8 +50,23 @@ def cold(model: str, context: str, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "qatune.cli", "ask", "--model", model, "--context", context,
-                        "--question", QUESTION, "-q"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qatune.cli",
+                "ask",
+                "--model",
+                model,
+                "--context",
+                context,
+                "--question",
+                QUESTION,
+                "-q",
+            ],
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - began)
     return times
 
@@ -70,11 +87,20 @@ def main() -> None:
         fp32, int8 = Path(tmp) / "fp32", Path(tmp) / "int8"
         export_onnx(args.model, fp32)
         export_onnx(args.model, int8, quantize=True)
-        for name, answerer in (("torch (baseline)", Answerer(args.model)), ("onnx fp32", OnnxAnswerer(fp32)),
-                               ("onnx int8", OnnxAnswerer(int8))):
+        for name, answerer in (
+            ("torch (baseline)", Answerer(args.model)),
+            ("onnx fp32", OnnxAnswerer(fp32)),
+            ("onnx int8", OnnxAnswerer(int8)),
+        ):
             times = warm(answerer, context, args.calls)
-            rows.append({"variant": name, "p50_ms": median(times), "p95_ms": percentile(times, 95),
-                         "top_answer": answerer.ask(context, QUESTION)[0].text})
+            rows.append(
+                {
+                    "variant": name,
+                    "p50_ms": median(times),
+                    "p95_ms": percentile(times, 95),
+                    "top_answer": answerer.ask(context, QUESTION)[0].text,
+                }
+            )
         base = rows[0]["p50_ms"]
         for row in rows:
             row["speedup_p50"] = base / row["p50_ms"]

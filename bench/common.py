@@ -28,15 +28,27 @@ def machine() -> dict[str, Any]:
 
     cpu = ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         cpu = platform.processor()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "avx512": "avx512f" in flags, "vnni": "avx512_vnni" in flags,
-            "amx": "amx_tile" in flags, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "load_average": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "avx512": "avx512f" in flags,
+        "vnni": "avx512_vnni" in flags,
+        "amx": "amx_tile" in flags,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def median(values: list[float]) -> float:
@@ -79,8 +91,9 @@ def run_json(args: list[str], timeout: float = 3600) -> dict[str, Any]:
 
 def run_json_with(python: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:
     """`run_json` with another interpreter (e.g. a side venv)."""
-    proc = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [python, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -25,7 +25,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, median, run_json_with, save, table  # noqa: E402
-
 from qatune.data import load_file  # noqa: E402
 from qatune.metrics import squad_scores  # noqa: E402
 
@@ -34,17 +33,26 @@ BATCH = 32
 
 def hf_reference(model, tokenizer, examples) -> dict[str, str]:
     """run_qa.py's prepare_validation_features + Trainer-style batched forward + postprocess_qa_predictions."""
-    enc = tokenizer([e.question.lstrip() for e in examples], [e.context for e in examples], truncation="only_second",
-                    max_length=384, stride=128, return_overflowing_tokens=True, return_offsets_mapping=True,
-                    padding="max_length")
+    enc = tokenizer(
+        [e.question.lstrip() for e in examples],
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=384,
+        stride=128,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
     mapping = enc.pop("overflow_to_sample_mapping")
-    offsets = [[o if enc.sequence_ids(i)[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][i])]
-               for i in range(len(enc["input_ids"]))]
+    offsets = [
+        [o if enc.sequence_ids(i)[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][i])]
+        for i in range(len(enc["input_ids"]))
+    ]
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
     starts, ends = [], []
     with torch.inference_mode():
         for b in range(0, len(enc["input_ids"]), BATCH):
-            out = model(**{n: torch.tensor(enc[n][b:b + BATCH]) for n in names})
+            out = model(**{n: torch.tensor(enc[n][b : b + BATCH]) for n in names})
             starts.append(out.start_logits.numpy())
             ends.append(out.end_logits.numpy())
     starts, ends = np.concatenate(starts), np.concatenate(ends)
@@ -61,7 +69,7 @@ def hf_reference(model, tokenizer, examples) -> dict[str, str]:
                         continue
                     score = starts[f][s] + ends[f][e]
                     if score > best_score:
-                        best_score, best = score, example.context[offsets[f][s][0]:offsets[f][e][1]]
+                        best_score, best = score, example.context[offsets[f][s][0] : offsets[f][e][1]]
         predictions[example.id] = best
     return predictions
 
@@ -92,8 +100,11 @@ def pipeline_path(python: str, model: str, examples, threads: int, folder: Path)
     Returns a variant that reports the pipeline's own seconds (model loading excluded)."""
     from qatune.models import resolve_model
 
-    job = {"model": str(Path(resolve_model(model)).resolve()), "threads": threads,
-           "questions": [{"id": e.id, "question": e.question, "context": e.context} for e in examples]}
+    job = {
+        "model": str(Path(resolve_model(model)).resolve()),
+        "threads": threads,
+        "questions": [{"id": e.id, "question": e.question, "context": e.context} for e in examples],
+    }
     job_file = folder / "pipeline-job.json"
     job_file.write_text(json.dumps(job))
 
@@ -121,14 +132,19 @@ def profile(loaded, examples, batch: int) -> dict:
     answers = decode_examples(examples, windows, logits, 1, 30, loaded.with_null)
     stages["decode"] = time.perf_counter() - began
     began = time.perf_counter()
-    squad_scores({e.id: (a[0].text if a else "") for e, a in zip(examples, answers)},
-                 {e.id: list(e.answers) for e in examples})
+    squad_scores(
+        {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}, {e.id: list(e.answers) for e in examples}
+    )
     stages["score"] = time.perf_counter() - began
     ops = sorted(prof.key_averages(), key=lambda op: op.self_cpu_time_total, reverse=True)
     total = sum(op.self_cpu_time_total for op in ops)
     tokens = sum(len(ids) for ids in windows.input_ids)
-    return {"windows": len(windows), "tokens": tokens, "stages_s": stages,
-            "forward_ops_share": {op.key: op.self_cpu_time_total / total for op in ops[:10]}}
+    return {
+        "windows": len(windows),
+        "tokens": tokens,
+        "stages_s": stages,
+        "forward_ops_share": {op.key: op.self_cpu_time_total / total for op in ops[:10]},
+    }
 
 
 def main() -> None:
@@ -138,7 +154,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=BATCH, help="qatune's evaluation batch size")
     parser.add_argument("--pipeline-python", help="python of a side venv with transformers 5.2: also time its pipeline")
-    parser.add_argument("--profile", action="store_true", help="only profile qatune's evaluation and print where the time goes")
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile qatune's evaluation and print where the time goes"
+    )
     args = parser.parse_args()
     from qatune.export import export_onnx
     from qatune.models import load_model
@@ -156,13 +174,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(args.model, Path(tmp) / "fp32")
         export_onnx(args.model, Path(tmp) / "int8", quantize=True)
-        variants = {"HF run_qa.py reference (baseline)": lambda ex: hf_reference(loaded.model, loaded.tokenizer, ex),
-                    "qatune evaluate (torch fp32)": lambda ex: qatune_torch(loaded, ex, args.batch),
-                    "qatune evaluate (torch bf16)": lambda ex: qatune_torch(bf16, ex, args.batch),
-                    "qatune onnx fp32": onnx_path(Path(tmp) / "fp32"), "qatune onnx int8": onnx_path(Path(tmp) / "int8")}
+        variants = {
+            "HF run_qa.py reference (baseline)": lambda ex: hf_reference(loaded.model, loaded.tokenizer, ex),
+            "qatune evaluate (torch fp32)": lambda ex: qatune_torch(loaded, ex, args.batch),
+            "qatune evaluate (torch bf16)": lambda ex: qatune_torch(bf16, ex, args.batch),
+            "qatune onnx fp32": onnx_path(Path(tmp) / "fp32"),
+            "qatune onnx int8": onnx_path(Path(tmp) / "int8"),
+        }
         if args.pipeline_python:
             variants["HF pipeline, transformers 5.2 (side venv)"] = pipeline_path(
-                args.pipeline_python, args.model, examples, torch.get_num_threads(), Path(tmp))
+                args.pipeline_python, args.model, examples, torch.get_num_threads(), Path(tmp)
+            )
         times = {name: [] for name in variants}
         scores = {}
         for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every variant alike
@@ -178,9 +200,16 @@ def main() -> None:
     rows = []
     for name in variants:
         qps = len(examples) / median(times[name])
-        rows.append({"variant": name, "questions_per_s": qps, "x_baseline": qps / base,
-                     "EM": scores[name]["exact_match"], "F1": scores[name]["f1"],
-                     "runs_s": [round(t, 1) for t in times[name]]})
+        rows.append(
+            {
+                "variant": name,
+                "questions_per_s": qps,
+                "x_baseline": qps / base,
+                "EM": scores[name]["exact_match"],
+                "F1": scores[name]["f1"],
+                "runs_s": [round(t, 1) for t in times[name]],
+            }
+        )
     print(f"evaluation of {args.model} on {len(examples)} dev questions, median of {args.repeats} runs:")
     print(table(rows, ["variant", "questions_per_s", "x_baseline", "EM", "F1", "runs_s"]))
     path = save("eval", {"model": args.model, "questions": len(examples), "repeats": args.repeats, "results": rows})

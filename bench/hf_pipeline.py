@@ -24,8 +24,9 @@ def main() -> None:
     qa = pipeline("question-answering", model=job["model"], tokenizer=job["model"], device=-1)
     items = job["questions"]
     began = time.perf_counter()
-    outputs = qa(question=[q["question"] for q in items], context=[q["context"] for q in items],
-                 max_answer_len=30, top_k=1)
+    outputs = qa(
+        question=[q["question"] for q in items], context=[q["context"] for q in items], max_answer_len=30, top_k=1
+    )
     seconds = time.perf_counter() - began
     outputs = outputs if isinstance(outputs, list) else [outputs]
     predictions = {q["id"]: out["answer"] for q, out in zip(items, outputs)}

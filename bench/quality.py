@@ -55,43 +55,79 @@ def main() -> None:
     else:
         rate = args.rate or calibrate()
         questions = int(args.budget_minutes * 60 * rate * 0.93 / WINDOWS_PER_QUESTION)  # 7% for the evaluations
-        config = TrainConfig(train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"), train_sample=questions,
-                             eval_data=str(DATA_DIR / "dev-v1.1.json.gz"), eval_sample=args.eval_sample,
-                             eval_steps=max(50, questions // 32 // 6), output_dir=args.output)
-        print(f"plan: {rate:.2f} windows/s -> {questions} training questions in {args.budget_minutes:.0f} minutes",
-              flush=True)
+        config = TrainConfig(
+            train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"),
+            train_sample=questions,
+            eval_data=str(DATA_DIR / "dev-v1.1.json.gz"),
+            eval_sample=args.eval_sample,
+            eval_steps=max(50, questions // 32 // 6),
+            output_dir=args.output,
+        )
+        print(
+            f"plan: {rate:.2f} windows/s -> {questions} training questions in {args.budget_minutes:.0f} minutes",
+            flush=True,
+        )
         began = time.perf_counter()
         summary = train(config)
         train_minutes = (time.perf_counter() - began) / 60
     dev = load_data(str(DATA_DIR / "dev-v1.1.json.gz"), "validation")
     result = evaluate(load_model(args.output), dev, config.window, progress_bar=True).metrics
-    row = {"train_questions": questions, "windows_seen": summary["windows_seen"], "steps": summary["steps"],
-           "train_minutes": train_minutes, "dev_questions": result["total"], "EM": result["exact_match"],
-           "F1": result["f1"], "correct": result["correct"], "similar": result["similar"],
-           "incorrect": result["incorrect"], "eval_loss": result["eval_loss"], "eval_seconds": result["seconds"]}
+    row = {
+        "train_questions": questions,
+        "windows_seen": summary["windows_seen"],
+        "steps": summary["steps"],
+        "train_minutes": train_minutes,
+        "dev_questions": result["total"],
+        "EM": result["exact_match"],
+        "F1": result["f1"],
+        "correct": result["correct"],
+        "similar": result["similar"],
+        "incorrect": result["incorrect"],
+        "eval_loss": result["eval_loss"],
+        "eval_seconds": result["seconds"],
+    }
     print(table([row], list(row)))
     fast = [] if args.no_fast_paths else fast_paths(args.output, dev, config, result)
     if fast:
         print(table(fast, list(fast[0])))
-    path = save("quality", {"budget_minutes": args.budget_minutes, "rate_windows_per_s": rate,
-                            "config": config.to_dict(), "result": row, "full_dev_inference": fast})
+    path = save(
+        "quality",
+        {
+            "budget_minutes": args.budget_minutes,
+            "rate_windows_per_s": rate,
+            "config": config.to_dict(),
+            "result": row,
+            "full_dev_inference": fast,
+        },
+    )
     print(f"written {path}")
 
 
 def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
     """Full-dev EM/F1 and speed of float32, bfloat16 and int8 ONNX, with deltas to float32."""
     from eval import onnx_path
-
     from qatune.export import export_onnx
     from qatune.inference import evaluate
     from qatune.metrics import squad_scores
     from qatune.models import load_model
 
-    rows = [{"path": "torch float32", "questions_per_s": fp32["questions_per_second"], "EM": fp32["exact_match"],
-             "F1": fp32["f1"]}]
+    rows = [
+        {
+            "path": "torch float32",
+            "questions_per_s": fp32["questions_per_second"],
+            "EM": fp32["exact_match"],
+            "F1": fp32["f1"],
+        }
+    ]
     bf16 = evaluate(load_model(model, dtype="bfloat16"), dev, config.window, progress_bar=True).metrics
-    rows.append({"path": "torch bfloat16", "questions_per_s": bf16["questions_per_second"], "EM": bf16["exact_match"],
-                 "F1": bf16["f1"]})
+    rows.append(
+        {
+            "path": "torch bfloat16",
+            "questions_per_s": bf16["questions_per_second"],
+            "EM": bf16["exact_match"],
+            "F1": bf16["f1"],
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, Path(tmp), quantize=True)
         run = onnx_path(Path(tmp))
@@ -99,11 +135,20 @@ def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
         predictions = run(dev.examples)
         seconds = time.perf_counter() - began
     scores = squad_scores(predictions, {e.id: list(e.answers) for e in dev.examples})
-    rows.append({"path": "onnx int8", "questions_per_s": len(dev.examples) / seconds, "EM": scores["exact_match"],
-                 "F1": scores["f1"]})
+    rows.append(
+        {
+            "path": "onnx int8",
+            "questions_per_s": len(dev.examples) / seconds,
+            "EM": scores["exact_match"],
+            "F1": scores["f1"],
+        }
+    )
     for r in rows:
-        r.update(EM_delta=r["EM"] - rows[0]["EM"], F1_delta=r["F1"] - rows[0]["F1"],
-                 accepted=abs(r["EM"] - rows[0]["EM"]) <= 0.5)
+        r.update(
+            EM_delta=r["EM"] - rows[0]["EM"],
+            F1_delta=r["F1"] - rows[0]["F1"],
+            accepted=abs(r["EM"] - rows[0]["EM"]) <= 0.5,
+        )
     return rows
 
 

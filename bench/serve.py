@@ -27,8 +27,11 @@ def start(model: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "qatune.cli", "serve", "--model", model, "--port", str(port), "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qatune.cli", "serve", "--model", model, "--port", str(port), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -69,9 +72,16 @@ def main() -> None:
         proc.terminate()
         proc.wait(30)
     latencies = [t for r in results for t in r[0]]
-    row = {"clients": args.clients, "seconds": args.seconds, "requests": len(latencies),
-           "errors": sum(r[1] for r in results), "requests_per_s": len(latencies) / args.seconds,
-           "p50_ms": median(latencies), "p95_ms": percentile(latencies, 95), "max_ms": max(latencies)}
+    row = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "requests": len(latencies),
+        "errors": sum(r[1] for r in results),
+        "requests_per_s": len(latencies) / args.seconds,
+        "p50_ms": median(latencies),
+        "p95_ms": percentile(latencies, 95),
+        "max_ms": max(latencies),
+    }
     print(f"qatune serve --model {args.model}: {args.clients} concurrent clients for {args.seconds:.0f} s")
     print(table([row], list(row)))
     print(f"\nwritten {save('serve', {'model': args.model, 'result': row})}")

@@ -38,7 +38,7 @@ def matmul_peak() -> float:
     for _ in range(8):
         began = time.perf_counter()
         torch.mm(a, b)
-        best = max(best, 2 * 2048 ** 3 / (time.perf_counter() - began) / 1e9)
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - began) / 1e9)
     return best
 
 
@@ -55,11 +55,18 @@ def run_qatune(questions: int, steps: int) -> dict:
     from qatune.train import train
 
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(train_data=str(TRAIN_FILE), train_sample=questions, eval_data=None, max_steps=steps,
-                             output_dir=out, logging_steps=1, save_steps=10 ** 6)
+        config = TrainConfig(
+            train_data=str(TRAIN_FILE),
+            train_sample=questions,
+            eval_data=None,
+            max_steps=steps,
+            output_dir=out,
+            logging_steps=1,
+            save_steps=10**6,
+        )
         loaded = load_model("default", seed=config.seed)
-        from qatune.windows import tokenize_windows
         from qatune.train import load_train_eval
+        from qatune.windows import tokenize_windows
 
         windows = tokenize_windows(load_train_eval(config)[0].examples, loaded.tokenizer, config.window)
         mean_length = sum(len(w) for w in windows.input_ids) / len(windows)
@@ -67,15 +74,26 @@ def run_qatune(questions: int, steps: int) -> dict:
         steps_log = [r for r in read_jsonl(Path(out) / "metrics.jsonl") if r["type"] == "train"]
     first, last = steps_log[WARMUP_STEPS - 1], steps_log[-1]
     windows_per_s = (last["windows_seen"] - first["windows_seen"]) / (last["elapsed"] - first["elapsed"])
-    return {"windows_per_s": windows_per_s, "tokens_per_s": windows_per_s * mean_length, "mean_length": mean_length,
-            "flops_per_token": flops_per_token(loaded.model, mean_length)}
+    return {
+        "windows_per_s": windows_per_s,
+        "tokens_per_s": windows_per_s * mean_length,
+        "mean_length": mean_length,
+        "flops_per_token": flops_per_token(loaded.model, mean_length),
+    }
 
 
 def run_hf(questions: int, steps: int, padded: bool) -> dict:
     """The run_qa.py recipe (padded) or Trainer with dynamic padding, timed by a callback."""
     import transformers
-    from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainerCallback, TrainingArguments, default_data_collator)
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        default_data_collator,
+    )
 
     from qatune.data import load_file
     from qatune.models import default_model_path
@@ -93,24 +111,43 @@ def run_hf(questions: int, steps: int, padded: bool) -> dict:
             stamps.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(out, per_device_train_batch_size=BATCH, learning_rate=LR, max_steps=steps,
-                                 save_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no",
-                                 dataloader_num_workers=0, use_cpu=True,
-                                 train_sampling_strategy="random" if padded else "group_by_length")
+        args = TrainingArguments(
+            out,
+            per_device_train_batch_size=BATCH,
+            learning_rate=LR,
+            max_steps=steps,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            logging_strategy="no",
+            dataloader_num_workers=0,
+            use_cpu=True,
+            train_sampling_strategy="random" if padded else "group_by_length",
+        )
         collator = default_data_collator if padded else DataCollatorWithPadding(tokenizer)
-        Trainer(model=model, args=args, train_dataset=features, data_collator=collator,
-                callbacks=[Clock()]).train()
+        Trainer(model=model, args=args, train_dataset=features, data_collator=collator, callbacks=[Clock()]).train()
     real = sum(sum(f["attention_mask"]) for f in features) / len(features)
     windows_per_s = (len(stamps) - WARMUP_STEPS) * BATCH / (stamps[-1] - stamps[WARMUP_STEPS - 1])
-    return {"windows_per_s": windows_per_s, "tokens_per_s": windows_per_s * real, "mean_length": real,
-            "flops_per_token": flops_per_token(model, real)}
+    return {
+        "windows_per_s": windows_per_s,
+        "tokens_per_s": windows_per_s * real,
+        "mean_length": real,
+        "flops_per_token": flops_per_token(model, real),
+    }
 
 
 def prepare_train_features(tokenizer, examples, max_length: int, stride: int, padded: bool) -> list[dict]:
     """run_qa.py's prepare_train_features: windows with start/end token labels (CLS when not inside)."""
-    enc = tokenizer([e.question.lstrip() for e in examples], [e.context for e in examples], truncation="only_second",
-                    max_length=max_length, stride=stride, return_overflowing_tokens=True,
-                    return_offsets_mapping=True, padding="max_length" if padded else False)
+    enc = tokenizer(
+        [e.question.lstrip() for e in examples],
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length" if padded else False,
+    )
     features = []
     for i, offsets in enumerate(enc["offset_mapping"]):
         example = examples[enc["overflow_to_sample_mapping"][i]]
@@ -131,10 +168,12 @@ def child(variant: str, questions: int, steps: int) -> None:
     import torch
 
     torch.manual_seed(0)
-    result = {"qatune": lambda: run_qatune(questions, steps),
-              "hf-padded": lambda: run_hf(questions, steps, True),
-              "hf-dynamic": lambda: run_hf(questions, steps, False)}[variant]()
-    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    result = {
+        "qatune": lambda: run_qatune(questions, steps),
+        "hf-padded": lambda: run_hf(questions, steps, True),
+        "hf-dynamic": lambda: run_hf(questions, steps, False),
+    }[variant]()
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(result))
 
 
@@ -150,8 +189,11 @@ def main() -> None:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
     peak = matmul_peak()
-    names = {"hf-padded": "HF run_qa.py recipe, pad 384 (baseline)", "hf-dynamic": "HF Trainer, dynamic pad 256",
-             "qatune": "qatune fine_tune, default recipe"}
+    names = {
+        "hf-padded": "HF run_qa.py recipe, pad 384 (baseline)",
+        "hf-dynamic": "HF Trainer, dynamic pad 256",
+        "qatune": "qatune fine_tune, default recipe",
+    }
     runs: dict[str, list[dict]] = {v: [] for v in names}
     for _ in range(args.repeats):
         for variant in names:
@@ -164,11 +206,21 @@ def main() -> None:
         rate = median([r["windows_per_s"] for r in runs[variant]])
         tokens = median([r["tokens_per_s"] for r in runs[variant]])
         flops = tokens * runs[variant][0]["flops_per_token"] / 1e9
-        rows.append({"variant": label, "examples_per_s": rate, "x_baseline": rate / base, "tokens_per_s": tokens,
-                     "mfu_pct": 100 * flops / peak, "peak_rss_gib": max(r["peak_rss_gib"] for r in runs[variant]),
-                     "runs": [round(r["windows_per_s"], 2) for r in runs[variant]]})
-    print(f"\ntraining all-MiniLM-L6-v2 for QA, batch {BATCH}, {args.questions} SQuAD train questions; "
-          f"fp32 matmul peak {peak:.0f} GFLOP/s; medians of {args.repeats} runs:")
+        rows.append(
+            {
+                "variant": label,
+                "examples_per_s": rate,
+                "x_baseline": rate / base,
+                "tokens_per_s": tokens,
+                "mfu_pct": 100 * flops / peak,
+                "peak_rss_gib": max(r["peak_rss_gib"] for r in runs[variant]),
+                "runs": [round(r["windows_per_s"], 2) for r in runs[variant]],
+            }
+        )
+    print(
+        f"\ntraining all-MiniLM-L6-v2 for QA, batch {BATCH}, {args.questions} SQuAD train questions; "
+        f"fp32 matmul peak {peak:.0f} GFLOP/s; medians of {args.repeats} runs:"
+    )
     print(table(rows, ["variant", "examples_per_s", "x_baseline", "tokens_per_s", "mfu_pct", "peak_rss_gib", "runs"]))
     path = save("train", {"questions": args.questions, "batch": BATCH, "matmul_peak_gflops": peak, "results": rows})
     print(f"\nwritten {path}")

@@ -45,8 +45,14 @@ def tiny_bert(tmp_path_factory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(default_model_path())
     tokenizer.save_pretrained(out)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     BertModel(config).save_pretrained(out, safe_serialization=True)
     return out
 
@@ -60,11 +66,20 @@ def roberta_tokenizer(tmp_path_factory, sample_contexts):
     bpe = ByteLevelBPETokenizer(add_prefix_space=True, trim_offsets=True)
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     bpe.train_from_iterator(sample_contexts * 2, vocab_size=800, min_frequency=1, special_tokens=specials)
-    bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")),
-                                                      trim_offsets=True, add_prefix_space=True)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
-                                   sep_token="</s>", cls_token="<s>", pad_token="<pad>", unk_token="<unk>",
-                                   mask_token="<mask>", model_input_names=["input_ids", "attention_mask"])
+    bpe.post_processor = processors.RobertaProcessing(
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")), trim_offsets=True, add_prefix_space=True
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +91,16 @@ def tiny_roberta(tmp_path_factory, roberta_tokenizer) -> Path:
     out = tmp_path_factory.mktemp("tiny-roberta")
     roberta_tokenizer.save_pretrained(out)
     torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=len(roberta_tokenizer), hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=514,
-                           pad_token_id=roberta_tokenizer.pad_token_id, type_vocab_size=1)
+    config = RobertaConfig(
+        vocab_size=len(roberta_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        pad_token_id=roberta_tokenizer.pad_token_id,
+        type_vocab_size=1,
+    )
     RobertaModel(config).save_pretrained(out, safe_serialization=True)
     return out
 

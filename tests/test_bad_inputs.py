@@ -33,8 +33,10 @@ parameters:
 
 def _tree(folder: Path) -> dict[str, str]:
     """Every file under `folder` with a hash of its bytes (folders as '/')."""
-    return {str(p.relative_to(folder)): "/" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): "/" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def _expect_error(argv: list[str], capsys, cwd: Path, words: str = "") -> str:
@@ -73,8 +75,29 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("inputs")
     data = root / "data.json"
-    data.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "Vin is a Mistborn.", "qas": [
-        {"id": "q1", "question": "Who is Vin?", "answers": [{"text": "a Mistborn", "answer_start": 7}]}]}]}]}))
+    data.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "title": "T",
+                        "paragraphs": [
+                            {
+                                "context": "Vin is a Mistborn.",
+                                "qas": [
+                                    {
+                                        "id": "q1",
+                                        "question": "Who is Vin?",
+                                        "answers": [{"text": "a Mistborn", "answer_start": 7}],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     nested = root / "nested.json"
     nested.write_text("[" * 100_000 + "]" * 100_000)
     nested_jsonl = root / "nested.jsonl"
@@ -83,8 +106,29 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
     big.write_text("word " * 40_000)
     big_data = root / "big.json"
     context = "Vin is a Mistborn. " + "Filler text. " * 10_000
-    big_data.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": context, "qas": [
-        {"id": "q1", "question": "Who is Vin?", "answers": [{"text": "a Mistborn", "answer_start": 7}]}]}]}]}))
+    big_data.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "title": "T",
+                        "paragraphs": [
+                            {
+                                "context": context,
+                                "qas": [
+                                    {
+                                        "id": "q1",
+                                        "question": "Who is Vin?",
+                                        "answers": [{"text": "a Mistborn", "answer_start": 7}],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     corrupt_weights = root / "corrupt-weights"
     shutil.copytree(tiny_bert, corrupt_weights)
     (corrupt_weights / "model.safetensors").write_bytes(b"\x00garbage" * 100)
@@ -92,22 +136,45 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
     shutil.copytree(tiny_bert, corrupt_settings)
     (corrupt_settings / "qatune.json").write_text("{not json")
     trained = root / "trained"
-    train(TrainConfig(model=str(tiny_bert), train_data=str(data), eval_data=None, output_dir=str(trained),
-                      max_steps=1, train_batch_size=2, max_seq_length=64, doc_stride=16, max_query_length=16),
-          progress_bar=False)
+    train(
+        TrainConfig(
+            model=str(tiny_bert),
+            train_data=str(data),
+            eval_data=None,
+            output_dir=str(trained),
+            max_steps=1,
+            train_batch_size=2,
+            max_seq_length=64,
+            doc_stride=16,
+            max_query_length=16,
+        ),
+        progress_bar=False,
+    )
     study = root / "study.yaml"
     study.write_text(STUDY_OK)
     sweep = root / "sweep.yaml"
     sweep.write_text(SWEEP_OK)
-    paths = {"model": tiny_bert, "data": data, "nested": nested, "nested_jsonl": nested_jsonl, "big": big,
-             "big_data": big_data, "corrupt_weights": corrupt_weights, "corrupt_settings": corrupt_settings,
-             "trained": trained, "study": study, "sweep": sweep}
+    paths = {
+        "model": tiny_bert,
+        "data": data,
+        "nested": nested,
+        "nested_jsonl": nested_jsonl,
+        "big": big,
+        "big_data": big_data,
+        "corrupt_weights": corrupt_weights,
+        "corrupt_settings": corrupt_settings,
+        "trained": trained,
+        "study": study,
+        "sweep": sweep,
+    }
     return {key: str(value) for key, value in paths.items()}
 
 
 def _arg_cases() -> list[tuple[str, str]]:
     lines = (CORPUS / "args.txt").read_text().splitlines()
-    return [tuple(part.strip() for part in line.split("  # ", 1)) for line in lines if line and not line.startswith("#")]
+    return [
+        tuple(part.strip() for part in line.split("  # ", 1)) for line in lines if line and not line.startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("args, words", _arg_cases(), ids=[a for a, _ in _arg_cases()])
@@ -145,8 +212,14 @@ def keyed_client(tiny_bert):
 
     from qatune.serve import Models, ServeConfig, create_app
 
-    config = ServeConfig(model=str(tiny_bert), api_key="s3cret", max_context_chars=5000, max_batch=4,
-                         max_body_bytes=20_000, max_request_chars=6000)
+    config = ServeConfig(
+        model=str(tiny_bert),
+        api_key="s3cret",
+        max_context_chars=5000,
+        max_batch=4,
+        max_body_bytes=20_000,
+        max_request_chars=6000,
+    )
     models = Models()
     models.load(config)
     with TestClient(create_app(config, models), raise_server_exceptions=False) as client:
@@ -157,8 +230,9 @@ def keyed_client(tiny_bert):
 def test_bad_http_requests(case, keyed_client):
     headers = {"X-API-Key": "s3cret", "Content-Type": "application/json", **case["headers"]}
     headers = {k: v for k, v in headers.items() if v is not None}
-    response = keyed_client.request(case["method"], case["path"], content=case["body"].encode("utf-8", "surrogatepass"),
-                                    headers=headers)
+    response = keyed_client.request(
+        case["method"], case["path"], content=case["body"].encode("utf-8", "surrogatepass"), headers=headers
+    )
     assert response.status_code == case["status"], response.text
     assert response.json()["detail"]
 
@@ -166,10 +240,34 @@ def test_bad_http_requests(case, keyed_client):
 def test_zero_width_context_evaluates(tiny_bert, tmp_path, capsys):
     """A context with no tokens at all passes validation and is answered with an empty span, not a crash."""
     data = tmp_path / "zw.json"
-    data.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [
-        {"context": "\u200b\u200b\x00", "qas": [{"id": "z", "question": "What?", "answers": [
-            {"text": "\u200b", "answer_start": 0}]}]},
-        {"context": "Vin is a Mistborn.", "qas": [{"id": "v", "question": "Who is Vin?", "answers": [
-            {"text": "a Mistborn", "answer_start": 7}]}]}]}]}))
+    data.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "title": "T",
+                        "paragraphs": [
+                            {
+                                "context": "\u200b\u200b\x00",
+                                "qas": [
+                                    {"id": "z", "question": "What?", "answers": [{"text": "\u200b", "answer_start": 0}]}
+                                ],
+                            },
+                            {
+                                "context": "Vin is a Mistborn.",
+                                "qas": [
+                                    {
+                                        "id": "v",
+                                        "question": "Who is Vin?",
+                                        "answers": [{"text": "a Mistborn", "answer_start": 7}],
+                                    }
+                                ],
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     assert main(["evaluate", "--model", str(tiny_bert), "--data", str(data), "--json", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 2

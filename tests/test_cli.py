@@ -17,8 +17,14 @@ CONTEXT = "Earth is the third planet from the Sun and the only place known in th
 
 
 def qatune(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "qatune.cli", *args], capture_output=True, text=True, input=stdin,
-                          timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "qatune.cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
     return proc
@@ -32,13 +38,14 @@ def test_help_teaches():
 
 
 def test_ask_json_contract(tiny_bert):
-    proc = qatune("ask", "--model", str(tiny_bert), "--context", CONTEXT, "--question", "What is Earth?",
-                  "--top-k", "3", "--json")
+    proc = qatune(
+        "ask", "--model", str(tiny_bert), "--context", CONTEXT, "--question", "What is Earth?", "--top-k", "3", "--json"
+    )
     obj = json.loads(proc.stdout)
     assert obj["model"] == str(tiny_bert) and len(obj["answers"]) == 3
     for answer in obj["answers"]:
         assert set(answer) == {"text", "probability", "start", "end"}
-        assert CONTEXT[answer["start"]:answer["end"]] == answer["text"]
+        assert CONTEXT[answer["start"] : answer["end"]] == answer["text"]
         assert 0 < answer["probability"] < 1
     assert 0 < obj["no_answer_probability"] < 1
     assert "no question-answering head" in proc.stderr
@@ -46,10 +53,28 @@ def test_ask_json_contract(tiny_bert):
 
 def test_ask_reads_stdin_and_compares(tiny_bert, tmp_path):
     qfile = tmp_path / "q.json"
-    qfile.write_text(json.dumps([{"context": CONTEXT, "question": "What is Earth?"},
-                                 {"context": CONTEXT, "question": "Where has life originated?"}]))
-    objs = json.loads(qatune("ask", "--model", str(tiny_bert), "--questions", str(qfile), "--compare-with",
-                             str(tiny_bert), "--top-k", "2", "--json").stdout)
+    qfile.write_text(
+        json.dumps(
+            [
+                {"context": CONTEXT, "question": "What is Earth?"},
+                {"context": CONTEXT, "question": "Where has life originated?"},
+            ]
+        )
+    )
+    objs = json.loads(
+        qatune(
+            "ask",
+            "--model",
+            str(tiny_bert),
+            "--questions",
+            str(qfile),
+            "--compare-with",
+            str(tiny_bert),
+            "--top-k",
+            "2",
+            "--json",
+        ).stdout
+    )
     assert len(objs) == 2 and objs[0]["answers"] == objs[0]["compare"]["answers"]
     text = qatune("ask", "--model", str(tiny_bert), "--question", "What is Earth?", stdin=CONTEXT).stdout
     assert "Q: What is Earth?" in text and "p=" in text
@@ -58,21 +83,38 @@ def test_ask_reads_stdin_and_compares(tiny_bert, tmp_path):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_evaluate_json_contract(tiny_bert, tmp_path, dtype):
     preds = tmp_path / "p.json"
-    obj = json.loads(qatune("evaluate", "--model", str(tiny_bert), "--data", "sample:validation", "--limit", "7",
-                            "--predictions", str(preds), "--dtype", dtype, "--json").stdout)
+    obj = json.loads(
+        qatune(
+            "evaluate",
+            "--model",
+            str(tiny_bert),
+            "--data",
+            "sample:validation",
+            "--limit",
+            "7",
+            "--predictions",
+            str(preds),
+            "--dtype",
+            dtype,
+            "--json",
+        ).stdout
+    )
     for key in ("exact_match", "f1", "correct", "similar", "incorrect", "total", "seconds", "eval_loss"):
         assert key in obj
     assert obj["total"] == 7 and obj["correct"] + obj["similar"] + obj["incorrect"] == 7
     assert len(json.loads(preds.read_text())) == 7
 
 
-@pytest.mark.parametrize("args, message", [
-    (["evaluate", "--data", "nope/missing.json"], "nope/missing.json: file not found"),
-    (["ask", "--model", "./no-such-model", "--context", "x", "--question", "y"], "no such model directory"),
-    (["ask", "--context", " ", "--question", "y"], "empty context"),
-    (["ask", "--context", "x", "--question", "y", "--top-k", "0"], "--top-k"),
-    (["train", "--doc-stride", "500", "--output", "/tmp/never"], "doc_stride"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--data", "nope/missing.json"], "nope/missing.json: file not found"),
+        (["ask", "--model", "./no-such-model", "--context", "x", "--question", "y"], "no such model directory"),
+        (["ask", "--context", " ", "--question", "y"], "empty context"),
+        (["ask", "--context", "x", "--question", "y", "--top-k", "0"], "--top-k"),
+        (["train", "--doc-stride", "500", "--output", "/tmp/never"], "doc_stride"),
+    ],
+)
 def test_errors_are_one_line_exit_2(args, message):
     proc = qatune(*args, check=False)
     assert proc.returncode == 2, proc.stderr
@@ -83,8 +125,10 @@ def test_errors_are_one_line_exit_2(args, message):
 
 def test_bad_data_file_error(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text('{"data": [{"title": "T", "paragraphs": [{"context": "abc", "qas": '
-                   '[{"id": "q1", "question": "?", "answers": [{"text": "zz", "answer_start": 0}]}]}]}]}')
+    bad.write_text(
+        '{"data": [{"title": "T", "paragraphs": [{"context": "abc", "qas": '
+        '[{"id": "q1", "question": "?", "answers": [{"text": "zz", "answer_start": 0}]}]}]}]}'
+    )
     proc = qatune("data", str(bad), check=False)
     assert proc.returncode == 2 and "question id 'q1'" in proc.stderr and "--skip-invalid" in proc.stderr
     assert "1 skipped" not in qatune("data", "sample").stdout
@@ -92,11 +136,36 @@ def test_bad_data_file_error(tmp_path):
 
 def test_kill_and_resume(tiny_bert, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--model", str(tiny_bert), "--train-data", "sample", "--eval-data", "none", "--output", str(out),
-            "--max-steps", "200", "--train-batch-size", "4", "--micro-batch-size", "4", "--save-steps", "2",
-            "--max-seq-length", "64", "--doc-stride", "16", "--max-query-length", "16", "--logging-steps", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "qatune.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "train",
+        "--model",
+        str(tiny_bert),
+        "--train-data",
+        "sample",
+        "--eval-data",
+        "none",
+        "--output",
+        str(out),
+        "--max-steps",
+        "200",
+        "--train-batch-size",
+        "4",
+        "--micro-batch-size",
+        "4",
+        "--save-steps",
+        "2",
+        "--max-seq-length",
+        "64",
+        "--doc-stride",
+        "16",
+        "--max-query-length",
+        "16",
+        "--logging-steps",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qatune.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 300
     while not list((out / "checkpoints").glob("step-*")) and time.time() < deadline:
         time.sleep(0.02)

@@ -16,8 +16,11 @@ CTX = "Paris is the capital of France. It lies on the Seine."
 
 
 def good_articles():
-    return [article(CTX, [("q1", "What is the capital of France?", "Paris", None),
-                          ("q2", "Which river?", "the Seine", None)])]
+    return [
+        article(
+            CTX, [("q1", "What is the capital of France?", "Paris", None), ("q2", "Which river?", "the Seine", None)]
+        )
+    ]
 
 
 def test_loads_squad_json_and_gz(tmp_path):
@@ -32,8 +35,10 @@ def test_loads_squad_json_and_gz(tmp_path):
 
 
 def test_loads_jsonl_rows(tmp_path):
-    rows = [{"id": "a", "context": CTX, "question": "Capital?", "answers": {"text": ["Paris"], "answer_start": [0]}},
-            {"id": "b", "context": CTX, "question": "Nothing?", "answers": {"text": [], "answer_start": []}}]
+    rows = [
+        {"id": "a", "context": CTX, "question": "Capital?", "answers": {"text": ["Paris"], "answer_start": [0]}},
+        {"id": "b", "context": CTX, "question": "Nothing?", "answers": {"text": [], "answer_start": []}},
+    ]
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     ds = load_file(path)
@@ -47,17 +52,24 @@ def test_squad_v2_unanswerable(tmp_path):
     assert ds.examples[-1].is_impossible
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda a: a[0]["paragraphs"][0].pop("context"), "missing field 'context'"),
-    (lambda a: a[0]["paragraphs"][0].__setitem__("context", "  "), "empty context"),
-    (lambda a: a[0]["paragraphs"][0]["qas"][0].__setitem__("question", ""), "empty question"),
-    (lambda a: a[0]["paragraphs"][0]["qas"][1].__setitem__("id", "q1"), "duplicate question id 'q1'"),
-    (lambda a: a[0]["paragraphs"][0]["qas"][0]["answers"][0].__setitem__("answer_start", "0"),
-     "field 'answer_start' must be int"),
-    (lambda a: a[0]["paragraphs"][0]["qas"][0].__setitem__("answers", []), "no answers"),
-    (lambda a: a[0]["paragraphs"][0]["qas"][0]["answers"][0].__setitem__("answer_start", 3),
-     "1 question(s) have an answer_start"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: a[0]["paragraphs"][0].pop("context"), "missing field 'context'"),
+        (lambda a: a[0]["paragraphs"][0].__setitem__("context", "  "), "empty context"),
+        (lambda a: a[0]["paragraphs"][0]["qas"][0].__setitem__("question", ""), "empty question"),
+        (lambda a: a[0]["paragraphs"][0]["qas"][1].__setitem__("id", "q1"), "duplicate question id 'q1'"),
+        (
+            lambda a: a[0]["paragraphs"][0]["qas"][0]["answers"][0].__setitem__("answer_start", "0"),
+            "field 'answer_start' must be int",
+        ),
+        (lambda a: a[0]["paragraphs"][0]["qas"][0].__setitem__("answers", []), "no answers"),
+        (
+            lambda a: a[0]["paragraphs"][0]["qas"][0]["answers"][0].__setitem__("answer_start", 3),
+            "1 question(s) have an answer_start",
+        ),
+    ],
+)
 def test_validation_errors_name_the_place(tmp_path, mutate, message):
     articles = good_articles()
     mutate(articles)
@@ -82,12 +94,15 @@ def test_skip_invalid_counts(tmp_path):
     assert [e.id for e in ds] == ["q1"] and ds.skipped == 1 and "skipped 1" in ds.notes[0]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"data": [', "malformed JSON at line 1"),
-    (b'{"data": []}', "has no questions"),
-    (b'\xff\xfe{"data": []}', "not valid UTF-8 at byte 0"),
-    (b'[1, 2]', "expected a SQuAD object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"data": [', "malformed JSON at line 1"),
+        (b'{"data": []}', "has no questions"),
+        (b'\xff\xfe{"data": []}', "not valid UTF-8 at byte 0"),
+        (b"[1, 2]", "expected a SQuAD object"),
+    ],
+)
 def test_file_level_errors(tmp_path, content, message):
     path = tmp_path / "f.json"
     path.write_bytes(content)
@@ -97,7 +112,9 @@ def test_file_level_errors(tmp_path, content, message):
 
 def test_jsonl_errors_name_the_line(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text('{"id": "a", "context": "x", "question": "y", "answers": {"text": ["x"], "answer_start": [0]}}\n{oops\n')
+    path.write_text(
+        '{"id": "a", "context": "x", "question": "y", "answers": {"text": ["x"], "answer_start": [0]}}\n{oops\n'
+    )
     with pytest.raises(DataError, match="line 2: malformed JSON"):
         load_file(path)
 
@@ -137,6 +154,7 @@ def test_fallback_to_sample_is_announced(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("QATUNE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from qatune import sources
+
     sources.hub_reachable.cache_clear()
     with caplog.at_level("WARNING"):
         ds = load_data("squad:validation")

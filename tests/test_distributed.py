@@ -14,9 +14,23 @@ from qatune.io import read_jsonl
 def test_two_process_gloo_training_agrees(tiny_bert, tmp_path):
     out = tmp_path / "ddp"
     worker = Path(__file__).with_name("ddp_worker.py")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29533", str(worker), str(tiny_bert), str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(worker),
+            str(tiny_bert),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = load_file(out / "rank0.safetensors"), load_file(out / "rank1.safetensors")
     assert a.keys() == b.keys()

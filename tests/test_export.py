@@ -13,8 +13,10 @@ from qatune.inference import Answerer
 from qatune.lite import OnnxAnswerer
 from qatune.windows import WindowConfig
 
-CONTEXT = ("Earth is the third planet from the Sun and the only place known in the universe where life has "
-           "originated and found habitability. ") * 6  # long enough for several windows
+CONTEXT = (
+    "Earth is the third planet from the Sun and the only place known in the universe where life has "
+    "originated and found habitability. "
+) * 6  # long enough for several windows
 QUESTIONS = ["What is Earth?", "Where has life originated?", "Which planet is third from the Sun?"]
 WINDOW = WindowConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
 
@@ -35,17 +37,23 @@ def test_onnx_answers_match_torch(fixture, request, tmp_path):
 
 def test_exported_cli_answers_without_torch(tiny_bert, tmp_path):
     export_onnx(str(tiny_bert), tmp_path / "onnx", quantize=True)
-    code = ("import sys, json; from qatune.cli import main; "
-            f"main(['ask', '--model', {str(tmp_path / 'onnx')!r}, '--context', {CONTEXT!r}, "
-            "'--question', 'What is Earth?', '--json', '-q']); "
-            "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'qatune.train') if m in sys.modules)))")
+    code = (
+        "import sys, json; from qatune.cli import main; "
+        f"main(['ask', '--model', {str(tmp_path / 'onnx')!r}, '--context', {CONTEXT!r}, "
+        "'--question', 'What is Earth?', '--json', '-q']); "
+        "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'qatune.train') if m in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     answer_json, imported = out.rsplit("\n", 2)[0], out.rsplit("\n", 2)[1]
     assert json.loads(imported) == []
     answers = json.loads(answer_json)["answers"]
-    assert len(answers) == 3 and all(CONTEXT[a["start"]:a["end"]] == a["text"] for a in answers)
-    proc = subprocess.run([sys.executable, "-m", "qatune.cli", "export", str(tmp_path / "missing"), "--output",
-                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert len(answers) == 3 and all(CONTEXT[a["start"] : a["end"]] == a["text"] for a in answers)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qatune.cli", "export", str(tmp_path / "missing"), "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and not (tmp_path / "x").exists()
 
 

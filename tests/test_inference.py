@@ -21,7 +21,7 @@ def test_long_context_spans_many_windows(answerer):
     answers = answerer.ask(context, "Which topic?", top_k=5)
     assert len(answers) == 5
     assert len({a.text for a in answers}) == 5
-    assert all(context[a.start:a.end] == a.text for a in answers)
+    assert all(context[a.start : a.end] == a.text for a in answers)
     assert sum(a.probability for a in answers) <= 1 + 1e-9
     assert max(a.start for a in answers) >= 0
 
@@ -38,7 +38,7 @@ def test_batch_equals_single(answerer):
 def test_unicode_context(answerer):
     context = "Zoë visited 東京 in 2019 🎉 and met José."
     for a in answerer.ask(context, "Where did Zoë go?", top_k=3):
-        assert context[a.start:a.end] == a.text
+        assert context[a.start : a.end] == a.text
 
 
 def test_empty_inputs_are_rejected(answerer):
@@ -65,7 +65,6 @@ def test_evaluate_reports_speed_and_loss(tiny_bert):
 def test_public_api_is_reexported():
     import qatune
     import qatune.train  # noqa: F401  (the submodule must not shadow the function)
-
     from qatune.train import train
 
     assert qatune.fine_tune is train

@@ -23,21 +23,25 @@ def test_f1_token_overlap():
     assert f1_score("", "") == 1.0 and f1_score("x", "") == 0.0 and f1_score("cat", "dog") == 0.0
 
 
-@pytest.mark.parametrize("prediction, golds, verdict", [
-    ("2018", ["2018", "in 2018"], "correct"),
-    ("in 2018 by Google", ["2018"], "incorrect"),  # F1 0.4
-    ("the third planet from the Sun", ["third planet"], "similar"),  # F1 0.67
-    ("", ["Earth"], "incorrect"),  # an empty answer is never similar
-    ("the", ["a"], "correct"),  # both normalise to empty: the official EM counts that as a match
-    ("Mistborn", ["Paris"], "incorrect"),
-])
+@pytest.mark.parametrize(
+    "prediction, golds, verdict",
+    [
+        ("2018", ["2018", "in 2018"], "correct"),
+        ("in 2018 by Google", ["2018"], "incorrect"),  # F1 0.4
+        ("the third planet from the Sun", ["third planet"], "similar"),  # F1 0.67
+        ("", ["Earth"], "incorrect"),  # an empty answer is never similar
+        ("the", ["a"], "correct"),  # both normalise to empty: the official EM counts that as a match
+        ("Mistborn", ["Paris"], "incorrect"),
+    ],
+)
 def test_buckets(prediction, golds, verdict):
     assert bucket(prediction, golds) == verdict
 
 
 def test_scores_with_counts():
-    scores = squad_scores({"a": "Paris", "b": "near Paris", "c": ""},
-                          {"a": ["Paris"], "b": ["Paris France"], "c": ["Lyon"]})
+    scores = squad_scores(
+        {"a": "Paris", "b": "near Paris", "c": ""}, {"a": ["Paris"], "b": ["Paris France"], "c": ["Lyon"]}
+    )
     assert scores["exact_match"] == pytest.approx(100 / 3)
     assert (scores["correct"], scores["similar"], scores["incorrect"], scores["total"]) == (1, 1, 1, 3)
     with pytest.raises(KeyError, match="no prediction"):
@@ -68,12 +72,12 @@ def _dev_predictions(seed: int = 0):
                 if kind == 0:
                     pred = gold["text"]
                 elif kind == 1:
-                    pred = ctx[s: max(s + 1, e - rng.randrange(1, 8))]
+                    pred = ctx[s : max(s + 1, e - rng.randrange(1, 8))]
                 elif kind == 2:
-                    pred = ctx[max(0, s - rng.randrange(1, 20)): e + rng.randrange(0, 20)]
+                    pred = ctx[max(0, s - rng.randrange(1, 20)) : e + rng.randrange(0, 20)]
                 elif kind == 3:
                     j = rng.randrange(len(ctx) - 10)
-                    pred = ctx[j: j + rng.randrange(1, 30)]
+                    pred = ctx[j : j + rng.randrange(1, 30)]
                 else:
                     pred = ""
                 preds[qa["id"]] = pred
@@ -87,8 +91,10 @@ def test_matches_torchmetrics_on_real_dev_predictions():
     preds, refs = _dev_predictions()
     ours = squad_scores(preds, refs)
     metric = SQuAD()
-    theirs = metric([{"prediction_text": p, "id": q} for q, p in preds.items()],
-                    [{"answers": {"answer_start": [0] * len(refs[q]), "text": refs[q]}, "id": q} for q in preds])
+    theirs = metric(
+        [{"prediction_text": p, "id": q} for q, p in preds.items()],
+        [{"answers": {"answer_start": [0] * len(refs[q]), "text": refs[q]}, "id": q} for q in preds],
+    )
     assert ours["total"] == 10570
     assert ours["exact_match"] == pytest.approx(float(theirs["exact_match"]), abs=1e-3)
     assert ours["f1"] == pytest.approx(float(theirs["f1"]), abs=1e-3)

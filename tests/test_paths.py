@@ -13,8 +13,27 @@ def test_safe_names(name):
     assert safe_name(name, "name") == name
 
 
-@pytest.mark.parametrize("name", ["", "/abs/path", "../../x", "..", ".", ".hidden", "a/b", "a\\b", "x..y",
-                                  " padded", "trailing ", "x" * 101, 7, None, "tab\tname", "new\nline"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "/abs/path",
+        "../../x",
+        "..",
+        ".",
+        ".hidden",
+        "a/b",
+        "a\\b",
+        "x..y",
+        " padded",
+        "trailing ",
+        "x" * 101,
+        7,
+        None,
+        "tab\tname",
+        "new\nline",
+    ],
+)
 def test_unsafe_names(name):
     with pytest.raises(ConfigError, match="not a valid name"):
         safe_name(name, "experiments[0].name")

@@ -27,7 +27,7 @@ def test_probabilities_are_a_softmax_over_all_spans():
     assert abs(sum(a.probability for a in answers) - 1) < 1e-9
     best = max(answers, key=lambda a: a.score)
     assert answers[0] == best
-    assert all(CONTEXT[a.start:a.end] == a.text for a in answers)
+    assert all(CONTEXT[a.start : a.end] == a.text for a in answers)
 
 
 def test_top_k_does_not_change_probabilities():

@@ -17,20 +17,36 @@ from qatune.errors import ConfigError, DataError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=30))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=12), inner, max_size=4), max_leaves=25)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=30))
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=25,
+)
 # SQuAD-shaped documents whose every field may have the wrong type or value.
 texts = st.one_of(st.text(max_size=40), scalars)
-answers = st.lists(st.fixed_dictionaries({"text": texts, "answer_start": st.one_of(st.integers(-5, 60), scalars)}),
-                   max_size=3)
-qas = st.lists(st.fixed_dictionaries({"id": st.one_of(st.text(max_size=5), st.integers(0, 3), scalars),
-                                      "question": texts, "answers": st.one_of(answers, scalars)},
-                                     optional={"is_impossible": st.one_of(st.booleans(), scalars)}), max_size=3)
+answers = st.lists(
+    st.fixed_dictionaries({"text": texts, "answer_start": st.one_of(st.integers(-5, 60), scalars)}), max_size=3
+)
+qas = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.one_of(st.text(max_size=5), st.integers(0, 3), scalars),
+            "question": texts,
+            "answers": st.one_of(answers, scalars),
+        },
+        optional={"is_impossible": st.one_of(st.booleans(), scalars)},
+    ),
+    max_size=3,
+)
 paragraphs = st.lists(st.fixed_dictionaries({"context": texts, "qas": st.one_of(qas, scalars)}), max_size=3)
-squad_docs = st.fixed_dictionaries({"data": st.lists(st.fixed_dictionaries(
-    {"title": texts, "paragraphs": st.one_of(paragraphs, scalars)}), max_size=3)})
+squad_docs = st.fixed_dictionaries(
+    {
+        "data": st.lists(
+            st.fixed_dictionaries({"title": texts, "paragraphs": st.one_of(paragraphs, scalars)}), max_size=3
+        )
+    }
+)
 
 
 def _load(tmp_path, name: str, content: bytes) -> None:
@@ -43,7 +59,7 @@ def _load(tmp_path, name: str, content: bytes) -> None:
         return
     for example in dataset:  # what loads is valid: answers sit at their offsets
         for text, start in zip(example.answers, example.answer_starts):
-            assert example.context[start:start + len(text)] == text
+            assert example.context[start : start + len(text)] == text
 
 
 @SETTINGS
@@ -53,10 +69,24 @@ def test_squad_loader_never_crashes(tmp_path, doc):
 
 
 @SETTINGS
-@given(rows=st.lists(st.one_of(json_values, st.fixed_dictionaries(
-    {"id": texts, "context": texts, "question": texts,
-     "answers": st.fixed_dictionaries({"text": st.lists(texts, max_size=2),
-                                       "answer_start": st.lists(st.integers(-2, 40), max_size=2)})})), max_size=5))
+@given(
+    rows=st.lists(
+        st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {
+                    "id": texts,
+                    "context": texts,
+                    "question": texts,
+                    "answers": st.fixed_dictionaries(
+                        {"text": st.lists(texts, max_size=2), "answer_start": st.lists(st.integers(-2, 40), max_size=2)}
+                    ),
+                }
+            ),
+        ),
+        max_size=5,
+    )
+)
 def test_jsonl_loader_never_crashes(tmp_path, rows):
     _load(tmp_path, "rows.jsonl", "\n".join(json.dumps(r) for r in rows).encode())
 
@@ -67,11 +97,30 @@ def test_loader_on_arbitrary_bytes(tmp_path, content):
     _load(tmp_path, "bytes.json", content)
 
 
-FLAGS = ["--learning-rate", "--train-batch-size", "--num-train-epochs", "--train-sample", "--max-seq-length",
-         "--doc-stride", "--weight-decay", "--warmup-ratio", "--max-grad-norm", "--micro-batch-size",
-         "--eval-steps", "--max-steps", "--eval-at-start", "--no-eval-at-start", "--seed", "--bogus"]
-VALUES = st.one_of(st.sampled_from(["0", "-1", "1", "8", "32", "1e-4", "nan", "inf", "-inf", "1e400", "0.5", "",
-                                    "true", "x", "1e9", "64", "192"]), st.text(max_size=6))
+FLAGS = [
+    "--learning-rate",
+    "--train-batch-size",
+    "--num-train-epochs",
+    "--train-sample",
+    "--max-seq-length",
+    "--doc-stride",
+    "--weight-decay",
+    "--warmup-ratio",
+    "--max-grad-norm",
+    "--micro-batch-size",
+    "--eval-steps",
+    "--max-steps",
+    "--eval-at-start",
+    "--no-eval-at-start",
+    "--seed",
+    "--bogus",
+]
+VALUES = st.one_of(
+    st.sampled_from(
+        ["0", "-1", "1", "8", "32", "1e-4", "nan", "inf", "-inf", "1e400", "0.5", "", "true", "x", "1e9", "64", "192"]
+    ),
+    st.text(max_size=6),
+)
 
 
 @SETTINGS

@@ -21,8 +21,14 @@ def models(tiny_bert) -> Models:
 
 @pytest.fixture(scope="module")
 def client(models, tiny_bert):
-    config = ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert), max_context_chars=5000,
-                         max_question_chars=200, max_batch=4, max_body_bytes=20_000)
+    config = ServeConfig(
+        model=str(tiny_bert),
+        compare_with=str(tiny_bert),
+        max_context_chars=5000,
+        max_question_chars=200,
+        max_batch=4,
+        max_body_bytes=20_000,
+    )
     with TestClient(create_app(config, models)) as test_client:
         yield test_client
 
@@ -32,7 +38,7 @@ def test_answer_contract_and_comparison(client, tiny_bert):
     assert body["model"] == str(tiny_bert) and len(body["answers"]) == 3 and body["took_ms"] > 0
     for answer in body["answers"]:
         assert set(answer) == {"text", "probability", "start", "end"}
-        assert CONTEXT[answer["start"]:answer["end"]] == answer["text"] and 0 < answer["probability"] < 1
+        assert CONTEXT[answer["start"] : answer["end"]] == answer["text"] and 0 < answer["probability"] < 1
     assert body["compare"]["answers"] == body["answers"]  # the same model on both sides answers alike
     assert 0 < body["no_answer_probability"] < 1
     assert body["compare"]["no_answer_probability"] == body["no_answer_probability"]
@@ -49,23 +55,27 @@ def test_batch_matches_single_answers(client):
         assert [a["text"] for a in single["answers"]] == [a["text"] for a in result["answers"]]
 
 
-@pytest.mark.parametrize("payload, status, words", [
-    ({"context": "x" * 5001, "question": "q?"}, 422, "at most 5000 characters"),
-    ({"context": CONTEXT, "question": "q" * 201}, 422, "at most 200 characters"),
-    ({"context": "", "question": "q?"}, 422, "context"),
-    ({"context": "   \n", "question": "q?"}, 422, "context"),
-    ({"context": CONTEXT, "question": 7}, 422, "question"),
-    ({"context": CONTEXT, "question": "q?", "top_k": 11}, 422, "top_k"),
-    ({"context": CONTEXT}, 422, "question"),
-])
+@pytest.mark.parametrize(
+    "payload, status, words",
+    [
+        ({"context": "x" * 5001, "question": "q?"}, 422, "at most 5000 characters"),
+        ({"context": CONTEXT, "question": "q" * 201}, 422, "at most 200 characters"),
+        ({"context": "", "question": "q?"}, 422, "context"),
+        ({"context": "   \n", "question": "q?"}, 422, "context"),
+        ({"context": CONTEXT, "question": 7}, 422, "question"),
+        ({"context": CONTEXT, "question": "q?", "top_k": 11}, 422, "top_k"),
+        ({"context": CONTEXT}, 422, "question"),
+    ],
+)
 def test_limits_and_bad_requests(client, payload, status, words):
     response = client.post("/v1/answer", json=payload)
     assert response.status_code == status and words in json.dumps(response.json())
 
 
 def test_malformed_json_body_size_and_batch_limit(client):
-    assert client.post("/v1/answer", content=b"{bad json", headers={"Content-Type": "application/json"}
-                       ).status_code == 422
+    assert (
+        client.post("/v1/answer", content=b"{bad json", headers={"Content-Type": "application/json"}).status_code == 422
+    )
     big = client.post("/v1/answer", json={"context": "x" * 30_000, "question": "q?"})
     assert big.status_code == 413 and "--max-body-bytes" in big.json()["detail"]
     items = [{"context": CONTEXT, "question": "What?"}] * 5
@@ -87,16 +97,19 @@ def test_api_key(models, tiny_bert):
         assert client.get("/healthz").status_code == 200  # health needs no key
 
 
-@pytest.mark.parametrize("context", [
-    "Zoë visited Ærøskøbing in 1999; the café served crème brûlée.",
-    "東京は日本の首都であり、世界最大の都市圏の一つです。",
-    "The rocket 🚀 launched at dawn 🌅 and reached orbit in 9 minutes.",
-])
+@pytest.mark.parametrize(
+    "context",
+    [
+        "Zoë visited Ærøskøbing in 1999; the café served crème brûlée.",
+        "東京は日本の首都であり、世界最大の都市圏の一つです。",
+        "The rocket 🚀 launched at dawn 🌅 and reached orbit in 9 minutes.",
+    ],
+)
 def test_unicode_contexts_give_exact_spans(client, context):
     body = client.post("/v1/answer", json={"context": context, "question": "What happened?", "top_k": 5}).json()
     assert body["answers"]
     for answer in body["answers"]:
-        assert context[answer["start"]:answer["end"]] == answer["text"]
+        assert context[answer["start"] : answer["end"]] == answer["text"]
 
 
 def test_long_context_many_windows(client):
@@ -115,8 +128,9 @@ def test_fuzz_against_own_schema(client, models, tiny_bert):
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
-    app = create_app(ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert), max_context_chars=2000,
-                                 max_batch=3), models)
+    app = create_app(
+        ServeConfig(model=str(tiny_bert), compare_with=str(tiny_bert), max_context_chars=2000, max_batch=3), models
+    )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures = []
     for operation in schema.get_all_operations():

@@ -18,8 +18,15 @@ import pytest
 
 ARTIFACTS = Path(os.environ.get("QATUNE_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "test-artifacts")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -31,9 +38,24 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_bert):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "qatune.cli", "serve", "--model", str(tiny_bert), "--compare-with",
-                             str(tiny_bert), "--port", str(port), "-q"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qatune.cli",
+            "serve",
+            "--model",
+            str(tiny_bert),
+            "--compare-with",
+            str(tiny_bert),
+            "--port",
+            str(port),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -86,7 +108,9 @@ def test_page_in_headless_chromium(server):
             assert top == highlight and highlight in context  # the highlight lands on the answer text
             second = columns.nth(0).locator("[data-testid=answer]").nth(1)
             second.click()
-            assert columns.nth(0).locator("[data-testid=highlight]").inner_text() == second.locator(".text").inner_text()
+            assert (
+                columns.nth(0).locator("[data-testid=highlight]").inner_text() == second.locator(".text").inner_text()
+            )
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"{name}: page scrolls sideways ({width}px)"
             page.screenshot(path=str(ARTIFACTS / f"serve-page-{name}.png"), full_page=True)
@@ -97,8 +121,12 @@ def test_page_in_headless_chromium(server):
 
 def test_concurrent_load_has_no_errors(server):
     """8 clients at once for a few seconds (bench/serve.py runs the long version and reports latency)."""
-    payload = {"context": "Earth is the third planet from the Sun and the only place known in the universe where "
-                          "life has originated.", "question": "What is Earth?", "top_k": 3}
+    payload = {
+        "context": "Earth is the third planet from the Sun and the only place known in the universe where "
+        "life has originated.",
+        "question": "What is Earth?",
+        "top_k": 3,
+    }
     stop = time.time() + 8
     expected = _post(server + "/v1/answer", payload)[1]["answers"]
 

@@ -19,10 +19,21 @@ pytestmark = pytest.mark.slow
 def fine_tuned(tmp_path_factory, squad_dir):
     """The default model fine-tuned on 1,200 real training questions (about 3 minutes here)."""
     out = tmp_path_factory.mktemp("minilm-slice")
-    config = TrainConfig(model="default", train_data=str(squad_file("train-v1.1-partial.json.gz")),
-                         eval_data=str(squad_dir / "dev-v1.1.json.gz"), output_dir=str(out), train_sample=1200,
-                         eval_sample=200, eval_steps=1000, train_batch_size=16, micro_batch_size=16,
-                         learning_rate=2e-4, max_seq_length=192, doc_stride=64, seed=1)
+    config = TrainConfig(
+        model="default",
+        train_data=str(squad_file("train-v1.1-partial.json.gz")),
+        eval_data=str(squad_dir / "dev-v1.1.json.gz"),
+        output_dir=str(out),
+        train_sample=1200,
+        eval_sample=200,
+        eval_steps=1000,
+        train_batch_size=16,
+        micro_batch_size=16,
+        learning_rate=2e-4,
+        max_seq_length=192,
+        doc_stride=64,
+        seed=1,
+    )
     train(config, progress_bar=False)
     return out
 
@@ -47,6 +58,9 @@ def test_fine_tuning_beats_the_untuned_model(fine_tuned):
 def test_fine_tuned_model_answers_an_easy_question(fine_tuned):
     answers = Answerer(str(fine_tuned)).ask(
         "Bidirectional Encoder Representations from Transformers (BERT) is a family of language models "
-        "introduced in 2018 by researchers at Google.", "When was BERT introduced?", top_k=3)
+        "introduced in 2018 by researchers at Google.",
+        "When was BERT introduced?",
+        top_k=3,
+    )
     assert len(answers) == 3 and answers[0].probability >= answers[1].probability
     assert "2018" in " ".join(a.text for a in answers)

@@ -23,18 +23,35 @@ TINY = {"eval_sample": 10, "max_seq_length": 128, "doc_stride": 32, "micro_batch
 
 def tiny_study(model: Path, out: Path, **changes) -> dict:
     study = {
-        "name": "tiny", "data": {"train": "sample", "test": "sample:validation"},
-        "sweep": {"method": "random", "metric": {"name": "f1", "goal": "maximize"},
-                  "parameters": {"learning_rate": {"values": [1e-3, 5e-3]}}, "run_cap": 2,
-                  "base": {"model": str(model), "max_steps": 4, "eval_steps": 2, **TINY}},
+        "name": "tiny",
+        "data": {"train": "sample", "test": "sample:validation"},
+        "sweep": {
+            "method": "random",
+            "metric": {"name": "f1", "goal": "maximize"},
+            "parameters": {"learning_rate": {"values": [1e-3, 5e-3]}},
+            "run_cap": 2,
+            "base": {"model": str(model), "max_steps": 4, "eval_steps": 2, **TINY},
+        },
         "experiments": [
-            {"name": "picked", "model": str(model), "learning_rate": {"from_sweep": "best_f1"}, "max_steps": 6,
-             "eval_steps": 3, **TINY},
-            {"name": "fixed", "model": str(model), "learning_rate": 1e-4, "max_steps": 6, "eval_steps": 3, **TINY}],
+            {
+                "name": "picked",
+                "model": str(model),
+                "learning_rate": {"from_sweep": "best_f1"},
+                "max_steps": 6,
+                "eval_steps": 3,
+                **TINY,
+            },
+            {"name": "fixed", "model": str(model), "learning_rate": 1e-4, "max_steps": 6, "eval_steps": 3, **TINY},
+        ],
         "compare": {"experiment": "picked", "sample": 15, "train_sample": 10},
-        "questions": {"top_k": 2, "items": [{"context": "Vin is a Mistborn of great power and skill.",
-                                              "question": "What is Vin's speciality?"}]},
-        "report": {"dir": str(out)}}
+        "questions": {
+            "top_k": 2,
+            "items": [
+                {"context": "Vin is a Mistborn of great power and skill.", "question": "What is Vin's speciality?"}
+            ],
+        },
+        "report": {"dir": str(out)},
+    }
     study.update(changes)
     return study
 
@@ -46,23 +63,29 @@ def test_shipped_studies_validate():
     assert quickstart_path().read_text() == (ROOT / "examples" / "quickstart.yaml").read_text()
     assert quick.sweep.run_cap == 4 and quick.data.allow_sample
     study = load_study(ROOT / "examples" / "study.yaml")
-    verbatim = {"method": "bayes", "metric": {"name": "train_loss", "goal": "minimize"},
-                "parameters": {"train_batch_size": {"values": [64, 128]}, "learning_rate": {"min": 4e-5, "max": 4e-4}}}
+    verbatim = {
+        "method": "bayes",
+        "metric": {"name": "train_loss", "goal": "minimize"},
+        "parameters": {"train_batch_size": {"values": [64, 128]}, "learning_rate": {"min": 4e-5, "max": 4e-4}},
+    }
     assert {k: study.sweep.raw[k] for k in verbatim} == verbatim and study.sweep_count == 25
     assert [e.name for e in study.experiments] == ["Roberta", "Roberta 1", "Roberta 2", "Bert"]
     assert len(study.questions.items) == 4 and study.compare.experiment == "Bert"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"experimens": []}, "study: unknown key(s) experimens"),
-    ({"sweep": None}, "experiments.picked.learning_rate: from_sweep needs a `sweep` section"),
-    ({"compare": {"experiment": "nope"}}, "compare.experiment: 'nope' is not an experiment; valid: picked, fixed"),
-    ({"compare": {"experiment": "picked", "sample": 0}}, "compare.sample: expected a positive integer"),
-    ({"questions": {"items": [{"context": "x"}]}}, "questions[0]: expected {context: TEXT, question: TEXT}"),
-    ({"questions": {"file": "missing.json"}}, "questions.file: cannot read missing.json"),
-    ({"report": {"formats": ["pdf"]}}, "report.formats: expected some of markdown, html"),
-    ({"data": {"train": "sample", "tset": "x"}}, "data: unknown key(s) tset"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"experimens": []}, "study: unknown key(s) experimens"),
+        ({"sweep": None}, "experiments.picked.learning_rate: from_sweep needs a `sweep` section"),
+        ({"compare": {"experiment": "nope"}}, "compare.experiment: 'nope' is not an experiment; valid: picked, fixed"),
+        ({"compare": {"experiment": "picked", "sample": 0}}, "compare.sample: expected a positive integer"),
+        ({"questions": {"items": [{"context": "x"}]}}, "questions[0]: expected {context: TEXT, question: TEXT}"),
+        ({"questions": {"file": "missing.json"}}, "questions.file: cannot read missing.json"),
+        ({"report": {"formats": ["pdf"]}}, "report.formats: expected some of markdown, html"),
+        ({"data": {"train": "sample", "tset": "x"}}, "data: unknown key(s) tset"),
+    ],
+)
 def test_bad_study_names_the_key(tiny_bert, tmp_path, change, message):
     with pytest.raises(ConfigError) as err:
         parse_study(tiny_study(tiny_bert, tmp_path, **change))
@@ -137,7 +160,10 @@ def test_tiny_study_end_to_end_and_report_matches_results(tiny_bert, tmp_path):
     table4 = _table(md, "Table 4")
     compare = saved["compare"]
     assert table4[0][1:4] == [str(compare["untuned"][k]) for k in ("correct", "similar", "incorrect")]
-    assert table4[1][5] == f"{compare['fine_tuned']['f1']:.2f}" and compare["fine_tuned"] == experiments["picked"]["test_eval"]
+    assert (
+        table4[1][5] == f"{compare['fine_tuned']['f1']:.2f}"
+        and compare["fine_tuned"] == experiments["picked"]["test_eval"]
+    )
     answers = saved["questions"][0]["answers"]
     assert set(answers) == {"picked", "fixed", f"{tiny_bert} (untuned)"} and all(len(a) == 2 for a in answers.values())
     assert f"'{answers['picked'][0]['text']}' ({answers['picked'][0]['probability']:.3f})" in md

@@ -18,15 +18,29 @@ import yaml
 from qatune.io import read_jsonl
 from qatune.sweep import SweepOptions, parse_sweep, run_sweep
 
-BASE = {"train_data": "sample", "eval_data": "sample:validation", "eval_sample": 20, "max_steps": 6,
-        "eval_steps": 2, "max_seq_length": 128, "doc_stride": 32, "micro_batch_size": 8}
+BASE = {
+    "train_data": "sample",
+    "eval_data": "sample:validation",
+    "eval_sample": 20,
+    "max_steps": 6,
+    "eval_steps": 2,
+    "max_seq_length": 128,
+    "doc_stride": 32,
+    "micro_batch_size": 8,
+}
 
 
 def write_config(path: Path, model: Path, **changes) -> Path:
-    config = {"method": "random", "metric": {"name": "f1", "goal": "maximize"},
-              "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
-                             "train_batch_size": {"values": [8, 16]}},
-              "run_cap": 3, "base": {**BASE, "model": str(model)}}
+    config = {
+        "method": "random",
+        "metric": {"name": "f1", "goal": "maximize"},
+        "parameters": {
+            "learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
+            "train_batch_size": {"values": [8, 16]},
+        },
+        "run_cap": 3,
+        "base": {**BASE, "model": str(model)},
+    }
     for key, value in changes.items():
         if key == "base":
             config["base"].update(value)
@@ -37,8 +51,9 @@ def write_config(path: Path, model: Path, **changes) -> Path:
 
 
 def sweep_cli(*args: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "qatune.cli", "sweep", *args], capture_output=True, text=True,
-                          timeout=600, **popen)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qatune.cli", "sweep", *args], capture_output=True, text=True, timeout=600, **popen
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-3000:]}")
     return proc
@@ -52,8 +67,9 @@ def test_sweep_runs_and_shows(tiny_bert, tmp_path):
     rows = report["trials"]
     assert [r["state"] for r in rows] == ["complete"] * 3 and report["counts"]["complete"] == 3
     for row in rows:  # the storage's numbers are the trial's own final evaluation
-        final = json.loads((Path(tmp_path / "s" / "trials" / f"trial-{row['trial']:03d}") / "qatune.json")
-                           .read_text())["final_eval"]
+        final = json.loads((Path(tmp_path / "s" / "trials" / f"trial-{row['trial']:03d}") / "qatune.json").read_text())[
+            "final_eval"
+        ]
         assert (row["f1"], row["correct"], row["eval_loss"]) == (final["f1"], final["correct"], final["eval_loss"])
         assert row["evaluations"] == 3 and [h["step"] for h in row["history"]] == [2, 4, 6]
         assert row["value"] == row["f1"] and 1e-4 <= row["learning_rate"] <= 1e-2
@@ -70,13 +86,20 @@ def test_sweep_runs_and_shows(tiny_bert, tmp_path):
     text = sweep_cli("show", "s", "--dir", str(tmp_path), "--no-figures").stdout
     assert "top 3 by f1" in text and "lowest_train_loss" in text
     again = sweep_cli(str(config), "--dir", str(tmp_path), "-q").stdout  # finished: nothing more runs
-    assert "3 complete" in again and len(json.loads(sweep_cli("show", "s", "--dir", str(tmp_path), "--json",
-                                                              "--no-figures").stdout)["trials"]) == 3
+    assert (
+        "3 complete" in again
+        and len(json.loads(sweep_cli("show", "s", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"])
+        == 3
+    )
 
 
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_bert, tmp_path):
-    config = write_config(tmp_path / "f.yaml", tiny_bert, method="grid",
-                          parameters={"model": {"values": [str(tmp_path / "no-such-model"), str(tiny_bert)]}})
+    config = write_config(
+        tmp_path / "f.yaml",
+        tiny_bert,
+        method="grid",
+        parameters={"model": {"values": [str(tmp_path / "no-such-model"), str(tiny_bert)]}},
+    )
     raw = yaml.safe_load(config.read_text())
     del raw["base"]["model"]
     config.write_text(yaml.safe_dump(raw))
@@ -89,11 +112,16 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_bert, tmp_path):
 
 
 def test_hyperband_sees_every_evaluation(tiny_bert, tmp_path):
-    spec = parse_sweep({"method": "random", "metric": {"name": "eval_loss", "goal": "minimize"},
-                        "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 1e-9,
-                                                         "max": 5e-3}}, "run_cap": 4,
-                        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
-                        "base": {**BASE, "model": str(tiny_bert)}})
+    spec = parse_sweep(
+        {
+            "method": "random",
+            "metric": {"name": "eval_loss", "goal": "minimize"},
+            "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 1e-9, "max": 5e-3}},
+            "run_cap": 4,
+            "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
+            "base": {**BASE, "model": str(tiny_bert)},
+        }
+    )
     options = SweepOptions("hb", tmp_path / "hb", poll_seconds=0.2)
     result = run_sweep(spec, options, progress_bar=False)
     assert result["counts"]["complete"] + result["counts"]["pruned"] == 4
@@ -107,8 +135,12 @@ def test_hyperband_sees_every_evaluation(tiny_bert, tmp_path):
 
 
 def test_bad_config_and_dry_run(tiny_bert, tmp_path):
-    config = write_config(tmp_path / "d.yaml", tiny_bert, method="grid",
-                          parameters={"train_batch_size": {"values": [8, 16]}, "warmup_ratio": {"values": [0, 0.1]}})
+    config = write_config(
+        tmp_path / "d.yaml",
+        tiny_bert,
+        method="grid",
+        parameters={"train_batch_size": {"values": [8, 16]}, "warmup_ratio": {"values": [0, 0.1]}},
+    )
     out = sweep_cli(str(config), "--dry-run").stdout
     assert "method grid -> optuna GridSampler" in out and "grid points: 4" in out
     bad = write_config(tmp_path / "b.yaml", tiny_bert, metric={"name": "accuracy", "goal": "maximize"})
@@ -130,12 +162,27 @@ def _wait_for(path_glob: Path, pattern: str, timeout: float = 120) -> None:
 def test_interrupt_and_kill_then_resume(tiny_bert, tmp_path):
     """Ctrl-C, then SIGKILL of the worker mid-trial; re-running finishes with nothing lost or repeated."""
     config = write_config(tmp_path / "k.yaml", tiny_bert, base={"max_steps": 30, "eval_steps": 10, "save_steps": 2})
-    args = [sys.executable, "-m", "qatune.cli", "sweep", str(config), "--dir", str(tmp_path), "-q",
-            "--heartbeat-interval", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "qatune.cli",
+        "sweep",
+        str(config),
+        "--dir",
+        str(tmp_path),
+        "-q",
+        "--heartbeat-interval",
+        "1",
+    ]
     trials = tmp_path / "k" / "trials"
     # SIGINT back to its default: a shell's background job (e.g. `pytest &`) inherits it ignored
-    worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    worker = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for(trials, "trial-000/checkpoints/step-*")
     worker.send_signal(signal.SIGINT)
     out, err = worker.communicate(timeout=120)
@@ -184,18 +231,30 @@ def _studies(url: str) -> list:
 
 def test_two_workers_share_a_postgres_sweep(tiny_bert, tmp_path, postgres_url):
     name = f"pg-{os.getpid()}-{int(time.time())}"
-    config = write_config(tmp_path / "p.yaml", tiny_bert, method="grid", run_cap=5,
-                          parameters={"learning_rate": {"values": [1e-4, 1e-3, 1e-2]},
-                                      "train_batch_size": {"values": [8, 16]}})
+    config = write_config(
+        tmp_path / "p.yaml",
+        tiny_bert,
+        method="grid",
+        run_cap=5,
+        parameters={"learning_rate": {"values": [1e-4, 1e-3, 1e-2]}, "train_batch_size": {"values": [8, 16]}},
+    )
     common = ["--storage", postgres_url, "--dir", str(tmp_path), "-q"]
-    first = subprocess.Popen([sys.executable, "-m", "qatune.cli", "sweep", str(config), "--name", name, *common],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "qatune.cli", "sweep", str(config), "--name", name, *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not any(s.study_name == name for s in _studies(postgres_url)):
         assert time.time() < deadline and first.poll() is None, first.stderr.read() if first.poll() else "timeout"
         time.sleep(0.5)
-    second = subprocess.Popen([sys.executable, "-m", "qatune.cli", "sweep", "--join", name, *common],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "qatune.cli", "sweep", "--join", name, *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for worker in (first, second):
         out, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-3000:]
@@ -242,9 +301,15 @@ def test_wandb_logging_gets_every_trial_and_evaluation(tiny_bert, tmp_path, monk
 def test_repeated_settings_are_explored_not_retrained(tiny_bert, tmp_path):
     """A sampler proposing settings already run (deterministic, so the same result) gets a random point
     instead; when a small discrete space is used up, the sweep stops rather than loop."""
-    spec = parse_sweep({"method": "random", "metric": {"name": "f1", "goal": "maximize"},
-                        "parameters": {"learning_rate": {"values": [1e-3, 2e-3]}}, "run_cap": 3,
-                        "base": {**BASE, "model": str(tiny_bert), "max_steps": 2, "eval_steps": 2}})
+    spec = parse_sweep(
+        {
+            "method": "random",
+            "metric": {"name": "f1", "goal": "maximize"},
+            "parameters": {"learning_rate": {"values": [1e-3, 2e-3]}},
+            "run_cap": 3,
+            "base": {**BASE, "model": str(tiny_bert), "max_steps": 2, "eval_steps": 2},
+        }
+    )
     result = run_sweep(spec, SweepOptions("rep", tmp_path / "rep", poll_seconds=0.2), progress_bar=False)
     assert result["stopped"] == "every point of the search space has been tried"
     study = optuna.load_study(study_name="rep", storage=f"sqlite:///{tmp_path / 'rep' / 'sweep.db'}")
@@ -254,8 +319,14 @@ def test_repeated_settings_are_explored_not_retrained(tiny_bert, tmp_path):
 
 
 def test_diverged_trial_is_failed_with_its_reason(tiny_bert, tmp_path):
-    config = write_config(tmp_path / "d.yaml", tiny_bert, method="grid", run_cap=1,
-                          parameters={"learning_rate": {"values": [0.1]}}, base={"weight_decay": 1e30})
+    config = write_config(
+        tmp_path / "d.yaml",
+        tiny_bert,
+        method="grid",
+        run_cap=1,
+        parameters={"learning_rate": {"values": [0.1]}},
+        base={"weight_decay": 1e30},
+    )
     sweep_cli(str(config), "--dir", str(tmp_path), "-q", check=False)
     rows = json.loads(sweep_cli("show", "d", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"]
     assert rows[0]["state"] == "fail" and "training diverged at step" in rows[0]["error"]

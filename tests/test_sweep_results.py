@@ -10,10 +10,12 @@ def row(name: str, state: str = "complete", **metrics) -> dict:
 
 
 def test_picks_extremes_and_ties():
-    rows = [row("a", train_loss=1.1, eval_loss=6.2, correct=122, f1=40.0),
-            row("b", train_loss=2.8, eval_loss=3.9, correct=255, f1=61.0),
-            row("c", train_loss=2.9, eval_loss=4.0, correct=255, f1=63.5),
-            row("d", state="pruned", train_loss=0.5, correct=999, f1=99.0)]  # unfinished trials never win
+    rows = [
+        row("a", train_loss=1.1, eval_loss=6.2, correct=122, f1=40.0),
+        row("b", train_loss=2.8, eval_loss=3.9, correct=255, f1=61.0),
+        row("c", train_loss=2.9, eval_loss=4.0, correct=255, f1=63.5),
+        row("d", state="pruned", train_loss=0.5, correct=999, f1=99.0),
+    ]  # unfinished trials never win
     chosen = {k: r["name"] for k, r in picks(rows).items()}
     assert chosen == {"lowest_train_loss": "a", "most_correct": "c", "best_f1": "c", "lowest_eval_loss": "b"}
     assert picks([row("x", state="fail")]) == {}

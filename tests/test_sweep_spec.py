@@ -13,8 +13,11 @@ from qatune.errors import ConfigError
 from qatune.sweep.spec import load_sweep, parse_sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-STUDY = {"method": "bayes", "metric": {"name": "train_loss", "goal": "minimize"},
-         "parameters": {"train_batch_size": {"values": [64, 128]}, "learning_rate": {"min": 4e-5, "max": 4e-4}}}
+STUDY = {
+    "method": "bayes",
+    "metric": {"name": "train_loss", "goal": "minimize"},
+    "parameters": {"train_batch_size": {"values": [64, 128]}, "learning_rate": {"min": 4e-5, "max": 4e-4}},
+}
 
 
 def sweep(parameters: dict, method: str = "random", **extra) -> dict:
@@ -24,8 +27,10 @@ def sweep(parameters: dict, method: str = "random", **extra) -> dict:
 def test_study_config_maps_to_optuna():
     spec = parse_sweep(STUDY)
     assert spec.method == "bayes" and spec.metric.name == "train_loss" and spec.metric.goal == "minimize"
-    assert spec.distributions == {"train_batch_size": CategoricalDistribution([64, 128]),
-                                  "learning_rate": FloatDistribution(4e-5, 4e-4)}
+    assert spec.distributions == {
+        "train_batch_size": CategoricalDistribution([64, 128]),
+        "learning_rate": FloatDistribution(4e-5, 4e-4),
+    }
     values = spec.values({"train_batch_size": 128, "learning_rate": 1e-4})
     config = spec.config(values, "out")
     assert config.train_batch_size == 128 and config.learning_rate == 1e-4 and config.eval_at_start is False
@@ -37,16 +42,25 @@ def test_shipped_study_config_is_the_study_verbatim():
     load_sweep(EXAMPLES / "sweep_f1.yaml")
 
 
-@pytest.mark.parametrize("name, body, dist", [
-    ("max_steps", {"min": 1, "max": 4}, IntDistribution(1, 4)),
-    ("max_steps", {"distribution": "int_uniform", "min": 1, "max": 4}, IntDistribution(1, 4)),
-    ("warmup_ratio", {"min": 0.0, "max": 0.3}, FloatDistribution(0.0, 0.3)),
-    ("learning_rate", {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-3},
-     FloatDistribution(1e-5, 1e-3, log=True)),
-    ("learning_rate", {"distribution": "log_uniform", "min": math.log(1e-5), "max": math.log(1e-3)},
-     FloatDistribution(1e-5, 1e-3, log=True)),
-    ("warmup_ratio", {"values": [0.0, 0.1]}, CategoricalDistribution([0.0, 0.1])),
-])
+@pytest.mark.parametrize(
+    "name, body, dist",
+    [
+        ("max_steps", {"min": 1, "max": 4}, IntDistribution(1, 4)),
+        ("max_steps", {"distribution": "int_uniform", "min": 1, "max": 4}, IntDistribution(1, 4)),
+        ("warmup_ratio", {"min": 0.0, "max": 0.3}, FloatDistribution(0.0, 0.3)),
+        (
+            "learning_rate",
+            {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-3},
+            FloatDistribution(1e-5, 1e-3, log=True),
+        ),
+        (
+            "learning_rate",
+            {"distribution": "log_uniform", "min": math.log(1e-5), "max": math.log(1e-3)},
+            FloatDistribution(1e-5, 1e-3, log=True),
+        ),
+        ("warmup_ratio", {"values": [0.0, 0.1]}, CategoricalDistribution([0.0, 0.1])),
+    ],
+)
 def test_distributions(name, body, dist):
     got = parse_sweep(sweep({name: body})).params[name].distribution
     assert type(got) is type(dist)
@@ -56,13 +70,18 @@ def test_distributions(name, body, dist):
 
 
 def test_transformed_distributions_give_values_of_their_law():
-    spec = parse_sweep(sweep({
-        "learning_rate": {"distribution": "q_log_uniform_values", "min": 1e-5, "max": 1e-3, "q": 1e-5},
-        "train_batch_size": {"distribution": "q_uniform", "min": 16, "max": 64, "q": 16},
-        "weight_decay": {"distribution": "normal", "mu": 0.05, "sigma": 0.01},
-        "warmup_ratio": {"distribution": "log_normal", "mu": math.log(0.1), "sigma": 0.2},
-        "seed": {"value": 7},
-    }, base={"micro_batch_size": 16}))
+    spec = parse_sweep(
+        sweep(
+            {
+                "learning_rate": {"distribution": "q_log_uniform_values", "min": 1e-5, "max": 1e-3, "q": 1e-5},
+                "train_batch_size": {"distribution": "q_uniform", "min": 16, "max": 64, "q": 16},
+                "weight_decay": {"distribution": "normal", "mu": 0.05, "sigma": 0.01},
+                "warmup_ratio": {"distribution": "log_normal", "mu": math.log(0.1), "sigma": 0.2},
+                "seed": {"value": 7},
+            },
+            base={"micro_batch_size": 16},
+        )
+    )
     assert spec.fixed == {"seed": 7}
     mid = spec.values({"learning_rate": 2.34e-4, "train_batch_size": 41.0, "weight_decay": 0.5, "warmup_ratio": 0.5})
     assert mid["learning_rate"] == pytest.approx(2.3e-4) and mid["train_batch_size"] == 48
@@ -80,45 +99,75 @@ def test_weighted_values_follow_their_probabilities():
 
 
 def test_grid_enumerates_discrete_parameters():
-    spec = parse_sweep(sweep({"train_batch_size": {"values": [16, 32]}, "max_steps": {"min": 1, "max": 3},
-                              "warmup_ratio": {"distribution": "q_uniform", "min": 0, "max": 0.2, "q": 0.1}}, "grid"))
+    spec = parse_sweep(
+        sweep(
+            {
+                "train_batch_size": {"values": [16, 32]},
+                "max_steps": {"min": 1, "max": 3},
+                "warmup_ratio": {"distribution": "q_uniform", "min": 0, "max": 0.2, "q": 0.1},
+            },
+            "grid",
+        )
+    )
     assert spec.grid_size == 2 * 3 * 3
     assert spec.params["warmup_ratio"].grid == (0.0, 0.1, 0.2)
 
 
 def test_hyperband_and_run_cap():
-    spec = parse_sweep(sweep({"learning_rate": {"min": 1e-5, "max": 1e-3}}, run_cap=7,
-                             early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3}))
+    spec = parse_sweep(
+        sweep(
+            {"learning_rate": {"min": 1e-5, "max": 1e-3}},
+            run_cap=7,
+            early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3},
+        )
+    )
     assert spec.run_cap == 7
-    assert (spec.early_terminate.min_resource, spec.early_terminate.max_resource, spec.early_terminate.eta) == (3, 27, 3)
+    assert (spec.early_terminate.min_resource, spec.early_terminate.max_resource, spec.early_terminate.eta) == (
+        3,
+        27,
+        3,
+    )
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({**STUDY, "metod": "x"}, "unknown key(s) metod; valid: method, metric"),
-    ({**STUDY, "method": "hill"}, "method: expected one of grid, random, bayes"),
-    ({**STUDY, "metric": {"name": "accuracy"}}, "metric.name: 'accuracy' is not a metric qatune reports"),
-    ({**STUDY, "metric": {"name": "f1", "goal": "up"}}, "metric.goal"),
-    ({**STUDY, "parameters": {"lr": {"min": 1, "max": 2}}}, "parameters.lr: not a qatune training setting"),
-    ({**STUDY, "parameters": {"learning_rate": {"min": 4e-4, "max": 4e-5}}}, "parameters.learning_rate: min"),
-    ({**STUDY, "parameters": {"learning_rate": {"distribution": "inv_log_uniform", "min": 1, "max": 2}}},
-     "parameters.learning_rate.distribution: 'inv_log_uniform' is not supported by qatune; use 'log_uniform_values'"),
-    ({**STUDY, "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": -9, "max": -3}}},
-     "for exponents use log_uniform"),
-    ({**STUDY, "parameters": {"learning_rate": {"distribution": "gamma"}}}, "parameters.learning_rate.distribution"),
-    ({**STUDY, "parameters": {"learning_rate": {"parameters": {"a": {"value": 1}}}}}, "nested parameters"),
-    ({**STUDY, "parameters": {"learning_rate": {"values": [1e-4], "step": 2}}}, "unknown key(s) step"),
-    ({**STUDY, "parameters": {"train_batch_size": {"values": [16, 48]}}, "base": {"micro_batch_size": 32}},
-     "parameters.train_batch_size: value 48 gives an invalid run"),
-    ({**STUDY, "method": "grid"}, "parameters.learning_rate: method grid needs discrete values"),
-    ({**STUDY, "run_cap": 0}, "run_cap: expected a positive integer"),
-    ({**STUDY, "early_terminate": {"type": "median"}}, "early_terminate.type: only hyperband"),
-    ({**STUDY, "early_terminate": {"type": "hyperband", "eta": 3}}, "give min_iter, or max_iter and s"),
-    ({**STUDY, "base": {"learning_rate": 1e-4}}, "base.learning_rate: also in parameters"),
-    ({**STUDY, "base": {"epochs": 3}}, "base: unknown setting(s) epochs"),
-    ({**STUDY, "base": {"eval_data": None}}, "base.eval_data: a sweep needs evaluation data"),
-    ({**STUDY, "base": {"output_dir": "x"}}, "base.output_dir: set by the sweep itself"),
-    ([1, 2], "a sweep config is a mapping"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({**STUDY, "metod": "x"}, "unknown key(s) metod; valid: method, metric"),
+        ({**STUDY, "method": "hill"}, "method: expected one of grid, random, bayes"),
+        ({**STUDY, "metric": {"name": "accuracy"}}, "metric.name: 'accuracy' is not a metric qatune reports"),
+        ({**STUDY, "metric": {"name": "f1", "goal": "up"}}, "metric.goal"),
+        ({**STUDY, "parameters": {"lr": {"min": 1, "max": 2}}}, "parameters.lr: not a qatune training setting"),
+        ({**STUDY, "parameters": {"learning_rate": {"min": 4e-4, "max": 4e-5}}}, "parameters.learning_rate: min"),
+        (
+            {**STUDY, "parameters": {"learning_rate": {"distribution": "inv_log_uniform", "min": 1, "max": 2}}},
+            "parameters.learning_rate.distribution: 'inv_log_uniform' is not supported by qatune; "
+            "use 'log_uniform_values'",
+        ),
+        (
+            {**STUDY, "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": -9, "max": -3}}},
+            "for exponents use log_uniform",
+        ),
+        (
+            {**STUDY, "parameters": {"learning_rate": {"distribution": "gamma"}}},
+            "parameters.learning_rate.distribution",
+        ),
+        ({**STUDY, "parameters": {"learning_rate": {"parameters": {"a": {"value": 1}}}}}, "nested parameters"),
+        ({**STUDY, "parameters": {"learning_rate": {"values": [1e-4], "step": 2}}}, "unknown key(s) step"),
+        (
+            {**STUDY, "parameters": {"train_batch_size": {"values": [16, 48]}}, "base": {"micro_batch_size": 32}},
+            "parameters.train_batch_size: value 48 gives an invalid run",
+        ),
+        ({**STUDY, "method": "grid"}, "parameters.learning_rate: method grid needs discrete values"),
+        ({**STUDY, "run_cap": 0}, "run_cap: expected a positive integer"),
+        ({**STUDY, "early_terminate": {"type": "median"}}, "early_terminate.type: only hyperband"),
+        ({**STUDY, "early_terminate": {"type": "hyperband", "eta": 3}}, "give min_iter, or max_iter and s"),
+        ({**STUDY, "base": {"learning_rate": 1e-4}}, "base.learning_rate: also in parameters"),
+        ({**STUDY, "base": {"epochs": 3}}, "base: unknown setting(s) epochs"),
+        ({**STUDY, "base": {"eval_data": None}}, "base.eval_data: a sweep needs evaluation data"),
+        ({**STUDY, "base": {"output_dir": "x"}}, "base.output_dir: set by the sweep itself"),
+        ([1, 2], "a sweep config is a mapping"),
+    ],
+)
 def test_bad_configs_name_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         parse_sweep(raw)

@@ -15,10 +15,25 @@ from qatune.train import train
 
 
 def tiny_config(model, out, **overrides) -> TrainConfig:
-    values = dict(model=str(model), train_data="sample", eval_data="sample:validation", output_dir=str(out),
-                  train_limit=40, eval_limit=12, max_steps=6, train_batch_size=8, micro_batch_size=4,
-                  eval_steps=2, save_steps=2, logging_steps=1, max_seq_length=96, doc_stride=32,
-                  max_query_length=24, learning_rate=1e-3, seed=3)
+    values = dict(
+        model=str(model),
+        train_data="sample",
+        eval_data="sample:validation",
+        output_dir=str(out),
+        train_limit=40,
+        eval_limit=12,
+        max_steps=6,
+        train_batch_size=8,
+        micro_batch_size=4,
+        eval_steps=2,
+        save_steps=2,
+        logging_steps=1,
+        max_seq_length=96,
+        doc_stride=32,
+        max_query_length=24,
+        learning_rate=1e-3,
+        seed=3,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -43,15 +58,20 @@ def test_train_writes_model_history_and_config(tiny_bert, tmp_path):
 
 
 def test_training_lowers_the_loss(tiny_bert, tmp_path):
-    train(tiny_config(tiny_bert, tmp_path / "run", max_steps=30, eval_steps=30, train_limit=16,
-                      eval_data=None, learning_rate=3e-3), progress_bar=False)
+    train(
+        tiny_config(
+            tiny_bert, tmp_path / "run", max_steps=30, eval_steps=30, train_limit=16, eval_data=None, learning_rate=3e-3
+        ),
+        progress_bar=False,
+    )
     losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["type"] == "train"]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
 def test_gradient_accumulation_reaches_the_batch(tiny_bert, tmp_path):
-    config = tiny_config(tiny_bert, tmp_path / "run", train_batch_size=16, micro_batch_size=4, max_steps=2,
-                         eval_data=None)
+    config = tiny_config(
+        tiny_bert, tmp_path / "run", train_batch_size=16, micro_batch_size=4, max_steps=2, eval_data=None
+    )
     assert config.accumulation_steps == 4
     train(config, progress_bar=False)
     seen = [r["windows_seen"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["type"] == "train"]
@@ -75,8 +95,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, sto
         train(tiny_config(tiny_roberta, resumed, **config), callback=interrupt, progress_bar=False)
     assert (resumed / "checkpoints" / f"step-{stop}").exists()
     steps_after = []
-    train(tiny_config(tiny_roberta, resumed, **config), callback=lambda r: steps_after.append(r["step"]),
-          progress_bar=False)
+    train(
+        tiny_config(tiny_roberta, resumed, **config),
+        callback=lambda r: steps_after.append(r["step"]),
+        progress_bar=False,
+    )
     assert min(steps_after) == stop + 1  # nothing before the checkpoint was redone
     history = read_jsonl(resumed / "metrics.jsonl")
     train_steps = [r["step"] for r in history if r["type"] == "train"]

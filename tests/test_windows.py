@@ -20,7 +20,7 @@ def tokenizer(request, tiny_bert, tiny_roberta):
 def labelled_text(example: Example, windows, i: int) -> str:
     offsets = windows.offsets[i]
     s, e = windows.start_positions[i], windows.end_positions[i]
-    return example.context[offsets[s, 0]:offsets[e, 1]]
+    return example.context[offsets[s, 0] : offsets[e, 1]]
 
 
 def test_labels_recover_the_answer(tokenizer):

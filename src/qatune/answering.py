@@ -24,8 +24,15 @@ class WindowLogits(Protocol):
 class SpanAnswerer:
     """Top-k answers with probabilities and character spans, over any `WindowLogits` backend."""
 
-    def __init__(self, tokenizer: Any, logits: WindowLogits, window: WindowConfig, max_answer_length: int = 30,
-                 with_null: bool = False, max_context_chars: int | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        logits: WindowLogits,
+        window: WindowConfig,
+        max_answer_length: int = 30,
+        with_null: bool = False,
+        max_context_chars: int | None = None,
+    ) -> None:
         self.tokenizer, self.logits, self.window = tokenizer, logits, window
         self.max_answer_length, self.with_null = max_answer_length, with_null
         self.max_context_chars = max_context_chars  # None: the size guard, $QATUNE_MAX_CONTEXT_CHARS or 100,000
@@ -44,12 +51,12 @@ class SpanAnswerer:
         if not examples:
             return []
         windows = tokenize_windows(examples, self.tokenizer, self.window)
-        return predict_examples(examples, windows, self.logits(windows), top_k, self.max_answer_length,
-                                self.with_null)
+        return predict_examples(examples, windows, self.logits(windows), top_k, self.max_answer_length, self.with_null)
 
 
-def open_answerer(model: str, *, window: WindowConfig | None = None, seed: int = 0,
-                  max_context_chars: int | None = None) -> tuple[SpanAnswerer, str]:
+def open_answerer(
+    model: str, *, window: WindowConfig | None = None, seed: int = 0, max_context_chars: int | None = None
+) -> tuple[SpanAnswerer, str]:
     """The answerer for `model` and its backend's name: an exported folder answers with onnxruntime
     alone (fast start), anything else through torch. `window` defaults to the model's own settings."""
     from qatune.lite import OnnxAnswerer, is_exported

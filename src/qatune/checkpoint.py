@@ -61,8 +61,9 @@ def saved_config(folder: Path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(raw["config"])
     except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{file}: not a qatune run file ({type(exc).__name__}: {exc}); choose another --output "
-                          f"or pass --overwrite") from None
+        raise ConfigError(
+            f"{file}: not a qatune run file ({type(exc).__name__}: {exc}); choose another --output or pass --overwrite"
+        ) from None
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}; choose another --output or pass --overwrite") from None
 
@@ -72,9 +73,9 @@ def check_output(config: TrainConfig, overwrite: bool) -> Progress | None:
 
     Returns the saved progress of a finished run (nothing to do), else None.
     """
-    out = check_output_folder(config.output_dir, "--output", (CONFIG_FILE, STAGE_MARKER, TRIAL_CONFIG),
-                              "a qatune training run",
-                              overwrite)
+    out = check_output_folder(
+        config.output_dir, "--output", (CONFIG_FILE, STAGE_MARKER, TRIAL_CONFIG), "a qatune training run", overwrite
+    )
     if not overwrite and (out / CONFIG_FILE).exists():
         if not saved_config(out).same_run(config):
             raise ConfigError(f"{out} holds a run with other settings; choose another --output or pass --overwrite")

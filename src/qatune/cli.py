@@ -20,8 +20,10 @@ from qatune.cli_study import add_run_parser, cmd_run
 from qatune.cli_sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import ConfigError, DataError, QatuneError, TrainingInterrupted
 
-DESCRIPTION = ("Turn a pre-trained transformer encoder into an extractive question-answering model: "
-               "fine-tune, sweep hyperparameters, evaluate with official SQuAD metrics, answer with confidence.")
+DESCRIPTION = (
+    "Turn a pre-trained transformer encoder into an extractive question-answering model: "
+    "fine-tune, sweep hyperparameters, evaluate with official SQuAD metrics, answer with confidence."
+)
 EPILOG = """examples:
   qatune train --train-data squad:train --train-sample 2000 --output runs/minilm
   qatune evaluate --model runs/minilm --data squad:validation --limit 500
@@ -66,55 +68,88 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         flag = "--output" if f.name == "output_dir" else "--" + f.name.replace("_", "-")
         default = f.default
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=TRAIN_HELP.get(f.name, ""))
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=TRAIN_HELP.get(f.name, ""),
+            )
             continue
         hint = hints[f.name]
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        parser.add_argument(flag, dest=f.name, type={float: finite_float}.get(kind, kind), default=default, metavar=f.name.split("_")[-1].upper(),
-                            help=f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})")
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type={float: finite_float}.get(kind, kind),
+            default=default,
+            metavar=f.name.split("_")[-1].upper(),
+            help=f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="qatune", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="qatune", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"qatune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     common = Parser(add_help=False)  # lets -q also follow the command
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="only warnings and errors on stderr, no progress bars")
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="only warnings and errors on stderr, no progress bars",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", parents=[common], help="fine-tune a model for extractive QA (resumable)",
-                       description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="fine-tune a model for extractive QA (resumable)",
+        description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_train_args(p)
     p.add_argument("--overwrite", action="store_true", help="start over even if --output holds a run")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
-    p = sub.add_parser("evaluate", parents=[common], help="EM/F1 and correct/similar/incorrect of a model on a data set")
+    p = sub.add_parser(
+        "evaluate", parents=[common], help="EM/F1 and correct/similar/incorrect of a model on a data set"
+    )
     p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
     p.add_argument("--data", default="squad:validation", help="data spec (default: squad:validation)")
     p.add_argument("--limit", type=positive_int, help="first N questions")
     p.add_argument("--sample", type=positive_int, help="seeded random N questions")
     p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass (default: 64)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                   help="weights for inference; bfloat16 is faster on CPUs with AMX and GPUs (default: float32)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="weights for inference; bfloat16 is faster on CPUs with AMX and GPUs (default: float32)",
+    )
     p.add_argument("--predictions", help="write predictions (JSON, id -> answer) here")
     p.add_argument("--metrics", help="write the metrics JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace existing --predictions / --metrics files")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     add_window_args(p)
 
-    p = sub.add_parser("ask", parents=[common], help="answer a question about a context: top-k answers with probabilities")
+    p = sub.add_parser(
+        "ask", parents=[common], help="answer a question about a context: top-k answers with probabilities"
+    )
     p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
     p.add_argument("--context", help="the context text (else --context-file, else stdin)")
     p.add_argument("--context-file", help="read the context from this file")
     p.add_argument("--question", help="the question")
     p.add_argument("--questions", help="JSON file: a list of {context, question} objects (batch mode)")
     p.add_argument("--top-k", type=int_in(1, 20), default=3, help="answers per question, 1..20 (default: 3)")
-    p.add_argument("--max-context-chars", type=positive_int,
-                   help="refuse longer contexts (default: $QATUNE_MAX_CONTEXT_CHARS, else 100000)")
+    p.add_argument(
+        "--max-context-chars",
+        type=positive_int,
+        help="refuse longer contexts (default: $QATUNE_MAX_CONTEXT_CHARS, else 100000)",
+    )
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
     add_window_args(p)
 
@@ -145,8 +180,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     final = summary.get("final_eval") or {}
     print(f"model saved to {args.output_dir} ({summary.get('steps')} steps, {summary.get('seconds')} s)")
     if final:
-        print(f"dev: EM {final['exact_match']:.2f}  F1 {final['f1']:.2f}  correct {final['correct']}  "
-              f"similar {final['similar']}  incorrect {final['incorrect']}  (of {final['total']})")
+        print(
+            f"dev: EM {final['exact_match']:.2f}  F1 {final['f1']:.2f}  correct {final['correct']}  "
+            f"similar {final['similar']}  incorrect {final['incorrect']}  (of {final['total']})"
+        )
     return 0
 
 
@@ -157,8 +194,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.paths import check_output_file
     from qatune.sources import load_data
 
-    outputs = [check_output_file(path, flag, args.overwrite) for path, flag in
-               ((args.predictions, "--predictions"), (args.metrics, "--metrics")) if path]  # before the work
+    outputs = [
+        check_output_file(path, flag, args.overwrite)
+        for path, flag in ((args.predictions, "--predictions"), (args.metrics, "--metrics"))
+        if path
+    ]  # before the work
     if len({p.resolve() for p in outputs}) < len(outputs):
         raise ConfigError("--predictions and --metrics name the same file; give two names")
     window = model_window(args.model, args)
@@ -166,8 +206,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = dataset.select(args.limit, args.sample, args.seed)
     loaded = load_model(args.model, seed=args.seed, dtype=args.dtype)
     result = evaluate(loaded, dataset, window, args.batch_size, progress_bar=not args.quiet)
-    report = {"model": args.model, "data": dataset.source, "fresh_head": loaded.fresh_head,
-              "notes": dataset.notes, **result.metrics}
+    report = {
+        "model": args.model,
+        "data": dataset.source,
+        "fresh_head": loaded.fresh_head,
+        "notes": dataset.notes,
+        **result.metrics,
+    }
     if args.predictions:
         atomic_write_json(args.predictions, result.predictions)
     if args.metrics:
@@ -176,8 +221,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         emit(report)
         return 0
     m = result.metrics
-    print(f"{args.model} on {dataset.source} ({m['total']} questions, {m['seconds']:.1f} s, "
-          f"{m['questions_per_second']:.1f} q/s)")
+    print(
+        f"{args.model} on {dataset.source} ({m['total']} questions, {m['seconds']:.1f} s, "
+        f"{m['questions_per_second']:.1f} q/s)"
+    )
     print(f"  EM {m['exact_match']:.2f}  F1 {m['f1']:.2f}  eval loss {m['eval_loss']:.3f}")
     print(f"  correct {m['correct']}  similar {m['similar']}  incorrect {m['incorrect']}")
     return 0
@@ -193,8 +240,10 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
         try:
             pairs = [(item["context"], item["question"]) for item in items]
         except (TypeError, KeyError) as exc:
-            raise DataError(f"{args.questions}: expected a JSON list of {{\"context\", \"question\"}} objects "
-                            f"({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f'{args.questions}: expected a JSON list of {{"context", "question"}} objects '
+                f"({type(exc).__name__}: {exc})"
+            ) from None
     else:
         if args.context is not None:
             context = args.context
@@ -223,8 +272,9 @@ def _prediction_json(prediction) -> dict[str, Any]:
 def _answerer(model: str, args: argparse.Namespace):
     from qatune.answering import open_answerer
 
-    answerer, _ = open_answerer(model, window=model_window(model, args), seed=args.seed,
-                                max_context_chars=args.max_context_chars)
+    answerer, _ = open_answerer(
+        model, window=model_window(model, args), seed=args.seed, max_context_chars=args.max_context_chars
+    )
     return answerer
 
 
@@ -236,7 +286,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
     results = {m: _answerer(m, args).predict_many(pairs, args.top_k) for m in models}
     objects = []
-    for i, (context, question) in enumerate(pairs):
+    for i, (_, question) in enumerate(pairs):
         obj: dict[str, Any] = {"question": question, **_prediction_json(results[args.model][i]), "model": args.model}
         if args.compare_with:
             obj["compare"] = {"model": args.compare_with, **_prediction_json(results[args.compare_with][i])}
@@ -255,8 +305,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
             for rank, a in enumerate(block["answers"], start=1):
                 print(f"    {rank}. {a['text']!r}  p={a['probability']:.4f}  [{a['start']}:{a['end']}]")
             if block["no_answer_probability"] > 0.5:
-                print(f"    (the context may not answer this: no-answer probability "
-                      f"{block['no_answer_probability']:.2f})")
+                print(
+                    f"    (the context may not answer this: no-answer probability {block['no_answer_probability']:.2f})"
+                )
     return 0
 
 
@@ -264,19 +315,34 @@ def cmd_data(args: argparse.Namespace) -> int:
     from qatune.sources import load_data
 
     dataset = load_data(args.spec, "train", skip_invalid=args.skip_invalid)
-    info = {"source": dataset.source, "questions": len(dataset), "contexts": len({e.context for e in dataset}),
-            "unanswerable": sum(e.is_impossible for e in dataset), "skipped": dataset.skipped,
-            "notes": dataset.notes}
+    info = {
+        "source": dataset.source,
+        "questions": len(dataset),
+        "contexts": len({e.context for e in dataset}),
+        "unanswerable": sum(e.is_impossible for e in dataset),
+        "skipped": dataset.skipped,
+        "notes": dataset.notes,
+    }
     if args.json:
         emit(info)
     else:
-        print(f"{info['source']}: {info['questions']} questions on {info['contexts']} contexts, "
-              f"{info['unanswerable']} unanswerable, {info['skipped']} skipped: OK")
+        print(
+            f"{info['source']}: {info['questions']} questions on {info['contexts']} contexts, "
+            f"{info['unanswerable']} unanswerable, {info['skipped']} skipped: OK"
+        )
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask, "data": cmd_data, "sweep": cmd_sweep, "run": cmd_run,
-            "export": cmd_export, "serve": cmd_serve}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "ask": cmd_ask,
+    "data": cmd_data,
+    "sweep": cmd_sweep,
+    "run": cmd_run,
+    "export": cmd_export,
+    "serve": cmd_serve,
+}
 
 
 def _setup_logging(quiet: bool) -> None:

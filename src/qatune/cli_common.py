@@ -18,6 +18,7 @@ class Parser(argparse.ArgumentParser):
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high], e.g. `--limit` >= 1 or `--port` 1..65535."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -47,12 +48,17 @@ def finite_float(text: str) -> float:
 
 
 def add_window_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-seq-length", type=positive_int, help="tokens per window (default: the model's own, "
-                        "saved when it was trained, else 256)")
-    parser.add_argument("--doc-stride", type=int_in(0), help="overlap in tokens between windows (default: the "
-                        "model's own, else 96)")
-    parser.add_argument("--max-query-length", type=positive_int, help="questions cut to N tokens (default: the "
-                        "model's own, else 64)")
+    parser.add_argument(
+        "--max-seq-length",
+        type=positive_int,
+        help="tokens per window (default: the model's own, saved when it was trained, else 256)",
+    )
+    parser.add_argument(
+        "--doc-stride", type=int_in(0), help="overlap in tokens between windows (default: the model's own, else 96)"
+    )
+    parser.add_argument(
+        "--max-query-length", type=positive_int, help="questions cut to N tokens (default: the model's own, else 64)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head and sampling (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -63,8 +69,11 @@ def emit(obj: Any) -> None:
 
 def window_overrides(args: argparse.Namespace) -> dict[str, int | None]:
     """The window flags given on the command line (None: keep the model's own setting)."""
-    return {"max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
-            "max_query_length": args.max_query_length}
+    return {
+        "max_seq_length": args.max_seq_length,
+        "doc_stride": args.doc_stride,
+        "max_query_length": args.max_query_length,
+    }
 
 
 def model_window(model: str, args: argparse.Namespace):

@@ -11,13 +11,20 @@ from qatune.errors import ConfigError
 
 
 def add_export_parser(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("export", parents=[common], help="export a model to ONNX for fast answering without torch",
-                       description="Export a QA model to ONNX (+ tokenizer.json). `qatune ask --model DIR` then "
-                                   "answers with onnxruntime, tokenizers and numpy only, starting in well under a "
-                                   "second.")
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export a model to ONNX for fast answering without torch",
+        description="Export a QA model to ONNX (+ tokenizer.json). `qatune ask --model DIR` then "
+        "answers with onnxruntime, tokenizers and numpy only, starting in well under a "
+        "second.",
+    )
     p.add_argument("model", help="model: default, a folder, or a hub id")
-    p.add_argument("--output", required=True, help="folder to write: new, empty, or an earlier export (replaced "
-                   "only once the new one is complete)")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="folder to write: new, empty, or an earlier export (replaced only once the new one is complete)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output that is not an export")
     p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation (faster, check its EM)")
     p.add_argument("--max-answer-length", type=positive_int, default=30, help="longest answer in tokens (default: 30)")
@@ -25,38 +32,61 @@ def add_export_parser(sub, common: argparse.ArgumentParser) -> None:
 
 
 def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[common], help="HTTP API (/v1/answer, docs at /docs) and a web page at /",
-                       description="Serve a model over HTTP: POST /v1/answer, /v1/answer:batch, GET /v1/models, "
-                                   "/healthz; OpenAPI docs at /docs; a page to ask questions at /.")
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="HTTP API (/v1/answer, docs at /docs) and a web page at /",
+        description="Serve a model over HTTP: POST /v1/answer, /v1/answer:batch, GET /v1/models, "
+        "/healthz; OpenAPI docs at /docs; a page to ask questions at /.",
+    )
     p.add_argument("--model", default="default", help="model: default, a folder (torch or exported), or a hub id")
     p.add_argument("--compare-with", help="a second model answering every request side by side")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int_in(1, 65535), default=8000, help="port (default: 8000)")
-    p.add_argument("--api-key", default=os.environ.get("QATUNE_API_KEY"),
-                   help="require this key (X-API-Key: KEY or Authorization: Bearer KEY); also $QATUNE_API_KEY. "
-                        "An empty key is an error; without either, anyone who reaches the port may ask")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("QATUNE_API_KEY"),
+        help="require this key (X-API-Key: KEY or Authorization: Bearer KEY); also $QATUNE_API_KEY. "
+        "An empty key is an error; without either, anyone who reaches the port may ask",
+    )
     p.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeatable)")
     p.add_argument("--max-context-chars", type=positive_int, default=20_000, help="longest context (default: 20000)")
     p.add_argument("--max-question-chars", type=positive_int, default=1_000, help="longest question (default: 1000)")
-    p.add_argument("--max-batch", type=positive_int, default=32, help="most questions in one batch request (default: 32)")
-    p.add_argument("--max-body-bytes", type=positive_int, default=1_000_000,
-                   help="largest request body (default: 1000000)")
-    p.add_argument("--max-request-chars", type=positive_int, default=100_000,
-                   help="most characters of contexts and questions in one request, which bounds how long one "
-                        "request holds the model (default: 100000, about 12 s on 2 CPU cores)")
+    p.add_argument(
+        "--max-batch", type=positive_int, default=32, help="most questions in one batch request (default: 32)"
+    )
+    p.add_argument(
+        "--max-body-bytes", type=positive_int, default=1_000_000, help="largest request body (default: 1000000)"
+    )
+    p.add_argument(
+        "--max-request-chars",
+        type=positive_int,
+        default=100_000,
+        help="most characters of contexts and questions in one request, which bounds how long one "
+        "request holds the model (default: 100000, about 12 s on 2 CPU cores)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head (default: 0)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from qatune.export import export_onnx
 
-    meta = export_onnx(args.model, args.output, window=model_window(args.model, args), seed=args.seed,
-                       max_answer_length=args.max_answer_length, quantize=args.quantize, overwrite=args.overwrite)
+    meta = export_onnx(
+        args.model,
+        args.output,
+        window=model_window(args.model, args),
+        seed=args.seed,
+        max_answer_length=args.max_answer_length,
+        quantize=args.quantize,
+        overwrite=args.overwrite,
+    )
     if args.json:
         emit(meta)
         return 0
-    print(f"exported {args.model} to {args.output} in {meta['seconds']} s "
-          f"({'int8' if meta['quantized'] else 'fp32'}; max logit difference to torch {meta['max_logit_difference']:.2g})")
+    print(
+        f"exported {args.model} to {args.output} in {meta['seconds']} s "
+        f"({'int8' if meta['quantized'] else 'fp32'}; max logit difference to torch {meta['max_logit_difference']:.2g})"
+    )
     print(f"answer with: qatune ask --model {args.output} --context TEXT --question TEXT")
     return 0
 
@@ -66,11 +96,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from qatune.serve import ServeConfig, create_app
 
-    config = ServeConfig(model=args.model, compare_with=args.compare_with, api_key=args.api_key,
-                         cors_origins=args.cors_origin, max_context_chars=args.max_context_chars,
-                         max_question_chars=args.max_question_chars, max_batch=args.max_batch,
-                         max_body_bytes=args.max_body_bytes, max_request_chars=args.max_request_chars,
-                         seed=args.seed).check()
+    config = ServeConfig(
+        model=args.model,
+        compare_with=args.compare_with,
+        api_key=args.api_key,
+        cors_origins=args.cors_origin,
+        max_context_chars=args.max_context_chars,
+        max_question_chars=args.max_question_chars,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        max_request_chars=args.max_request_chars,
+        seed=args.seed,
+    ).check()
     _check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
     app = create_app(config)
     print(f"serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
@@ -92,5 +129,7 @@ def _check_port(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another "
-                              f"--port or stop what uses it") from None
+            raise ConfigError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                f"--port or stop what uses it"
+            ) from None

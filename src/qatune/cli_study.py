@@ -18,10 +18,15 @@ examples:
 
 
 def add_run_parser(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("run", parents=[common], help="run a whole study from a YAML file and write its report",
-                       description="Run a study: sweep, fine-tune, compare with the untuned model, answer "
-                                   "questions, and write a Markdown/HTML report with tables and figures.",
-                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a whole study from a YAML file and write its report",
+        description="Run a study: sweep, fine-tune, compare with the untuned model, answer "
+        "questions, and write a Markdown/HTML report with tables and figures.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("study", nargs="?", help="study YAML file (default: the packaged quickstart)")
     p.add_argument("--dry-run", action="store_true", help="validate the study and print its plan; run nothing")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -32,22 +37,30 @@ def quickstart_path() -> Path:
 
 
 def _plan(spec) -> list[str]:
-    lines = [f"study {spec.name}: OK; report in {spec.report.dir} ({', '.join(spec.report.formats)})",
-             f"data: train {spec.data.train}, test {spec.data.test}"
-             + (" (embedded sample if not found)" if spec.data.allow_sample else "")]
+    lines = [
+        f"study {spec.name}: OK; report in {spec.report.dir} ({', '.join(spec.report.formats)})",
+        f"data: train {spec.data.train}, test {spec.data.test}"
+        + (" (embedded sample if not found)" if spec.data.allow_sample else ""),
+    ]
     if spec.sweep:
         cap = spec.sweep.run_cap or spec.sweep_count or spec.sweep.grid_size
-        lines.append(f"1. sweep: {spec.sweep.method} over {', '.join(spec.sweep.params)}, "
-                     f"{spec.sweep.metric.name} {spec.sweep.metric.goal}, {cap} trials")
+        lines.append(
+            f"1. sweep: {spec.sweep.method} over {', '.join(spec.sweep.params)}, "
+            f"{spec.sweep.metric.name} {spec.sweep.metric.goal}, {cap} trials"
+        )
     for e in spec.experiments:
-        shown = {**{k: v for k, v in e.settings.items() if k not in ("train_data", "eval_data")},
-                 **{k: f"from_sweep {v}" for k, v in e.from_sweep.items()}}
+        shown = {
+            **{k: v for k, v in e.settings.items() if k not in ("train_data", "eval_data")},
+            **{k: f"from_sweep {v}" for k, v in e.from_sweep.items()},
+        }
         lines.append(f"2. fine-tune {e.name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     compare = spec.compare
     if compare:
-        lines.append(f"3. evaluate every experiment on {compare.data or spec.data.test} "
-                     f"({compare.sample or compare.limit or 'all'} questions) and on {compare.train_sample} of its "
-                     f"training questions; {compare.experiment} against its untuned model")
+        lines.append(
+            f"3. evaluate every experiment on {compare.data or spec.data.test} "
+            f"({compare.sample or compare.limit or 'all'} questions) and on {compare.train_sample} of its "
+            f"training questions; {compare.experiment} against its untuned model"
+        )
     if spec.questions:
         lines.append(f"4. ask {len(spec.questions.items)} questions to every model (top {spec.questions.top_k})")
     lines.append("5. report")
@@ -56,7 +69,6 @@ def _plan(spec) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from qatune.study import load_study, run_study
-
     from qatune.study.run import check_study_folder
 
     spec = load_study(args.study or quickstart_path())

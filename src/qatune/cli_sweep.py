@@ -30,36 +30,61 @@ examples:
 
 
 def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("sweep", parents=[common], help="hyperparameter sweep from a W&B sweep config, on Optuna",
-                       description="Run a W&B-format hyperparameter sweep locally with Optuna (resumable, "
-                                   "many workers with --storage), or show its results.",
-                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-                       usage="qatune sweep [CONFIG | show NAME | --join NAME] [options]")
+    p = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="hyperparameter sweep from a W&B sweep config, on Optuna",
+        description="Run a W&B-format hyperparameter sweep locally with Optuna (resumable, "
+        "many workers with --storage), or show its results.",
+        epilog=SWEEP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="qatune sweep [CONFIG | show NAME | --join NAME] [options]",
+    )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="sweep config file, or `show`")
     p.add_argument("show_name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--name", help="sweep name (default: the config's `name`, else the file name)")
     p.add_argument("--dir", default="runs/sweeps", help="parent folder of sweep folders (default: runs/sweeps)")
-    p.add_argument("--storage", default=os.environ.get("QATUNE_STORAGE"),
-                   help="database URL shared by workers, e.g. postgresql://user:pw@host/db; also $QATUNE_STORAGE "
-                        "(default: a SQLite file in the sweep folder)")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("QATUNE_STORAGE"),
+        help="database URL shared by workers, e.g. postgresql://user:pw@host/db; also $QATUNE_STORAGE "
+        "(default: a SQLite file in the sweep folder)",
+    )
     p.add_argument("--join", metavar="NAME", help="join the existing sweep NAME (config read from --storage)")
-    p.add_argument("--count", type=positive_int, help="run at most N trials in this worker (like `wandb agent --count`)")
-    p.add_argument("--base", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a `base` training setting, e.g. --base train_sample=500 (repeatable)")
-    p.add_argument("--retries", type=int_in(0), default=1,
-                   help="times a trial whose worker died (no heartbeat) is retried, resuming its checkpoint "
-                        "(default: 1); a Ctrl-C'd trial is always resumed")
-    p.add_argument("--heartbeat-interval", type=positive_int, default=20, metavar="SECONDS",
-                   help="heartbeat period; a trial silent for 3x this is failed (default: 20)")
+    p.add_argument(
+        "--count", type=positive_int, help="run at most N trials in this worker (like `wandb agent --count`)"
+    )
+    p.add_argument(
+        "--base",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a `base` training setting, e.g. --base train_sample=500 (repeatable)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int_in(0),
+        default=1,
+        help="times a trial whose worker died (no heartbeat) is retried, resuming its checkpoint "
+        "(default: 1); a Ctrl-C'd trial is always resumed",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=positive_int,
+        default=20,
+        metavar="SECONDS",
+        help="heartbeat period; a trial silent for 3x this is failed (default: 20)",
+    )
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model weights (default: delete)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, run nothing")
     p.add_argument("--wandb", action="store_true", help="also log each trial to W&B (honours WANDB_MODE=offline)")
-    p.add_argument("--top", type=positive_int, default=10, help="show: how many best trials to list and plot (default: 10)")
+    p.add_argument(
+        "--top", type=positive_int, default=10, help="show: how many best trials to list and plot (default: 10)"
+    )
     p.add_argument("--out", help="show: folder for trials.csv/json and figures (default: NAME/results)")
     p.add_argument("--no-figures", action="store_true", help="show: skip the PNG figures")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -79,14 +104,22 @@ def _options(args: argparse.Namespace, name: str):
     from qatune.sweep import SweepOptions
 
     safe_name(name, "sweep name (--name, --join, `show NAME` or the config's `name`)")
-    return SweepOptions(name=name, directory=Path(args.dir) / name, storage=args.storage, count=args.count,
-                        retries=args.retries, heartbeat_interval=args.heartbeat_interval,
-                        keep_models=args.keep_models, seed=args.seed, wandb=args.wandb)
+    return SweepOptions(
+        name=name,
+        directory=Path(args.dir) / name,
+        storage=args.storage,
+        count=args.count,
+        retries=args.retries,
+        heartbeat_interval=args.heartbeat_interval,
+        keep_models=args.keep_models,
+        seed=args.seed,
+        wandb=args.wandb,
+    )
 
 
 def _print_plan(spec, name: str, options) -> None:
-    from qatune.sweep.storage import engine_description
     from qatune.sweep.spec import SWEEP_DEFAULTS
+    from qatune.sweep.storage import engine_description
 
     print(f"sweep {name}: OK ({options.url})")
     print("search space:")
@@ -117,15 +150,19 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     columns = report["columns"]
     counts = report["counts"]
-    print(f"sweep {name}: {report['method']}, metric {report['metric']['name']} ({report['metric']['goal']}); "
-          + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    print(
+        f"sweep {name}: {report['method']}, metric {report['metric']['name']} ({report['metric']['goal']}); "
+        + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    )
     print(format_table(report["trials"], columns))
     ranked = [r for name_ in report["top"] for r in report["trials"] if r["name"] == name_]
     print(f"\ntop {len(ranked)} by {report['metric']['name']}:")
     print(format_table(ranked, columns))
     print("\nextreme explorations (the study's Table 1):")
-    picked = [{"pick": pick, **next(r for r in report["trials"] if r["name"] == trial)}
-              for pick, trial in report["picks"].items()]
+    picked = [
+        {"pick": pick, **next(r for r in report["trials"] if r["name"] == trial)}
+        for pick, trial in report["picks"].items()
+    ]
     print(format_table(picked, ["pick", "name", *report["params"], "train_loss", "eval_loss", "correct", "f1"]))
     print("\nwritten: " + ", ".join(report["files"]))
     return 0
@@ -163,8 +200,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {name}: stopped ({result['stopped']}); " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
     best = result["best"]
     if best:
-        print(f"best: {best['name']}, {result['metric']} {best['value']:.4g} "
-              f"(EM {best['exact_match']:.2f}, F1 {best['f1']:.2f}, correct {best['correct']})")
-    print(f"results: qatune sweep show {name}" + (f" --storage {args.storage}" if args.storage else "")
-          + (f" --dir {args.dir}" if args.dir != "runs/sweeps" else ""))
+        print(
+            f"best: {best['name']}, {result['metric']} {best['value']:.4g} "
+            f"(EM {best['exact_match']:.2f}, F1 {best['f1']:.2f}, correct {best['correct']})"
+        )
+    print(
+        f"results: qatune sweep show {name}"
+        + (f" --storage {args.storage}" if args.storage else "")
+        + (f" --dir {args.dir}" if args.dir != "runs/sweeps" else "")
+    )
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 from qatune.errors import ConfigError
@@ -76,19 +76,35 @@ class TrainConfig:
             value = typed(f.name, getattr(self, f.name))
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, got {value}")
-        positive = ["learning_rate", "train_batch_size", "num_train_epochs", "logging_steps",
-                    "eval_batch_size", "max_answer_length", "max_grad_norm"]
+        positive = [
+            "learning_rate",
+            "train_batch_size",
+            "num_train_epochs",
+            "logging_steps",
+            "eval_batch_size",
+            "max_answer_length",
+            "max_grad_norm",
+        ]
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ["train_limit", "train_sample", "eval_limit", "eval_sample", "max_steps", "eval_steps",
-                     "save_steps", "micro_batch_size"]:
+        for name in [
+            "train_limit",
+            "train_sample",
+            "eval_limit",
+            "eval_sample",
+            "max_steps",
+            "eval_steps",
+            "save_steps",
+            "micro_batch_size",
+        ]:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be > 0 when set, got {value}")
         if self.learning_rate > 1:
-            raise ConfigError(f"learning_rate must be at most 1 (fine-tuning uses about 1e-5 to 1e-3), "
-                              f"got {self.learning_rate}")
+            raise ConfigError(
+                f"learning_rate must be at most 1 (fine-tuning uses about 1e-5 to 1e-3), got {self.learning_rate}"
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
@@ -96,8 +112,10 @@ class TrainConfig:
         if self.max_steps is None and self.num_train_epochs > MAX_EPOCHS:
             raise ConfigError(f"num_train_epochs must be at most {MAX_EPOCHS}, got {self.num_train_epochs}")
         if self.train_batch_size % self.micro_batch:
-            raise ConfigError(f"train_batch_size ({self.train_batch_size}) must be a multiple of micro_batch_size "
-                              f"({self.micro_batch_size}), the batch that goes through the model at once")
+            raise ConfigError(
+                f"train_batch_size ({self.train_batch_size}) must be a multiple of micro_batch_size "
+                f"({self.micro_batch_size}), the batch that goes through the model at once"
+            )
         self.window.check()
         return self
 
@@ -145,5 +163,6 @@ def typed(name: str, value: Any, cls: type | None = None, where: str = "") -> An
     if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         return value
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    raise ConfigError(f"{where}{name} must be {names.get(kind, kind.__name__)}{' or null' if optional else ''}, "
-                      f"got {value!r}")
+    raise ConfigError(
+        f"{where}{name} must be {names.get(kind, kind.__name__)}{' or null' if optional else ''}, got {value!r}"
+    )

@@ -41,8 +41,10 @@ def max_context_chars() -> int:
 
 def check_size(text: str, what: str, where: str, limit: int) -> None:
     if len(text) > limit:
-        raise DataError(f"{where}: {what} of {len(text):,} characters is over the limit of {limit:,}; split it, or "
-                        f"raise the limit with ${MAX_CHARS_ENV} (or --max-context-chars)")
+        raise DataError(
+            f"{where}: {what} of {len(text):,} characters is over the limit of {limit:,}; split it, or "
+            f"raise the limit with ${MAX_CHARS_ENV} (or --max-context-chars)"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def _expect(container: Any, key: str, kind: type | tuple[type, ...], where: str)
 def squad_rows(doc: Any, source: str) -> Iterator[tuple[str, Row]]:
     """Flatten a nested SQuAD document into (location, row) pairs."""
     if not isinstance(doc, dict) or "data" not in doc:
-        raise DataError(f"{source}: expected a SQuAD object {{\"data\": [...]}}; for one row per line use .jsonl")
+        raise DataError(f'{source}: expected a SQuAD object {{"data": [...]}}; for one row per line use .jsonl')
     for a, article in enumerate(_expect(doc, "data", list, source)):
         where_a = f"{source}: article {a}"
         title = article.get("title", "") if isinstance(article, dict) else ""
@@ -145,12 +147,22 @@ def squad_rows(doc: Any, source: str) -> Iterator[tuple[str, Row]]:
                 if not isinstance(impossible, bool):
                     raise DataError(f"{where}: field 'is_impossible' must be true or false")
                 if not answers and not impossible:
-                    raise DataError(f"{where}: no answers; mark it \"is_impossible\": true (SQuAD v2) or add one")
+                    raise DataError(f'{where}: no answers; mark it "is_impossible": true (SQuAD v2) or add one')
                 if answers and impossible:
-                    raise DataError(f"{where}: \"is_impossible\": true but it has answers; SQuAD v2 keeps those in "
-                                    f"\"plausible_answers\" with \"answers\": []")
-                yield where, {"id": qa.get("id"), "title": title, "context": context,
-                              "question": qa.get("question"), "answers": {"text": texts, "answer_start": starts}}
+                    raise DataError(
+                        f'{where}: "is_impossible": true but it has answers; SQuAD v2 keeps those in '
+                        f'"plausible_answers" with "answers": []'
+                    )
+                yield (
+                    where,
+                    {
+                        "id": qa.get("id"),
+                        "title": title,
+                        "context": context,
+                        "question": qa.get("question"),
+                        "answers": {"text": texts, "answer_start": starts},
+                    },
+                )
 
 
 def jsonl_rows(text: str, source: str) -> Iterator[tuple[str, Row]]:
@@ -195,15 +207,17 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
         for text, start in zip(texts, starts):
             if not isinstance(text, str) or not isinstance(start, int) or isinstance(start, bool):
                 raise DataError(f"{where}: answers must be strings with integer answer_start values")
-            if not text or context[start:start + len(text)] != text:
+            if not text or context[start : start + len(text)] != text:
                 bad_offsets.append(f"{where}: answer {text!r} is not at answer_start {start}")
                 break
         else:
             title = row.get("title") or ""
             examples.append(Example(qid, question, context, texts, starts, str(title)))
     if bad_offsets and not skip_invalid:
-        raise DataError(f"{len(bad_offsets)} question(s) have an answer_start that does not match the answer text; "
-                        f"first: {bad_offsets[0]}. Fix them, or skip them with --skip-invalid")
+        raise DataError(
+            f"{len(bad_offsets)} question(s) have an answer_start that does not match the answer text; "
+            f"first: {bad_offsets[0]}. Fix them, or skip them with --skip-invalid"
+        )
     if not examples:
         raise DataError(f"{source}: the data set has no questions")
     dataset = QADataset(examples, source, skipped=len(bad_offsets))

@@ -31,7 +31,9 @@ from qatune.paths import check_output_folder
 from qatune.windows import WindowConfig
 
 logger = logging.getLogger(__name__)
-CHECK_CONTEXT = "Earth is the third planet from the Sun and the only place known in the universe where life has originated."
+CHECK_CONTEXT = (
+    "Earth is the third planet from the Sun and the only place known in the universe where life has originated."
+)
 
 
 class _Logits(torch.nn.Module):
@@ -46,8 +48,16 @@ class _Logits(torch.nn.Module):
         return out.start_logits, out.end_logits
 
 
-def export_onnx(model: str, output: str | Path, *, window: WindowConfig | None = None, seed: int = 0,
-                max_answer_length: int = 30, quantize: bool = False, overwrite: bool = False) -> dict[str, Any]:
+def export_onnx(
+    model: str,
+    output: str | Path,
+    *,
+    window: WindowConfig | None = None,
+    seed: int = 0,
+    max_answer_length: int = 30,
+    quantize: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Write `output`/model.onnx (dynamic batch and length), tokenizer.json and qatune-onnx.json.
 
     `output` must be new, empty or an earlier export (else `overwrite`); it is replaced only once the
@@ -77,12 +87,14 @@ def export_onnx(model: str, output: str | Path, *, window: WindowConfig | None =
     return meta
 
 
-def _write_export(loaded, model: str, tmp: Path, window: WindowConfig, max_answer_length: int,
-                  quantize: bool) -> dict[str, Any]:
+def _write_export(
+    loaded, model: str, tmp: Path, window: WindowConfig, max_answer_length: int, quantize: bool
+) -> dict[str, Any]:
     """The export's files in `tmp`, checked against torch; returns its settings."""
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in loaded.tokenizer.model_input_names]
-    sample = loaded.tokenizer(["What is Earth?", "Where has life originated?"], [CHECK_CONTEXT] * 2,
-                              return_tensors="pt", padding=True)
+    sample = loaded.tokenizer(
+        ["What is Earth?", "Where has life originated?"], [CHECK_CONTEXT] * 2, return_tensors="pt", padding=True
+    )
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=window.max_seq_length)
     exporter_logger = logging.getLogger("torch.onnx")
     level = exporter_logger.level
@@ -90,10 +102,17 @@ def _write_export(loaded, model: str, tmp: Path, window: WindowConfig, max_answe
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter is chatty
             warnings.simplefilter("ignore")
             exporter_logger.setLevel(logging.ERROR)
-            torch.onnx.export(_Logits(loaded.model, names), tuple(sample[n] for n in names), str(tmp / MODEL_FILE),
-                              input_names=names, output_names=["start_logits", "end_logits"], dynamo=True,
-                              external_data=False, verbose=False,
-                              dynamic_shapes=(tuple({0: batch, 1: length} for _ in names),))
+            torch.onnx.export(
+                _Logits(loaded.model, names),
+                tuple(sample[n] for n in names),
+                str(tmp / MODEL_FILE),
+                input_names=names,
+                output_names=["start_logits", "end_logits"],
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                dynamic_shapes=(tuple({0: batch, 1: length} for _ in names),),
+            )
     except Exception as exc:  # the exporter raises many kinds, all meaning "this model did not export"
         raise ModelError(f"{model}: ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     finally:
@@ -104,9 +123,16 @@ def _write_export(loaded, model: str, tmp: Path, window: WindowConfig, max_answe
         quantize_dynamic(str(tmp / MODEL_FILE), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
         (tmp / "model.int8.onnx").replace(tmp / MODEL_FILE)
     loaded.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-    meta = {"model": model, "input_names": names, "window": dataclasses.asdict(window),
-            "max_answer_length": max_answer_length, "with_null": loaded.with_null,
-            "pad_token_id": loaded.tokenizer.pad_token_id or 0, "quantized": quantize, "fresh_head": loaded.fresh_head}
+    meta = {
+        "model": model,
+        "input_names": names,
+        "window": dataclasses.asdict(window),
+        "max_answer_length": max_answer_length,
+        "with_null": loaded.with_null,
+        "pad_token_id": loaded.tokenizer.pad_token_id or 0,
+        "quantized": quantize,
+        "fresh_head": loaded.fresh_head,
+    }
     atomic_write_json(tmp / META_FILE, meta)
     meta["max_logit_difference"] = _check(loaded, names, tmp)
     return meta

@@ -33,8 +33,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def metric_lines(runs: dict[str, list[dict[str, Any]]], metric: str, path: Path, *, title: str,
-                 ylabel: str, x: str = "step") -> Path | None:
+def metric_lines(
+    runs: dict[str, list[dict[str, Any]]], metric: str, path: Path, *, title: str, ylabel: str, x: str = "step"
+) -> Path | None:
     """One line per run: `metric` of each history record against `x` (optimizer steps by default)."""
     plt = _pyplot()
     with plt.style.context("default"):  # Optuna's plots switch styles; ours stay plain

@@ -33,8 +33,14 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def forward_windows(model: torch.nn.Module, tokenizer, windows: Windows, batch_size: int = 32,
-                    with_loss: bool = False, progress: Progress | None = None) -> Logits:
+def forward_windows(
+    model: torch.nn.Module,
+    tokenizer,
+    windows: Windows,
+    batch_size: int = 32,
+    with_loss: bool = False,
+    progress: Progress | None = None,
+) -> Logits:
     """Logits for every window; batches hold windows of similar length so padding stays small."""
     device = next(model.parameters()).device
     collate = DataCollatorWithPadding(tokenizer)
@@ -45,7 +51,7 @@ def forward_windows(model: torch.nn.Module, tokenizer, windows: Windows, batch_s
     model.eval()
     with torch.inference_mode(), autocast(device):
         for b in range(0, len(order), batch_size):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             batch = collate([windows.item(i, labels=with_loss) for i in idx])
             out = model(**{k: v.to(device) for k, v in batch.items()})
             if with_loss:
@@ -68,16 +74,24 @@ class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def evaluate(loaded: LoadedModel, dataset: QADataset, window: WindowConfig = WindowConfig(),
-             batch_size: int = 32, max_answer_length: int = 30, progress_bar: bool = False) -> EvalResult:
+def evaluate(
+    loaded: LoadedModel,
+    dataset: QADataset,
+    window: WindowConfig = WindowConfig(),
+    batch_size: int = 32,
+    max_answer_length: int = 30,
+    progress_bar: bool = False,
+) -> EvalResult:
     """EM/F1, buckets, true evaluation loss (cross-entropy on gold spans) and speed over `dataset`."""
     began = time.perf_counter()
     examples = dataset.examples
     windows = tokenize_windows(examples, loaded.tokenizer, window)
-    with tqdm(total=len(windows), desc="evaluating", unit="window", disable=not progress_bar,
-              dynamic_ncols=True) as bar:
-        logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True,
-                                 progress=bar.update)
+    with tqdm(
+        total=len(windows), desc="evaluating", unit="window", disable=not progress_bar, dynamic_ncols=True
+    ) as bar:
+        logits = forward_windows(
+            loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True, progress=bar.update
+        )
     answers = decode_examples(examples, windows, logits, 1, max_answer_length, loaded.with_null)
     predictions = {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}
     metrics = squad_scores(predictions, {e.id: list(e.answers) for e in examples})
@@ -89,13 +103,25 @@ def evaluate(loaded: LoadedModel, dataset: QADataset, window: WindowConfig = Win
 class Answerer(SpanAnswerer):
     """Answer questions about contexts: ``Answerer("default").ask(context, question, top_k=3)`` (torch)."""
 
-    def __init__(self, model: str | LoadedModel = DEFAULT_MODEL, window: WindowConfig | None = None,
-                 max_answer_length: int = 30, batch_size: int = 32, seed: int = 0,
-                 max_context_chars: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str | LoadedModel = DEFAULT_MODEL,
+        window: WindowConfig | None = None,
+        max_answer_length: int = 30,
+        batch_size: int = 32,
+        seed: int = 0,
+        max_context_chars: int | None = None,
+    ) -> None:
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model, seed=seed)
         self.batch_size = batch_size
-        super().__init__(self.loaded.tokenizer, self._logits, window or self.loaded.window, max_answer_length,
-                         self.loaded.with_null, max_context_chars)
+        super().__init__(
+            self.loaded.tokenizer,
+            self._logits,
+            window or self.loaded.window,
+            max_answer_length,
+            self.loaded.with_null,
+            max_context_chars,
+        )
 
     def _logits(self, windows: Windows) -> Logits:
         return forward_windows(self.loaded.model, self.loaded.tokenizer, windows, self.batch_size)

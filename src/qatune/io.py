@@ -100,7 +100,8 @@ def _yaml_loader() -> type:
                 if key in seen:
                     mark = key_node.start_mark
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (each key may appear once in a mapping)", mark)
+                        None, None, f"duplicate key {key!r} (each key may appear once in a mapping)", mark
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep)
 

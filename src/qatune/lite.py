@@ -23,7 +23,6 @@ from qatune.predict import Logits
 from qatune.windows import WindowConfig, saved_window
 
 
-
 def is_exported(folder: str | os.PathLike) -> bool:
     return (Path(folder) / MODEL_FILE).is_file() and (Path(folder) / META_FILE).is_file()
 
@@ -32,8 +31,12 @@ class _Batch(dict):
     """What `windows.tokenize_windows` reads from a transformers BatchEncoding, built from raw encodings."""
 
     def __init__(self, encodings: list, mapping: list[int]) -> None:
-        super().__init__(input_ids=[e.ids for e in encodings], token_type_ids=[e.type_ids for e in encodings],
-                         offset_mapping=[e.offsets for e in encodings], overflow_to_sample_mapping=mapping)
+        super().__init__(
+            input_ids=[e.ids for e in encodings],
+            token_type_ids=[e.type_ids for e in encodings],
+            offset_mapping=[e.offsets for e in encodings],
+            overflow_to_sample_mapping=mapping,
+        )
         self.encodings = encodings
 
     def sequence_ids(self, i: int) -> list[int | None]:
@@ -56,9 +59,16 @@ class RawTokenizer:
         self.tokenizer.no_padding()
         self.model_input_names = list(model_input_names)
 
-    def __call__(self, questions: Sequence[str], contexts: Sequence[str] | None = None, *,
-                 add_special_tokens: bool = True, max_length: int | None = None, stride: int = 0,
-                 **_: Any) -> _Batch:
+    def __call__(
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+        stride: int = 0,
+        **_: Any,
+    ) -> _Batch:
         if contexts is None:
             self.tokenizer.no_truncation()
             encodings = self.tokenizer.encode_batch(list(questions), add_special_tokens=add_special_tokens)
@@ -75,21 +85,35 @@ class RawTokenizer:
 class OnnxAnswerer(SpanAnswerer):
     """`ask` / `ask_many` like `qatune.Answerer`, on an exported ONNX model."""
 
-    def __init__(self, folder: str | os.PathLike, threads: int | None = None, batch_size: int = 16,
-                 window: WindowConfig | None = None, max_context_chars: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        threads: int | None = None,
+        batch_size: int = 16,
+        window: WindowConfig | None = None,
+        max_context_chars: int | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)
         if not is_exported(folder):
-            raise ModelError(f"{folder}: not an exported model (no {MODEL_FILE} + {META_FILE}); "
-                             f"make one with `qatune export MODEL --output {folder}`")
+            raise ModelError(
+                f"{folder}: not an exported model (no {MODEL_FILE} + {META_FILE}); "
+                f"make one with `qatune export MODEL --output {folder}`"
+            )
         self.meta = read_json(folder / META_FILE, "export settings file", ModelError)
         window = window or saved_window(folder)  # default: the settings it was exported with
         try:
             tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
             self.pad_id = self.meta["pad_token_id"]
-            super().__init__(tokenizer, self._forward, window, self.meta["max_answer_length"],
-                             self.meta["with_null"], max_context_chars)
+            super().__init__(
+                tokenizer,
+                self._forward,
+                window,
+                self.meta["max_answer_length"],
+                self.meta["with_null"],
+                max_context_chars,
+            )
         except (KeyError, TypeError) as exc:
             raise ModelError(f"{folder}: damaged export ({type(exc).__name__}: {exc}); export it again") from None
         except Exception as exc:  # the tokenizers library raises plain Exceptions for a bad tokenizer.json
@@ -100,8 +124,9 @@ class OnnxAnswerer(SpanAnswerer):
         try:
             self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own (non-standard) exception types
-            raise ModelError(f"{folder}/{MODEL_FILE}: cannot load it ({str(exc).splitlines()[0]}); export it again"
-                             ) from None
+            raise ModelError(
+                f"{folder}/{MODEL_FILE}: cannot load it ({str(exc).splitlines()[0]}); export it again"
+            ) from None
         self.batch_size = batch_size
 
     def _forward(self, windows) -> Logits:
@@ -109,7 +134,7 @@ class OnnxAnswerer(SpanAnswerer):
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
         for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
+            idx = order[b : b + self.batch_size]
             width = max(len(windows.input_ids[i]) for i in idx)
             feeds = {name: np.zeros((len(idx), width), dtype=np.int64) for name in self.meta["input_names"]}
             feeds["input_ids"][:] = self.pad_id

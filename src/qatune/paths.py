@@ -24,9 +24,11 @@ _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,98}[A-Za-z0-9_-])?")
 def safe_name(value: object, where: str) -> str:
     """`value` if it is safe to use as one folder name; else a ConfigError naming `where`."""
     if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
-        raise ConfigError(f"{where}: {value!r} is not a valid name: it becomes a folder name, so use letters, "
-                          f"digits, spaces, '.', '_' or '-' (no '/', no '..', at most 100 characters, starting and "
-                          f"ending with a letter or digit)")
+        raise ConfigError(
+            f"{where}: {value!r} is not a valid name: it becomes a folder name, so use letters, "
+            f"digits, spaces, '.', '_' or '-' (no '/', no '..', at most 100 characters, starting and "
+            f"ending with a letter or digit)"
+        )
     return value
 
 
@@ -65,8 +67,9 @@ def is_owned(folder: Path, markers: tuple[str, ...]) -> bool:
     return any((folder / marker).exists() for marker in markers)
 
 
-def check_output_folder(folder: str | Path, flag: str, markers: tuple[str, ...], kind: str,
-                        overwrite: bool | None = None) -> Path:
+def check_output_folder(
+    folder: str | Path, flag: str, markers: tuple[str, ...], kind: str, overwrite: bool | None = None
+) -> Path:
     """Check before any work that qatune may write `folder` (see module doc). Creates nothing.
 
     `overwrite` is the user's --overwrite; None where the command has no such flag.
@@ -78,9 +81,11 @@ def check_output_folder(folder: str | Path, flag: str, markers: tuple[str, ...],
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(f"{flag} {folder}: cannot write into this folder (permission denied)")
         if not overwrite and any(folder.iterdir()) and not is_owned(folder, markers):
-            raise ConfigError(f"{flag} {folder}: the folder is not empty and is not {kind}; qatune will not write "
-                              f"into it. Choose a new or empty folder"
-                              + (", or pass --overwrite to replace its contents" if overwrite is not None else ""))
+            raise ConfigError(
+                f"{flag} {folder}: the folder is not empty and is not {kind}; qatune will not write "
+                f"into it. Choose a new or empty folder"
+                + (", or pass --overwrite to replace its contents" if overwrite is not None else "")
+            )
     else:
         _check_writable_parent(folder, flag)
     return folder
@@ -100,6 +105,7 @@ def remove_owned(folder: Path, owner: Path, markers: tuple[str, ...]) -> None:
         folder.rmdir()
         return
     if not folder.is_dir() or not is_owned(folder, markers):
-        raise ConfigError(f"{folder}: holds files qatune did not write; move them away (qatune only replaces "
-                          f"folders it made)")
+        raise ConfigError(
+            f"{folder}: holds files qatune did not write; move them away (qatune only replaces folders it made)"
+        )
     shutil.rmtree(folder)

@@ -43,8 +43,9 @@ class Answer:
         return {"text": self.text, "probability": min(1.0, self.probability), "start": self.start, "end": self.end}
 
 
-def window_candidates(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
-                      max_answer_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_candidates(
+    start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray, max_answer_length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Character starts, ends and scores of every valid span in one window."""
     ctx = np.flatnonzero(offsets[:, 0] >= 0)
     if ctx.size == 0:
@@ -64,20 +65,34 @@ class Prediction:
     no_answer_probability: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answers": [a.to_dict() for a in self.answers],
-                "no_answer_probability": min(1.0, self.no_answer_probability)}
+        return {
+            "answers": [a.to_dict() for a in self.answers],
+            "no_answer_probability": min(1.0, self.no_answer_probability),
+        }
 
 
-def decode(context: str, start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray],
-           offsets: Sequence[np.ndarray], top_k: int = 3, max_answer_length: int = 30,
-           with_null: bool = False) -> list[Answer]:
+def decode(
+    context: str,
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    offsets: Sequence[np.ndarray],
+    top_k: int = 3,
+    max_answer_length: int = 30,
+    with_null: bool = False,
+) -> list[Answer]:
     """Top-k distinct answers for one context from its windows' logits (see module doc)."""
     return predict(context, start_logits, end_logits, offsets, top_k, max_answer_length, with_null).answers
 
 
-def predict(context: str, start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray],
-            offsets: Sequence[np.ndarray], top_k: int = 3, max_answer_length: int = 30,
-            with_null: bool = False) -> Prediction:
+def predict(
+    context: str,
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    offsets: Sequence[np.ndarray],
+    top_k: int = 3,
+    max_answer_length: int = 30,
+    with_null: bool = False,
+) -> Prediction:
     """`decode` plus the no-answer probability (see module doc)."""
     parts = [window_candidates(s, e, o, max_answer_length) for s, e, o in zip(start_logits, end_logits, offsets)]
     starts = np.concatenate([p[0] for p in parts])
@@ -100,7 +115,7 @@ def predict(context: str, start_logits: Sequence[np.ndarray], end_logits: Sequen
     answers: list[Answer] = []
     seen: set[str] = set()
     for k in np.argsort(-scores, kind="stable"):
-        text = context[starts[k]:ends[k]]
+        text = context[starts[k] : ends[k]]
         if text in seen:
             continue
         seen.add(text)
@@ -127,15 +142,36 @@ class Logits:
     loss: float | None = None
 
 
-def decode_examples(examples: Sequence[Example], windows: Windows, logits: Logits, top_k: int = 1,
-                    max_answer_length: int = 30, with_null: bool = False) -> list[list[Answer]]:
+def decode_examples(
+    examples: Sequence[Example],
+    windows: Windows,
+    logits: Logits,
+    top_k: int = 1,
+    max_answer_length: int = 30,
+    with_null: bool = False,
+) -> list[list[Answer]]:
     """Top-k answers of every example."""
     return [p.answers for p in predict_examples(examples, windows, logits, top_k, max_answer_length, with_null)]
 
 
-def predict_examples(examples: Sequence[Example], windows: Windows, logits: Logits, top_k: int = 1,
-                     max_answer_length: int = 30, with_null: bool = False) -> list[Prediction]:
+def predict_examples(
+    examples: Sequence[Example],
+    windows: Windows,
+    logits: Logits,
+    top_k: int = 1,
+    max_answer_length: int = 30,
+    with_null: bool = False,
+) -> list[Prediction]:
     """Top-k answers and the no-answer probability of every example."""
-    return [predict(example.context, [logits.start[i] for i in group], [logits.end[i] for i in group],
-                    [windows.offsets[i] for i in group], top_k, max_answer_length, with_null)
-            for example, group in zip(examples, group_windows(windows.example_index))]
+    return [
+        predict(
+            example.context,
+            [logits.start[i] for i in group],
+            [logits.end[i] for i in group],
+            [windows.offsets[i] for i in group],
+            top_k,
+            max_answer_length,
+            with_null,
+        )
+        for example, group in zip(examples, group_windows(windows.example_index))
+    ]

@@ -2,7 +2,8 @@
 
 FastAPI app: POST /v1/answer, POST /v1/answer:batch, GET /v1/models, GET /healthz, and the page
 at /. Requests are checked against configurable limits (in the OpenAPI schema; over one: 422
-naming the field and the limit, or 413 for an oversized body), an optional API key is compared in constant time, and calls into the model are
+naming the field and the limit, or 413 for an oversized body; the characters of one request are
+bounded too), an optional API key is compared in constant time, and calls into the model are
 serialised with a lock, so concurrent requests never race on one model.
 """
 
@@ -16,8 +17,8 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field, Strict, StringConstraints, create_model
 
 from qatune.errors import ConfigError, QatuneError
@@ -43,8 +44,10 @@ class ServeConfig:
     def check(self) -> "ServeConfig":
         """Raise ConfigError for an empty API key (it must never mean "no auth") or a limit below 1."""
         if self.api_key is not None and not self.api_key.strip():
-            raise ConfigError("the API key is empty (--api-key or $QATUNE_API_KEY); give a real key, or neither "
-                              "to serve without authentication")
+            raise ConfigError(
+                "the API key is empty (--api-key or $QATUNE_API_KEY); give a real key, or neither "
+                "to serve without authentication"
+            )
         for name in ("max_context_chars", "max_question_chars", "max_batch", "max_body_bytes", "max_request_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -58,18 +61,37 @@ def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel
     Types are strict: `"3"` or `true` is not a top_k. "Not blank" is a pattern both JSON Schema (ECMA)
     and Python agree on: the characters each counts as whitespace are all excluded.
     """
+
     def text(limit: int, flag: str, what: str) -> Any:
-        return Annotated[str, Strict(), StringConstraints(min_length=1, max_length=limit, pattern=NOT_BLANK),
-                         Field(description=f"{what}; not blank, at most {limit} characters ({flag})")]
+        return Annotated[
+            str,
+            Strict(),
+            StringConstraints(min_length=1, max_length=limit, pattern=NOT_BLANK),
+            Field(description=f"{what}; not blank, at most {limit} characters ({flag})"),
+        ]
 
     context = text(config.max_context_chars, "--max-context-chars", "the text to find the answer in")
     question = text(config.max_question_chars, "--max-question-chars", "the question")
-    top_k = Annotated[int, Field(ge=1, le=10, description="how many answers, best first"), BeforeValidator(_json_integer)]
+    top_k = Annotated[
+        int, Field(ge=1, le=10, description="how many answers, best first"), BeforeValidator(_json_integer)
+    ]
     single = create_model("AnswerRequest", context=(context, ...), question=(question, ...), top_k=(top_k, 3))
     item = create_model("BatchItem", context=(context, ...), question=(question, ...))
-    batch = create_model("BatchRequest", top_k=(top_k, 3),
-                         items=(Annotated[list[item], Field(min_length=1, max_length=config.max_batch,  # type: ignore[valid-type]
-                                                            description="questions (--max-batch)")], ...))
+    batch = create_model(
+        "BatchRequest",
+        top_k=(top_k, 3),
+        items=(
+            Annotated[
+                list[item],
+                Field(
+                    min_length=1,
+                    max_length=config.max_batch,  # type: ignore[valid-type]
+                    description="questions (--max-batch)",
+                ),
+            ],
+            ...,
+        ),
+    )
     return single, batch
 
 
@@ -98,8 +120,10 @@ class AnswerOut(BaseModel):
     end: int = Field(ge=0)
 
 
-NO_ANSWER = ("probability that the context holds no answer: the null answer's for models trained with "
-             "unanswerable questions, a cue from the CLS score for SQuAD v1 models")
+NO_ANSWER = (
+    "probability that the context holds no answer: the null answer's for models trained with "
+    "unanswerable questions, a cue from the CLS score for SQuAD v1 models"
+)
 
 
 class ModelAnswers(BaseModel):
@@ -179,13 +203,19 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
             models.load(config)
         yield
 
-    app = FastAPI(title="qatune", version=_version(), lifespan=lifespan, default_response_class=SafeJSONResponse,
-                  description="Extractive question answering: top-k answers with probabilities and spans.")
+    app = FastAPI(
+        title="qatune",
+        version=_version(),
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+        description="Extractive question answering: top-k answers with probabilities and spans.",
+    )
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
     app.middleware("http")(_body_limit(config.max_body_bytes))
     auth = _api_key_check(config.api_key)
     errors = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
@@ -197,15 +227,20 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
             raise HTTPException(503, "the model is still loading")
         chars = sum(len(item.context) + len(item.question) for item in items)
         if chars > config.max_request_chars:
-            raise HTTPException(422, f"the request holds {chars} characters of contexts and questions; the limit "
-                                     f"per request is {config.max_request_chars} (--max-request-chars): split it")
+            raise HTTPException(
+                422,
+                f"the request holds {chars} characters of contexts and questions; the limit "
+                f"per request is {config.max_request_chars} (--max-request-chars): split it",
+            )
         pairs = [(item.context, item.question) for item in items]
         began = time.perf_counter()
         primary = models.ask("primary", pairs, top_k)
         other = models.ask("compare", pairs, top_k) if "compare" in models.loaded else None
         took = round((time.perf_counter() - began) * 1000, 2)
-        return [AnswerResponse(**mine.model_dump(), took_ms=took, compare=other[i] if other else None)
-                for i, mine in enumerate(primary)]
+        return [
+            AnswerResponse(**mine.model_dump(), took_ms=took, compare=other[i] if other else None)
+            for i, mine in enumerate(primary)
+        ]
 
     @app.post("/v1/answer", response_model=AnswerResponse, responses=errors, dependencies=[Depends(auth)])
     def answer_one(request: AnswerRequest) -> AnswerResponse:
@@ -221,8 +256,11 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
 
     @app.get("/v1/models", response_model=ModelsResponse, dependencies=[Depends(auth)])
     def list_models() -> ModelsResponse:
-        return ModelsResponse(models=[ModelInfo(name=loaded.name, role=role, backend=loaded.backend)
-                                      for role, loaded in models.loaded.items()])
+        return ModelsResponse(
+            models=[
+                ModelInfo(name=loaded.name, role=role, backend=loaded.backend) for role, loaded in models.loaded.items()
+            ]
+        )
 
     @app.get("/healthz", responses={503: {"model": ErrorResponse}})
     def health() -> dict[str, str]:
@@ -242,8 +280,10 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         """422 with where and what, but not the offending input: echoing NaN or a lone surrogate back
         is what turned validation errors into 500s."""
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
-                  for e in exc.errors()]
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+            for e in exc.errors()
+        ]
         return SafeJSONResponse({"detail": detail}, status_code=422)
 
     return app
@@ -251,8 +291,11 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
 
 def _api_key_check(key: str | None):
     """Accept exactly the documented forms: `X-API-Key: KEY` or `Authorization: Bearer KEY`."""
-    def check(authorization: str | None = Header(None, include_in_schema=False),
-              x_api_key: str | None = Header(None, include_in_schema=False)) -> None:
+
+    def check(
+        authorization: str | None = Header(None, include_in_schema=False),
+        x_api_key: str | None = Header(None, include_in_schema=False),
+    ) -> None:
         if key is None:
             return
         scheme, _, token = (authorization or "").strip().partition(" ")
@@ -265,18 +308,22 @@ def _api_key_check(key: str | None):
 
 def _body_limit(limit: int):
     """Refuse bodies over `limit` bytes with 413, whether announced (Content-Length) or streamed."""
+
     async def middleware(request: Request, call_next):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            return JSONResponse({"detail": f"request body of {declared} bytes; the limit is {limit} "
-                                           f"(--max-body-bytes)"}, status_code=413)
+            return JSONResponse(
+                {"detail": f"request body of {declared} bytes; the limit is {limit} (--max-body-bytes)"},
+                status_code=413,
+            )
         if request.method == "POST" and not declared:
             body = b""
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    return JSONResponse({"detail": f"request body over the limit of {limit} bytes "
-                                                   f"(--max-body-bytes)"}, status_code=413)
+                    return JSONResponse(
+                        {"detail": f"request body over the limit of {limit} bytes (--max-body-bytes)"}, status_code=413
+                    )
             request._body = body  # Starlette reads the cached body downstream
         return await call_next(request)
 

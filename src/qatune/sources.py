@@ -1,7 +1,7 @@
 """Find data by name: an explicit path, then ``QATUNE_DATA_DIR``, then the HF hub or its cache, then the sample.
 
-A data spec is a file path, ``sample[:SPLIT]`` (the embedded set, splits train and validation), or ``NAME[:SPLIT]`` with NAME one of
-``squad``/``squad_v2`` (searched locally first) or any Hugging Face dataset id.
+A data spec is a file path, ``sample[:SPLIT]`` (the embedded set, splits train and validation), or
+``NAME[:SPLIT]`` with NAME one of ``squad``/``squad_v2`` (searched locally first) or any Hugging Face dataset id.
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ SAMPLE = "sample"
 
 # File names looked for in QATUNE_DATA_DIR, best first (complete official file, then rebuilt, then partial).
 LOCAL_FILES: dict[tuple[str, str], list[str]] = {
-    ("squad", "train"): ["train-v1.1.json", "train-v1.1.json.gz", "train-v1.1-rebuilt.json.gz",
-                         "train-v1.1-partial.json.gz"],
+    ("squad", "train"): [
+        "train-v1.1.json",
+        "train-v1.1.json.gz",
+        "train-v1.1-rebuilt.json.gz",
+        "train-v1.1-partial.json.gz",
+    ],
     ("squad", "validation"): ["dev-v1.1.json", "dev-v1.1.json.gz"],
     ("squad_v2", "train"): ["train-v2.0.json", "train-v2.0.json.gz"],
     ("squad_v2", "validation"): ["dev-v2.0.json", "dev-v2.0.json.gz"],
@@ -119,8 +123,14 @@ def _not_a_file(spec: str, name: str) -> None:
         raise DataError(f"{spec}: file not found")
 
 
-def load_data(spec: str, default_split: str = "train", *, data_dir: str | None = None,
-              skip_invalid: bool = False, allow_sample: bool = True) -> QADataset:
+def load_data(
+    spec: str,
+    default_split: str = "train",
+    *,
+    data_dir: str | None = None,
+    skip_invalid: bool = False,
+    allow_sample: bool = True,
+) -> QADataset:
     """Resolve a data spec (see module doc) and load it; announce a fall-back to the sample."""
     name, split = _split_spec(spec, default_split)
     if name == SAMPLE:
@@ -138,18 +148,23 @@ def load_data(spec: str, default_split: str = "train", *, data_dir: str | None =
         return _load_hub(name, split, skip_invalid)
     except DataError as exc:
         if not allow_sample or name not in HUB_IDS:
-            raise DataError(f"{spec}: not found (looked in {looked}, then the HF hub: {exc}); "
-                            f"pass a file path or set {DATA_DIR_ENV} to a folder with the SQuAD files") from None
+            raise DataError(
+                f"{spec}: not found (looked in {looked}, then the HF hub: {exc}); "
+                f"pass a file path or set {DATA_DIR_ENV} to a folder with the SQuAD files"
+            ) from None
     dataset = load_sample(split)
-    note = (f"{spec}: SQuAD not found ({looked}; HF hub unreachable): using the embedded sample set "
-            f"({len(dataset)} questions) instead. Set {DATA_DIR_ENV} to use real SQuAD.")
+    note = (
+        f"{spec}: SQuAD not found ({looked}; HF hub unreachable): using the embedded sample set "
+        f"({len(dataset)} questions) instead. Set {DATA_DIR_ENV} to use real SQuAD."
+    )
     dataset.notes.append(note)
     logger.warning(note)
     return dataset
 
 
-def locate(spec: str, default_split: str = "train", *, data_dir: str | None = None,
-           allow_sample: bool = True) -> tuple[str, list[str]]:
+def locate(
+    spec: str, default_split: str = "train", *, data_dir: str | None = None, allow_sample: bool = True
+) -> tuple[str, list[str]]:
     """Resolve `spec` once, up front, to what later stages should load: a file path, or the hub spec.
 
     Local files are found without being read; a hub dataset is loaded (into its cache) to prove it is

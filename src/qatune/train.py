@@ -59,8 +59,9 @@ def _make_accelerator(config: TrainConfig):
     mixed = "no"
     if torch.cuda.is_available():
         mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    accelerator = Accelerator(gradient_accumulation_steps=config.accumulation_steps, mixed_precision=mixed,
-                              cpu=not torch.cuda.is_available())  # cpu=True is what enables DDP over gloo
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.accumulation_steps, mixed_precision=mixed, cpu=not torch.cuda.is_available()
+    )  # cpu=True is what enables DDP over gloo
     if accelerator.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
     return accelerator
@@ -96,14 +97,19 @@ def _loader(windows: Windows, tokenizer, config: TrainConfig) -> DataLoader:
     sampler = _EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
-    return DataLoader(windows, batch_size=batch, sampler=sampler, collate_fn=DataCollatorWithPadding(tokenizer),
-                      generator=torch.Generator().manual_seed(config.seed))
+    return DataLoader(
+        windows,
+        batch_size=batch,
+        sampler=sampler,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW without decay on biases and LayerNorm weights; fused kernels where available."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:
@@ -115,6 +121,7 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (kill) like Ctrl-C so both leave a checkpoint."""
+
     def handler(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
@@ -132,8 +139,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 class _Run:
     """State of one fine-tuning run; `fit` is the loop."""
 
-    def __init__(self, config: TrainConfig, loaded: LoadedModel, train: QADataset, dev: QADataset | None,
-                 callback: Callback | None, progress_bar: bool) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        loaded: LoadedModel,
+        train: QADataset,
+        dev: QADataset | None,
+        callback: Callback | None,
+        progress_bar: bool,
+    ) -> None:
         self.config, self.loaded, self.dev, self.callback = config, loaded, dev, callback
         self.out = Path(config.output_dir)
         self.accelerator = _make_accelerator(config)
@@ -146,18 +160,29 @@ class _Run:
         self.model.train()
         optimizer = _optimizer(self.model, config)
         scheduler = get_linear_schedule_with_warmup(
-            optimizer, round(config.warmup_ratio * self.total_steps), self.total_steps)
+            optimizer, round(config.warmup_ratio * self.total_steps), self.total_steps
+        )
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
         self.progress = ckpt.Progress()
-        self.bar = tqdm(total=self.total_steps, desc="fine-tuning", unit="step", dynamic_ncols=True,
-                        disable=not (progress_bar and self.accelerator.is_main_process))
+        self.bar = tqdm(
+            total=self.total_steps,
+            desc="fine-tuning",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (progress_bar and self.accelerator.is_main_process),
+        )
         self.loss_sum, self.loss_count, self.began = 0.0, 0, time.perf_counter()
         self.since_eval_sum, self.since_eval_count = 0.0, 0
 
     def record(self, kind: str, values: dict[str, Any]) -> None:
-        entry = {"type": kind, "step": self.progress.step, "epoch": round(self.progress.step / self.steps_per_epoch, 4),
-                 "windows_seen": self.progress.windows_seen,
-                 "elapsed": round(time.perf_counter() - self.began, 2), **values}
+        entry = {
+            "type": kind,
+            "step": self.progress.step,
+            "epoch": round(self.progress.step / self.steps_per_epoch, 4),
+            "windows_seen": self.progress.windows_seen,
+            "elapsed": round(time.perf_counter() - self.began, 2),
+            **values,
+        }
         if self.accelerator.is_main_process:
             append_jsonl(self.out / HISTORY_FILE, entry)
             if self.callback:
@@ -168,17 +193,25 @@ class _Run:
         if self.dev is None:
             return
         if self.accelerator.is_main_process:
-            unwrapped = LoadedModel(self.accelerator.unwrap_model(self.model), self.loaded.tokenizer,
-                                    self.loaded.name, self.loaded.path, self.loaded.fresh_head)
+            unwrapped = LoadedModel(
+                self.accelerator.unwrap_model(self.model),
+                self.loaded.tokenizer,
+                self.loaded.name,
+                self.loaded.path,
+                self.loaded.fresh_head,
+            )
             unwrapped.model.config.qatune_with_null = self.with_null
-            result = evaluate(unwrapped, self.dev, self.config.window, self.config.eval_batch_size,
-                              self.config.max_answer_length)
+            result = evaluate(
+                unwrapped, self.dev, self.config.window, self.config.eval_batch_size, self.config.max_answer_length
+            )
             train_loss = self.since_eval_sum / self.since_eval_count if self.since_eval_count else None
             self.since_eval_sum, self.since_eval_count = 0.0, 0
             metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
             self.record("eval", {"train_loss": train_loss, **metrics})
-            line = (f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
-                    f"eval loss {metrics['eval_loss']:.3f}")
+            line = (
+                f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
+                f"eval loss {metrics['eval_loss']:.3f}"
+            )
             if self.bar.disable:
                 logger.info(line)
             else:
@@ -206,8 +239,10 @@ class _Run:
         self.bar.set_postfix(loss=f"{self.loss_sum / max(self.loss_count, 1):.3f}", windows_s=f"{rate:.1f}")
         self.bar.update(1)
         if p.step % c.logging_steps == 0:
-            self.record("train", {"loss": self.loss_sum / max(self.loss_count, 1),
-                                  "learning_rate": self.scheduler.get_last_lr()[0]})
+            self.record(
+                "train",
+                {"loss": self.loss_sum / max(self.loss_count, 1), "learning_rate": self.scheduler.get_last_lr()[0]},
+            )
             self.loss_sum, self.loss_count = 0.0, 0
         if c.eval_steps and p.step % c.eval_steps == 0 and p.step < self.total_steps:
             self.evaluate()
@@ -219,13 +254,17 @@ class _Run:
         """Stop before a non-finite loss or gradient reaches the weights; say which setting to change."""
         c, step = self.config, self.progress.step + 1
         self.record("diverged", {"what": what, "value": str(value)})
-        cause = (f"weight_decay ({c.weight_decay:g}) times the learning rate ({c.learning_rate:g}) is over 1, which "
-                 f"flips and blows up the weights; use a weight_decay below 1 (0.01 is usual)"
-                 if c.weight_decay * c.learning_rate >= 1 else
-                 f"the learning rate ({c.learning_rate:g}) is the likely cause; lower it (fine-tuning uses about 1e-5 "
-                 f"to 5e-4), or check weight_decay ({c.weight_decay:g}) and max_grad_norm ({c.max_grad_norm:g})")
-        raise TrainingDiverged(f"training diverged at step {step} of {self.total_steps}: the {what} is {value}; "
-                               f"{cause}. No model was saved")
+        cause = (
+            f"weight_decay ({c.weight_decay:g}) times the learning rate ({c.learning_rate:g}) is over 1, which "
+            f"flips and blows up the weights; use a weight_decay below 1 (0.01 is usual)"
+            if c.weight_decay * c.learning_rate >= 1
+            else f"the learning rate ({c.learning_rate:g}) is the likely cause; lower it (fine-tuning uses about 1e-5 "
+            f"to 5e-4), or check weight_decay ({c.weight_decay:g}) and max_grad_norm ({c.max_grad_norm:g})"
+        )
+        raise TrainingDiverged(
+            f"training diverged at step {step} of {self.total_steps}: the {what} is {value}; "
+            f"{cause}. No model was saved"
+        )
 
     def fit(self) -> None:
         """The training loop: epochs of micro-batches, an optimizer step every `accumulation_steps`."""
@@ -272,8 +311,12 @@ def _versions() -> dict[str, str]:
 
     import qatune
 
-    return {"qatune": qatune.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__}
+    return {
+        "qatune": qatune.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+    }
 
 
 def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str, Any]:
@@ -287,21 +330,36 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str,
         os.replace(item, out / item.name)
     tmp.rmdir()
     history = [r for r in read_jsonl(out / HISTORY_FILE) if r["type"] == "eval"]
-    summary = {"config": run.config.to_dict(), "versions": _versions(), "base_model_path": run.loaded.path,
-               "train_data": {"source": train.source, "questions": len(train), "windows": len(run.windows),
-                              "notes": train.notes},
-               "eval_data": {"source": dev.source, "questions": len(dev), "notes": dev.notes} if dev else None,
-               "steps": run.progress.step, "windows_seen": run.progress.windows_seen,
-               "seconds": round(time.perf_counter() - run.began, 1),
-               "final_eval": history[-1] if history else None}
+    summary = {
+        "config": run.config.to_dict(),
+        "versions": _versions(),
+        "base_model_path": run.loaded.path,
+        "train_data": {
+            "source": train.source,
+            "questions": len(train),
+            "windows": len(run.windows),
+            "notes": train.notes,
+        },
+        "eval_data": {"source": dev.source, "questions": len(dev), "notes": dev.notes} if dev else None,
+        "steps": run.progress.step,
+        "windows_seen": run.progress.windows_seen,
+        "seconds": round(time.perf_counter() - run.began, 1),
+        "final_eval": history[-1] if history else None,
+    }
     atomic_write_json(out / CONFIG_FILE, summary)
     run.progress.completed = True
     atomic_write_json(out / PROGRESS_FILE, asdict(run.progress))
     return summary
 
 
-def train(config: TrainConfig, *, overwrite: bool = False, callback: Callback | None = None,
-          progress_bar: bool = True, loaded: LoadedModel | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    *,
+    overwrite: bool = False,
+    callback: Callback | None = None,
+    progress_bar: bool = True,
+    loaded: LoadedModel | None = None,
+) -> dict[str, Any]:
     """Fine-tune `config.model` on `config.train_data`; resumes from the last checkpoint if there is one.
 
     `loaded` passes an already loaded model (trained in place) instead of loading `config.model`.
@@ -330,8 +388,9 @@ def train(config: TrainConfig, *, overwrite: bool = False, callback: Callback | 
         saved = run.progress.step
         if run.accelerator.is_main_process and saved > 0:
             ckpt.save_checkpoint(run.accelerator, out, run.progress)
-        raise TrainingInterrupted(f"interrupted at step {saved} of {run.total_steps}; "
-                                  f"run the same command again to resume") from None
+        raise TrainingInterrupted(
+            f"interrupted at step {saved} of {run.total_steps}; run the same command again to resume"
+        ) from None
     if run.accelerator.is_main_process:
         summary = _save_final(run, train_set, dev)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

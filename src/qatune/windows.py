@@ -39,12 +39,16 @@ class WindowConfig:
             raise ConfigError(f"max_seq_length must be at least 16, got {self.max_seq_length}")
         room = self.max_seq_length - self.max_query_length - 4  # 4 = special tokens of a pair, worst case
         if room < 8:
-            raise ConfigError(f"max_query_length ({self.max_query_length}) leaves too little room for the context "
-                              f"in max_seq_length ({self.max_seq_length})")
+            raise ConfigError(
+                f"max_query_length ({self.max_query_length}) leaves too little room for the context "
+                f"in max_seq_length ({self.max_seq_length})"
+            )
         if not 0 <= self.doc_stride < room:
-            raise ConfigError(f"doc_stride (the overlap between windows) must be in [0, {room}) for "
-                              f"max_seq_length {self.max_seq_length} and max_query_length {self.max_query_length}, "
-                              f"got {self.doc_stride}")
+            raise ConfigError(
+                f"doc_stride (the overlap between windows) must be in [0, {room}) for "
+                f"max_seq_length {self.max_seq_length} and max_query_length {self.max_query_length}, "
+                f"got {self.doc_stride}"
+            )
 
 
 def saved_window(model: str | Path) -> WindowConfig:
@@ -58,10 +62,14 @@ def saved_window(model: str | Path) -> WindowConfig:
             saved: Any = read_json(folder / name, "model settings file", ModelError)
             try:
                 values = saved[section]
-                window = WindowConfig(**{f.name: values.get(f.name, f.default) for f in dataclasses.fields(WindowConfig)})
+                window = WindowConfig(
+                    **{f.name: values.get(f.name, f.default) for f in dataclasses.fields(WindowConfig)}
+                )
                 window.check()
             except (KeyError, TypeError, AttributeError, ConfigError) as exc:
-                raise ModelError(f"{folder / name}: damaged or not a qatune file ({type(exc).__name__}: {exc})") from None
+                raise ModelError(
+                    f"{folder / name}: damaged or not a qatune file ({type(exc).__name__}: {exc})"
+                ) from None
             return window
     return WindowConfig()
 
@@ -144,13 +152,19 @@ def _window_offsets(spans, sequence_ids, spaces: np.ndarray) -> np.ndarray:
     return window
 
 
-def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig,
-                    with_types: bool) -> list[tuple]:
+def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig, with_types: bool) -> list[tuple]:
     """(input_ids, token_type_ids, offsets, example index, start, end) of every window of a chunk."""
     questions = _truncate_questions([e.question for e in examples], tokenizer, config.max_query_length)
-    enc = tokenizer(questions, [e.context for e in examples], truncation="only_second",
-                    max_length=config.max_seq_length, stride=config.doc_stride, return_overflowing_tokens=True,
-                    return_offsets_mapping=True, padding=False)
+    enc = tokenizer(
+        questions,
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=config.max_seq_length,
+        stride=config.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
     rows, last, spaces = [], -1, np.empty(0, dtype=bool)
     for i, spans in enumerate(enc["offset_mapping"]):
         index = enc["overflow_to_sample_mapping"][i]
@@ -166,8 +180,9 @@ def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig
     return rows
 
 
-def tokenize_windows(examples: Sequence[Example], tokenizer, config: WindowConfig = WindowConfig(),
-                     chunk: int = 1024) -> Windows:
+def tokenize_windows(
+    examples: Sequence[Example], tokenizer, config: WindowConfig = WindowConfig(), chunk: int = 1024
+) -> Windows:
     """Tokenise examples into windows; labels point at the first gold answer (CLS if absent).
 
     Works in chunks so that the tokenizer's Python-list output for a large data set never
@@ -179,8 +194,14 @@ def tokenize_windows(examples: Sequence[Example], tokenizer, config: WindowConfi
     with_types = "token_type_ids" in tokenizer.model_input_names
     rows = []
     for base in range(0, len(examples), chunk):
-        chunk_rows = _tokenize_chunk(examples[base:base + chunk], tokenizer, config, with_types)
+        chunk_rows = _tokenize_chunk(examples[base : base + chunk], tokenizer, config, with_types)
         rows.extend((ids, types, offsets, base + index, s, e) for ids, types, offsets, index, s, e in chunk_rows)
     ids, types, offsets, index, starts, ends = zip(*rows) if rows else ([], [], [], [], [], [])
-    return Windows(list(ids), list(types) if with_types else None, np.asarray(index, dtype=np.int64),
-                   list(offsets), np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64))
+    return Windows(
+        list(ids),
+        list(types) if with_types else None,
+        np.asarray(index, dtype=np.int64),
+        list(offsets),
+        np.asarray(starts, dtype=np.int64),
+        np.asarray(ends, dtype=np.int64),
+    )

@@ -75,7 +75,8 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
     return "\n\n".join(out) + "\n"
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;
+line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;
 text-align:left;vertical-align:top}th{background:#f3f3f3}figure{margin:1em 0 2em}img{max-width:min(100%,860px)}
 figcaption,caption{font-style:italic;color:#555;caption-side:top;text-align:left;padding:.3em 0}
@@ -84,9 +85,11 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.85em}"""
 
 def to_html(blocks: list[Block], title: str) -> str:
     """One self-contained HTML page: figures are embedded, so the file can be mailed or archived alone."""
-    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
-           f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
-           f"<style>{CSS}</style></head><body>"]
+    out = [
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
+        f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>"
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             out.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
@@ -94,14 +97,17 @@ def to_html(blocks: list[Block], title: str) -> str:
             out.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(block.text)) + "</p>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
-                           for row in block.rows)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in block.rows
+            )
             caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
             out.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(block, Figure):
             data = base64.b64encode(block.path.read_bytes()).decode()
-            out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(block.caption)}'>"
-                       f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
+            out.append(
+                f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(block.caption)}'>"
+                f"<figcaption>{html.escape(block.caption)}</figcaption></figure>"
+            )
         elif isinstance(block, Code):
             out.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
     out.append("</body></html>")

@@ -11,8 +11,12 @@ from qatune.figures import metric_lines
 from qatune.io import atomic_write_text
 from qatune.report.document import Block, Code, Figure, Heading, Para, Table, cell, to_html, to_markdown
 
-PICK_TITLES = {"lowest_train_loss": "lowest training loss", "most_correct": "most correct answers",
-               "best_f1": "best F1", "lowest_eval_loss": "lowest evaluation loss"}
+PICK_TITLES = {
+    "lowest_train_loss": "lowest training loss",
+    "most_correct": "most correct answers",
+    "best_f1": "best F1",
+    "lowest_eval_loss": "lowest evaluation loss",
+}
 
 
 def _pct(value: float | None) -> str:
@@ -26,22 +30,32 @@ def summary(results: dict[str, Any]) -> list[str]:
     if scored:
         best = max(scored, key=lambda e: e["test_eval"]["exact_match"])
         t = best["test_eval"]
-        lines.append(f"Best experiment on the test slice ({t['total']} questions): {best['name']} "
-                     f"({best['config']['model']}), EM {_pct(t['exact_match'])}, F1 {_pct(t['f1'])}.")
+        lines.append(
+            f"Best experiment on the test slice ({t['total']} questions): {best['name']} "
+            f"({best['config']['model']}), EM {_pct(t['exact_match'])}, F1 {_pct(t['f1'])}."
+        )
     compare = results.get("compare")
     if compare:
         u, f = compare["untuned"], compare["fine_tuned"]
         verb = "raised" if f["exact_match"] >= u["exact_match"] else "lowered"
-        lines.append(f"Fine-tuning {compare['model']} ({compare['experiment']}) {verb} EM from {_pct(u['exact_match'])} "
-                     f"to {_pct(f['exact_match'])} ({f['exact_match'] - u['exact_match']:+.2f} points) and F1 from "
-                     f"{_pct(u['f1'])} to {_pct(f['f1'])}; correct answers went from {u['correct']} to {f['correct']}.")
+        lines.append(
+            f"Fine-tuning {compare['model']} ({compare['experiment']}) {verb} EM from {_pct(u['exact_match'])} "
+            f"to {_pct(f['exact_match'])} ({f['exact_match'] - u['exact_match']:+.2f} points) and F1 from "
+            f"{_pct(u['f1'])} to {_pct(f['f1'])}; correct answers went from {u['correct']} to {f['correct']}."
+        )
     sweep = results.get("sweep")
     if sweep:
         counts = ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v)
         best = sweep.get("best")
-        lines.append(f"The sweep ({sweep['method']}, {sweep['metric']['name']} {sweep['metric']['goal']}) ran "
-                     f"{counts}" + (f"; its best trial was {best['name']} ({sweep['metric']['name']} "
-                                    f"{cell(best['value'])})." if best else "."))
+        lines.append(
+            f"The sweep ({sweep['method']}, {sweep['metric']['name']} {sweep['metric']['goal']}) ran "
+            f"{counts}"
+            + (
+                f"; its best trial was {best['name']} ({sweep['metric']['name']} {cell(best['value'])})."
+                if best
+                else "."
+            )
+        )
     for data in results["data"]:
         lines += data["notes"]
     return lines
@@ -50,25 +64,61 @@ def summary(results: dict[str, Any]) -> list[str]:
 def sweep_blocks(sweep: dict[str, Any], folder: Path) -> list[Block]:
     params = sweep["params"]
     rows = {r["name"]: r for r in sweep["trials"]}
-    blocks: list[Block] = [Heading("1. Hyperparameter sweep"),
-                           Para(f"Method {sweep['method']}, metric {sweep['metric']['name']} "
-                                f"({sweep['metric']['goal']}), searching {', '.join(params)}. Trials: "
-                                + ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v) + ".")]
-    picks = [[name, PICK_TITLES.get(pick, pick), *[rows[name][p] for p in params], rows[name]["train_loss"],
-              rows[name]["eval_loss"], rows[name]["correct"], rows[name]["f1"]]
-             for pick, name in sweep["picks"].items()]
-    blocks.append(Table(["exploration", "pick", *params, "train loss", "eval loss", "correct", "F1"], picks,
-                        "Table 1: the sweep's extreme explorations"))
+    blocks: list[Block] = [
+        Heading("1. Hyperparameter sweep"),
+        Para(
+            f"Method {sweep['method']}, metric {sweep['metric']['name']} "
+            f"({sweep['metric']['goal']}), searching {', '.join(params)}. Trials: "
+            + ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v)
+            + "."
+        ),
+    ]
+    picks = [
+        [
+            name,
+            PICK_TITLES.get(pick, pick),
+            *[rows[name][p] for p in params],
+            rows[name]["train_loss"],
+            rows[name]["eval_loss"],
+            rows[name]["correct"],
+            rows[name]["f1"],
+        ]
+        for pick, name in sweep["picks"].items()
+    ]
+    blocks.append(
+        Table(
+            ["exploration", "pick", *params, "train loss", "eval loss", "correct", "F1"],
+            picks,
+            "Table 1: the sweep's extreme explorations",
+        )
+    )
     top = [rows[name] for name in sweep["top"]]
-    blocks.append(Table(["trial", *params, "train loss", "eval loss", "EM", "F1", "correct", "state"],
-                        [[r["name"], *[r[p] for p in params], r["train_loss"], r["eval_loss"], r["exact_match"],
-                          r["f1"], r["correct"], r["state"]] for r in top],
-                        f"Top {len(top)} trials by {sweep['metric']['name']}"))
-    captions = {"train_loss.png": "Figure 1: training loss of the top trials",
-                "eval_loss.png": "Figure 2: evaluation loss of the top trials",
-                "correct.png": "Figure 3: correct answers of the top trials",
-                "optimization_history.png": "Optimisation history (Optuna)",
-                "param_importances.png": "Parameter importances (Optuna, PED-ANOVA)"}
+    blocks.append(
+        Table(
+            ["trial", *params, "train loss", "eval loss", "EM", "F1", "correct", "state"],
+            [
+                [
+                    r["name"],
+                    *[r[p] for p in params],
+                    r["train_loss"],
+                    r["eval_loss"],
+                    r["exact_match"],
+                    r["f1"],
+                    r["correct"],
+                    r["state"],
+                ]
+                for r in top
+            ],
+            f"Top {len(top)} trials by {sweep['metric']['name']}",
+        )
+    )
+    captions = {
+        "train_loss.png": "Figure 1: training loss of the top trials",
+        "eval_loss.png": "Figure 2: evaluation loss of the top trials",
+        "correct.png": "Figure 3: correct answers of the top trials",
+        "optimization_history.png": "Optimisation history (Optuna)",
+        "param_importances.png": "Parameter importances (Optuna, PED-ANOVA)",
+    }
     for name, caption in captions.items():
         path = folder / "sweep" / "results" / "figures" / name
         if path.exists():
@@ -84,26 +134,72 @@ def experiment_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
         c = e["config"]
         picked = ", ".join(f"{k} from {v}" for k, v in e.get("from_sweep", {}).items())
         length = f"{c['max_steps']} steps" if c["max_steps"] else c["num_train_epochs"]
-        settings.append([e["name"], c["model"], c["train_batch_size"], c["learning_rate"], length,
-                         c["train_sample"] or c["train_limit"] or "all", picked or "-"])
-    blocks.append(Table(["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions",
-                         "from the sweep"], settings, "Table 2: fine-tuning experiments"))
-    figure = metric_lines({e["name"]: e["history"] for e in experiments}, "exact_match",
-                          folder / "figures" / "em_over_training.png", title="EM on the dev slice during training",
-                          ylabel="exact match (%)", x="epoch")
+        settings.append(
+            [
+                e["name"],
+                c["model"],
+                c["train_batch_size"],
+                c["learning_rate"],
+                length,
+                c["train_sample"] or c["train_limit"] or "all",
+                picked or "-",
+            ]
+        )
+    blocks.append(
+        Table(
+            ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions", "from the sweep"],
+            settings,
+            "Table 2: fine-tuning experiments",
+        )
+    )
+    figure = metric_lines(
+        {e["name"]: e["history"] for e in experiments},
+        "exact_match",
+        folder / "figures" / "em_over_training.png",
+        title="EM on the dev slice during training",
+        ylabel="exact match (%)",
+        x="epoch",
+    )
     if figure:
         blocks.append(Figure(figure, "Figure 4: EM of each experiment after each evaluation"))
     rows = []
     for e in experiments:
         train, test, c = e.get("train_eval") or {}, e.get("test_eval") or {}, e["config"]
-        rows.append([e["name"], c["model"], c["train_batch_size"], c["learning_rate"], _pct(train.get("exact_match")),
-                     _pct(test.get("exact_match")), _pct(test.get("f1")), e["steps"],
-                     round((e["seconds"] or 0) / 60, 1)])
-    slice_note = f"train EM on {results['train_slice']} of each experiment's own training questions; " \
-                 if results.get("train_slice") else ""
-    blocks.append(Table(["name", "pre-trained model", "batch size", "learning rate", "train EM", "test EM", "test F1",
-                         "steps", "minutes"], rows,
-                        f"Table 3: results ({slice_note}test on {_test_size(results)})"))
+        rows.append(
+            [
+                e["name"],
+                c["model"],
+                c["train_batch_size"],
+                c["learning_rate"],
+                _pct(train.get("exact_match")),
+                _pct(test.get("exact_match")),
+                _pct(test.get("f1")),
+                e["steps"],
+                round((e["seconds"] or 0) / 60, 1),
+            ]
+        )
+    slice_note = (
+        f"train EM on {results['train_slice']} of each experiment's own training questions; "
+        if results.get("train_slice")
+        else ""
+    )
+    blocks.append(
+        Table(
+            [
+                "name",
+                "pre-trained model",
+                "batch size",
+                "learning rate",
+                "train EM",
+                "test EM",
+                "test F1",
+                "steps",
+                "minutes",
+            ],
+            rows,
+            f"Table 3: results ({slice_note}test on {_test_size(results)})",
+        )
+    )
     return blocks
 
 
@@ -116,15 +212,33 @@ def _test_size(results: dict[str, Any]) -> str:
 def compare_blocks(results: dict[str, Any]) -> list[Block]:
     compare = results["compare"]
     rows = []
-    for label, m in ((f"{compare['model']} (untuned)", compare["untuned"]),
-                     (f"{compare['experiment']} (fine-tuned)", compare["fine_tuned"])):
-        rows.append([label, m["correct"], m["similar"], m["incorrect"], _pct(m["exact_match"]), _pct(m["f1"]),
-                     round(m["eval_loss"], 3)])
-    return [Heading("3. Fine-tuned against untuned"),
-            Para("correct: exact match after SQuAD normalisation; similar: not correct, token F1 >= 0.5 with a gold "
-                 "answer, never empty; incorrect: the rest. F1 is the partial-credit score (official SQuAD F1)."),
-            Table(["model", "correct", "similar", "incorrect", "EM", "F1", "eval loss"], rows,
-                  f"Table 4: test results on {_test_size(results)}")]
+    for label, m in (
+        (f"{compare['model']} (untuned)", compare["untuned"]),
+        (f"{compare['experiment']} (fine-tuned)", compare["fine_tuned"]),
+    ):
+        rows.append(
+            [
+                label,
+                m["correct"],
+                m["similar"],
+                m["incorrect"],
+                _pct(m["exact_match"]),
+                _pct(m["f1"]),
+                round(m["eval_loss"], 3),
+            ]
+        )
+    return [
+        Heading("3. Fine-tuned against untuned"),
+        Para(
+            "correct: exact match after SQuAD normalisation; similar: not correct, token F1 >= 0.5 with a gold "
+            "answer, never empty; incorrect: the rest. F1 is the partial-credit score (official SQuAD F1)."
+        ),
+        Table(
+            ["model", "correct", "similar", "incorrect", "EM", "F1", "eval loss"],
+            rows,
+            f"Table 4: test results on {_test_size(results)}",
+        ),
+    ]
 
 
 def question_blocks(questions: list[dict[str, Any]]) -> list[Block]:
@@ -134,23 +248,36 @@ def question_blocks(questions: list[dict[str, Any]]) -> list[Block]:
             shown = "; ".join(f"{rank}. '{a['text']}' ({a['probability']:.3f})" for rank, a in enumerate(answers, 1))
             rows.append([i, q["question"], model, shown])
     contexts = [[i, q["context"]] for i, q in enumerate(questions)]
-    return [Heading("4. Answering questions"), Table(["id", "context"], contexts, "Contexts"),
-            Table(["id", "question", "model", "top answers (confidence)"], rows,
-                  "Each model's top answers with their probabilities")]
+    return [
+        Heading("4. Answering questions"),
+        Table(["id", "context"], contexts, "Contexts"),
+        Table(
+            ["id", "question", "model", "top answers (confidence)"],
+            rows,
+            "Each model's top answers with their probabilities",
+        ),
+    ]
 
 
 def reproduce_blocks(results: dict[str, Any]) -> list[Block]:
     named = {d["resolved"] for d in results["data"] if d["spec"] != d["resolved"]}
-    data = [[d["spec"], d["resolved"], (d["sha256"] or "-")[:16], "; ".join(d["notes"]) or "-"]
-            for d in results["data"] if d["spec"] != d["resolved"] or d["resolved"] not in named]
+    data = [
+        [d["spec"], d["resolved"], (d["sha256"] or "-")[:16], "; ".join(d["notes"]) or "-"]
+        for d in results["data"]
+        if d["spec"] != d["resolved"] or d["resolved"] not in named
+    ]
     stages = [[name, t["seconds"], "cached" if t["cached"] else "ran"] for name, t in results["stages"].items()]
-    return [Heading("Reproduce"),
-            Para(f"Re-run with `qatune run STUDY.yaml` (stages whose inputs did not change are skipped). "
-                 f"Total wall time of this run: {results['seconds']} s."),
-            Table(["package", "version"], [[k, v] for k, v in results["versions"].items()], "Versions"),
-            Table(["data spec", "file", "sha256 (first 16)", "notes"], data, "Data"),
-            Table(["stage", "seconds", "this run"], stages, "Stages and wall times"),
-            Code(yaml.safe_dump(results["study"], sort_keys=False, allow_unicode=True), "yaml")]
+    return [
+        Heading("Reproduce"),
+        Para(
+            f"Re-run with `qatune run STUDY.yaml` (stages whose inputs did not change are skipped). "
+            f"Total wall time of this run: {results['seconds']} s."
+        ),
+        Table(["package", "version"], [[k, v] for k, v in results["versions"].items()], "Versions"),
+        Table(["data spec", "file", "sha256 (first 16)", "notes"], data, "Data"),
+        Table(["stage", "seconds", "this run"], stages, "Stages and wall times"),
+        Code(yaml.safe_dump(results["study"], sort_keys=False, allow_unicode=True), "yaml"),
+    ]
 
 
 def build(results: dict[str, Any], folder: Path, title: str | None = None) -> list[Block]:

@@ -58,8 +58,12 @@ class StageCache:
         return record if record and record["key"] == key else None
 
     def put(self, stage: str, key: str, seconds: float, result: Any = None) -> dict[str, Any]:
-        record = {"key": key, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "result": result}
+        record = {
+            "key": key,
+            "seconds": round(seconds, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "result": result,
+        }
         self.state["stages"][stage] = record
         self.save()
         return record

@@ -97,8 +97,22 @@ class StudyRunner:
             self._fresh_folder(folder, key)
             run_sweep(parse_sweep(raw), options, progress_bar=self.progress_bar)
             report = show_sweep(options, folder / "results")
-            return {k: report[k] for k in ("name", "method", "metric", "counts", "best", "top", "picks", "trials",
-                                           "files", "columns", "params")}
+            return {
+                k: report[k]
+                for k in (
+                    "name",
+                    "method",
+                    "metric",
+                    "counts",
+                    "best",
+                    "top",
+                    "picks",
+                    "trials",
+                    "files",
+                    "columns",
+                    "params",
+                )
+            }
 
         return self.stage("sweep", key, work)
 
@@ -121,16 +135,23 @@ class StudyRunner:
         name = (sweep.get("best") or {}).get("name") if pick == "best" else sweep.get("picks", {}).get(pick)
         row = next((r for r in sweep.get("trials", []) if r["name"] == name), None)
         if row is None:
-            raise QatuneError(f"the sweep has no finished trial for from_sweep: {pick}; let it finish (rerun) or "
-                              f"set the value by hand")
+            raise QatuneError(
+                f"the sweep has no finished trial for from_sweep: {pick}; let it finish (rerun) or "
+                f"set the value by hand"
+            )
         return row
 
     def run_experiment(self, experiment: Experiment, sweep: dict[str, Any] | None) -> dict[str, Any]:
         from qatune.train import train
 
         config = self.experiment_config(experiment, sweep)
-        shas = [self.resolve(s, split)["sha256"] for s, split in
-                ((experiment.settings["train_data"], "train"), (experiment.settings["eval_data"], "validation"))]
+        shas = [
+            self.resolve(s, split)["sha256"]
+            for s, split in (
+                (experiment.settings["train_data"], "train"),
+                (experiment.settings["eval_data"], "validation"),
+            )
+        ]
         key = digest(config.to_dict(), shas)
         folder = Path(config.output_dir)
 
@@ -138,14 +159,22 @@ class StudyRunner:
             self._fresh_folder(folder, key)
             summary = train(config, progress_bar=self.progress_bar)
             history = [r for r in read_jsonl(folder / HISTORY_FILE) if r["type"] == "eval"]
-            return {"name": experiment.name, "key": key, "config": config.to_dict(), "steps": summary.get("steps"),
-                    "seconds": summary.get("seconds"), "final_eval": summary.get("final_eval"), "history": history,
-                    "from_sweep": experiment.from_sweep}
+            return {
+                "name": experiment.name,
+                "key": key,
+                "config": config.to_dict(),
+                "steps": summary.get("steps"),
+                "seconds": summary.get("seconds"),
+                "final_eval": summary.get("final_eval"),
+                "history": history,
+                "from_sweep": experiment.from_sweep,
+            }
 
         return self.stage(f"fine-tune {experiment.name}", key, work)
 
-    def run_eval(self, label: str, model: str, model_key: str, config: TrainConfig, data: dict[str, Any],
-                 select: dict[str, Any]) -> dict[str, Any]:
+    def run_eval(
+        self, label: str, model: str, model_key: str, config: TrainConfig, data: dict[str, Any], select: dict[str, Any]
+    ) -> dict[str, Any]:
         """Score one model on one data slice; predictions go beside the metrics in evals/."""
         from qatune.inference import evaluate
         from qatune.models import load_model
@@ -158,12 +187,17 @@ class StudyRunner:
             if "train_slice" in select:  # the questions the experiment trained on, then a sample of them
                 dataset = dataset.select(config.train_limit, config.train_sample, config.seed)
             dataset = dataset.select(select.get("limit"), select.get("sample"), select.get("seed", 0))
-            result = evaluate(load_model(model, seed=config.seed), dataset, config.window, config.eval_batch_size,
-                              config.max_answer_length, progress_bar=self.progress_bar)
+            result = evaluate(
+                load_model(model, seed=config.seed),
+                dataset,
+                config.window,
+                config.eval_batch_size,
+                config.max_answer_length,
+                progress_bar=self.progress_bar,
+            )
             slug = label.replace("/", "_").replace(" ", "_")
             atomic_write_json(self.out / "evals" / f"{slug}.predictions.json", result.predictions)
-            return {"label": label, "model": model, "data": data["resolved"], **select,
-                    **result.metrics}
+            return {"label": label, "model": model, "data": data["resolved"], **select, **result.metrics}
 
         return self.stage(f"evaluate {label}", key, work)
 
@@ -183,8 +217,14 @@ class StudyRunner:
                 return [[a.to_dict() for a in ranked] for ranked in found]
 
             answers[label] = self.stage(f"questions {label}", key, work)
-        return [{"context": q["context"], "question": q["question"],
-                 "answers": {label: answers[label][i] for label in models}} for i, q in enumerate(questions.items)]
+        return [
+            {
+                "context": q["context"],
+                "question": q["question"],
+                "answers": {label: answers[label][i] for label in models},
+            }
+            for i, q in enumerate(questions.items)
+        ]
 
 
 def _untuned(model: str, seed: int) -> str:
@@ -214,29 +254,50 @@ def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
         config = TrainConfig.from_dict(result["config"])
         if compare.train_sample:
             own = runner.resolve(config.train_data, "train")
-            result["train_eval"] = runner.run_eval(f"{result['name']} train", config.output_dir, result["key"], config,
-                                                   own, {"train_slice": True, "sample": compare.train_sample,
-                                                         "seed": compare.seed})
-        result["test_eval"] = runner.run_eval(f"{result['name']} test", config.output_dir, result["key"], config, test,
-                                              test_slice)
+            result["train_eval"] = runner.run_eval(
+                f"{result['name']} train",
+                config.output_dir,
+                result["key"],
+                config,
+                own,
+                {"train_slice": True, "sample": compare.train_sample, "seed": compare.seed},
+            )
+        result["test_eval"] = runner.run_eval(
+            f"{result['name']} test", config.output_dir, result["key"], config, test, test_slice
+        )
     comparison = None
     if spec.compare:
         target = next(r for r in experiments if r["name"] == compare.experiment)
         config = TrainConfig.from_dict(target["config"])
-        untuned = runner.run_eval(f"{config.model} untuned test", config.model, _untuned(config.model, config.seed),
-                                  config, test, test_slice)
-        comparison = {"experiment": compare.experiment, "model": config.model, "untuned": untuned,
-                      "fine_tuned": target["test_eval"]}
+        untuned = runner.run_eval(
+            f"{config.model} untuned test", config.model, _untuned(config.model, config.seed), config, test, test_slice
+        )
+        comparison = {
+            "experiment": compare.experiment,
+            "model": config.model,
+            "untuned": untuned,
+            "fine_tuned": target["test_eval"],
+        }
     models = {r["name"]: (r["config"]["output_dir"], r["key"], r["config"]["seed"]) for r in experiments}
     for r in experiments:
         base, seed = r["config"]["model"], r["config"]["seed"]
         models.setdefault(f"{base} (untuned)", (base, _untuned(base, seed), seed))
     questions = runner.run_questions(models)
-    results = {"name": spec.name, "description": spec.description, "study": spec.raw,
-               "data": list(runner.data.values()), "sweep": sweep, "experiments": experiments,
-               "compare": comparison, "test_slice": {"data": test["resolved"], **test_slice},
-               "train_slice": compare.train_sample, "questions": questions, "stages": runner.timings,
-               "versions": _versions(), "seconds": round(time.perf_counter() - began, 1)}
+    results = {
+        "name": spec.name,
+        "description": spec.description,
+        "study": spec.raw,
+        "data": list(runner.data.values()),
+        "sweep": sweep,
+        "experiments": experiments,
+        "compare": comparison,
+        "test_slice": {"data": test["resolved"], **test_slice},
+        "train_slice": compare.train_sample,
+        "questions": questions,
+        "stages": runner.timings,
+        "versions": _versions(),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
     atomic_write_json(spec.report.dir / "results.json", results)
     results["files"] = [str(p) for p in write_report(results, spec.report)]
     return results

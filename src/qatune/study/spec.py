@@ -17,8 +17,8 @@ from qatune.config import TrainConfig, typed
 from qatune.errors import ConfigError
 from qatune.io import load_yaml
 from qatune.paths import safe_name
-from qatune.sweep.results import PICKS
 from qatune.sweep.params import NOT_TUNABLE
+from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 
 KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report")
@@ -194,8 +194,9 @@ def _questions(raw: Any, base_dir: Path) -> Questions | None:
     if not isinstance(items, list) or not items:
         raise ConfigError("questions: expected a non-empty list of {context, question}")
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k].strip()
-                                                 for k in ("context", "question")):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) and item[k].strip() for k in ("context", "question")
+        ):
             raise ConfigError(f"questions[{i}]: expected {{context: TEXT, question: TEXT}}, got {item!r}")
     return Questions(top_k, [{"context": q["context"], "question": q["question"]} for q in items])
 
@@ -234,15 +235,26 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
         values = _mapping(body["compare"], "compare", COMPARE_KEYS, Compare)
         compare = Compare(**values)
         if compare.experiment not in names:
-            raise ConfigError(f"compare.experiment: {compare.experiment!r} is not an experiment; valid: "
-                              f"{', '.join(names)}")
+            raise ConfigError(
+                f"compare.experiment: {compare.experiment!r} is not an experiment; valid: {', '.join(names)}"
+            )
         for key in ("limit", "sample", "train_sample"):
             _positive(getattr(compare, key), f"compare.{key}")
     description = body.get("description") or ""
     if not isinstance(description, str):
         raise ConfigError(f"description: expected text, got {description!r}")
-    return StudySpec(name, description, data, sweep, count, experiments, compare,
-                     _questions(body.get("questions"), base_dir), _report(body.get("report"), name), raw)
+    return StudySpec(
+        name,
+        description,
+        data,
+        sweep,
+        count,
+        experiments,
+        compare,
+        _questions(body.get("questions"), base_dir),
+        _report(body.get("report"), name),
+        raw,
+    )
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -19,11 +19,27 @@ from qatune.config import field_types
 from qatune.errors import ConfigError
 
 PARAM_KEYS = ("value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma")
-DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform_values",
-                 "q_log_uniform_values", "log_uniform", "q_log_uniform", "normal", "q_normal", "log_normal",
-                 "q_log_normal")
-UNSUPPORTED = {"inv_log_uniform": "log_uniform_values", "inv_log_uniform_values": "log_uniform_values",
-               "beta": "uniform", "q_beta": "q_uniform"}
+DISTRIBUTIONS = (
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform_values",
+    "q_log_uniform_values",
+    "log_uniform",
+    "q_log_uniform",
+    "normal",
+    "q_normal",
+    "log_normal",
+    "q_log_normal",
+)
+UNSUPPORTED = {
+    "inv_log_uniform": "log_uniform_values",
+    "inv_log_uniform_values": "log_uniform_values",
+    "beta": "uniform",
+    "q_beta": "q_uniform",
+}
 NOT_TUNABLE = ("output_dir", "data_dir")
 _EPS = 1e-6  # keeps inverse CDFs finite at the ends of the unit interval
 
@@ -72,8 +88,9 @@ def _infer_kind(where: str, body: dict[str, Any]) -> str:
     if "distribution" in body:
         kind = body["distribution"]
         if kind in UNSUPPORTED:
-            raise ConfigError(f"{where}.distribution: {kind!r} is not supported by qatune; "
-                              f"use {UNSUPPORTED[kind]!r} instead")
+            raise ConfigError(
+                f"{where}.distribution: {kind!r} is not supported by qatune; use {UNSUPPORTED[kind]!r} instead"
+            )
         if kind not in DISTRIBUTIONS:
             raise ConfigError(f"{where}.distribution: unknown {kind!r}; valid: {', '.join(DISTRIBUTIONS)}")
         return kind
@@ -98,9 +115,12 @@ def _categorical(where: str, name: str, body: dict[str, Any], method: str) -> Pa
     probabilities = body.get("probabilities")
     if probabilities is None or method == "grid":
         return Param(name, "categorical", CategoricalDistribution(values), grid=tuple(values))
-    if (not isinstance(probabilities, list) or len(probabilities) != len(values)
-            or any(not isinstance(p, (int, float)) or p < 0 for p in probabilities)
-            or abs(sum(probabilities) - 1) > 1e-6):
+    if (
+        not isinstance(probabilities, list)
+        or len(probabilities) != len(values)
+        or any(not isinstance(p, (int, float)) or p < 0 for p in probabilities)
+        or abs(sum(probabilities) - 1) > 1e-6
+    ):
         raise ConfigError(f"{where}.probabilities: expected {len(values)} non-negative numbers summing to 1")
     edges = [sum(probabilities[: i + 1]) for i in range(len(values))]
 
@@ -131,12 +151,13 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
             raise ConfigError(f"{where}: int_uniform needs integer min and max")
         return Param(name, kind, IntDistribution(low, high), grid=tuple(range(low, high + 1)))
     if kind in ("log_uniform_values", "q_log_uniform_values") and low <= 0:
-        raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use "
-                          f"log_uniform")
+        raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use log_uniform")
     if kind in ("log_uniform", "q_log_uniform"):  # min/max are natural-log exponents in W&B
         if max(abs(low), abs(high)) > 700:  # exp(710) overflows a float
-            raise ConfigError(f"{where}: {kind} takes natural-log exponents (min {low}, max {high} give e^{low} to "
-                              f"e^{high}); for the values themselves use {kind}_values")
+            raise ConfigError(
+                f"{where}: {kind} takes natural-log exponents (min {low}, max {high} give e^{low} to "
+                f"e^{high}); for the values themselves use {kind}_values"
+            )
         low, high = math.exp(low), math.exp(high)
     log = "log" in kind
     if kind.startswith("q_"):
@@ -157,11 +178,13 @@ def parse_param(name: str, body: Any, method: str) -> tuple[Param | None, Any]:
         tunable = sorted(set(_hints()) - set(NOT_TUNABLE))
         raise ConfigError(f"{where}: not a qatune training setting; valid: {', '.join(tunable)}")
     if not isinstance(body, dict):
-        raise ConfigError(f"{where}: expected a mapping such as {{values: [...]}} or {{min: .., max: ..}}, "
-                          f"got {body!r}")
+        raise ConfigError(
+            f"{where}: expected a mapping such as {{values: [...]}} or {{min: .., max: ..}}, got {body!r}"
+        )
     if "parameters" in body:
-        raise ConfigError(f"{where}.parameters: nested parameters are not supported; flatten them into "
-                          f"top-level keys of `parameters`")
+        raise ConfigError(
+            f"{where}.parameters: nested parameters are not supported; flatten them into top-level keys of `parameters`"
+        )
     unknown = sorted(set(body) - set(PARAM_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(PARAM_KEYS)}")
@@ -175,6 +198,8 @@ def parse_param(name: str, body: Any, method: str) -> tuple[Param | None, Any]:
     else:
         param = _range_param(where, name, kind, body)
     if method == "grid" and param.grid is None:
-        raise ConfigError(f"{where}: method grid needs discrete values, but this is {kind}; give `values: [...]` "
-                          f"(or int_uniform / q_uniform bounds)")
+        raise ConfigError(
+            f"{where}: method grid needs discrete values, but this is {kind}; give `values: [...]` "
+            f"(or int_uniform / q_uniform bounds)"
+        )
     return param, None

@@ -17,13 +17,17 @@ from optuna.trial import FrozenTrial, TrialState
 from qatune.fmt import cell
 from qatune.io import atomic_write_json, atomic_write_text
 from qatune.layout import RESULTS_SUMMARY
-from qatune.sweep.storage import counted
 from qatune.sweep.spec import SweepSpec
+from qatune.sweep.storage import counted
 
 METRIC_COLUMNS = ("train_loss", "eval_loss", "exact_match", "f1", "correct", "similar", "incorrect", "total")
 # The study's Table 1: the extreme explorations it fine-tuned again.
-PICKS = {"lowest_train_loss": ("train_loss", min), "most_correct": ("correct", max), "best_f1": ("f1", max),
-         "lowest_eval_loss": ("eval_loss", min)}
+PICKS = {
+    "lowest_train_loss": ("train_loss", min),
+    "most_correct": ("correct", max),
+    "best_f1": ("f1", max),
+    "lowest_eval_loss": ("eval_loss", min),
+}
 
 
 def trial_rows(trials: list[FrozenTrial], spec: SweepSpec) -> list[dict[str, Any]]:
@@ -34,13 +38,25 @@ def trial_rows(trials: list[FrozenTrial], spec: SweepSpec) -> list[dict[str, Any
         metrics = t.user_attrs.get("metrics") or {}
         history = t.user_attrs.get("history") or []
         retried = t.system_attrs.get("retry_history") or []
-        row: dict[str, Any] = {"trial": t.number, "name": f"trial-{t.number}", "state": t.state.name.lower(),
-                               **{name: values.get(name) for name in spec.params}}
+        row: dict[str, Any] = {
+            "trial": t.number,
+            "name": f"trial-{t.number}",
+            "state": t.state.name.lower(),
+            **{name: values.get(name) for name in spec.params},
+        }
         for column in METRIC_COLUMNS:
             row[column] = metrics.get(column)
-        row.update({"value": t.value, "evaluations": len(history), "seconds": t.user_attrs.get("seconds"),
-                    "resumed_from": retried[0] if retried else None, "worker": t.user_attrs.get("worker"),
-                    "error": t.user_attrs.get("error"), "history": history})
+        row.update(
+            {
+                "value": t.value,
+                "evaluations": len(history),
+                "seconds": t.user_attrs.get("seconds"),
+                "resumed_from": retried[0] if retried else None,
+                "worker": t.user_attrs.get("worker"),
+                "error": t.user_attrs.get("error"),
+                "history": history,
+            }
+        )
         rows.append(row)
     return rows
 
@@ -65,14 +81,30 @@ def picks(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
     states = Counter(t.state for t in counted(trials))
-    return {"complete": states[TrialState.COMPLETE], "running": states[TrialState.RUNNING],
-            "pruned": states[TrialState.PRUNED], "failed": states[TrialState.FAIL],
-            "waiting": states[TrialState.WAITING]}
+    return {
+        "complete": states[TrialState.COMPLETE],
+        "running": states[TrialState.RUNNING],
+        "pruned": states[TrialState.PRUNED],
+        "failed": states[TrialState.FAIL],
+        "waiting": states[TrialState.WAITING],
+    }
 
 
 def table_columns(spec: SweepSpec) -> list[str]:
-    return ["name", "state", *spec.params, "train_loss", "eval_loss", "exact_match", "f1", "correct", "similar",
-            "incorrect", "evaluations", "seconds"]
+    return [
+        "name",
+        "state",
+        *spec.params,
+        "train_loss",
+        "eval_loss",
+        "exact_match",
+        "f1",
+        "correct",
+        "similar",
+        "incorrect",
+        "evaluations",
+        "seconds",
+    ]
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -96,10 +128,16 @@ def summary(trials: list[FrozenTrial], spec: SweepSpec, name: str, n_top: int = 
     """Everything `sweep show` prints, as one JSON-ready object."""
     rows = trial_rows(trials, spec)
     best = top(rows, spec, 1)
-    return {"name": name, "method": spec.method, "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
-            "counts": counts(trials), "best": best[0] if best else None,
-            "top": [r["name"] for r in top(rows, spec, n_top)],
-            "picks": {k: r["name"] for k, r in picks(rows).items()}, "trials": rows}
+    return {
+        "name": name,
+        "method": spec.method,
+        "metric": {"name": spec.metric.name, "goal": spec.metric.goal},
+        "counts": counts(trials),
+        "best": best[0] if best else None,
+        "top": [r["name"] for r in top(rows, spec, n_top)],
+        "picks": {k: r["name"] for k, r in picks(rows).items()},
+        "trials": rows,
+    }
 
 
 def write_results(report: dict[str, Any], spec: SweepSpec, out: Path) -> list[Path]:

@@ -13,10 +13,10 @@ from qatune.errors import ConfigError
 from qatune.io import atomic_write_text
 from qatune.layout import RESULTS_SUMMARY, STAGE_MARKER, SWEEP_CONFIG, SWEEP_DB
 from qatune.paths import check_output_folder
-from qatune.sweep.storage import Callback, SweepOptions, open_study, quiet_optuna
-from qatune.sweep.worker import Worker
 from qatune.sweep.results import counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
+from qatune.sweep.storage import Callback, SweepOptions, open_study, quiet_optuna
+from qatune.sweep.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,13 @@ def _spec(config: SweepSpec | dict[str, Any] | str | Path | None) -> SweepSpec |
     return load_sweep(config)
 
 
-def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: SweepOptions, *,
-              progress_bar: bool = True, callback: Callback | None = None) -> dict[str, Any]:
+def run_sweep(
+    config: SweepSpec | dict[str, Any] | str | Path | None,
+    options: SweepOptions,
+    *,
+    progress_bar: bool = True,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
     """Run trials of a sweep until its run cap, grid, target or `options.count`; resumable.
 
     `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
@@ -40,15 +45,21 @@ def run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: S
         return _run_sweep(config, options, progress_bar=progress_bar, callback=callback)
 
 
-def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
-               figures: bool = True) -> dict[str, Any]:
+def show_sweep(
+    options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
+) -> dict[str, Any]:
     """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
     with quiet_optuna():
         return _show_sweep(options, out, n_top=n_top, figures=figures)
 
 
-def _run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: SweepOptions, *,
-              progress_bar: bool = True, callback: Callback | None = None) -> dict[str, Any]:
+def _run_sweep(
+    config: SweepSpec | dict[str, Any] | str | Path | None,
+    options: SweepOptions,
+    *,
+    progress_bar: bool = True,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
     """Run trials of a sweep until its run cap, grid, target or `options.count`; resumable.
 
     `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
@@ -62,8 +73,7 @@ def _run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: 
     if not saved.exists():
         atomic_write_text(saved, yaml.safe_dump(spec.raw, sort_keys=False))
     total = spec.run_cap or spec.grid_size or options.count
-    bar = tqdm(total=total, desc=f"sweep {options.name}", unit="trial", disable=not progress_bar,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, desc=f"sweep {options.name}", unit="trial", disable=not progress_bar, dynamic_ncols=True)
     bar.update(sum(v for k, v in counts(study.get_trials(deepcopy=False)).items() if k not in ("running", "waiting")))
 
     def on_event(event: dict[str, Any]) -> None:
@@ -74,8 +84,13 @@ def _run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: 
             logger.info("trial %d %s: %s", event["trial"], event["state"], event["note"])
         trials = study.get_trials(deepcopy=False)  # one read of the storage per event
         state, best = counts(trials), top(trial_rows(trials, spec), spec, 1)
-        bar.set_postfix(done=state["complete"], running=state["running"], pruned=state["pruned"],
-                        failed=state["failed"], best=f"{best[0]['value']:.4g}" if best else "-")
+        bar.set_postfix(
+            done=state["complete"],
+            running=state["running"],
+            pruned=state["pruned"],
+            failed=state["failed"],
+            best=f"{best[0]['value']:.4g}" if best else "-",
+        )
         if callback:
             callback(event)
 
@@ -86,20 +101,32 @@ def _run_sweep(config: SweepSpec | dict[str, Any] | str | Path | None, options: 
     finally:
         bar.close()
     report = summary(study.get_trials(deepcopy=False), spec, options.name)
-    return {"name": options.name, "storage": options.url, "metric": spec.metric.name, "stopped": reason, "ran_here": worker.ran,
-            "counts": report["counts"], "best": report["best"], "picks": report["picks"]}
+    return {
+        "name": options.name,
+        "storage": options.url,
+        "metric": spec.metric.name,
+        "stopped": reason,
+        "ran_here": worker.ran,
+        "counts": report["counts"],
+        "best": report["best"],
+        "picks": report["picks"],
+    }
 
 
-def _show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10,
-               figures: bool = True) -> dict[str, Any]:
+def _show_sweep(
+    options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
+) -> dict[str, Any]:
     """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
     if options.storage is None and not (options.directory / SWEEP_DB).exists():
-        raise ConfigError(f"no sweep {options.name!r} in {options.directory} (no sweep.db there); run "
-                          f"`qatune sweep CONFIG --name {options.name}` first, or pass --dir / --storage")
+        raise ConfigError(
+            f"no sweep {options.name!r} in {options.directory} (no sweep.db there); run "
+            f"`qatune sweep CONFIG --name {options.name}` first, or pass --dir / --storage"
+        )
     study, spec = open_study(None, options)
     report = summary(study.get_trials(deepcopy=False), spec, options.name, n_top)
-    out = check_output_folder(out or options.directory / "results", "--out", (RESULTS_SUMMARY,),
-                              "a folder of sweep results")
+    out = check_output_folder(
+        out or options.directory / "results", "--out", (RESULTS_SUMMARY,), "a folder of sweep results"
+    )
     files = write_results(report, spec, out)
     if figures:
         files += sweep_figures(report, spec, study, out / "figures", n_top)
@@ -114,24 +141,38 @@ def sweep_figures(report: dict[str, Any], spec: SweepSpec, study, folder: Path, 
 
     best = top(report["trials"], spec, n_top)
     runs = {_label(r, spec): r["history"] for r in best}
-    charts = [("train_loss", "Training loss", "train_loss.png"), ("eval_loss", "Evaluation loss", "eval_loss.png"),
-              ("correct", "Correct answers", "correct.png")]
+    charts = [
+        ("train_loss", "Training loss", "train_loss.png"),
+        ("eval_loss", "Evaluation loss", "eval_loss.png"),
+        ("correct", "Correct answers", "correct.png"),
+    ]
     written = []
     for metric, title, name in charts:
-        path = metric_lines(runs, metric, folder / name, title=f"{title}, top {len(runs)} trials by {spec.metric.name}",
-                            ylabel=title.lower(), x="epoch")  # epochs compare runs of any batch size
+        path = metric_lines(
+            runs,
+            metric,
+            folder / name,
+            title=f"{title}, top {len(runs)} trials by {spec.metric.name}",
+            ylabel=title.lower(),
+            x="epoch",
+        )  # epochs compare runs of any batch size
         if path:
             written.append(path)
     return written + optuna_figures(study, folder)
 
 
 def _label(row: dict[str, Any], spec: SweepSpec) -> str:
-    settings = ", ".join(f"{_short(k)}={row[k]:.3g}" if isinstance(row[k], float) else f"{_short(k)}={row[k]}"
-                         for k in spec.params)
+    settings = ", ".join(
+        f"{_short(k)}={row[k]:.3g}" if isinstance(row[k], float) else f"{_short(k)}={row[k]}" for k in spec.params
+    )
     return f"{row['name']} ({settings})"
 
 
 def _short(name: str) -> str:
-    return {"learning_rate": "lr", "train_batch_size": "batch", "num_train_epochs": "epochs",
-            "warmup_ratio": "warmup", "weight_decay": "wd"}.get(name, name)
-
+    return {
+        "learning_rate": "lr",
+        "train_batch_size": "batch",
+        "num_train_epochs": "epochs",
+        "warmup_ratio": "warmup",
+        "weight_decay": "wd",
+    }.get(name, name)

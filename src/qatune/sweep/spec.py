@@ -20,10 +20,27 @@ from qatune.sweep.params import NOT_TUNABLE, Param, coerce, number, parse_param
 
 METHODS = ("grid", "random", "bayes")
 # Metrics a trial reports at every evaluation; the study's choice, train_loss, rewards over-fitting.
-METRICS = {"train_loss": "minimize", "eval_loss": "minimize", "exact_match": "maximize", "f1": "maximize",
-           "correct": "maximize"}
-TOP_KEYS = ("method", "metric", "parameters", "early_terminate", "run_cap", "name", "description", "project",
-            "entity", "program", "command", "base")
+METRICS = {
+    "train_loss": "minimize",
+    "eval_loss": "minimize",
+    "exact_match": "maximize",
+    "f1": "maximize",
+    "correct": "maximize",
+}
+TOP_KEYS = (
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "name",
+    "description",
+    "project",
+    "entity",
+    "program",
+    "command",
+    "base",
+)
 # Settings a sweep trial uses unless `base` says otherwise: the untuned baseline is the same for
 # every trial, so evaluating it once per trial would only cost time.
 SWEEP_DEFAULTS: dict[str, Any] = {"eval_at_start": False}
@@ -89,6 +106,7 @@ class SweepSpec:
         """The TrainConfig of a trial with these settings."""
         merged = {**SWEEP_DEFAULTS, **self.base, **values, "output_dir": output_dir}
         return TrainConfig.from_dict(merged)
+
 
 def _metric(raw: Any) -> Metric:
     if raw is None:
@@ -160,8 +178,18 @@ def parse_sweep(raw: Any, base_overrides: dict[str, Any] | None = None) -> Sweep
     base = _base(raw.get("base"), base_overrides, set(parameters))
     if base_overrides:  # the stored config is the effective one, so joining workers train the same way
         raw = {**raw, "base": base}
-    spec = SweepSpec(method, _metric(raw.get("metric")), params, fixed, base, _hyperband(raw.get("early_terminate")),
-                     run_cap, raw.get("name"), raw.get("project"), raw)
+    spec = SweepSpec(
+        method,
+        _metric(raw.get("metric")),
+        params,
+        fixed,
+        base,
+        _hyperband(raw.get("early_terminate")),
+        run_cap,
+        raw.get("name"),
+        raw.get("project"),
+        raw,
+    )
     _check_corners(spec)
     return spec
 
@@ -197,14 +225,18 @@ def _check_corners(spec: SweepSpec) -> None:
             # bound every draw: a normal that can go negative on a positive setting is refused here.
             corners = corners or [param.transform(dist.low), param.transform(dist.high)]
         except OverflowError:
-            raise ConfigError(f"parameters.{name}: the distribution's values overflow a float; lower mu/sigma or "
-                              f"the bounds") from None
+            raise ConfigError(
+                f"parameters.{name}: the distribution's values overflow a float; lower mu/sigma or the bounds"
+            ) from None
         for value in corners:
             try:
                 spec.config({**spec.fixed, name: coerce(name, value)}, "check")
             except ConfigError as exc:
-                hint = (" (an unbounded normal can draw this; use log_normal or a bounded distribution)"
-                        if "normal" in param.kind else "")
+                hint = (
+                    " (an unbounded normal can draw this; use log_normal or a bounded distribution)"
+                    if "normal" in param.kind
+                    else ""
+                )
                 raise ConfigError(f"parameters.{name}: value {value!r} gives an invalid run{hint}: {exc}") from None
 
 

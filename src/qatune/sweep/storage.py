@@ -25,7 +25,6 @@ from qatune.layout import SWEEP_DB
 from qatune.sweep.spec import SweepSpec, parse_sweep
 
 
-
 @contextlib.contextmanager
 def quiet_optuna() -> Iterator[None]:
     """While a sweep runs: Optuna's INFO logs off, and its warnings about the features we use on purpose.
@@ -78,20 +77,25 @@ def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
     options.directory.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         try:
-            return RDBStorage(options.url, heartbeat_interval=options.heartbeat_interval,
-                              grace_period=3 * options.heartbeat_interval,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=options.retries))
+            return RDBStorage(
+                options.url,
+                heartbeat_interval=options.heartbeat_interval,
+                grace_period=3 * options.heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=options.retries),
+            )
         except (ImportError, ModuleNotFoundError) as exc:
-            raise ConfigError(f"storage {options.url}: missing database driver ({exc.__cause__ or exc}); for "
-                              f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
-                              ) from None
+            raise ConfigError(
+                f"storage {options.url}: missing database driver ({exc.__cause__ or exc}); for "
+                f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
+            ) from None
         except Exception as exc:  # SQLAlchemy raises many kinds; all mean the same to the user
             error = exc
             if "already exists" not in str(exc) and "UniqueViolation" not in str(exc):
                 break
             time.sleep(0.5 + attempt)
-    raise ConfigError(f"storage {options.url}: cannot open ({type(error).__name__}: "
-                      f"{str(error).splitlines()[0]})") from None
+    raise ConfigError(
+        f"storage {options.url}: cannot open ({type(error).__name__}: {str(error).splitlines()[0]})"
+    ) from None
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -108,8 +112,9 @@ def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     if spec.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # W&B's bayes is a Gaussian process with expected improvement; so is Optuna's GPSampler (log EI).
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(spec),
-                                     independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+    return optuna.samplers.GPSampler(
+        seed=seed, n_startup_trials=startup_trials(spec), independent_sampler=optuna.samplers.RandomSampler(seed=seed)
+    )
 
 
 def startup_trials(spec: SweepSpec) -> int:
@@ -126,16 +131,26 @@ def _pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
 
 def engine_description(spec: SweepSpec) -> list[str]:
     """What the config maps to in Optuna, for --dry-run and the README."""
-    sampler = {"grid": "GridSampler", "random": "RandomSampler",
-               "bayes": f"GPSampler (Gaussian process, log expected improvement; {startup_trials(spec)} "
-                        f"random startup trials)"}[spec.method]
+    sampler = {
+        "grid": "GridSampler",
+        "random": "RandomSampler",
+        "bayes": f"GPSampler (Gaussian process, log expected improvement; {startup_trials(spec)} "
+        f"random startup trials)",
+    }[spec.method]
     band = spec.early_terminate
-    pruner = (f"HyperbandPruner(min_resource={band.min_resource}, max_resource={band.max_resource}, "
-              f"reduction_factor={band.eta}); a resource unit is one evaluation" if band else "none")
-    return [f"method {spec.method} -> optuna {sampler}", f"early_terminate -> {pruner}",
-            f"metric {spec.metric.name} ({spec.metric.goal})" +
-            (f", stop when a trial reaches {spec.metric.target}" if spec.metric.target is not None else ""),
-            f"run_cap {spec.run_cap}" if spec.run_cap else "run_cap none (stop with --count or Ctrl-C)"]
+    pruner = (
+        f"HyperbandPruner(min_resource={band.min_resource}, max_resource={band.max_resource}, "
+        f"reduction_factor={band.eta}); a resource unit is one evaluation"
+        if band
+        else "none"
+    )
+    return [
+        f"method {spec.method} -> optuna {sampler}",
+        f"early_terminate -> {pruner}",
+        f"metric {spec.metric.name} ({spec.metric.goal})"
+        + (f", stop when a trial reaches {spec.metric.target}" if spec.metric.target is not None else ""),
+        f"run_cap {spec.run_cap}" if spec.run_cap else "run_cap none (stop with --count or Ctrl-C)",
+    ]
 
 
 def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.Study, SweepSpec]:
@@ -149,22 +164,31 @@ def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.St
     if spec is None:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if options.name not in names:
-            raise ConfigError(f"no sweep named {options.name!r} in {options.url}; start it with "
-                              f"`qatune sweep CONFIG --name {options.name} --storage URL`")
+            raise ConfigError(
+                f"no sweep named {options.name!r} in {options.url}; start it with "
+                f"`qatune sweep CONFIG --name {options.name} --storage URL`"
+            )
         raw = optuna.load_study(study_name=options.name, storage=storage).user_attrs.get(CONFIG_ATTR)
         if raw is None:
             raise ConfigError(f"study {options.name!r} in {options.url} was not made by qatune sweep")
         spec = parse_sweep(raw)
-    study = optuna.create_study(study_name=options.name, storage=storage, load_if_exists=True,
-                                direction=spec.metric.direction, pruner=_pruner(spec))
+    study = optuna.create_study(
+        study_name=options.name,
+        storage=storage,
+        load_if_exists=True,
+        direction=spec.metric.direction,
+        pruner=_pruner(spec),
+    )
     salt = len(study.get_trials(deepcopy=False)) + (os.getpid() if options.storage else 0)
     study.sampler = _sampler(spec, options.seed + salt)
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, spec.raw)
     elif parse_sweep(stored).raw != spec.raw:
-        raise ConfigError(f"sweep {options.name!r} exists with another config; pick another --name, or delete "
-                          f"{options.directory} to start over")
+        raise ConfigError(
+            f"sweep {options.name!r} exists with another config; pick another --name, or delete "
+            f"{options.directory} to start over"
+        )
     return study, spec
 
 

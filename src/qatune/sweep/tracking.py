@@ -24,9 +24,14 @@ class WandbLogger:
         self.runs: dict[int, Any] = {}
 
     def start(self, number: int, values: dict[str, Any]) -> None:
-        self.runs[number] = self.wandb.init(project=self.spec.project or "qatune", group=self.sweep_name,
-                                            name=f"{self.sweep_name}-trial-{number}", reinit="create_new",
-                                            config={**self.spec.base, **values}, job_type="sweep-trial")
+        self.runs[number] = self.wandb.init(
+            project=self.spec.project or "qatune",
+            group=self.sweep_name,
+            name=f"{self.sweep_name}-trial-{number}",
+            reinit="create_new",
+            config={**self.spec.base, **values},
+            job_type="sweep-trial",
+        )
 
     def log(self, number: int, records: list[dict[str, Any]]) -> None:
         run = self.runs.get(number)

@@ -36,8 +36,12 @@ class TrialProcess:
         atomic_write_json(folder / TRIAL_CONFIG, config)
         self.log = open(folder / LOG, "a", encoding="utf-8")
         # Own session: a Ctrl-C in the terminal reaches the worker only, which then stops the child once.
-        self.process = subprocess.Popen([sys.executable, "-m", "qatune.sweep.trial", str(folder)],
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "qatune.sweep.trial", str(folder)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.began = time.time()
 
     def history(self) -> list[dict[str, Any]]:
@@ -77,6 +81,7 @@ class TrialProcess:
 
 def _watch_parent(parent: int) -> None:
     """If the worker dies (even by SIGKILL), stop like a SIGTERM: checkpoint, then exit."""
+
     def loop() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)

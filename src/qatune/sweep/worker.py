@@ -64,8 +64,9 @@ def _sigterm_as_interrupt() -> None:
 class Worker:
     """One worker of a sweep: ask Optuna for a trial, run it in a child process, tell the result."""
 
-    def __init__(self, study: optuna.Study, spec: SweepSpec, options: SweepOptions,
-                 callback: Callback | None = None) -> None:
+    def __init__(
+        self, study: optuna.Study, spec: SweepSpec, options: SweepOptions, callback: Callback | None = None
+    ) -> None:
         self.study, self.spec, self.options, self.callback = study, spec, options, callback
         self.storage = study._storage  # the RDBStorage we opened (heartbeats need it)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -121,8 +122,10 @@ class Worker:
 
     def _explore_instead(self, frozen: FrozenTrial) -> None:
         """Queue a random point in place of a repeated one (it runs next, and counts as this slot)."""
-        params = {name: self.explorer.sample_independent(self.study, frozen, name, dist)
-                  for name, dist in self.spec.distributions.items()}
+        params = {
+            name: self.explorer.sample_independent(self.study, frozen, name, dist)
+            for name, dist in self.spec.distributions.items()
+        }
         reason = f"random point instead of a {frozen.user_attrs.get('skipped')}"
         self.study.enqueue_trial(params, user_attrs={"explored": reason}, skip_if_exists=True)
 
@@ -160,8 +163,9 @@ class Worker:
         """Stop when the last `limit` trials all failed with an error: the setup, not a trial, is broken."""
         finished = [t for t in counted(self.trials()) if t.state.is_finished()]
         last = sorted(finished, key=lambda t: t.datetime_complete or t.datetime_start)[-limit:]
-        if len(last) == limit and all(t.state == TrialState.FAIL and "interrupted" not in str(t.user_attrs.get("error"))
-                                      for t in last):
+        if len(last) == limit and all(
+            t.state == TrialState.FAIL and "interrupted" not in str(t.user_attrs.get("error")) for t in last
+        ):
             raise QatuneError(f"the last {limit} trials failed; the last said: {last[-1].user_attrs.get('error')}")
 
     def _trial_dir(self, frozen: FrozenTrial) -> Path:
@@ -190,8 +194,9 @@ class Worker:
             state, value, note = self._watch(trial, process)
         except KeyboardInterrupt:
             self._interrupt(trial, process)
-            raise TrainingInterrupted(f"sweep stopped during trial {trial.number}; run the same command again "
-                                      f"to resume it") from None
+            raise TrainingInterrupted(
+                f"sweep stopped during trial {trial.number}; run the same command again to resume it"
+            ) from None
         finally:
             heartbeat.stop()
         self._finish(trial, process, state, value, note)
@@ -226,8 +231,7 @@ class Worker:
         trial.set_user_attr("metrics", compact(evals[-1]))
         return TrialState.COMPLETE, float(value), f"{metric} {value:.4g}"
 
-    def _finish(self, trial: Trial, process: TrialProcess, state: TrialState, value: float | None,
-                note: str) -> None:
+    def _finish(self, trial: Trial, process: TrialProcess, state: TrialState, value: float | None, note: str) -> None:
         trial.set_user_attr("seconds", round(time.time() - process.began, 1))
         if state == TrialState.FAIL:
             trial.set_user_attr("error", note)
@@ -252,8 +256,20 @@ class Worker:
             self.callback({"trial": number, "state": state, "note": note})
 
 
-HISTORY_KEYS = ("step", "epoch", "windows_seen", "elapsed", "train_loss", "eval_loss", "exact_match", "f1", "correct",
-                "similar", "incorrect", "total")
+HISTORY_KEYS = (
+    "step",
+    "epoch",
+    "windows_seen",
+    "elapsed",
+    "train_loss",
+    "eval_loss",
+    "exact_match",
+    "f1",
+    "correct",
+    "similar",
+    "incorrect",
+    "total",
+)
 
 
 def compact(record: dict[str, Any]) -> dict[str, Any]:
