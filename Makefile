@@ -1,14 +1,15 @@
 # qatune: two commands on a fresh machine.
 #   make run   - install, then run the quickstart study (sweep, fine-tunes, untuned vs fine-tuned, the study's
 #                four questions, report in runs/studies/quickstart/), about 12 minutes on 2 CPU cores
-#   make test  - install, run the fast tests, then the bounded selection of tests on real SQuAD (marked slow)
+#   make test  - install, lint and type-check (ruff, mypy), run the fast tests, then the bounded selection of
+#                tests on real SQuAD (marked slow)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 QATUNE := $(VENV)/bin/qatune
 # Real SQuAD, if it is beside the checkout; otherwise qatune falls back to its embedded sample (and says so).
 export QATUNE_DATA_DIR ?= $(abspath ../shared/data/squad)
 
-.PHONY: install run test test-fast test-slow clean
+.PHONY: install run lint test test-fast test-slow clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +23,12 @@ install: $(VENV)/.installed
 run: install
 	$(QATUNE) run examples/quickstart.yaml
 
-test: test-fast test-slow
+test: lint test-fast test-slow
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 test-fast: install
 	$(PY) -m pytest

@@ -7,8 +7,10 @@ same code for both, so both answer alike. numpy-only: the ONNX path never import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+import numpy as np
 
 from qatune.data import question_examples
 from qatune.predict import Answer, Logits, Prediction, predict_examples
@@ -19,6 +21,43 @@ class WindowLogits(Protocol):
     """Windows in, logits out (trimmed to each window's length)."""
 
     def __call__(self, windows: Windows) -> Logits: ...
+
+
+def pad_batch(windows: Windows, idx: np.ndarray, names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:
+    """Windows `idx` as int64 arrays padded to the longest of them (input_ids with `pad_id`, an
+    attention_mask, token_type_ids when the model takes them): the inputs both backends feed."""
+    width = max(len(windows.input_ids[i]) for i in idx)
+    feeds = {name: np.zeros((len(idx), width), dtype=np.int64) for name in names}
+    feeds["input_ids"][:] = pad_id
+    for row, i in enumerate(idx):
+        n = len(windows.input_ids[i])
+        feeds["input_ids"][row, :n] = windows.input_ids[i]
+        feeds["attention_mask"][row, :n] = 1
+        if "token_type_ids" in feeds and windows.token_type_ids is not None:
+            feeds["token_type_ids"][row, :n] = windows.token_type_ids[i]
+    return feeds
+
+
+def batched_logits(
+    windows: Windows,
+    batch_size: int,
+    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    progress: Callable[[int], None] | None = None,
+) -> Logits:
+    """Logits of every window through `run` (window indices -> padded start/end logits), in batches of
+    similar length so padding stays small, each window's logits trimmed to its length."""
+    order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
+    starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+    ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        s, e = run(idx)
+        for row, i in enumerate(idx):
+            n = len(windows.input_ids[i])
+            starts[i], ends[i] = s[row, :n], e[row, :n]
+        if progress:
+            progress(len(idx))
+    return Logits(starts, ends)
 
 
 class SpanAnswerer:

@@ -67,7 +67,7 @@ class TrainConfig:
         return max(1, math.ceil(self.train_batch_size / self.micro_batch))
 
     @property
-    def effective_save_steps(self) -> int | None:
+    def effective_save_steps(self) -> int:
         return self.save_steps or self.eval_steps or 500
 
     def check(self) -> TrainConfig:

@@ -9,13 +9,13 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding
 
-from qatune.answering import SpanAnswerer
+from qatune.answering import SpanAnswerer, batched_logits, pad_batch
 from qatune.data import QADataset
 from qatune.metrics import squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -35,35 +35,35 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 def forward_windows(
     model: torch.nn.Module,
-    tokenizer,
+    tokenizer: Any,
     windows: Windows,
     batch_size: int = 32,
     with_loss: bool = False,
     progress: Progress | None = None,
 ) -> Logits:
-    """Logits for every window; batches hold windows of similar length so padding stays small."""
+    """Logits for every window (`answering.batched_logits`), and the mean gold-span loss if `with_loss`."""
     device = next(model.parameters()).device
-    collate = DataCollatorWithPadding(tokenizer)
-    order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
-    starts: list[np.ndarray] = [np.empty(0)] * len(windows)
-    ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if windows.token_type_ids is not None else [])
+    pad_id = tokenizer.pad_token_id or 0
     loss_sum, was_training = 0.0, model.training
+
+    def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal loss_sum
+        batch = {k: torch.from_numpy(v).to(device) for k, v in pad_batch(windows, idx, names, pad_id).items()}
+        if with_loss:
+            batch["start_positions"] = torch.from_numpy(windows.start_positions[idx]).to(device)
+            batch["end_positions"] = torch.from_numpy(windows.end_positions[idx]).to(device)
+        out = model(**batch)
+        if with_loss:
+            loss_sum += float(out.loss) * len(idx)
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+
     model.eval()
     with torch.inference_mode(), autocast(device):
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            batch = collate([windows.item(i, labels=with_loss) for i in idx])
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            if with_loss:
-                loss_sum += float(out.loss) * len(idx)
-            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for row, i in enumerate(idx):
-                n = len(windows.input_ids[i])
-                starts[i], ends[i] = s[row, :n], e[row, :n]
-            if progress:
-                progress(len(idx))
+        logits = batched_logits(windows, batch_size, run, progress)
     model.train(was_training)
-    return Logits(starts, ends, loss_sum / len(windows) if with_loss and len(windows) else None)
+    logits.loss = loss_sum / len(windows) if with_loss and len(windows) else None
+    return logits
 
 
 @dataclass
@@ -71,7 +71,7 @@ class EvalResult:
     """Predictions (id -> text) and scores of one evaluation."""
 
     predictions: dict[str, str]
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate(
@@ -94,7 +94,7 @@ def evaluate(
         )
     answers = decode_examples(examples, windows, logits, 1, max_answer_length, loaded.with_null)
     predictions = {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}
-    metrics = squad_scores(predictions, {e.id: list(e.answers) for e in examples})
+    metrics: dict[str, Any] = dict(squad_scores(predictions, {e.id: list(e.answers) for e in examples}))
     seconds = time.perf_counter() - began
     metrics.update(eval_loss=logits.loss, seconds=seconds, questions_per_second=len(examples) / seconds)
     return EvalResult(predictions, metrics)

@@ -12,15 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from qatune.answering import SpanAnswerer
+from qatune.answering import SpanAnswerer, batched_logits, pad_batch
 from qatune.errors import ModelError
 from qatune.io import read_json
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.predict import Logits
-from qatune.windows import WindowConfig, saved_window
+from qatune.windows import WindowConfig, Windows, saved_window
 
 
 def is_exported(folder: str | os.PathLike) -> bool:
@@ -65,7 +63,7 @@ class RawTokenizer:
         contexts: Sequence[str] | None = None,
         *,
         add_special_tokens: bool = True,
-        max_length: int | None = None,
+        max_length: int = 512,
         stride: int = 0,
         **_: Any,
     ) -> _Batch:
@@ -129,23 +127,12 @@ class OnnxAnswerer(SpanAnswerer):
             ) from None
         self.batch_size = batch_size
 
-    def _forward(self, windows) -> Logits:
-        order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
-        starts: list[np.ndarray] = [np.empty(0)] * len(windows)
-        ends: list[np.ndarray] = [np.empty(0)] * len(windows)
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b : b + self.batch_size]
-            width = max(len(windows.input_ids[i]) for i in idx)
-            feeds = {name: np.zeros((len(idx), width), dtype=np.int64) for name in self.meta["input_names"]}
-            feeds["input_ids"][:] = self.pad_id
-            for row, i in enumerate(idx):
-                n = len(windows.input_ids[i])
-                feeds["input_ids"][row, :n] = windows.input_ids[i]
-                feeds["attention_mask"][row, :n] = 1
-                if "token_type_ids" in feeds:
-                    feeds["token_type_ids"][row, :n] = windows.token_type_ids[i]
-            s, e = self.session.run(["start_logits", "end_logits"], feeds)
-            for row, i in enumerate(idx):
-                n = len(windows.input_ids[i])
-                starts[i], ends[i] = s[row, :n], e[row, :n]
-        return Logits(starts, ends)
+    def _forward(self, windows: Windows) -> Logits:
+        names = self.meta["input_names"]
+        return batched_logits(
+            windows,
+            self.batch_size,
+            lambda idx: tuple(
+                self.session.run(["start_logits", "end_logits"], pad_batch(windows, idx, names, self.pad_id))
+            ),
+        )

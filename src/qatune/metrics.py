@@ -64,8 +64,8 @@ def squad_scores(predictions: Mapping[str, str], references: Mapping[str, Sequen
     missing = [qid for qid in references if qid not in predictions]
     if missing:
         raise KeyError(f"no prediction for {len(missing)} question(s), e.g. {missing[0]!r}")
-    totals = collections.Counter()
-    groups = {"HasAns": collections.Counter(), "NoAns": collections.Counter()}
+    totals: collections.Counter[str] = collections.Counter()
+    groups: dict[str, collections.Counter[str]] = {"HasAns": collections.Counter(), "NoAns": collections.Counter()}
     for qid, golds in references.items():
         em, f1 = best_over_golds(predictions[qid], golds)
         verdict = bucket(predictions[qid], golds)
@@ -103,7 +103,7 @@ def best_threshold(
     no_answer = sum(1 for golds in references.values() if not golds)
     score = best = float(no_answer)
     threshold = 0.0
-    for qid in sorted(na_probs, key=na_probs.get):
+    for qid in sorted(na_probs, key=lambda q: na_probs[q]):
         if qid not in references:
             continue
         if references[qid]:

@@ -10,6 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ class LoadedModel:
     """A QA model, its fast tokenizer, and facts about how it was loaded."""
 
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: Any  # a transformers fast tokenizer
     name: str
     path: str
     fresh_head: bool

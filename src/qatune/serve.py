@@ -76,19 +76,15 @@ def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel
         int, Field(ge=1, le=10, description="how many answers, best first"), BeforeValidator(_json_integer)
     ]
     single = create_model("AnswerRequest", context=(context, ...), question=(question, ...), top_k=(top_k, 3))
-    item = create_model("BatchItem", context=(context, ...), question=(question, ...))
+    item: Any = create_model("BatchItem", context=(context, ...), question=(question, ...))
+    items: Any = Annotated[
+        list[item], Field(min_length=1, max_length=config.max_batch, description="questions (--max-batch)")
+    ]
     batch = create_model(
         "BatchRequest",
         top_k=(top_k, 3),
         items=(
-            Annotated[
-                list[item],
-                Field(
-                    min_length=1,
-                    max_length=config.max_batch,  # type: ignore[valid-type]
-                    description="questions (--max-batch)",
-                ),
-            ],
+            items,
             ...,
         ),
     )
@@ -218,7 +214,11 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
         )
     app.middleware("http")(_body_limit(config.max_body_bytes))
     auth = _api_key_check(config.api_key)
-    errors = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    }
 
     AnswerRequest, BatchRequest = request_models(config)
 
@@ -243,15 +243,15 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
         ]
 
     @app.post("/v1/answer", response_model=AnswerResponse, responses=errors, dependencies=[Depends(auth)])
-    def answer_one(request: AnswerRequest) -> AnswerResponse:
+    def answer_one(request: AnswerRequest) -> AnswerResponse:  # type: ignore[valid-type]  # built from config
         """Top-k answers to one question about one context (and the comparison model's, if any)."""
-        return answer([request], request.top_k)[0]
+        return answer([request], request.top_k)[0]  # type: ignore[attr-defined]
 
     @app.post("/v1/answer:batch", response_model=BatchResponse, responses=errors, dependencies=[Depends(auth)])
-    def answer_batch(request: BatchRequest) -> BatchResponse:
+    def answer_batch(request: BatchRequest) -> BatchResponse:  # type: ignore[valid-type]  # built from config
         """Many questions at once (up to --max-batch), answered in one batched pass."""
         began = time.perf_counter()
-        results = answer(request.items, request.top_k)
+        results = answer(request.items, request.top_k)  # type: ignore[attr-defined]
         return BatchResponse(results=results, took_ms=round((time.perf_counter() - began) * 1000, 2))
 
     @app.get("/v1/models", response_model=ModelsResponse, dependencies=[Depends(auth)])

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -98,7 +98,7 @@ def _loader(windows: Windows, tokenizer, config: TrainConfig) -> DataLoader:
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
     return DataLoader(
-        windows,
+        cast("Dataset[dict[str, Any]]", windows),  # a map-style dataset: __len__ and __getitem__
         batch_size=batch,
         sampler=sampler,
         collate_fn=DataCollatorWithPadding(tokenizer),
@@ -108,7 +108,8 @@ def _loader(windows: Windows, tokenizer, config: TrainConfig) -> DataLoader:
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW without decay on biases and LayerNorm weights; fused kernels where available."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for param in model.parameters():
         (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -200,7 +201,8 @@ class _Run:
                 self.loaded.path,
                 self.loaded.fresh_head,
             )
-            unwrapped.model.config.qatune_with_null = self.with_null
+            model_config: Any = unwrapped.model.config
+            model_config.qatune_with_null = self.with_null
             result = evaluate(
                 unwrapped, self.dev, self.config.window, self.config.eval_batch_size, self.config.max_answer_length
             )
@@ -321,7 +323,7 @@ def _versions() -> dict[str, str]:
 
 def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str, Any]:
     """Write the loadable model folder (safetensors + tokenizer), the config and the final metrics."""
-    out, model = run.out, run.accelerator.unwrap_model(run.model)
+    out, model = run.out, cast(Any, run.accelerator.unwrap_model(run.model))
     model.config.qatune_with_null = run.with_null
     tmp = out / ".tmp-model"
     model.save_pretrained(tmp, safe_serialization=True)

@@ -192,7 +192,7 @@ def tokenize_windows(
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("qatune needs a fast (Rust) tokenizer for character offsets")
     with_types = "token_type_ids" in tokenizer.model_input_names
-    rows = []
+    rows: list[tuple] = []
     for base in range(0, len(examples), chunk):
         chunk_rows = _tokenize_chunk(examples[base : base + chunk], tokenizer, config, with_types)
         rows.extend((ids, types, offsets, base + index, s, e) for ids, types, offsets, index, s, e in chunk_rows)

@@ -305,5 +305,6 @@ def write_report(results: dict[str, Any], report) -> list[Path]:
         atomic_write_text(written[-1], to_markdown(blocks, folder))
     if "html" in report.formats:
         written.append(folder / "report.html")
-        atomic_write_text(written[-1], to_html(blocks, blocks[0].text))
+        title = blocks[0].text if isinstance(blocks[0], Heading) else "qatune study"
+        atomic_write_text(written[-1], to_html(blocks, title))
     return written

@@ -283,7 +283,7 @@ def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
         base, seed = r["config"]["model"], r["config"]["seed"]
         models.setdefault(f"{base} (untuned)", (base, _untuned(base, seed), seed))
     questions = runner.run_questions(models)
-    results = {
+    results: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
         "study": spec.raw,

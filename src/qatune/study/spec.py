@@ -151,7 +151,7 @@ def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Ex
             settings[key] = value
     settings.setdefault("train_data", data.train)
     settings.setdefault("eval_data", data.test)
-    probe = {**settings, **{k: _example_value(sweep, k) for k in picks}}
+    probe = {**settings, **({k: _example_value(sweep, k) for k in picks} if sweep else {})}
     try:
         TrainConfig.from_dict({**probe, "output_dir": "check"})
     except ConfigError as exc:
@@ -171,7 +171,7 @@ def _pick(pick: Any, where: str, key: str, sweep: SweepSpec | None) -> str:
 
 def _example_value(sweep: SweepSpec, key: str) -> Any:
     """Some value the sweep can pick for `key`, to check the rest of an experiment's settings."""
-    draw = {k: p.grid[0] if p.grid else p.distribution.low for k, p in sweep.params.items()}
+    draw = {k: p.grid[0] if p.grid else p.bounds[0] for k, p in sweep.params.items()}
     return sweep.values(draw)[key]
 
 

@@ -54,6 +54,14 @@ class Param:
     transform: Callable[[Any], Any] = lambda x: x
     grid: tuple[Any, ...] | None = None  # the values a grid search walks, when the parameter is discrete
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Low and high of the box Optuna samples (numeric distributions: every parameter without a grid)."""
+        dist = self.distribution
+        if not isinstance(dist, (FloatDistribution, IntDistribution)):
+            raise TypeError(f"{self.name}: a {self.kind} parameter has no bounds")
+        return dist.low, dist.high
+
 
 @functools.cache
 def _hints() -> dict[str, Any]:
@@ -137,9 +145,11 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
         if sigma <= 0:
             raise ConfigError(f"{where}.sigma: must be > 0, got {sigma}")
         normal = NormalDist(mu, sigma)
-        exp = math.exp if "log" in kind else (lambda x: x)
-        q = _rounder(number(where, body, "q", 1.0)) if kind.startswith("q_") else (lambda x: x)
-        return Param(name, kind, FloatDistribution(_EPS, 1 - _EPS), lambda u: q(exp(normal.inv_cdf(u))))
+        exp: Callable[[float], float] = math.exp if "log" in kind else (lambda x: x)
+        rounded: Callable[[float], float] = (
+            _rounder(number(where, body, "q", 1.0)) if kind.startswith("q_") else (lambda x: x)
+        )
+        return Param(name, kind, FloatDistribution(_EPS, 1 - _EPS), lambda u: rounded(exp(normal.inv_cdf(u))))
     for key in ("min", "max"):
         if key not in body:
             raise ConfigError(f"{where}: distribution {kind} needs `min` and `max`")
@@ -149,7 +159,8 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
     if kind == "int_uniform":
         if not all(isinstance(body[k], int) for k in ("min", "max")):
             raise ConfigError(f"{where}: int_uniform needs integer min and max")
-        return Param(name, kind, IntDistribution(low, high), grid=tuple(range(low, high + 1)))
+        low_i, high_i = int(low), int(high)
+        return Param(name, kind, IntDistribution(low_i, high_i), grid=tuple(range(low_i, high_i + 1)))
     if kind in ("log_uniform_values", "q_log_uniform_values") and low <= 0:
         raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use log_uniform")
     if kind in ("log_uniform", "q_log_uniform"):  # min/max are natural-log exponents in W&B

@@ -52,10 +52,6 @@ class Metric:
     goal: str
     target: float | None = None
 
-    @property
-    def direction(self) -> str:
-        return self.goal
-
     def reached(self, value: float) -> bool:
         """Whether `value` meets the target (W&B finishes the sweep when any run does)."""
         if self.target is None:
@@ -218,12 +214,11 @@ def _base(raw: Any, overrides: dict[str, Any] | None, searched: set[str]) -> dic
 def _check_corners(spec: SweepSpec) -> None:
     """Build the TrainConfig of each extreme setting now, so a bad range fails before any trial runs."""
     for name, param in spec.params.items():
-        dist = param.distribution
         corners = list(param.grid or ())
         try:
             # The normal family is drawn through a clipped uniform, so its corners (about mu +- 4.75 sigma)
             # bound every draw: a normal that can go negative on a positive setting is refused here.
-            corners = corners or [param.transform(dist.low), param.transform(dist.high)]
+            corners = corners or [param.transform(bound) for bound in param.bounds]
         except OverflowError:
             raise ConfigError(
                 f"parameters.{name}: the distribution's values overflow a float; lower mu/sigma or the bounds"

@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from qatune.errors import ConfigError
@@ -176,7 +177,7 @@ def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.St
         study_name=options.name,
         storage=storage,
         load_if_exists=True,
-        direction=spec.metric.direction,
+        direction=StudyDirection.MAXIMIZE if spec.metric.goal == "maximize" else StudyDirection.MINIMIZE,
         pruner=_pruner(spec),
     )
     salt = len(study.get_trials(deepcopy=False)) + (os.getpid() if options.storage else 0)

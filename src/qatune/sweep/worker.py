@@ -14,8 +14,9 @@ import signal
 import socket
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -68,7 +69,7 @@ class Worker:
         self, study: optuna.Study, spec: SweepSpec, options: SweepOptions, callback: Callback | None = None
     ) -> None:
         self.study, self.spec, self.options, self.callback = study, spec, options, callback
-        self.storage = study._storage  # the RDBStorage we opened (heartbeats need it)
+        self.storage = cast(RDBStorage, study._storage)  # the RDBStorage we opened (heartbeats need it)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ran, self.repeats = 0, 0
         self.explorer = optuna.samplers.RandomSampler(seed=options.seed + os.getpid())
@@ -96,7 +97,7 @@ class Worker:
         if self.spec.grid_size and len(live) >= self.spec.grid_size:
             return f"all {self.spec.grid_size} grid points done"
         done = [t for t in live if t.state == TrialState.COMPLETE and t.value is not None]
-        if any(self.spec.metric.reached(t.value) for t in done):
+        if any(t.value is not None and self.spec.metric.reached(t.value) for t in done):
             return f"metric target {self.spec.metric.target} reached"
         return None
 
@@ -162,7 +163,7 @@ class Worker:
     def _check_failing(self, limit: int = 3) -> None:
         """Stop when the last `limit` trials all failed with an error: the setup, not a trial, is broken."""
         finished = [t for t in counted(self.trials()) if t.state.is_finished()]
-        last = sorted(finished, key=lambda t: t.datetime_complete or t.datetime_start)[-limit:]
+        last = sorted(finished, key=lambda t: t.datetime_complete or t.datetime_start or datetime.min)[-limit:]
         if len(last) == limit and all(
             t.state == TrialState.FAIL and "interrupted" not in str(t.user_attrs.get("error")) for t in last
         ):
@@ -174,8 +175,8 @@ class Worker:
     def _run_trial(self, trial: Trial, frozen: FrozenTrial) -> None:
         values = self.spec.values(trial.params)
         folder = self._trial_dir(frozen)
-        for key, value in (("values", values), ("worker", self.worker_id), ("output_dir", str(folder))):
-            trial.set_user_attr(key, value)
+        for key, attr in (("values", values), ("worker", self.worker_id), ("output_dir", str(folder))):
+            trial.set_user_attr(key, attr)
         if not frozen.system_attrs.get("retry_history"):
             remove_owned(folder, self.options.directory, (TRIAL_CONFIG,))  # leftovers of an older sweep of this name
         try:
