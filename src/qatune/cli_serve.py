@@ -94,7 +94,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from qatune.serve import ServeConfig, create_app
+    from qatune.serve import Models, ServeConfig, create_app
 
     config = ServeConfig(
         model=args.model,
@@ -109,7 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         seed=args.seed,
     ).check()
     _check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
-    app = create_app(config)
+    models = Models()
+    models.load(config)  # here, not in uvicorn's startup: a bad model is one error: line, not a traceback
+    app = create_app(config, models)
     print(f"serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0

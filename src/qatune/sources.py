@@ -84,6 +84,8 @@ def load_sample(split: str = "train") -> QADataset:
 
 
 def _split_spec(spec: str, default_split: str) -> tuple[str, str]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"empty data spec {spec!r}: give a file, sample, or squad[:split]")
     name, _, split = spec.partition(":")
     split = split or default_split
     return name, SPLIT_ALIASES.get(split, split)

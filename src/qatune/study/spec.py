@@ -8,14 +8,13 @@ experiment against its untuned base model on test data), `questions` (asked to e
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qatune.config import TrainConfig, typed
 from qatune.errors import ConfigError
-from qatune.io import load_yaml
+from qatune.io import load_yaml, read_json
 from qatune.paths import safe_name
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.results import PICKS
@@ -112,7 +111,7 @@ def _sweep(raw: Any, base_dir: Path) -> tuple[SweepSpec | None, int | None]:
     config = {k: v for k, v in raw.items() if k not in SWEEP_EXTRAS}
     try:
         if "file" in raw:
-            path = _relative(raw["file"], base_dir)
+            path = _relative(raw["file"], base_dir, "file")
             spec = load_sweep(path, config.pop("base", None))
             if config:
                 raise ConfigError(f"with `file`, only `base` and `count` may sit beside it, not {', '.join(config)}")
@@ -125,8 +124,10 @@ def _sweep(raw: Any, base_dir: Path) -> tuple[SweepSpec | None, int | None]:
     return spec, count
 
 
-def _relative(path: str, base_dir: Path) -> Path:
+def _relative(path: Any, base_dir: Path, where: str) -> Path:
     """A path from the study file: relative to the file's folder if it exists there, else to the cwd."""
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{where}: expected a file path, got {path!r}")
     candidate = base_dir / path
     return candidate if candidate.exists() else Path(path)
 
@@ -186,11 +187,11 @@ def _questions(raw: Any, base_dir: Path) -> Questions | None:
         raise ConfigError("questions: give `file` (a JSON list of {context, question}) or `items`, one of them")
     items = body.get("items")
     if "file" in body:
-        path = _relative(body["file"], base_dir)
+        path = _relative(body["file"], base_dir, "questions.file")
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"questions.file: cannot read {path} ({type(exc).__name__}: {exc})") from None
+            items = read_json(path, "questions file")
+        except ConfigError as exc:
+            raise ConfigError(f"questions.file: {exc}") from None
     if not isinstance(items, list) or not items:
         raise ConfigError("questions: expected a non-empty list of {context, question}")
     for i, item in enumerate(items):
