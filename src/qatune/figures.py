@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from qatune.layout import HISTORY_FIGURE, IMPORTANCE_FIGURE
+
 logger = logging.getLogger(__name__)
 
 
@@ -70,11 +72,11 @@ def optuna_figures(study, folder: Path) -> list[Path]:
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         if finished:
             ax = ovm.plot_optimization_history(study)
-            written.append(_save(ax.figure, folder / "optimization_history.png"))
+            written.append(_save(ax.figure, folder / HISTORY_FIGURE))
         if len(finished) >= 3 and len(study.best_trial.params) >= 1:
             try:
                 ax = ovm.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-                written.append(_save(ax.figure, folder / "param_importances.png"))
+                written.append(_save(ax.figure, folder / IMPORTANCE_FIGURE))
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:
                 logger.warning("no parameter-importance figure: %s", exc)
     return written

@@ -24,3 +24,19 @@ SWEEP_DB = "sweep.db"
 SWEEP_CONFIG = "sweep.yaml"  # marks a qatune sweep
 TRIAL_CONFIG = "trial.json"  # marks a trial folder
 RESULTS_SUMMARY = "summary.json"  # marks a `sweep show` results folder
+
+# What an evaluation record in metrics.jsonl holds (besides its "type"): where training stood, then the
+# scores. Sweeps keep exactly these per evaluation; results tables show the scores.
+EVAL_POSITION = ("step", "epoch", "windows_seen", "elapsed")
+EVAL_SCORES = ("train_loss", "eval_loss", "exact_match", "f1", "correct", "similar", "incorrect", "total")
+
+# Figures: `sweep show` writes them to RESULTS/FIGURES of the sweep folder; a study's sweep lives in
+# STUDY_SWEEP of the study folder, its experiments in STUDY_EXPERIMENTS, predictions in STUDY_EVALS.
+SWEEP_RESULTS = "results"
+FIGURES = "figures"
+TRIAL_FIGURES = {"train_loss": "train_loss.png", "eval_loss": "eval_loss.png", "correct": "correct.png"}
+HISTORY_FIGURE = "optimization_history.png"
+IMPORTANCE_FIGURE = "param_importances.png"
+STUDY_SWEEP = "sweep"
+STUDY_EXPERIMENTS = "experiments"
+STUDY_EVALS = "evals"

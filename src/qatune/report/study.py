@@ -9,6 +9,7 @@ import yaml
 
 from qatune.figures import metric_lines
 from qatune.io import atomic_write_text
+from qatune.layout import FIGURES, HISTORY_FIGURE, IMPORTANCE_FIGURE, STUDY_SWEEP, SWEEP_RESULTS, TRIAL_FIGURES
 from qatune.report.document import Block, Code, Figure, Heading, Para, Table, cell, to_html, to_markdown
 
 PICK_TITLES = {
@@ -113,14 +114,14 @@ def sweep_blocks(sweep: dict[str, Any], folder: Path) -> list[Block]:
         )
     )
     captions = {
-        "train_loss.png": "Figure 1: training loss of the top trials",
-        "eval_loss.png": "Figure 2: evaluation loss of the top trials",
-        "correct.png": "Figure 3: correct answers of the top trials",
-        "optimization_history.png": "Optimisation history (Optuna)",
-        "param_importances.png": "Parameter importances (Optuna, PED-ANOVA)",
+        TRIAL_FIGURES["train_loss"]: "Figure 1: training loss of the top trials",
+        TRIAL_FIGURES["eval_loss"]: "Figure 2: evaluation loss of the top trials",
+        TRIAL_FIGURES["correct"]: "Figure 3: correct answers of the top trials",
+        HISTORY_FIGURE: "Optimisation history (Optuna)",
+        IMPORTANCE_FIGURE: "Parameter importances (Optuna, PED-ANOVA)",
     }
     for name, caption in captions.items():
-        path = folder / "sweep" / "results" / "figures" / name
+        path = folder / STUDY_SWEEP / SWEEP_RESULTS / FIGURES / name
         if path.exists():
             blocks.append(Figure(path, caption))
     return blocks
@@ -155,7 +156,7 @@ def experiment_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
     figure = metric_lines(
         {e["name"]: e["history"] for e in experiments},
         "exact_match",
-        folder / "figures" / "em_over_training.png",
+        folder / FIGURES / "em_over_training.png",
         title="EM on the dev slice during training",
         ylabel="exact match (%)",
         x="epoch",

@@ -14,7 +14,15 @@ from typing import Any
 
 from qatune.config import TrainConfig
 from qatune.io import atomic_write_json, atomic_write_text, read_jsonl
-from qatune.layout import HISTORY_FILE, STAGE_MARKER, STAGES_FILE
+from qatune.layout import (
+    HISTORY_FILE,
+    STAGE_MARKER,
+    STAGES_FILE,
+    STUDY_EVALS,
+    STUDY_EXPERIMENTS,
+    STUDY_SWEEP,
+    SWEEP_RESULTS,
+)
 from qatune.paths import check_output_folder, remove_owned
 from qatune.sources import locate
 from qatune.study.cache import StageCache, digest, file_hash
@@ -90,13 +98,13 @@ class StudyRunner:
         if self.spec.sweep_count and not sweep.run_cap:
             raw["run_cap"] = self.spec.sweep_count
         key = digest(raw, train["sha256"], test["sha256"])
-        folder = self.out / "sweep"
+        folder = self.out / STUDY_SWEEP
         options = SweepOptions(name=f"{self.spec.name}-sweep", directory=folder)
 
         def work() -> dict[str, Any]:
             self._fresh_folder(folder, key)
             run_sweep(parse_sweep(raw), options, progress_bar=self.progress_bar)
-            report = show_sweep(options, folder / "results")
+            report = show_sweep(options, folder / SWEEP_RESULTS)
             return {
                 k: report[k]
                 for k in (
@@ -124,7 +132,7 @@ class StudyRunner:
             values[key] = row[key]
         values["train_data"] = self.resolve(values["train_data"], "train")["resolved"]
         values["eval_data"] = self.resolve(values["eval_data"], "validation")["resolved"]
-        values["output_dir"] = str(self.out / "experiments" / experiment.name)
+        values["output_dir"] = str(self.out / STUDY_EXPERIMENTS / experiment.name)
         return TrainConfig.from_dict(values)
 
     @staticmethod
@@ -196,7 +204,7 @@ class StudyRunner:
                 progress_bar=self.progress_bar,
             )
             slug = label.replace("/", "_").replace(" ", "_")
-            atomic_write_json(self.out / "evals" / f"{slug}.predictions.json", result.predictions)
+            atomic_write_json(self.out / STUDY_EVALS / f"{slug}.predictions.json", result.predictions)
             return {"label": label, "model": model, "data": data["resolved"], **select, **result.metrics}
 
         return self.stage(f"evaluate {label}", key, work)

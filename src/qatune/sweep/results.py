@@ -16,11 +16,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from qatune.fmt import cell
 from qatune.io import atomic_write_json, atomic_write_text
-from qatune.layout import RESULTS_SUMMARY
+from qatune.layout import EVAL_SCORES, RESULTS_SUMMARY
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import counted
 
-METRIC_COLUMNS = ("train_loss", "eval_loss", "exact_match", "f1", "correct", "similar", "incorrect", "total")
+METRIC_COLUMNS = EVAL_SCORES
 # The study's Table 1: the extreme explorations it fine-tuned again.
 PICKS = {
     "lowest_train_loss": ("train_loss", min),

@@ -11,7 +11,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_text
-from qatune.layout import RESULTS_SUMMARY, STAGE_MARKER, SWEEP_CONFIG, SWEEP_DB
+from qatune.layout import (
+    FIGURES,
+    RESULTS_SUMMARY,
+    STAGE_MARKER,
+    SWEEP_CONFIG,
+    SWEEP_DB,
+    SWEEP_RESULTS,
+    TRIAL_FIGURES,
+)
 from qatune.paths import check_output_folder
 from qatune.sweep.results import counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
@@ -125,11 +133,11 @@ def _show_sweep(
     study, spec = open_study(None, options)
     report = summary(study.get_trials(deepcopy=False), spec, options.name, n_top)
     out = check_output_folder(
-        out or options.directory / "results", "--out", (RESULTS_SUMMARY,), "a folder of sweep results"
+        out or options.directory / SWEEP_RESULTS, "--out", (RESULTS_SUMMARY,), "a folder of sweep results"
     )
     files = write_results(report, spec, out)
     if figures:
-        files += sweep_figures(report, spec, study, out / "figures", n_top)
+        files += sweep_figures(report, spec, study, out / FIGURES, n_top)
     report["files"] = [str(f) for f in files]
     report["columns"], report["params"] = table_columns(spec), list(spec.params)
     return report
@@ -142,9 +150,9 @@ def sweep_figures(report: dict[str, Any], spec: SweepSpec, study, folder: Path, 
     best = top(report["trials"], spec, n_top)
     runs = {_label(r, spec): r["history"] for r in best}
     charts = [
-        ("train_loss", "Training loss", "train_loss.png"),
-        ("eval_loss", "Evaluation loss", "eval_loss.png"),
-        ("correct", "Correct answers", "correct.png"),
+        ("train_loss", "Training loss", TRIAL_FIGURES["train_loss"]),
+        ("eval_loss", "Evaluation loss", TRIAL_FIGURES["eval_loss"]),
+        ("correct", "Correct answers", TRIAL_FIGURES["correct"]),
     ]
     written = []
     for metric, title, name in charts:

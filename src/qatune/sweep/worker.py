@@ -23,7 +23,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from qatune.errors import QatuneError, TrainingInterrupted
-from qatune.layout import CHECKPOINTS, TRIAL_CONFIG
+from qatune.layout import CHECKPOINTS, EVAL_POSITION, EVAL_SCORES, TRIAL_CONFIG
 from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
@@ -257,22 +257,6 @@ class Worker:
             self.callback({"trial": number, "state": state, "note": note})
 
 
-HISTORY_KEYS = (
-    "step",
-    "epoch",
-    "windows_seen",
-    "elapsed",
-    "train_loss",
-    "eval_loss",
-    "exact_match",
-    "f1",
-    "correct",
-    "similar",
-    "incorrect",
-    "total",
-)
-
-
 def compact(record: dict[str, Any]) -> dict[str, Any]:
     """The part of an evaluation record a trial keeps in the storage."""
-    return {k: record.get(k) for k in HISTORY_KEYS}
+    return {k: record.get(k) for k in (*EVAL_POSITION, *EVAL_SCORES)}
