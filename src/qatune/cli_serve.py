@@ -109,6 +109,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         seed=args.seed,
     ).check()
     _check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
+    if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host} without --api-key: anyone who can reach this port may ask",
+            file=sys.stderr,
+        )
     models = Models()
     models.load(config)  # here, not in uvicorn's startup: a bad model is one error: line, not a traceback
     app = create_app(config, models)
