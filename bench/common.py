@@ -42,6 +42,7 @@ def machine() -> dict[str, Any]:
         "avx512": "avx512f" in flags,
         "vnni": "avx512_vnni" in flags,
         "amx": "amx_tile" in flags,
+        "bf16_flags": sorted(set(flags.split()) & {"amx_bf16", "avx512_bf16"}),  # qatune's auto bf16 needs one
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

@@ -4,7 +4,9 @@ Each variant runs in its own process (so peak RSS is its own), several times, in
 table gives medians of steady-state rates (the first steps, with their warm-up, are left out):
 - HF run_qa.py recipe (baseline): Trainer, features padded to max_length 384 (stride 128).
 - HF Trainer, dynamic padding at max_seq_length 256 with length-grouped batches.
-- qatune `fine_tune`, default recipe (dynamic padding, length-grouped, fused AdamW, 256/96 windows).
+- HF Trainer as above with `bf16=True` (its best CPU setting on a CPU with bfloat16).
+- qatune `fine_tune`, default recipe (dynamic padding, length-grouped, fused AdamW, 256/96 windows), in
+  float32 and in bf16 mixed precision (`--precision bf16`; what `auto` picks on CPUs with AMX/AVX512-BF16).
 Model FLOP utilisation = useful training FLOPs/s over the fp32 matmul peak this script measures;
 useful FLOPs per real (non-padding) token = 6 x non-embedding parameters + 12 x layers x hidden x
 mean sequence length (attention), the usual estimate.
@@ -48,7 +50,7 @@ def flops_per_token(model, mean_length: float) -> float:
     return 6 * params + 12 * config.num_hidden_layers * config.hidden_size * mean_length
 
 
-def run_qatune(questions: int, steps: int) -> dict:
+def run_qatune(questions: int, steps: int, precision: str) -> dict:
     from qatune.config import TrainConfig
     from qatune.io import read_jsonl
     from qatune.models import load_model
@@ -63,6 +65,7 @@ def run_qatune(questions: int, steps: int) -> dict:
             output_dir=out,
             logging_steps=1,
             save_steps=10**6,
+            precision=precision,
         )
         loaded = load_model("default", seed=config.seed)
         from qatune.train import load_train_eval
@@ -82,7 +85,7 @@ def run_qatune(questions: int, steps: int) -> dict:
     }
 
 
-def run_hf(questions: int, steps: int, padded: bool) -> dict:
+def run_hf(questions: int, steps: int, padded: bool, bf16: bool = False) -> dict:
     """The run_qa.py recipe (padded) or Trainer with dynamic padding, timed by a callback."""
     import transformers
     from transformers import (
@@ -122,6 +125,7 @@ def run_hf(questions: int, steps: int, padded: bool) -> dict:
             logging_strategy="no",
             dataloader_num_workers=0,
             use_cpu=True,
+            bf16=bf16,
             train_sampling_strategy="random" if padded else "group_by_length",
         )
         collator = default_data_collator if padded else DataCollatorWithPadding(tokenizer)
@@ -169,9 +173,11 @@ def child(variant: str, questions: int, steps: int) -> None:
 
     torch.manual_seed(0)
     result = {
-        "qatune": lambda: run_qatune(questions, steps),
+        "qatune": lambda: run_qatune(questions, steps, "fp32"),
+        "qatune-bf16": lambda: run_qatune(questions, steps, "bf16"),
         "hf-padded": lambda: run_hf(questions, steps, True),
         "hf-dynamic": lambda: run_hf(questions, steps, False),
+        "hf-dynamic-bf16": lambda: run_hf(questions, steps, False, bf16=True),
     }[variant]()
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(result))
@@ -192,7 +198,9 @@ def main() -> None:
     names = {
         "hf-padded": "HF run_qa.py recipe, pad 384 (baseline)",
         "hf-dynamic": "HF Trainer, dynamic pad 256",
-        "qatune": "qatune fine_tune, default recipe",
+        "hf-dynamic-bf16": "HF Trainer, dynamic pad 256, bf16=True",
+        "qatune": "qatune fine_tune, default recipe, fp32",
+        "qatune-bf16": "qatune fine_tune, default recipe, bf16",
     }
     runs: dict[str, list[dict]] = {v: [] for v in names}
     for _ in range(args.repeats):
@@ -201,6 +209,7 @@ def main() -> None:
             runs[variant].append(run_json([__file__, "--child", variant, str(args.questions), str(steps)]))
             print(f"{variant}: {runs[variant][-1]['windows_per_s']:.2f} windows/s", flush=True)
     base = median([r["windows_per_s"] for r in runs["hf-padded"]])
+    fp32 = median([r["windows_per_s"] for r in runs["qatune"]])
     rows = []
     for variant, label in names.items():
         rate = median([r["windows_per_s"] for r in runs[variant]])
@@ -211,6 +220,7 @@ def main() -> None:
                 "variant": label,
                 "examples_per_s": rate,
                 "x_baseline": rate / base,
+                "x_qatune_fp32": rate / fp32,
                 "tokens_per_s": tokens,
                 "mfu_pct": 100 * flops / peak,
                 "peak_rss_gib": max(r["peak_rss_gib"] for r in runs[variant]),
@@ -221,7 +231,8 @@ def main() -> None:
         f"\ntraining all-MiniLM-L6-v2 for QA, batch {BATCH}, {args.questions} SQuAD train questions; "
         f"fp32 matmul peak {peak:.0f} GFLOP/s; medians of {args.repeats} runs:"
     )
-    print(table(rows, ["variant", "examples_per_s", "x_baseline", "tokens_per_s", "mfu_pct", "peak_rss_gib", "runs"]))
+    columns = ["variant", "examples_per_s", "x_baseline", "x_qatune_fp32", "tokens_per_s", "mfu_pct", "peak_rss_gib"]
+    print(table(rows, [*columns, "runs"]))
     path = save("train", {"questions": args.questions, "batch": BATCH, "matmul_peak_gflops": peak, "results": rows})
     print(f"\nwritten {path}")
 

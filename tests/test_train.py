@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file as load_weights
 
 from qatune.config import TrainConfig
@@ -33,6 +34,7 @@ def tiny_config(model, out, **overrides) -> TrainConfig:
         max_query_length=24,
         learning_rate=1e-3,
         seed=3,
+        precision="fp32",  # the same on every CPU; bf16 and auto are tested on their own
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -78,11 +80,11 @@ def test_gradient_accumulation_reaches_the_batch(tiny_bert, tmp_path):
     assert seen == [16, 32]
 
 
-@pytest.mark.parametrize("stop", [3, 5])
-def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, stop):
+@pytest.mark.parametrize("stop, precision", [(3, "fp32"), (5, "fp32"), (3, "bf16")])
+def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, stop, precision):
     # 5 questions -> a few steps per epoch, so 8 steps cross epoch boundaries
     reference = tmp_path / "ref"
-    config = dict(train_limit=5, max_steps=8)
+    config = dict(train_limit=5, max_steps=8, precision=precision)
     train(tiny_config(tiny_roberta, reference, **config), progress_bar=False)
     assert json.loads((reference / "progress.json").read_text())["epoch"] >= 1
 
@@ -163,3 +165,38 @@ def test_window_settings_travel_with_the_model(tiny_bert, tmp_path):
     assert Answerer(str(tmp_path / "run")).window == WindowConfig(96, 32, 24)
     assert Answerer(str(tmp_path / "run"), WindowConfig(64, 16, 16)).window.max_seq_length == 64
     assert load_model(str(tiny_bert)).window == WindowConfig()  # no saved settings: the defaults
+
+
+@pytest.mark.parametrize(
+    "requested, cuda, flags, used",
+    [
+        ("auto", False, {"avx2"}, "fp32"),  # no native bfloat16: emulated bf16 would be slower
+        ("auto", False, {"avx512f", "amx_bf16"}, "bf16"),
+        ("auto", False, {"avx512_bf16"}, "bf16"),
+        ("fp32", False, {"amx_bf16"}, "fp32"),
+        ("bf16", False, {"avx2"}, "bf16"),  # asked for: runs, with a warning
+        ("auto", True, set(), "bf16"),
+        ("fp32", True, set(), "fp32"),
+    ],
+)
+def test_precision_selection(requested, cuda, flags, used, caplog):
+    from qatune.hardware import resolve_precision
+
+    precision = resolve_precision(requested, cuda, True, frozenset(flags))
+    assert precision.used == used and precision.mixed_precision == ("no" if used == "fp32" else used)
+    assert ("emulated" in caplog.text) == (requested == "bf16" and not cuda and not flags & {"amx_bf16", "avx512_bf16"})
+
+
+def test_bf16_training_lowers_the_loss_and_saves_float32(tiny_bert, tmp_path):
+    """Mixed precision: bfloat16 compute, float32 master weights, a float32 model that loads everywhere."""
+    out = tmp_path / "run"
+    config = tiny_config(
+        tiny_bert, out, max_steps=30, eval_steps=30, train_limit=16, learning_rate=3e-3, precision="bf16", eval_limit=4
+    )
+    summary = train(config, progress_bar=False)
+    losses = [r["loss"] for r in read_jsonl(out / "metrics.jsonl") if r["type"] == "train"]
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert summary["precision"]["used"] == "bf16" and summary["precision"]["requested"] == "bf16"
+    assert json.loads((out / "qatune.json").read_text())["precision"] == summary["precision"]
+    assert {t.dtype for t in load_weights(out / "model.safetensors").values()} == {torch.float32}
+    assert next(load_model(str(out)).model.parameters()).dtype == torch.float32

@@ -56,6 +56,8 @@ TRAIN_HELP = {
     "eval_at_start": "also evaluate the untuned model at step 0 (the baseline)",
     "group_by_length": "batch windows of similar length together (less padding, faster)",
     "skip_invalid": "drop questions whose answer_start does not match the text, with a count",
+    "precision": "auto (bf16 on CPUs with AMX or AVX512-BF16, CUDA autocast on GPUs, else fp32), fp32, or bf16 "
+    "(mixed precision: bfloat16 compute, float32 weights and optimizer)",
 }
 
 

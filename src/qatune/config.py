@@ -48,6 +48,7 @@ class TrainConfig:
     group_by_length: bool = True
     skip_invalid: bool = False
     data_dir: str | None = None
+    precision: str = "auto"  # auto: bf16 on CPUs with AMX/AVX512-BF16, CUDA autocast on GPUs, else fp32
 
     @property
     def window(self) -> WindowConfig:
@@ -101,6 +102,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be > 0 when set, got {value}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.learning_rate > 1:
             raise ConfigError(
                 f"learning_rate must be at most 1 (fine-tuning uses about 1e-5 to 1e-3), got {self.learning_rate}"

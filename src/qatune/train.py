@@ -8,6 +8,7 @@ gradient accumulation and checkpoint/RNG state, so none of that is hand-written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -30,6 +31,7 @@ from qatune import checkpoint as ckpt
 from qatune.config import TrainConfig
 from qatune.data import QADataset
 from qatune.errors import TrainingDiverged, TrainingInterrupted
+from qatune.hardware import Precision, resolve_precision
 from qatune.inference import evaluate
 from qatune.io import append_jsonl, atomic_write_json, read_json, read_jsonl
 from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
@@ -53,14 +55,21 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None]:
     return train, dev
 
 
-def _make_accelerator(config: TrainConfig):
+def _make_accelerator(config: TrainConfig, precision: Precision):
+    """Accelerate with the run's mixed precision: bf16/fp16 autocast with float32 master weights and
+    optimizer state, or plain float32."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    mixed = "no"
-    if torch.cuda.is_available():
-        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision.mixed_precision) != precision.mixed_precision:
+        # Accelerate keeps one precision per process; a second run in this process with another one
+        # (the Python API, tests) resets it. The process group (DDP) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        gradient_accumulation_steps=config.accumulation_steps, mixed_precision=mixed, cpu=not torch.cuda.is_available()
+        gradient_accumulation_steps=config.accumulation_steps,
+        mixed_precision=precision.mixed_precision,
+        cpu=not torch.cuda.is_available(),
     )  # cpu=True is what enables DDP over gloo
     if accelerator.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
@@ -151,7 +160,9 @@ class _Run:
     ) -> None:
         self.config, self.loaded, self.dev, self.callback = config, loaded, dev, callback
         self.out = Path(config.output_dir)
-        self.accelerator = _make_accelerator(config)
+        cuda = torch.cuda.is_available()
+        self.precision = resolve_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+        self.accelerator = _make_accelerator(config, self.precision)
         self.windows = tokenize_windows(train.examples, loaded.tokenizer, config.window)
         self.with_null = train.has_impossible
         self.loader = self.accelerator.prepare(_loader(self.windows, loaded.tokenizer, config))
@@ -335,6 +346,7 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str,
     summary = {
         "config": run.config.to_dict(),
         "versions": _versions(),
+        "precision": {**dataclasses.asdict(run.precision), "bf16_flags": list(run.precision.bf16_flags)},
         "base_model_path": run.loaded.path,
         "train_data": {
             "source": train.source,

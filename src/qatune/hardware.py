@@ -1,0 +1,65 @@
+"""What the machine can do fast, detected at run time: bfloat16 on the CPU (AMX or AVX512-BF16), CUDA.
+
+`resolve_precision` turns a requested precision (`auto`, `fp32`, `bf16`) into what training runs with,
+so a CPU without native bfloat16 never gets the emulated (slower) path by default.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of native bfloat16 matrix/vector units
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where that file does not exist."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16)."""
+    return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a run computes in: `used` (fp32, bf16 or fp16) and accelerate's `mixed_precision` for it."""
+
+    requested: str
+    used: str
+    device: str
+    bf16_flags: tuple[str, ...]
+
+    @property
+    def mixed_precision(self) -> str:
+        return "no" if self.used == "fp32" else self.used
+
+
+def resolve_precision(
+    requested: str, cuda: bool, cuda_bf16: bool = True, flags: frozenset[str] | None = None
+) -> Precision:
+    """`auto`: CUDA autocast (bf16, else fp16) on a GPU; bf16 on a CPU with native bfloat16; else fp32.
+    An explicit `bf16` on a CPU without it runs emulated and is announced as slower."""
+    found = tuple(f for f in BF16_FLAGS if f in (cpu_flags() if flags is None else flags))
+    if cuda:
+        used = "fp32" if requested == "fp32" else "bf16" if cuda_bf16 else "fp16"
+        return Precision(requested, used, "cuda", found)
+    if requested == "bf16" and not found:
+        logger.warning(
+            "bf16 requested, but this CPU has no native bfloat16 (AMX-BF16 or AVX512-BF16): it is "
+            "emulated and slower than fp32; `--precision auto` picks fp32 here"
+        )
+    used = "bf16" if requested == "bf16" or (requested == "auto" and found) else "fp32"
+    return Precision(requested, used, "cpu", found)
