@@ -200,3 +200,12 @@ def test_bf16_training_lowers_the_loss_and_saves_float32(tiny_bert, tmp_path):
     assert json.loads((out / "qatune.json").read_text())["precision"] == summary["precision"]
     assert {t.dtype for t in load_weights(out / "model.safetensors").values()} == {torch.float32}
     assert next(load_model(str(out)).model.parameters()).dtype == torch.float32
+
+
+def test_micro_batch_default_depends_on_the_device():
+    """8 windows suit a 2-core CPU's caches but starve a GPU: there the default is the whole batch."""
+    config = TrainConfig(train_batch_size=32)
+    assert (config.micro_batch_on(gpu=False), config.accumulation_on(gpu=False)) == (8, 4)
+    assert (config.micro_batch_on(gpu=True), config.accumulation_on(gpu=True)) == (32, 1)
+    explicit = TrainConfig(train_batch_size=32, micro_batch_size=16)
+    assert explicit.micro_batch_on(gpu=True) == explicit.micro_batch_on(gpu=False) == 16

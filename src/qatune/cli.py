@@ -46,7 +46,8 @@ TRAIN_HELP = {
     "eval_limit": "evaluate on the first N dev questions",
     "eval_sample": "evaluate on a seeded random N dev questions",
     "train_batch_size": "questions windows per optimizer step (reached by gradient accumulation)",
-    "micro_batch_size": "windows per forward pass (default: the largest divisor of the batch up to 8)",
+    "micro_batch_size": "windows per forward pass (default: on a CPU the largest divisor of the batch "
+    "up to 8, on a GPU the whole batch)",
     "num_train_epochs": "passes over the training windows (may be fractional)",
     "max_steps": "stop after N optimizer steps (overrides epochs)",
     "doc_stride": "OVERLAP in tokens between consecutive windows of a long context (as in HF)",

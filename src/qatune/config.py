@@ -65,7 +65,15 @@ class TrainConfig:
     @property
     def accumulation_steps(self) -> int:
         """Micro-batches per optimizer step, so large batches (64, 128) fit in small memory."""
-        return max(1, math.ceil(self.train_batch_size / self.micro_batch))
+        return self.accumulation_on(gpu=False)
+
+    def micro_batch_on(self, gpu: bool) -> int:
+        """`micro_batch` on this device: on a GPU the default forward pass holds the whole batch (the CPU's
+        8 windows would starve it); an explicit micro_batch_size wins everywhere."""
+        return self.train_batch_size if gpu and not self.micro_batch_size else self.micro_batch
+
+    def accumulation_on(self, gpu: bool) -> int:
+        return max(1, math.ceil(self.train_batch_size / self.micro_batch_on(gpu)))
 
     @property
     def effective_save_steps(self) -> int:

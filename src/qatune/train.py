@@ -55,7 +55,7 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None]:
     return train, dev
 
 
-def _make_accelerator(config: TrainConfig, precision: Precision):
+def _make_accelerator(precision: Precision, accumulation_steps: int):
     """Accelerate with the run's mixed precision: bf16/fp16 autocast with float32 master weights and
     optimizer state, or plain float32."""
     from accelerate import Accelerator
@@ -67,7 +67,7 @@ def _make_accelerator(config: TrainConfig, precision: Precision):
         # (the Python API, tests) resets it. The process group (DDP) is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        gradient_accumulation_steps=config.accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps,
         mixed_precision=precision.mixed_precision,
         cpu=not torch.cuda.is_available(),
     )  # cpu=True is what enables DDP over gloo
@@ -100,9 +100,8 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
         return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
 
 
-def _loader(windows: Windows, tokenizer, config: TrainConfig) -> DataLoader:
-    """Micro-batches of training windows, padded to the longest window in each batch."""
-    batch = config.micro_batch
+def _loader(windows: Windows, tokenizer, config: TrainConfig, batch: int) -> DataLoader:
+    """Micro-batches of `batch` training windows, padded to the longest window in each batch."""
     sampler = _EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
@@ -162,11 +161,13 @@ class _Run:
         self.out = Path(config.output_dir)
         cuda = torch.cuda.is_available()
         self.precision = resolve_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
-        self.accelerator = _make_accelerator(config, self.precision)
+        self.accumulation = config.accumulation_on(gpu=cuda)
+        self.accelerator = _make_accelerator(self.precision, self.accumulation)
         self.windows = tokenize_windows(train.examples, loaded.tokenizer, config.window)
         self.with_null = train.has_impossible
-        self.loader = self.accelerator.prepare(_loader(self.windows, loaded.tokenizer, config))
-        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / config.accumulation_steps))
+        micro = config.micro_batch_on(gpu=cuda)
+        self.loader = self.accelerator.prepare(_loader(self.windows, loaded.tokenizer, config, micro))
+        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / self.accumulation))
         self.total_steps = config.max_steps or math.ceil(config.num_train_epochs * self.steps_per_epoch)
         self.model = loaded.model
         self.model.train()
