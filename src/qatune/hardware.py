@@ -28,11 +28,6 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
-def cpu_has_bf16(flags: frozenset[str] | None = None) -> bool:
-    """Whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16)."""
-    return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
-
-
 @dataclass(frozen=True)
 class Precision:
     """What a run computes in: `used` (fp32, bf16 or fp16) and accelerate's `mixed_precision` for it."""
