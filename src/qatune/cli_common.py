@@ -67,6 +67,13 @@ def emit(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
+def from_args(cls: Any, args: argparse.Namespace, **given: Any) -> Any:
+    """A config dataclass from the parsed flags named like its fields (`given` values win)."""
+    import dataclasses
+
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)} | given)
+
+
 def window_overrides(args: argparse.Namespace) -> dict[str, int | None]:
     """The window flags given on the command line (None: keep the model's own setting)."""
     return {

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from qatune.cli_common import add_window_args, emit, int_in, model_window, positive_int
+from qatune.cli_common import add_window_args, emit, from_args, int_in, model_window, positive_int
 from qatune.errors import ConfigError
 
 
@@ -96,18 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from qatune.serve import Models, ServeConfig, create_app
 
-    config = ServeConfig(
-        model=args.model,
-        compare_with=args.compare_with,
-        api_key=args.api_key,
-        cors_origins=args.cors_origin,
-        max_context_chars=args.max_context_chars,
-        max_question_chars=args.max_question_chars,
-        max_batch=args.max_batch,
-        max_body_bytes=args.max_body_bytes,
-        max_request_chars=args.max_request_chars,
-        seed=args.seed,
-    ).check()
+    config = from_args(ServeConfig, args, cors_origins=args.cors_origin).check()
     _check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
     if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(

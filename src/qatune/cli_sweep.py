@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qatune.cli_common import int_in, positive_int
+from qatune.cli_common import from_args, int_in, positive_int
 from qatune.errors import ConfigError
 from qatune.paths import safe_name
 
@@ -104,17 +104,7 @@ def _options(args: argparse.Namespace, name: str):
     from qatune.sweep import SweepOptions
 
     safe_name(name, "sweep name (--name, --join, `show NAME` or the config's `name`)")
-    return SweepOptions(
-        name=name,
-        directory=Path(args.dir) / name,
-        storage=args.storage,
-        count=args.count,
-        retries=args.retries,
-        heartbeat_interval=args.heartbeat_interval,
-        keep_models=args.keep_models,
-        seed=args.seed,
-        wandb=args.wandb,
-    )
+    return from_args(SweepOptions, args, name=name, directory=Path(args.dir) / name)
 
 
 def _print_plan(spec, name: str, options) -> None:

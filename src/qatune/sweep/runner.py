@@ -37,31 +37,8 @@ def _spec(config: SweepSpec | dict[str, Any] | str | Path | None) -> SweepSpec |
     return load_sweep(config)
 
 
+@quiet_optuna()
 def run_sweep(
-    config: SweepSpec | dict[str, Any] | str | Path | None,
-    options: SweepOptions,
-    *,
-    progress_bar: bool = True,
-    callback: Callback | None = None,
-) -> dict[str, Any]:
-    """Run trials of a sweep until its run cap, grid, target or `options.count`; resumable.
-
-    `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
-    sweep whose config is read from `options.storage`. Returns counts, the stop reason and the best trial.
-    """
-    with quiet_optuna():
-        return _run_sweep(config, options, progress_bar=progress_bar, callback=callback)
-
-
-def show_sweep(
-    options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
-) -> dict[str, Any]:
-    """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
-    with quiet_optuna():
-        return _show_sweep(options, out, n_top=n_top, figures=figures)
-
-
-def _run_sweep(
     config: SweepSpec | dict[str, Any] | str | Path | None,
     options: SweepOptions,
     *,
@@ -121,7 +98,8 @@ def _run_sweep(
     }
 
 
-def _show_sweep(
+@quiet_optuna()
+def show_sweep(
     options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
 ) -> dict[str, Any]:
     """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
