@@ -129,7 +129,7 @@ def profile(loaded, examples, batch: int) -> dict:
         logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch, with_loss=True)
     stages["forward (profiled)"] = time.perf_counter() - began
     began = time.perf_counter()
-    answers = decode_examples(examples, windows, logits, 1, 30, loaded.with_null)
+    answers = decode_examples(examples, windows, logits, 1, loaded.decoding())
     stages["decode"] = time.perf_counter() - began
     began = time.perf_counter()
     squad_scores(

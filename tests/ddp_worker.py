@@ -16,6 +16,7 @@ config = TrainConfig(
     eval_data="sample:validation",
     output_dir=out,
     train_limit=32,
+    calibration_questions=0,
     eval_limit=8,
     max_steps=4,
     train_batch_size=4,

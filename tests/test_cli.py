@@ -44,7 +44,8 @@ def test_ask_json_contract(tiny_bert):
     obj = json.loads(proc.stdout)
     assert obj["model"] == str(tiny_bert) and len(obj["answers"]) == 3
     for answer in obj["answers"]:
-        assert set(answer) == {"text", "probability", "start", "end"}
+        assert set(answer) == {"text", "probability", "start", "end", "score", "raw_probability"}
+        assert answer["probability"] == answer["raw_probability"]  # an uncalibrated model
         assert CONTEXT[answer["start"] : answer["end"]] == answer["text"]
         assert 0 < answer["probability"] < 1
     assert 0 < obj["no_answer_probability"] < 1
@@ -103,6 +104,33 @@ def test_evaluate_json_contract(tiny_bert, tmp_path, dtype):
         assert key in obj
     assert obj["total"] == 7 and obj["correct"] + obj["similar"] + obj["incorrect"] == 7
     assert len(json.loads(preds.read_text())) == 7
+    assert 0 <= obj["ece"] <= 1
+
+
+def test_calibrate_then_evaluate_report(tiny_bert, copy_model, tmp_path):
+    model = copy_model(tiny_bert)
+    fitted = json.loads(
+        qatune("calibrate", "--model", str(model), "--data", "sample", "--sample", "60", "--json").stdout
+    )
+    assert fitted["questions"] == 60 and fitted["temperature"] > 0
+    assert json.loads((model / "calibration.json").read_text()) == fitted
+    answer = json.loads(
+        qatune("ask", "--model", str(model), "--context", CONTEXT, "--question", "What?", "--json").stdout
+    )
+    top = answer["answers"][0]
+    assert top["probability"] != top["raw_probability"]  # the temperature is applied
+    report = tmp_path / "report"
+    args = ("evaluate", "--model", str(model), "--data", "sample:validation", "--report", str(report), "--json")
+    metrics = json.loads(qatune(*args).stdout)
+    saved = json.loads((report / "evaluation.json").read_text())
+    assert saved["ece"] == metrics["ece"] and set(saved["reliability"]) == {"calibrated", "raw"}
+    assert sum(b["questions"] for b in saved["reliability"]["raw"]) == metrics["total"]
+    assert (report / "reliability.png").stat().st_size > 1000 and (report / "reliability.csv").exists()
+    qatune(*args)  # its own earlier report is replaced
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    refused = qatune("evaluate", "--model", str(model), "--report", str(tmp_path / "mine"), check=False)
+    assert refused.returncode == 2 and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
@@ -113,6 +141,8 @@ def test_evaluate_json_contract(tiny_bert, tmp_path, dtype):
         (["ask", "--context", " ", "--question", "y"], "empty context"),
         (["ask", "--context", "x", "--question", "y", "--top-k", "0"], "--top-k"),
         (["train", "--doc-stride", "500", "--output", "/tmp/never"], "doc_stride"),
+        (["calibrate", "--model", "default", "--data", "sample"], "not a model folder"),
+        (["train", "--calibration-questions", "-1", "--output", "/tmp/never"], "calibration_questions"),
     ],
 )
 def test_errors_are_one_line_exit_2(args, message):

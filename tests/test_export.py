@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from qatune.calibration import Calibration, write_calibration
 from qatune.export import export_onnx
 from qatune.inference import Answerer
 from qatune.lite import OnnxAnswerer
@@ -22,8 +23,9 @@ WINDOW = WindowConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_roberta"])
-def test_onnx_answers_match_torch(fixture, request, tmp_path):
-    model = str(request.getfixturevalue(fixture))
+def test_onnx_answers_match_torch(fixture, request, tmp_path, copy_model):
+    model = str(copy_model(request.getfixturevalue(fixture)))
+    write_calibration(model, Calibration(2.5, 100, "held-out", 50.0, 0.2, 0.02))  # travels with the export
     meta = export_onnx(model, tmp_path / "onnx", window=WINDOW)
     assert meta["max_logit_difference"] < 1e-4
     pairs = [(CONTEXT, q) for q in QUESTIONS]
@@ -32,6 +34,8 @@ def test_onnx_answers_match_torch(fixture, request, tmp_path):
     for want, have in zip(expected, got):
         assert [(a.text, a.start, a.end) for a in have.answers] == [(a.text, a.start, a.end) for a in want.answers]
         assert [a.probability for a in have.answers] == pytest.approx([a.probability for a in want.answers], abs=1e-5)
+        assert [a.raw_probability for a in have.answers] == pytest.approx([a.raw_probability for a in want.answers])
+        assert have.answers[0].probability != pytest.approx(have.answers[0].raw_probability)
         assert have.no_answer_probability == pytest.approx(want.no_answer_probability, abs=1e-5)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qatune.predict import decode, group_windows, predict, window_candidates
+from qatune.predict import Decoding, decode, group_windows, predict, window_candidates, word_boundaries
 
 CONTEXT = "alpha beta gamma delta"
 # tokens: [CLS] q [SEP] alpha beta gamma delta [SEP]
@@ -22,7 +22,7 @@ def test_candidates_respect_context_and_max_length():
 def test_probabilities_are_a_softmax_over_all_spans():
     rng = np.random.default_rng(0)
     s, e = rng.normal(size=8), rng.normal(size=8)
-    answers = decode(CONTEXT, [s], [e], [OFFSETS], top_k=50, max_answer_length=30)
+    answers = decode(CONTEXT, [s], [e], [OFFSETS], top_k=50, decoding=Decoding(max_answer_length=30))
     assert len(answers) == 10  # 4 + 3 + 2 + 1 spans, all distinct texts
     assert abs(sum(a.probability for a in answers) - 1) < 1e-9
     best = max(answers, key=lambda a: a.score)
@@ -52,7 +52,7 @@ def test_same_span_in_two_windows_keeps_its_best_score():
 def test_null_answer_for_v2_models():
     s = np.array([9, 0, 0, 0, 0, 0, 0, 0.0])
     e = np.array([9, 0, 0, 0, 0, 0, 0, 0.0])
-    answers = decode(CONTEXT, [s], [e], [OFFSETS], top_k=2, with_null=True)
+    answers = decode(CONTEXT, [s], [e], [OFFSETS], top_k=2, decoding=Decoding(with_null=True))
     assert answers[0].text == "" and answers[0].probability > 0.9
     assert decode(CONTEXT, [s], [e], [OFFSETS], top_k=1)[0].text != ""
 
@@ -72,7 +72,7 @@ def test_no_answer_probability():
     assert abs(v1.no_answer_probability - expected) < 1e-9
     assert v1.answers == decode(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=3)
     assert abs(sum(a.probability for a in predict(CONTEXT, [s1], [e1], [OFFSETS], top_k=20).answers) - 1) < 1e-9
-    v2 = predict(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=20, with_null=True)
+    v2 = predict(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=20, decoding=Decoding(with_null=True))
     empty = next(a for a in v2.answers if a.text == "")
     assert abs(v2.no_answer_probability - empty.probability) < 1e-12
     assert abs(v2.no_answer_probability - expected) < 1e-9  # the same number either way
@@ -81,3 +81,99 @@ def test_no_answer_probability():
 def test_group_windows():
     groups = group_windows(np.array([0, 0, 1, 2, 2, 2]))
     assert [g.tolist() for g in groups] == [[0, 1], [2], [3, 4, 5]]
+
+
+def test_word_boundaries():
+    context = "Bidirectional Encoder, U.S. 東京 ok"
+    allowed = [i for i, ok in enumerate(word_boundaries(context)) if ok]
+    # inside 'Bidirectional', 'Encoder', 'U', 'S', 'ok' nothing; around punctuation, spaces and each CJK character
+    assert allowed == [0, 13, 14, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 33]
+
+
+def _answers(tokenizer, context: str, align: bool, seed: int, top_k: int = 40):
+    from qatune.data import Example
+    from qatune.windows import WindowConfig, tokenize_windows
+
+    windows = tokenize_windows([Example("q", "what?", context, (), ())], tokenizer, WindowConfig(64, 16, 16))
+    rng = np.random.default_rng(seed)
+    starts = [rng.normal(size=len(ids)) for ids in windows.input_ids]
+    ends = [rng.normal(size=len(ids)) for ids in windows.input_ids]
+    decoding = Decoding(max_answer_length=8, align_to_words=align)
+    return predict(context, starts, ends, windows.offsets, top_k, decoding).answers
+
+
+LONG_WORDS = (
+    "Bidirectional Encoder Representations from Transformers, unsupervised pretraining of "
+    "electroencephalography classifiers on hyperparameterisation benchmarks."
+)
+
+
+def _whole_word(context: str, a) -> bool:
+    inside = lambda i: 0 < i < len(context) and context[i - 1].isalnum() and context[i].isalnum()  # noqa: E731
+    return not inside(a.start) and not inside(a.end)
+
+
+def test_answers_are_whole_words_for_wordpiece_and_bpe(roberta_tokenizer):
+    from transformers import AutoTokenizer
+
+    from qatune.models import default_model_path
+
+    for tokenizer in (AutoTokenizer.from_pretrained(default_model_path()), roberta_tokenizer):
+        aligned = [a for seed in range(5) for a in _answers(tokenizer, LONG_WORDS, True, seed)]
+        assert aligned and all(_whole_word(LONG_WORDS, a) for a in aligned)
+        raw = [a for seed in range(5) for a in _answers(tokenizer, LONG_WORDS, False, seed)]
+        assert not all(_whole_word(LONG_WORDS, a) for a in raw)  # sub-word spans exist without alignment
+
+
+def test_unspaced_scripts_keep_token_boundaries():
+    from transformers import AutoTokenizer
+
+    from qatune.models import default_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    context = "東京都は日本の首都です"
+    aligned = {(a.start, a.end) for a in _answers(tokenizer, context, True, 0, top_k=100)}
+    raw = {(a.start, a.end) for a in _answers(tokenizer, context, False, 0, top_k=100)}
+    assert aligned == raw and any(a - b == 1 for b, a in aligned)
+
+
+def test_a_word_longer_than_max_answer_length_still_gets_an_answer():
+    from transformers import AutoTokenizer
+
+    from qatune.models import default_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    context = "x" + "qzjkvw" * 20  # one 121-character word of many sub-word tokens
+    assert _answers(tokenizer, context, True, 0)
+
+
+def test_temperature_scales_probabilities_not_ranking():
+    rng = np.random.default_rng(3)
+    s, e = rng.normal(size=8) * 3, rng.normal(size=8) * 3
+    plain = predict(CONTEXT, [s], [e], [OFFSETS], top_k=10)
+    warm = predict(CONTEXT, [s], [e], [OFFSETS], top_k=10, decoding=Decoding(temperature=2.0))
+    assert [a.text for a in plain.answers] == [a.text for a in warm.answers]
+    assert [a.raw_probability for a in warm.answers] == [a.probability for a in plain.answers]
+    scores = np.array([a.score for a in warm.answers]) / 2
+    expected = np.exp(scores - np.logaddexp.reduce(scores))
+    assert np.allclose([a.probability for a in warm.answers], expected)
+    assert warm.answers[0].probability < plain.answers[0].probability  # T > 1: less sure
+
+
+def test_a_saved_null_threshold_decides_whether_to_answer():
+    s = np.array([2.0, 0, 0, 1, 0, 0, 0, 0])
+    e = np.array([2.0, 0, 0, 1, 0, 0, 0, 0])
+    free = predict(CONTEXT, [s], [e], [OFFSETS], top_k=4, decoding=Decoding(with_null=True))
+    p_null = free.no_answer_probability
+    assert free.answers[0].text == "" and 0.1 < p_null < 0.9  # no threshold: the null ranks by probability
+    strict = predict(CONTEXT, [s], [e], [OFFSETS], top_k=3, decoding=Decoding(with_null=True, null_threshold=0.95))
+    assert [a.text for a in strict.answers] == [a.text for a in free.answers[1:4]]  # the spans, never the empty one
+    loose = predict(CONTEXT, [s], [e], [OFFSETS], top_k=3, decoding=Decoding(with_null=True, null_threshold=0.01))
+    assert [a.text for a in loose.answers] == [a.text for a in free.answers[:3]] and loose.answers[
+        0
+    ].probability == p_null
+    high = np.array([0.0, 0, 0, 5, 4, 3, 2, 0])  # the null ranks last but is over a low threshold
+    low = predict(CONTEXT, [high], [high], [OFFSETS], top_k=2, decoding=Decoding(with_null=True, null_threshold=1e-9))
+    assert low.answers[0].text == "" and low.answers[1].text == "alpha"
+    v1 = predict(CONTEXT, [s], [e], [OFFSETS], top_k=3, decoding=Decoding(null_threshold=0.01))
+    assert all(a.text for a in v1.answers)  # a v1 model keeps answering exactly as before

@@ -37,7 +37,7 @@ def test_answer_contract_and_comparison(client, tiny_bert):
     body = client.post("/v1/answer", json={"context": CONTEXT, "question": "What is Earth?", "top_k": 3}).json()
     assert body["model"] == str(tiny_bert) and len(body["answers"]) == 3 and body["took_ms"] > 0
     for answer in body["answers"]:
-        assert set(answer) == {"text", "probability", "start", "end"}
+        assert set(answer) == {"text", "probability", "start", "end", "score", "raw_probability"}
         assert CONTEXT[answer["start"] : answer["end"]] == answer["text"] and 0 < answer["probability"] < 1
     assert body["compare"]["answers"] == body["answers"]  # the same model on both sides answers alike
     assert 0 < body["no_answer_probability"] < 1

@@ -35,6 +35,7 @@ def tiny_config(model, out, **overrides) -> TrainConfig:
         learning_rate=1e-3,
         seed=3,
         precision="fp32",  # the same on every CPU; bf16 and auto are tested on their own
+        calibration_questions=0,  # tested on its own
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -122,7 +123,10 @@ def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_pat
     train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), overwrite=True, progress_bar=False)
 
 
-@pytest.mark.parametrize("field, value", [("learning_rate", 0), ("warmup_ratio", 1.5), ("train_batch_size", 6)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("learning_rate", 0), ("warmup_ratio", 1.5), ("train_batch_size", 6), ("dropout", 1.0), ("dropout", -0.1)],
+)
 def test_bad_settings(field, value, tmp_path):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**{field: value, "micro_batch_size": 4}).check()
@@ -209,3 +213,43 @@ def test_micro_batch_default_depends_on_the_device():
     assert (config.micro_batch_on(gpu=True), config.accumulation_on(gpu=True)) == (32, 1)
     explicit = TrainConfig(train_batch_size=32, micro_batch_size=16)
     assert explicit.micro_batch_on(gpu=True) == explicit.micro_batch_on(gpu=False) == 16
+
+
+def test_training_fits_the_calibration_on_held_out_questions(tiny_bert, tmp_path):
+    from qatune.calibration import read_calibration
+    from qatune.inference import Answerer
+
+    out = tmp_path / "run"
+    summary = train(tiny_config(tiny_bert, out, calibration_questions=60), progress_bar=False)
+    saved = read_calibration(out)
+    assert saved is not None and saved.questions == 60 and summary["calibration"]["temperature"] == saved.temperature
+    assert "sample" in saved.data
+    answerer = Answerer(str(out))
+    assert answerer.decoding.temperature == saved.temperature
+    top = answerer.ask("Paris is the capital of France.", "What is the capital of France?")[0]
+    assert top.raw_probability is not None and (top.probability != top.raw_probability) == (saved.temperature != 1.0)
+    # too few questions left out of training: trained, saved, not calibrated, and said so
+    bare = train(
+        tiny_config(tiny_bert, tmp_path / "bare", train_limit=None, calibration_questions=60), progress_bar=False
+    )
+    assert bare["calibration"] is None and read_calibration(tmp_path / "bare") is None
+
+
+def test_dropout_setting_changes_training_not_the_saved_config(tiny_bert, tmp_path):
+    from qatune.train import set_dropout
+
+    loaded = load_model(str(tiny_bert), seed=0)
+    set_dropout(loaded.model, None, 0.0)
+    probabilities = {name: m.p for name, m in loaded.model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert {p for name, p in probabilities.items() if "attention.self" in name} == {0.0}
+    assert {p for name, p in probabilities.items() if "attention.self" not in name} == {0.1}
+    set_dropout(loaded.model, 0.0)
+    assert all(m.p == 0.0 for m in loaded.model.modules() if isinstance(m, torch.nn.Dropout))
+    runs = {}
+    for name, dropout in (("zero", 0.0), ("model", None)):
+        out = tmp_path / name
+        train(tiny_config(tiny_bert, out, dropout=dropout, eval_data=None, max_steps=3), progress_bar=False)
+        runs[name] = load_weights(out / "model.safetensors")
+        assert json.loads((out / "config.json").read_text())["hidden_dropout_prob"] == 0.1
+        assert json.loads((out / "qatune.json").read_text())["config"]["dropout"] == dropout
+    assert any(not torch.equal(runs["zero"][k], runs["model"][k]) for k in runs["zero"])  # it changed training

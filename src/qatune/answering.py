@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qatune.data import question_examples
-from qatune.predict import Answer, Logits, Prediction, predict_examples
+from qatune.predict import Answer, Decoding, Logits, Prediction, predict_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 
@@ -68,12 +68,10 @@ class SpanAnswerer:
         tokenizer: Any,
         logits: WindowLogits,
         window: WindowConfig,
-        max_answer_length: int = 30,
-        with_null: bool = False,
+        decoding: Decoding = Decoding(),
         max_context_chars: int | None = None,
     ) -> None:
-        self.tokenizer, self.logits, self.window = tokenizer, logits, window
-        self.max_answer_length, self.with_null = max_answer_length, with_null
+        self.tokenizer, self.logits, self.window, self.decoding = tokenizer, logits, window, decoding
         self.max_context_chars = max_context_chars  # None: the size guard, $QATUNE_MAX_CONTEXT_CHARS or 100,000
 
     def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
@@ -90,7 +88,7 @@ class SpanAnswerer:
         if not examples:
             return []
         windows = tokenize_windows(examples, self.tokenizer, self.window)
-        return predict_examples(examples, windows, self.logits(windows), top_k, self.max_answer_length, self.with_null)
+        return predict_examples(examples, windows, self.logits(windows), top_k, self.decoding)
 
 
 def open_answerer(

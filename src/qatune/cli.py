@@ -59,6 +59,14 @@ TRAIN_HELP = {
     "skip_invalid": "drop questions whose answer_start does not match the text, with a count",
     "precision": "auto (bf16 on CPUs with AMX or AVX512-BF16, CUDA autocast on GPUs, else fp32), fp32, or bf16 "
     "(mixed precision: bfloat16 compute, float32 weights and optimizer)",
+    "negatives": "add this fraction of unanswerable questions to the training data, each paired with another "
+    "paragraph of its article that holds none of its answers (SQuAD v2-style; README, Unanswerable questions)",
+    "dropout": "dropout probability of every dropout layer while training (default: the model's own, 0.1 for "
+    "BERT-style models); 0 trains faster on CPUs (README, Speed)",
+    "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "
+    "run as one fused kernel (README, Speed)",
+    "calibration_questions": "after training, fit the confidence calibration on up to N training questions "
+    "left out of training (0: off)",
 }
 
 
@@ -135,7 +143,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--predictions", help="write predictions (JSON, id -> answer) here")
     p.add_argument("--metrics", help="write the metrics JSON here")
-    p.add_argument("--overwrite", action="store_true", help="replace existing --predictions / --metrics files")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write a report folder: evaluation.json, predictions.json, and the calibration of the confidence "
+        "(reliability.csv and reliability.png: exact match against the top-1 probability)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing --predictions / --metrics files or --report folder"
+    )
+    p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
+    add_window_args(p)
+
+    p = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="fit a model's confidence calibration on held-out questions",
+        description="Fit the temperature that makes a model's answer probabilities match how often its answers "
+        "are right, on questions it was neither trained nor evaluated on, and save it in the model folder "
+        "(calibration.json), where ask, evaluate, serve and export use it. `qatune train` does this itself "
+        "(--calibration-questions); use this for a model trained elsewhere or before.",
+        epilog="example: qatune calibrate --model runs/my-model --data train-v1.1.json --sample 1000",
+    )
+    p.add_argument("--model", required=True, help="a model folder (the calibration is saved into it)")
+    p.add_argument("--data", required=True, help="held-out questions: a data file or spec, not your test set")
+    p.add_argument("--limit", type=positive_int, help="first N questions")
+    p.add_argument("--sample", type=positive_int, default=1000, help="seeded random N questions (default: 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass (default: 64)")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     add_window_args(p)
 
@@ -162,10 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub, common)
     add_serve_parser(sub, common)
 
-    p = sub.add_parser("data", parents=[common], help="validate a data file and print its counts")
+    p = sub.add_parser(
+        "data",
+        parents=[common],
+        help="validate a data file and print its counts; make a SQuAD v2-style file from a v1.1 one",
+        epilog="example: qatune data dev-v1.1.json --negatives 0.5 --output dev-v2-style.json",
+    )
     p.add_argument("spec", help="file or data spec")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--negatives",
+        type=finite_float,
+        help="add this fraction (0-1] of unanswerable questions: each paired with another paragraph of the "
+        "same article that holds none of its answers (easier than SQuAD v2's adversarial ones); needs --output",
+    )
+    p.add_argument("--output", help="write the (v2-style) data set here as SQuAD v2.0 JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of --negatives (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     return parser
 
 
@@ -193,8 +241,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.inference import evaluate
     from qatune.io import atomic_write_json
+    from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
     from qatune.models import load_model
-    from qatune.paths import check_output_file
+    from qatune.paths import check_output_file, check_output_folder
+    from qatune.report.evaluation import write_evaluation_report
     from qatune.sources import load_data
 
     outputs = [
@@ -204,6 +254,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ]  # before the work
     if len({p.resolve() for p in outputs}) < len(outputs):
         raise ConfigError("--predictions and --metrics name the same file; give two names")
+    if args.report:
+        check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report", args.overwrite)
     window = model_window(args.model, args)
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
@@ -220,6 +272,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         atomic_write_json(args.predictions, result.predictions)
     if args.metrics:
         atomic_write_json(args.metrics, report)
+    if args.report:
+        write_evaluation_report(Path(args.report), report, result, dataset)
     if args.json:
         emit(report)
         return 0
@@ -230,6 +284,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(f"  EM {m['exact_match']:.2f}  F1 {m['f1']:.2f}  eval loss {m['eval_loss']:.3f}")
     print(f"  correct {m['correct']}  similar {m['similar']}  incorrect {m['incorrect']}")
+    print(
+        f"  calibration error (ECE, 10 bins) {m['ece']:.3f}"
+        + ("" if loaded.temperature == 1.0 else f" (uncalibrated {m['ece_raw']:.3f})")
+    )
+    if args.report:
+        print(f"report: {args.report}/ ({EVAL_REPORT}, {RELIABILITY_FIGURE})")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from qatune.calibration import write_calibration
+    from qatune.inference import calibrate
+    from qatune.layout import CALIBRATION_FILE
+    from qatune.models import load_model
+    from qatune.paths import check_output_file
+    from qatune.sources import load_data
+
+    folder = Path(args.model)
+    if not folder.is_dir():
+        raise ConfigError(f"--model {args.model}: not a model folder; the calibration is saved into the model's folder")
+    check_output_file(folder / CALIBRATION_FILE, "--model", overwrite=True)  # writable; refitting replaces it
+    dataset = load_data(args.data, "train", skip_invalid=args.skip_invalid).select(args.limit, args.sample, args.seed)
+    loaded = load_model(args.model, seed=0)
+    calibration = calibrate(
+        loaded, dataset, model_window(args.model, args), args.batch_size, progress_bar=not args.quiet
+    )
+    path = write_calibration(folder, calibration)
+    if args.json:
+        emit(dataclasses.asdict(calibration))
+        return 0
+    print(
+        f"calibrated {args.model} on {calibration.questions} questions of {dataset.source}: temperature "
+        f"{calibration.temperature:.3f}, calibration error (ECE) {calibration.ece_before:.3f} -> "
+        f"{calibration.ece_after:.3f} (EM {calibration.exact_match:.1f}); saved {path}"
+    )
     return 0
 
 
@@ -267,7 +356,8 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _prediction_json(prediction) -> dict[str, Any]:
     out = prediction.to_dict()
     for answer in out["answers"]:
-        answer["probability"] = round(answer["probability"], 6)
+        for key in ("probability", "raw_probability", "score"):
+            answer[key] = round(answer[key], 6)
     out["no_answer_probability"] = round(out["no_answer_probability"], 6)
     return out
 
@@ -306,7 +396,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         for block in [obj] + ([obj["compare"]] if "compare" in obj else []):
             print(f"  {block['model']}:")
             for rank, a in enumerate(block["answers"], start=1):
-                print(f"    {rank}. {a['text']!r}  p={a['probability']:.4f}  [{a['start']}:{a['end']}]")
+                shown = repr(a["text"]) if a["text"] else "no answer in this context"
+                print(f"    {rank}. {shown}  p={a['probability']:.4f}  [{a['start']}:{a['end']}]")
             if block["no_answer_probability"] > 0.5:
                 print(
                     f"    (the context may not answer this: no-answer probability {block['no_answer_probability']:.2f})"
@@ -315,9 +406,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from qatune.io import atomic_write_json
+    from qatune.negatives import add_negatives, to_squad_v2
+    from qatune.paths import check_output_file
     from qatune.sources import load_data
 
+    if args.negatives is not None and not args.output:
+        raise ConfigError("--negatives makes a new data set: give --output FILE to write it to")
+    if args.output:
+        check_output_file(args.output, "--output", args.overwrite)
     dataset = load_data(args.spec, "train", skip_invalid=args.skip_invalid)
+    if args.negatives is not None:
+        dataset = add_negatives(dataset, args.negatives, args.seed)
+    if args.output:
+        atomic_write_json(args.output, to_squad_v2(dataset))
     info = {
         "source": dataset.source,
         "questions": len(dataset),
@@ -339,6 +441,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
+    "calibrate": cmd_calibrate,
     "ask": cmd_ask,
     "data": cmd_data,
     "sweep": cmd_sweep,

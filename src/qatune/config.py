@@ -49,6 +49,10 @@ class TrainConfig:
     skip_invalid: bool = False
     data_dir: str | None = None
     precision: str = "auto"  # auto: bf16 on CPUs with AMX/AVX512-BF16, CUDA autocast on GPUs, else fp32
+    negatives: float = 0.0  # add this fraction of unanswerable same-article questions (qatune.negatives)
+    dropout: float | None = None  # every dropout layer's probability while training; None: the model's own
+    attention_dropout: float | None = None  # the attention probabilities' dropout (over `dropout`); None: same
+    calibration_questions: int = 1000  # held-out training questions the confidence is calibrated on; 0: off
 
     @property
     def window(self) -> WindowConfig:
@@ -120,6 +124,14 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.negatives <= 1:
+            raise ConfigError(f"negatives must be a fraction in [0, 1] (0: none), got {self.negatives}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1) or null (the model's own), got {value}")
+        if self.calibration_questions < 0:
+            raise ConfigError(f"calibration_questions must be >= 0 (0: off), got {self.calibration_questions}")
         if self.max_steps is None and self.num_train_epochs > MAX_EPOCHS:
             raise ConfigError(f"num_train_epochs must be at most {MAX_EPOCHS}, got {self.num_train_epochs}")
         if self.train_batch_size % self.micro_batch:
@@ -145,6 +157,7 @@ class TrainConfig:
     def same_run(self, other: TrainConfig) -> bool:
         """Whether `other` describes the same training (so a checkpoint of one resumes the other)."""
         ignore = {"eval_steps", "save_steps", "logging_steps", "eval_batch_size", "data_dir", "output_dir"}
+        ignore |= {"calibration_questions"}  # fitted after training: it does not change the weights
         mine, theirs = self.to_dict(), other.to_dict()
         return all(mine[k] == theirs[k] for k in mine if k not in ignore)
 

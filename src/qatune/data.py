@@ -95,6 +95,12 @@ class QADataset:
             raise DataError(f"{self.source}: the selection is empty (limit={limit}, sample={sample})")
         return QADataset(examples, self.source, self.skipped, list(self.notes))
 
+    def held_out(self, used: QADataset, size: int, seed: int = 0) -> QADataset | None:
+        """A seeded sample of up to `size` of this set's questions that are not in `used` (None: none left)."""
+        taken = {e.id for e in used.examples}
+        rest = QADataset([e for e in self.examples if e.id not in taken], self.source, self.skipped)
+        return rest.select(sample=size, seed=seed) if rest.examples else None
+
 
 def read_text(path: Path) -> str:
     """Read a (possibly gzip-compressed) UTF-8 file, with errors that name the file."""

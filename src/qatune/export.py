@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qatune.calibration import read_calibration, write_calibration
 from qatune.errors import ConfigError, ModelError
 from qatune.io import atomic_write_json
 from qatune.layout import ONNX_META as META_FILE
@@ -123,6 +124,9 @@ def _write_export(
         quantize_dynamic(str(tmp / MODEL_FILE), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
         (tmp / "model.int8.onnx").replace(tmp / MODEL_FILE)
     loaded.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+    calibration = read_calibration(loaded.path) if Path(loaded.path).is_dir() else None
+    if calibration:
+        write_calibration(tmp, calibration)
     meta = {
         "model": model,
         "input_names": names,

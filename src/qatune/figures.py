@@ -80,3 +80,29 @@ def optuna_figures(study, folder: Path) -> list[Path]:
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:
                 logger.warning("no parameter-importance figure: %s", exc)
     return written
+
+
+def reliability_diagram(curves: dict[str, list[dict[str, Any]]], path: Path, *, title: str) -> Path:
+    """Accuracy (exact match) against confidence per bin (`metrics.reliability`), one line per curve, with
+    the diagonal a calibrated model follows and the share of questions per bin as bars."""
+    plt = _pyplot()
+    with plt.style.context("default"):
+        fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+        for n, (label, bins) in enumerate(curves.items()):
+            filled = [b for b in bins if b["questions"]]
+            ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", label=label)
+            total = sum(b["questions"] for b in bins) or 1
+            width = 0.1 / max(1, len(curves))
+            counts.bar(
+                [b["low"] + width * (n + 0.5) for b in bins],
+                [b["questions"] / total for b in bins],
+                width=width,
+                label=label,
+            )
+        ax.set(title=title, ylabel="exact match in the bin", xlim=(0, 1), ylim=(0, 1))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        counts.set(xlabel="top-1 probability", ylabel="share of questions")
+        counts.grid(True, alpha=0.3)
+        return _save(fig, path)

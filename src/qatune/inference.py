@@ -6,6 +6,7 @@ Orchestration only: tokenising is in `windows`, decoding in `predict`, scoring i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from qatune.answering import SpanAnswerer, batched_logits, pad_batch
-from qatune.data import QADataset
-from qatune.metrics import squad_scores
+from qatune.calibration import Calibration, fit
+from qatune.data import Example, QADataset
+from qatune.errors import DataError
+from qatune.metrics import best_over_golds, best_threshold, expected_calibration_error, squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
-from qatune.predict import Logits, decode_examples
+from qatune.predict import Logits, Prediction, predict_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 Progress = Callable[[int], None]
@@ -68,10 +71,38 @@ def forward_windows(
 
 @dataclass
 class EvalResult:
-    """Predictions (id -> text) and scores of one evaluation."""
+    """Predictions (id -> text), top-1 probabilities (id -> calibrated, raw) and scores of one evaluation."""
 
     predictions: dict[str, str]
     metrics: dict[str, Any] = field(default_factory=dict)
+    probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _dataset_logits(
+    loaded: LoadedModel, dataset: QADataset, window: WindowConfig, batch_size: int, progress_bar: bool
+) -> tuple[Windows, Logits]:
+    """Windows of every question of `dataset` and their logits (with the mean gold-span loss)."""
+    windows = tokenize_windows(dataset.examples, loaded.tokenizer, window)
+    with tqdm(
+        total=len(windows), desc="evaluating", unit="window", disable=not progress_bar, dynamic_ncols=True
+    ) as bar:
+        logits = forward_windows(
+            loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True, progress=bar.update
+        )
+    return windows, logits
+
+
+def _no_answer_scores(examples: list[Example], predicted: list[Prediction]) -> dict[str, Any]:
+    """The official v2 script's best-threshold figures: EM/F1 if "no answer" were given exactly when the
+    no-answer probability is over the best threshold (and those thresholds)."""
+    spans = {e.id: next((a.text for a in p.answers if a.text), "") for e, p in zip(examples, predicted)}
+    na_probs = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
+    references = {e.id: list(e.answers) for e in examples}
+    out: dict[str, Any] = {}
+    for metric, name in (("exact", "exact_match"), ("f1", "f1")):
+        threshold, score = best_threshold(spans, na_probs, references, metric)
+        out[f"best_{name}"], out[f"best_{name}_threshold"] = score, threshold
+    return out
 
 
 def evaluate(
@@ -82,22 +113,57 @@ def evaluate(
     max_answer_length: int = 30,
     progress_bar: bool = False,
 ) -> EvalResult:
-    """EM/F1, buckets, true evaluation loss (cross-entropy on gold spans) and speed over `dataset`."""
+    """EM/F1, buckets, true evaluation loss (cross-entropy on gold spans), calibration error and speed;
+    for a model with a null answer also HasAns/NoAns scores and the best-threshold figures."""
     began = time.perf_counter()
     examples = dataset.examples
-    windows = tokenize_windows(examples, loaded.tokenizer, window)
-    with tqdm(
-        total=len(windows), desc="evaluating", unit="window", disable=not progress_bar, dynamic_ncols=True
-    ) as bar:
-        logits = forward_windows(
-            loaded.model, loaded.tokenizer, windows, batch_size, with_loss=True, progress=bar.update
-        )
-    answers = decode_examples(examples, windows, logits, 1, max_answer_length, loaded.with_null)
-    predictions = {e.id: (a[0].text if a else "") for e, a in zip(examples, answers)}
-    metrics: dict[str, Any] = dict(squad_scores(predictions, {e.id: list(e.answers) for e in examples}))
+    windows, logits = _dataset_logits(loaded, dataset, window, batch_size, progress_bar)
+    predicted = predict_examples(examples, windows, logits, 2, loaded.decoding(max_answer_length))
+    predictions = {e.id: (p.answers[0].text if p.answers else "") for e, p in zip(examples, predicted)}
+    references = {e.id: list(e.answers) for e in examples}
+    metrics: dict[str, Any] = dict(squad_scores(predictions, references))
+    probabilities = {
+        e.id: (p.answers[0].probability, p.answers[0].raw_probability or p.answers[0].probability)
+        if p.answers
+        else (0.0, 0.0)
+        for e, p in zip(examples, predicted)
+    }
+    hits = [best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()]
+    metrics["ece"] = expected_calibration_error([probabilities[q][0] for q in references], hits)
+    metrics["ece_raw"] = expected_calibration_error([probabilities[q][1] for q in references], hits)
+    if loaded.with_null:
+        metrics.update(_no_answer_scores(examples, predicted), null_threshold=loaded.null_threshold)
     seconds = time.perf_counter() - began
     metrics.update(eval_loss=logits.loss, seconds=seconds, questions_per_second=len(examples) / seconds)
-    return EvalResult(predictions, metrics)
+    return EvalResult(predictions, metrics, probabilities)
+
+
+def calibrate(
+    loaded: LoadedModel,
+    dataset: QADataset,
+    window: WindowConfig = WindowConfig(),
+    batch_size: int = 32,
+    max_answer_length: int = 30,
+    progress_bar: bool = False,
+) -> Calibration:
+    """Fit the model's temperature on `dataset` (questions it was not trained or evaluated on), and for
+    a model with a null answer the no-answer threshold with the best F1 there (at that temperature)."""
+    windows, logits = _dataset_logits(loaded, dataset, window, batch_size, progress_bar)
+    decoding = dataclasses.replace(loaded.decoding(max_answer_length), temperature=1.0, null_threshold=None)
+    predicted = predict_examples(dataset.examples, windows, logits, 1, decoding, keep_scores=True)
+    gaps, hits = [], []
+    for example, p in zip(dataset.examples, predicted):
+        if p.gaps is not None and p.answers:
+            gaps.append(p.gaps)
+            hits.append(best_over_golds(p.answers[0].text, example.answers)[0])
+    if not gaps:
+        raise DataError(f"{dataset.source}: no question could be answered, so there is nothing to calibrate on")
+    calibration = fit(gaps, np.asarray(hits), dataset.source)
+    if not decoding.with_null:
+        return calibration
+    scaled = dataclasses.replace(decoding, temperature=calibration.temperature)
+    best = _no_answer_scores(dataset.examples, predict_examples(dataset.examples, windows, logits, 2, scaled))
+    return dataclasses.replace(calibration, null_threshold=best["best_f1_threshold"], null_threshold_f1=best["best_f1"])
 
 
 class Answerer(SpanAnswerer):
@@ -118,8 +184,7 @@ class Answerer(SpanAnswerer):
             self.loaded.tokenizer,
             self._logits,
             window or self.loaded.window,
-            max_answer_length,
-            self.loaded.with_null,
+            self.loaded.decoding(max_answer_length),
             max_context_chars,
         )
 

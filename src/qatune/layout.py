@@ -40,3 +40,12 @@ IMPORTANCE_FIGURE = "param_importances.png"
 STUDY_SWEEP = "sweep"
 STUDY_EXPERIMENTS = "experiments"
 STUDY_EVALS = "evals"
+
+# Calibration of a model's confidence (`qatune calibrate`, or after `qatune train`), in its folder.
+CALIBRATION_FILE = "calibration.json"
+
+# An evaluation report folder (`qatune evaluate --report DIR`).
+EVAL_REPORT = "evaluation.json"  # the metrics and the reliability bins; marks a qatune evaluation report
+EVAL_PREDICTIONS = "predictions.json"
+RELIABILITY_FIGURE = "reliability.png"
+RELIABILITY_TABLE = "reliability.csv"

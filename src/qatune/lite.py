@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from qatune.answering import SpanAnswerer, batched_logits, pad_batch
+from qatune.calibration import read_calibration
 from qatune.errors import ModelError
 from qatune.io import read_json
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
-from qatune.predict import Logits
+from qatune.predict import Decoding, Logits
 from qatune.windows import WindowConfig, Windows, saved_window
 
 
@@ -101,6 +102,9 @@ class OnnxAnswerer(SpanAnswerer):
             )
         self.meta = read_json(folder / META_FILE, "export settings file", ModelError)
         window = window or saved_window(folder)  # default: the settings it was exported with
+        calibration = read_calibration(folder)
+        temperature = calibration.temperature if calibration else 1.0
+        threshold = calibration.null_threshold if calibration else None
         try:
             tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
             self.pad_id = self.meta["pad_token_id"]
@@ -108,8 +112,12 @@ class OnnxAnswerer(SpanAnswerer):
                 tokenizer,
                 self._forward,
                 window,
-                self.meta["max_answer_length"],
-                self.meta["with_null"],
+                Decoding(
+                    self.meta["max_answer_length"],
+                    self.meta["with_null"],
+                    temperature=temperature,
+                    null_threshold=threshold,
+                ),
                 max_context_chars,
             )
         except (KeyError, TypeError) as exc:

@@ -14,6 +14,9 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 SIMILAR_F1 = 0.5
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -114,3 +117,35 @@ def best_threshold(
         if score > best:
             best, threshold = score, na_probs[qid]
     return threshold, 100.0 * best / len(references)
+
+
+def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width confidence bins: questions, mean confidence and accuracy (exact match) in each."""
+    conf, hit = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    which = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    out = []
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        out.append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "questions": n,
+                "confidence": float(conf[inside].mean()) if n else float("nan"),
+                "accuracy": float(hit[inside].mean()) if n else float("nan"),
+            }
+        )
+    return out
+
+
+def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> float:
+    """ECE: the question-weighted mean gap between confidence and accuracy over equal-width bins (0-1)."""
+    total = np.size(confidence)
+    if total == 0:
+        return float("nan")
+    return sum(
+        b["questions"] / total * abs(b["accuracy"] - b["confidence"])
+        for b in reliability(confidence, correct, bins)
+        if b["questions"]
+    )

@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
+from qatune.calibration import read_calibration
 from qatune.errors import ModelError
+from qatune.predict import Decoding
 from qatune.sources import hub_reachable
 from qatune.windows import WindowConfig, saved_window
 
@@ -33,11 +35,17 @@ class LoadedModel:
     path: str
     fresh_head: bool
     window: WindowConfig = WindowConfig()  # the settings it was trained with (saved in qatune.json)
+    temperature: float = 1.0  # its calibration (qatune.calibration), 1.0 when it has none
+    null_threshold: float | None = None  # with a null answer: answer "" over this no-answer probability
 
     @property
     def with_null(self) -> bool:
         """Whether the model was trained to predict 'no answer' (saved by `qatune train`)."""
         return bool(getattr(self.model.config, "qatune_with_null", False))
+
+    def decoding(self, max_answer_length: int = 30) -> Decoding:
+        """How this model's answers are decoded: its null answer and its calibration, if any."""
+        return Decoding(max_answer_length, self.with_null, True, self.temperature, self.null_threshold)
 
 
 def default_model_path() -> str:
@@ -98,6 +106,7 @@ def load_model(
     _quiet_transformers()
     path = resolve_model(name)
     window = saved_window(path) if Path(path).is_dir() else WindowConfig()
+    calibration = read_calibration(path) if Path(path).is_dir() else None
     offline = not Path(path).is_dir() and not hub_reachable()
     torch.manual_seed(seed)
     try:
@@ -126,4 +135,6 @@ def load_model(
             seed,
         )
     model.to(torch.device(device) if device else pick_device(), dtype=DTYPES[dtype]).eval()
-    return LoadedModel(model, tokenizer, name, path, fresh, window)
+    temperature = calibration.temperature if calibration else 1.0
+    threshold = calibration.null_threshold if calibration else None
+    return LoadedModel(model, tokenizer, name, path, fresh, window, temperature, threshold)

@@ -13,10 +13,20 @@ Every prediction also carries a no-answer probability: the same softmax with the
 unanswerable questions it is the probability of the empty answer; for SQuAD v1 models it is still
 a useful cue, since training labels CLS in every window that does not contain the answer (on
 SQuAD dev questions asked about another article's context it separates them; see README).
+
+Candidate spans are whole words (`Decoding.align_to_words`, on by default, as the old HF pipeline's
+`align_to_words`): a span starts and ends at a word boundary of the context, so a sub-word token
+never starts or ends an answer ('irectional' of 'Bidirectional'). Words are defined on the context's
+characters, not on the tokenizer, so WordPiece, byte-level BPE and both backends agree; scripts
+written without spaces between words (Chinese, Japanese, Thai, ...) keep the token boundaries.
+
+`Decoding.temperature` divides every score before the softmax (temperature scaling, fitted by
+`qatune.calibration`); the ranking of spans does not change, only how sure the probabilities are.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,32 +39,78 @@ if TYPE_CHECKING:  # for annotations only: predict stays numpy-only
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """How a model's spans are chosen and scored; one per model (saved settings), not per question."""
+
+    max_answer_length: int = 30
+    with_null: bool = False  # the model was trained with unanswerable questions: the null answer competes
+    align_to_words: bool = True
+    temperature: float = 1.0  # calibration: probabilities are softmax(score / temperature)
+    null_threshold: float | None = None  # with_null models: answer "" when no_answer_probability is over it
+
+
+@dataclass(frozen=True)
 class Answer:
-    """One answer: the text, its probability, and its character span in the context."""
+    """One answer: the text, its (calibrated) probability, its character span, the raw span score
+    (start + end logit) and the uncalibrated softmax probability."""
 
     text: str
     probability: float
     start: int
     end: int
     score: float
+    raw_probability: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The public form (CLI JSON, API, study results): text, probability, start, end."""
-        return {"text": self.text, "probability": min(1.0, self.probability), "start": self.start, "end": self.end}
+        """The public form (CLI JSON, API, study results)."""
+        raw = self.probability if self.raw_probability is None else self.raw_probability
+        return {
+            "text": self.text,
+            "probability": min(1.0, self.probability),
+            "start": self.start,
+            "end": self.end,
+            "score": self.score,
+            "raw_probability": min(1.0, raw),
+        }
+
+
+# Scripts written without spaces between words (Thai, Lao, Tibetan, Myanmar, Khmer, kana, CJK
+# ideographs): no word boundaries can be read from the characters, so their tokens stay candidates.
+_UNSPACED = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(f"[^\\W_{_UNSPACED}]+")
+
+
+def word_boundaries(context: str) -> np.ndarray:
+    """bool[len(context) + 1]: whether a span may start or end at each character position, i.e.
+    the position is not inside a run of letters and digits of a spaced script."""
+    runs = np.array([m.span() for m in _WORD.finditer(context)], dtype=np.int64).reshape(-1, 2)
+    depth = np.zeros(len(context) + 2, dtype=np.int64)
+    np.add.at(depth, runs[:, 0] + 1, 1)
+    np.add.at(depth, runs[:, 1], -1)
+    return np.cumsum(depth)[: len(context) + 1] <= 0
 
 
 def window_candidates(
-    start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray, max_answer_length: int
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    offsets: np.ndarray,
+    max_answer_length: int,
+    boundaries: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Character starts, ends and scores of every valid span in one window."""
+    """Character starts, ends and scores of every valid span in one window; with `boundaries`
+    (`word_boundaries` of the context) only spans that start and end at word boundaries."""
     ctx = np.flatnonzero(offsets[:, 0] >= 0)
-    if ctx.size == 0:
+    first, last = ctx, ctx
+    if boundaries is not None and ctx.size:
+        first = ctx[boundaries[offsets[ctx, 0]]]
+        last = ctx[boundaries[offsets[ctx, 1]]]
+    if first.size == 0 or last.size == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.float64)
-    scores = start_logits[ctx][:, None].astype(np.float64) + end_logits[ctx][None, :]
-    gap = ctx[None, :] - ctx[:, None]
+    scores = start_logits[first][:, None].astype(np.float64) + end_logits[last][None, :]
+    gap = last[None, :] - first[:, None]
     i, j = np.nonzero((gap >= 0) & (gap < max_answer_length))
-    return offsets[ctx[i], 0].astype(np.int64), offsets[ctx[j], 1].astype(np.int64), scores[i, j]
+    return offsets[first[i], 0].astype(np.int64), offsets[last[j], 1].astype(np.int64), scores[i, j]
 
 
 @dataclass(frozen=True)
@@ -63,6 +119,7 @@ class Prediction:
 
     answers: list[Answer]
     no_answer_probability: float
+    gaps: np.ndarray | None = None  # with keep_scores: every candidate's raw score minus the best (calibration)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,24 +134,32 @@ def decode(
     end_logits: Sequence[np.ndarray],
     offsets: Sequence[np.ndarray],
     top_k: int = 3,
-    max_answer_length: int = 30,
-    with_null: bool = False,
+    decoding: Decoding = Decoding(),
 ) -> list[Answer]:
     """Top-k distinct answers for one context from its windows' logits (see module doc)."""
-    return predict(context, start_logits, end_logits, offsets, top_k, max_answer_length, with_null).answers
+    return predict(context, start_logits, end_logits, offsets, top_k, decoding).answers
 
 
-def predict(
+def span_scores(
     context: str,
     start_logits: Sequence[np.ndarray],
     end_logits: Sequence[np.ndarray],
     offsets: Sequence[np.ndarray],
-    top_k: int = 3,
-    max_answer_length: int = 30,
-    with_null: bool = False,
-) -> Prediction:
-    """`decode` plus the no-answer probability (see module doc)."""
-    parts = [window_candidates(s, e, o, max_answer_length) for s, e, o in zip(start_logits, end_logits, offsets)]
+    decoding: Decoding = Decoding(),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Character starts, ends and best raw score of every distinct candidate span of a context.
+
+    With word alignment, a context whose every word-aligned span is too long (a 40-token URL) falls
+    back to token boundaries rather than giving no answer at all.
+    """
+
+    def candidates(boundaries: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        windows = zip(start_logits, end_logits, offsets)
+        return [window_candidates(s, e, o, decoding.max_answer_length, boundaries) for s, e, o in windows]
+
+    parts = candidates(word_boundaries(context) if decoding.align_to_words else None)
+    if decoding.align_to_words and not any(p[0].size for p in parts):
+        parts = candidates(None)
     starts = np.concatenate([p[0] for p in parts])
     ends = np.concatenate([p[1] for p in parts])
     scores = np.concatenate([p[2] for p in parts])
@@ -103,15 +168,31 @@ def predict(
     starts, ends, scores = starts[order], ends[order], scores[order]
     first = np.ones(len(starts), dtype=bool)
     first[1:] = (starts[1:] != starts[:-1]) | (ends[1:] != ends[:-1])
-    starts, ends, scores = starts[first], ends[first], scores[first]
+    return starts[first], ends[first], scores[first]
+
+
+def predict(
+    context: str,
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    offsets: Sequence[np.ndarray],
+    top_k: int = 3,
+    decoding: Decoding = Decoding(),
+    keep_scores: bool = False,
+) -> Prediction:
+    """`decode` plus the no-answer probability (see module doc), and with `keep_scores` the score gaps."""
+    starts, ends, scores = span_scores(context, start_logits, end_logits, offsets, decoding)
     null_score = min((float(s[0] + e[0]) for s, e in zip(start_logits, end_logits)), default=0.0)
-    if with_null:
+    if decoding.with_null:
         starts, ends = np.append(starts, 0), np.append(ends, 0)
         scores = np.append(scores, null_score)
     if scores.size == 0:
         return Prediction([], 1.0)
-    log_z = np.logaddexp.reduce(scores)
-    no_answer = float(np.exp(null_score - (log_z if with_null else np.logaddexp(log_z, null_score))))
+    log_z_raw = np.logaddexp.reduce(scores)
+    scaled, null_scaled = scores / decoding.temperature, null_score / decoding.temperature
+    log_z = np.logaddexp.reduce(scaled)
+    no_answer = float(np.exp(null_scaled - (log_z if decoding.with_null else np.logaddexp(log_z, null_scaled))))
+    threshold = decoding.null_threshold if decoding.with_null else None
     answers: list[Answer] = []
     seen: set[str] = set()
     for k in np.argsort(-scores, kind="stable"):
@@ -119,10 +200,15 @@ def predict(
         if text in seen:
             continue
         seen.add(text)
-        answers.append(Answer(text, float(np.exp(scores[k] - log_z)), int(starts[k]), int(ends[k]), float(scores[k])))
-        if len(answers) == top_k:
+        probability, raw = float(np.exp(scaled[k] - log_z)), float(np.exp(scores[k] - log_z_raw))
+        answers.append(Answer(text, probability, int(starts[k]), int(ends[k]), float(scores[k]), raw))
+        if len(answers) == top_k + (threshold is not None):
             break
-    return Prediction(answers, no_answer)
+    if threshold is not None:  # the saved threshold decides: the empty answer first, or not at all
+        null = Answer("", no_answer, 0, 0, null_score, float(np.exp(null_score - log_z_raw)))
+        answers = ([null] if no_answer > threshold else []) + [a for a in answers if a.text != ""]
+    gaps = (scores - scores.max()).astype(np.float32) if keep_scores else None
+    return Prediction(answers[:top_k], no_answer, gaps)
 
 
 def group_windows(example_index: np.ndarray) -> list[np.ndarray]:
@@ -147,11 +233,10 @@ def decode_examples(
     windows: Windows,
     logits: Logits,
     top_k: int = 1,
-    max_answer_length: int = 30,
-    with_null: bool = False,
+    decoding: Decoding = Decoding(),
 ) -> list[list[Answer]]:
     """Top-k answers of every example."""
-    return [p.answers for p in predict_examples(examples, windows, logits, top_k, max_answer_length, with_null)]
+    return [p.answers for p in predict_examples(examples, windows, logits, top_k, decoding)]
 
 
 def predict_examples(
@@ -159,8 +244,8 @@ def predict_examples(
     windows: Windows,
     logits: Logits,
     top_k: int = 1,
-    max_answer_length: int = 30,
-    with_null: bool = False,
+    decoding: Decoding = Decoding(),
+    keep_scores: bool = False,
 ) -> list[Prediction]:
     """Top-k answers and the no-answer probability of every example."""
     return [
@@ -170,8 +255,8 @@ def predict_examples(
             [logits.end[i] for i in group],
             [windows.offsets[i] for i in group],
             top_k,
-            max_answer_length,
-            with_null,
+            decoding,
+            keep_scores,
         )
         for example, group in zip(examples, group_windows(windows.example_index))
     ]

@@ -111,9 +111,11 @@ class SafeJSONResponse(JSONResponse):
 
 class AnswerOut(BaseModel):
     text: str
-    probability: float = Field(ge=0, le=1)
+    probability: float = Field(ge=0, le=1, description="calibrated: how often an answer this sure is right")
     start: int = Field(ge=0, description="character offset of the answer in the context")
     end: int = Field(ge=0)
+    score: float = Field(description="the raw span score (start + end logit)")
+    raw_probability: float = Field(ge=0, le=1, description="the uncalibrated softmax over all candidate spans")
 
 
 NO_ANSWER = (

@@ -28,31 +28,39 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune import checkpoint as ckpt
+from qatune.calibration import write_calibration
 from qatune.config import TrainConfig
 from qatune.data import QADataset
 from qatune.errors import TrainingDiverged, TrainingInterrupted
 from qatune.hardware import Precision, resolve_precision
-from qatune.inference import evaluate
+from qatune.inference import calibrate, evaluate
 from qatune.io import append_jsonl, atomic_write_json, read_json, read_jsonl
 from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
 from qatune.models import LoadedModel, load_model
+from qatune.negatives import add_negatives
 from qatune.sources import load_data
 from qatune.windows import Windows, tokenize_windows
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], None]
+MIN_CALIBRATION_QUESTIONS = 50
 
 
-def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None]:
-    """The training slice and the (optional) evaluation slice named by the config."""
-    train = load_data(config.train_data, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
-    train = train.select(config.train_limit, config.train_sample, config.seed)
+def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, QADataset | None]:
+    """The training slice, the (optional) evaluation slice, and the calibration questions: up to
+    `calibration_questions` of the training file's questions that are not in the training slice."""
+    full = load_data(config.train_data, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
+    train = full.select(config.train_limit, config.train_sample, config.seed)
     dev = None
     if config.eval_data:
         dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
-    return train, dev
+    held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
+    if config.negatives:  # the held-out questions get them too: the no-answer threshold is chosen on them
+        train = add_negatives(train, config.negatives, config.seed, pool=full)
+        held = add_negatives(held, config.negatives, config.seed + 1, pool=full) if held else None
+    return train, dev, held
 
 
 def _make_accelerator(precision: Precision, accumulation_steps: int):
@@ -114,6 +122,28 @@ def _loader(windows: Windows, tokenizer, config: TrainConfig, batch: int) -> Dat
     )
 
 
+def set_dropout(model: torch.nn.Module, p: float | None, attention: float | None = None) -> None:
+    """Set the dropout layers' probability: `p` for every layer, `attention` for the dropout of the
+    attention probabilities (the Dropout inside a `*SelfAttention` module: BERT, RoBERTa, ELECTRA,
+    DistilBERT, ...); None leaves a layer as the model has it.
+
+    Only the modules change, not the saved model config: dropout is a training setting (recorded in
+    qatune.json), and a model fine-tuned further from this one starts from its own defaults again.
+    """
+    inside_attention = {
+        id(child)
+        for module in model.modules()
+        if type(module).__name__.endswith("SelfAttention")
+        for child in module.children()
+        if isinstance(child, torch.nn.Dropout)
+    }
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            value = attention if attention is not None and id(module) in inside_attention else p
+            if value is not None:
+                module.p = value
+
+
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW without decay on biases and LayerNorm weights; fused kernels where available."""
     decay: list[torch.nn.Parameter] = []
@@ -170,6 +200,7 @@ class _Run:
         self.steps_per_epoch = max(1, math.ceil(len(self.loader) / self.accumulation))
         self.total_steps = config.max_steps or math.ceil(config.num_train_epochs * self.steps_per_epoch)
         self.model = loaded.model
+        set_dropout(self.model, config.dropout, config.attention_dropout)
         self.model.train()
         optimizer = _optimizer(self.model, config)
         scheduler = get_linear_schedule_with_warmup(
@@ -333,8 +364,36 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str, Any]:
-    """Write the loadable model folder (safetensors + tokenizer), the config and the final metrics."""
+def _calibrate(run: _Run, held: QADataset | None) -> dict[str, Any] | None:
+    """Fit the saved model's confidence calibration on held-out training questions (`calibration.json`)."""
+    if held is None or len(held) < MIN_CALIBRATION_QUESTIONS:
+        if run.config.calibration_questions:
+            logger.warning(
+                "not calibrated: %d training questions were left out of training (at least %d are needed); "
+                "fit it with `qatune calibrate --model %s --data FILE`",
+                len(held) if held else 0,
+                MIN_CALIBRATION_QUESTIONS,
+                run.out,
+            )
+        return None
+    model = cast(Any, run.accelerator.unwrap_model(run.model))
+    loaded = LoadedModel(model, run.loaded.tokenizer, run.loaded.name, str(run.out), False, run.config.window)
+    c = run.config
+    calibration = calibrate(loaded, held, c.window, c.eval_batch_size, c.max_answer_length)
+    write_calibration(run.out, calibration)
+    logger.info(
+        "calibrated on %d held-out questions: temperature %.3f, ECE %.3f -> %.3f",
+        calibration.questions,
+        calibration.temperature,
+        calibration.ece_before,
+        calibration.ece_after,
+    )
+    return dataclasses.asdict(calibration)
+
+
+def _save_final(run: _Run, train: QADataset, dev: QADataset | None, held: QADataset | None) -> dict[str, Any]:
+    """Write the loadable model folder (safetensors + tokenizer), its calibration, the config and the final
+    metrics."""
     out, model = run.out, cast(Any, run.accelerator.unwrap_model(run.model))
     model.config.qatune_with_null = run.with_null
     tmp = out / ".tmp-model"
@@ -360,6 +419,7 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None) -> dict[str,
         "windows_seen": run.progress.windows_seen,
         "seconds": round(time.perf_counter() - run.began, 1),
         "final_eval": history[-1] if history else None,
+        "calibration": _calibrate(run, held),
     }
     atomic_write_json(out / CONFIG_FILE, summary)
     run.progress.completed = True
@@ -386,7 +446,7 @@ def train(
     if done is not None:
         logger.warning("%s already holds a finished run (step %d); pass --overwrite to train again", out, done.step)
         return read_json(out / CONFIG_FILE, "run file")
-    train_set, dev = load_train_eval(config)  # bad data or model: an error before anything is written
+    train_set, dev, held = load_train_eval(config)  # bad data or model: an error before anything is written
     loaded = loaded or load_model(config.model, seed=config.seed)
     ckpt.prepare_output(config, overwrite)
     atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
@@ -407,7 +467,7 @@ def train(
             f"interrupted at step {saved} of {run.total_steps}; run the same command again to resume"
         ) from None
     if run.accelerator.is_main_process:
-        summary = _save_final(run, train_set, dev)
+        summary = _save_final(run, train_set, dev, held)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
     return {}

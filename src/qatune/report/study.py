@@ -212,11 +212,14 @@ def _test_size(results: dict[str, Any]) -> str:
 
 def compare_blocks(results: dict[str, Any]) -> list[Block]:
     compare = results["compare"]
-    rows = []
-    for label, m in (
+    pairs = (
         (f"{compare['model']} (untuned)", compare["untuned"]),
         (f"{compare['experiment']} (fine-tuned)", compare["fine_tuned"]),
-    ):
+    )
+    v2 = any("NoAns_exact" in m for _, m in pairs)  # the test set has unanswerable questions
+    rows = []
+    for label, m in pairs:
+        no_answer = [_pct(m.get("NoAns_exact"))] if v2 else []
         rows.append(
             [
                 label,
@@ -225,6 +228,7 @@ def compare_blocks(results: dict[str, Any]) -> list[Block]:
                 m["incorrect"],
                 _pct(m["exact_match"]),
                 _pct(m["f1"]),
+                *no_answer,
                 round(m["eval_loss"], 3),
             ]
         )
@@ -235,7 +239,7 @@ def compare_blocks(results: dict[str, Any]) -> list[Block]:
             "answer, never empty; incorrect: the rest. F1 is the partial-credit score (official SQuAD F1)."
         ),
         Table(
-            ["model", "correct", "similar", "incorrect", "EM", "F1", "eval loss"],
+            ["model", "correct", "similar", "incorrect", "EM", "F1", *(["no answer right"] if v2 else []), "eval loss"],
             rows,
             f"Table 4: test results on {_test_size(results)}",
         ),
@@ -246,7 +250,10 @@ def question_blocks(questions: list[dict[str, Any]]) -> list[Block]:
     rows = []
     for i, q in enumerate(questions):
         for model, answers in q["answers"].items():
-            shown = "; ".join(f"{rank}. '{a['text']}' ({a['probability']:.3f})" for rank, a in enumerate(answers, 1))
+            shown = "; ".join(
+                f"{rank}. {repr(a['text']) if a['text'] else 'no answer in this context'} ({a['probability']:.3f})"
+                for rank, a in enumerate(answers, 1)
+            )
             rows.append([i, q["question"], model, shown])
     contexts = [[i, q["context"]] for i, q in enumerate(questions)]
     return [

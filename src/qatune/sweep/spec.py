@@ -43,7 +43,8 @@ TOP_KEYS = (
 )
 # Settings a sweep trial uses unless `base` says otherwise: the untuned baseline is the same for
 # every trial, so evaluating it once per trial would only cost time.
-SWEEP_DEFAULTS: dict[str, Any] = {"eval_at_start": False}
+# Trials skip the calibration fit: their models are dropped unless --keep-models (set it in `base` to fit).
+SWEEP_DEFAULTS: dict[str, Any] = {"eval_at_start": False, "calibration_questions": 0}
 
 
 @dataclass(frozen=True)

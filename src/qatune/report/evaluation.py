@@ -1,0 +1,56 @@
+"""`qatune evaluate --report DIR`: the metrics, the predictions and how well the confidence is calibrated.
+
+The reliability bins (10 equal-width bins of the top-1 probability, exact match in each) are given for
+the calibrated probability the model answers with and for the raw span softmax, as a table (CSV), in
+`evaluation.json` and as a figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from qatune.data import QADataset
+from qatune.figures import reliability_diagram
+from qatune.inference import EvalResult
+from qatune.io import atomic_write_json, atomic_write_text
+from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
+from qatune.metrics import best_over_golds, reliability
+
+CURVES = {"calibrated": 0, "raw": 1}  # which element of EvalResult.probabilities
+
+
+def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, float]]]:
+    """Reliability bins of each kind of probability over the evaluated questions."""
+    ids = [e.id for e in dataset.examples]
+    hits = [best_over_golds(result.predictions[e.id], e.answers)[0] for e in dataset.examples]
+    return {name: reliability([result.probabilities[i][k] for i in ids], hits) for name, k in CURVES.items()}
+
+
+def _csv(bins: dict[str, list[dict[str, float]]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["probability", "bin_low", "bin_high", "questions", "mean_probability", "exact_match"])
+    for name, rows in bins.items():
+        for b in rows:
+            writer.writerow([name, b["low"], b["high"], b["questions"], b["confidence"], b["accuracy"]])
+    return out.getvalue()
+
+
+def write_evaluation_report(
+    folder: Path, summary: dict[str, Any], result: EvalResult, dataset: QADataset
+) -> list[Path]:
+    """Write the report files into `folder` (checked beforehand by the caller); return their paths."""
+    bins = reliability_bins(result, dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / EVAL_PREDICTIONS, result.predictions)
+    atomic_write_text(folder / RELIABILITY_TABLE, _csv(bins))
+    m = result.metrics
+    title = (
+        f"{Path(summary['model']).name}: ECE {m['ece']:.3f} calibrated, {m['ece_raw']:.3f} raw ({m['total']} questions)"
+    )
+    figure = reliability_diagram(bins, folder / RELIABILITY_FIGURE, title=title)
+    atomic_write_json(folder / EVAL_REPORT, {**summary, "reliability": bins})  # last: marks a whole report
+    return [folder / EVAL_REPORT, folder / EVAL_PREDICTIONS, folder / RELIABILITY_TABLE, figure]
