@@ -85,6 +85,9 @@ def main() -> None:
         "incorrect": result["incorrect"],
         "eval_loss": result["eval_loss"],
         "eval_seconds": result["seconds"],
+        "ECE": result["ece"],  # of the calibrated top-1 probability (10 bins, against exact match)
+        "ECE_raw": result["ece_raw"],
+        "temperature": (summary.get("calibration") or {}).get("temperature"),
     }
     print(table([row], list(row)))
     fast = [] if args.no_fast_paths else fast_paths(args.output, dev, config, result)

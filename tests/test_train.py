@@ -85,7 +85,8 @@ def test_gradient_accumulation_reaches_the_batch(tiny_bert, tmp_path):
 def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, stop, precision):
     # 5 questions -> a few steps per epoch, so 8 steps cross epoch boundaries
     reference = tmp_path / "ref"
-    config = dict(train_limit=5, max_steps=8, precision=precision)
+    # dropout on (the model's own 0.1): a resumed run must also replay the dropout masks (RNG state)
+    config = dict(train_limit=5, max_steps=8, precision=precision, dropout=None)
     train(tiny_config(tiny_roberta, reference, **config), progress_bar=False)
     assert json.loads((reference / "progress.json").read_text())["epoch"] >= 1
 
@@ -253,3 +254,13 @@ def test_dropout_setting_changes_training_not_the_saved_config(tiny_bert, tmp_pa
         assert json.loads((out / "config.json").read_text())["hidden_dropout_prob"] == 0.1
         assert json.loads((out / "qatune.json").read_text())["config"]["dropout"] == dropout
     assert any(not torch.equal(runs["zero"][k], runs["model"][k]) for k in runs["zero"])  # it changed training
+
+
+def test_dropout_flags_take_a_number_or_model():
+    from qatune.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--dropout", "model", "--attention-dropout", "0"])
+    assert args.dropout is None and args.attention_dropout == 0.0
+    assert build_parser().parse_args(["train"]).dropout == 0.0  # the default recipe trains without dropout
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--dropout", "nan"])

@@ -47,6 +47,11 @@ def finite_float(text: str) -> float:
     return value
 
 
+def float_or_model(text: str) -> float | None:
+    """An argparse type: a finite number, or `model` (None: the model's own value)."""
+    return None if text.strip().lower() == "model" else finite_float(text)
+
+
 def add_window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-seq-length",

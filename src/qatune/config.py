@@ -50,7 +50,9 @@ class TrainConfig:
     data_dir: str | None = None
     precision: str = "auto"  # auto: bf16 on CPUs with AMX/AVX512-BF16, CUDA autocast on GPUs, else fp32
     negatives: float = 0.0  # add this fraction of unanswerable same-article questions (qatune.negatives)
-    dropout: float | None = None  # every dropout layer's probability while training; None: the model's own
+    # Every dropout layer's probability while training; None: the model's own. 0 by default: a CPU step is
+    # 1.56x faster without the masks, and on the same 4,000 questions EM rose 41.9 -> 49.7 (README, Speed).
+    dropout: float | None = 0.0
     attention_dropout: float | None = None  # the attention probabilities' dropout (over `dropout`); None: same
     calibration_questions: int = 1000  # held-out training questions the confidence is calibrated on; 0: off
 
