@@ -2,7 +2,8 @@
 
 One forward pass over the dev set, then the same logits decoded with and without word alignment
 (EM/F1 of each: alignment must not lower them), and the top-1 probability's expected calibration error
-(10 equal-width bins, against exact match) raw and with the model's fitted temperature
+(10 equal-width bins, against exact match with any of the 3 gold answers, and with the first alone, as
+single-reference data would score it) raw and with the model's fitted temperature
 (`calibration.json`, fitted on held-out training questions by `qatune train` / `qatune calibrate`).
 
     python bench/confidence.py --model runs/my-model [--dev-questions N]
@@ -48,6 +49,9 @@ def main() -> None:
         predicted = predict_examples(dev.examples, windows, logits, 1, decoding)
         texts = {e.id: p.answers[0].text if p.answers else "" for e, p in zip(dev.examples, predicted)}
         hits = [best_over_golds(texts[e.id], e.answers)[0] for e in dev.examples]
+        # dev v1.1 has 3 annotators' answers a question, a user's data (and SQuAD train) one: EM against the
+        # first answer alone is the accuracy a single-reference data set would show at the same confidence
+        first = [best_over_golds(texts[e.id], e.answers[:1])[0] for e in dev.examples]
         raw = [p.answers[0].raw_probability if p.answers else 0.0 for p in predicted]
         calibrated = [p.answers[0].probability if p.answers else 0.0 for p in predicted]
         scores = squad_scores(texts, references)
@@ -59,11 +63,18 @@ def main() -> None:
                 "F1": scores["f1"],
                 "ECE_raw": expected_calibration_error(raw, hits),
                 "ECE_calibrated": expected_calibration_error(calibrated, hits),
+                "EM_first_answer": 100 * sum(first) / len(first),
+                "ECE_first_answer_raw": expected_calibration_error(raw, first),
+                "ECE_first_answer_calibrated": expected_calibration_error(calibrated, first),
                 "mean_top1_raw": sum(raw) / len(raw),
                 "mean_top1_calibrated": sum(calibrated) / len(calibrated),
             }
         )
-        bins[name] = {"raw": reliability(raw, hits), "calibrated": reliability(calibrated, hits)}
+        bins[name] = {
+            "raw": reliability(raw, hits),
+            "calibrated": reliability(calibrated, hits),
+            "calibrated, first answer only": reliability(calibrated, first),
+        }
     print(table(rows, list(rows[0])))
     calibration = read_calibration(args.model) if Path(args.model).is_dir() else None
     print(f"calibration: {calibration}")

@@ -166,11 +166,12 @@ def test_tiny_study_end_to_end_and_report_matches_results(tiny_bert, tmp_path):
     )
     answers = saved["questions"][0]["answers"]
     assert set(answers) == {"picked", "fixed", f"{tiny_bert} (untuned)"} and all(len(a) == 2 for a in answers.values())
-    assert f"'{answers['picked'][0]['text']}' ({answers['picked'][0]['probability']:.3f})" in md
+    assert f"{answers['picked'][0]['text']!r} ({answers['picked'][0]['probability']:.3f})" in md
+    assert "Figure 5" in md and len(compare["fine_tuned"]["reliability"]["calibrated"]) == 10
     for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
         assert (out / link).stat().st_size > 5000, link
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(re.findall(r"!\[", md)) >= 5
+    assert html.count("data:image/png;base64,") == len(re.findall(r"!\[", md)) >= 6
     assert "Table 4" in html and "<script" not in html
 
 

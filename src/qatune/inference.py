@@ -20,7 +20,7 @@ from qatune.answering import SpanAnswerer, batched_logits, pad_batch
 from qatune.calibration import Calibration, fit
 from qatune.data import Example, QADataset
 from qatune.errors import DataError
-from qatune.metrics import best_over_golds, best_threshold, expected_calibration_error, squad_scores
+from qatune.metrics import best_over_golds, best_threshold, expected_calibration_error, reliability, squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
 from qatune.predict import Logits, Prediction, predict_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
@@ -76,6 +76,15 @@ class EvalResult:
     predictions: dict[str, str]
     metrics: dict[str, Any] = field(default_factory=dict)
     probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, Any]]]:
+    """Reliability bins (`metrics.reliability`) of the calibrated and of the raw top-1 probability."""
+    hits = [best_over_golds(result.predictions[e.id], e.answers)[0] for e in dataset.examples]
+    return {
+        name: reliability([result.probabilities[e.id][k] for e in dataset.examples], hits)
+        for name, k in (("calibrated", 0), ("raw", 1))
+    }
 
 
 def _dataset_logits(

@@ -13,6 +13,7 @@ import collections
 import re
 import string
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -119,8 +120,9 @@ def best_threshold(
     return threshold, 100.0 * best / len(references)
 
 
-def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> list[dict[str, float]]:
-    """Equal-width confidence bins: questions, mean confidence and accuracy (exact match) in each."""
+def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> list[dict[str, Any]]:
+    """Equal-width confidence bins: questions, mean confidence and accuracy (exact match) in each
+    (None for an empty bin: JSON has no NaN)."""
     conf, hit = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
     which = np.minimum((conf * bins).astype(np.int64), bins - 1)
     out = []
@@ -132,8 +134,8 @@ def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> li
                 "low": b / bins,
                 "high": (b + 1) / bins,
                 "questions": n,
-                "confidence": float(conf[inside].mean()) if n else float("nan"),
-                "accuracy": float(hit[inside].mean()) if n else float("nan"),
+                "confidence": float(conf[inside].mean()) if n else None,
+                "accuracy": float(hit[inside].mean()) if n else None,
             }
         )
     return out

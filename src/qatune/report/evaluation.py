@@ -14,22 +14,12 @@ from typing import Any
 
 from qatune.data import QADataset
 from qatune.figures import reliability_diagram
-from qatune.inference import EvalResult
+from qatune.inference import EvalResult, reliability_bins
 from qatune.io import atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
-from qatune.metrics import best_over_golds, reliability
-
-CURVES = {"calibrated": 0, "raw": 1}  # which element of EvalResult.probabilities
 
 
-def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, float]]]:
-    """Reliability bins of each kind of probability over the evaluated questions."""
-    ids = [e.id for e in dataset.examples]
-    hits = [best_over_golds(result.predictions[e.id], e.answers)[0] for e in dataset.examples]
-    return {name: reliability([result.probabilities[i][k] for i in ids], hits) for name, k in CURVES.items()}
-
-
-def _csv(bins: dict[str, list[dict[str, float]]]) -> str:
+def _csv(bins: dict[str, list[dict[str, Any]]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["probability", "bin_low", "bin_high", "questions", "mean_probability", "exact_match"])

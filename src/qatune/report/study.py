@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from qatune.figures import metric_lines
+from qatune.figures import metric_lines, reliability_diagram
 from qatune.io import atomic_write_text
 from qatune.layout import FIGURES, HISTORY_FIGURE, IMPORTANCE_FIGURE, STUDY_SWEEP, SWEEP_RESULTS, TRIAL_FIGURES
 from qatune.report.document import Block, Code, Figure, Heading, Para, Table, cell, to_html, to_markdown
@@ -210,7 +210,7 @@ def _test_size(results: dict[str, Any]) -> str:
     return f"{total} questions of {Path(results['test_slice']['data']).name}"
 
 
-def compare_blocks(results: dict[str, Any]) -> list[Block]:
+def compare_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
     compare = results["compare"]
     pairs = (
         (f"{compare['model']} (untuned)", compare["untuned"]),
@@ -242,6 +242,25 @@ def compare_blocks(results: dict[str, Any]) -> list[Block]:
             ["model", "correct", "similar", "incorrect", "EM", "F1", *(["no answer right"] if v2 else []), "eval loss"],
             rows,
             f"Table 4: test results on {_test_size(results)}",
+        ),
+        *reliability_blocks(pairs[1][0], pairs[1][1], folder),
+    ]
+
+
+def reliability_blocks(label: str, metrics: dict[str, Any], folder: Path) -> list[Block]:
+    """The fine-tuned model's reliability diagram on the test slice (absent in results from before it)."""
+    if not metrics.get("reliability"):
+        return []
+    figure = reliability_diagram(
+        metrics["reliability"],
+        folder / FIGURES / "reliability.png",
+        title=f"{label}: ECE {metrics['ece']:.3f} calibrated, {metrics['ece_raw']:.3f} raw",
+    )
+    return [
+        Figure(figure, "Figure 5: how often the top answer is right (exact match) against its probability"),
+        Para(
+            "A calibrated model's points lie on the diagonal: of the answers given with probability 0.7, "
+            "seven in ten are right. ECE is the question-weighted mean distance from it (10 bins)."
         ),
     ]
 
@@ -297,7 +316,7 @@ def build(results: dict[str, Any], folder: Path, title: str | None = None) -> li
         blocks += sweep_blocks(results["sweep"], folder)
     blocks += experiment_blocks(results, folder)
     if results.get("compare"):
-        blocks += compare_blocks(results)
+        blocks += compare_blocks(results, folder)
     if results.get("questions"):
         blocks += question_blocks(results["questions"])
     return blocks + reproduce_blocks(results)

@@ -184,7 +184,7 @@ class StudyRunner:
         self, label: str, model: str, model_key: str, config: TrainConfig, data: dict[str, Any], select: dict[str, Any]
     ) -> dict[str, Any]:
         """Score one model on one data slice; predictions go beside the metrics in evals/."""
-        from qatune.inference import evaluate
+        from qatune.inference import evaluate, reliability_bins
         from qatune.models import load_model
         from qatune.sources import load_data
 
@@ -205,7 +205,15 @@ class StudyRunner:
             )
             slug = label.replace("/", "_").replace(" ", "_")
             atomic_write_json(self.out / STUDY_EVALS / f"{slug}.predictions.json", result.predictions)
-            return {"label": label, "model": model, "data": data["resolved"], **select, **result.metrics}
+            reliability = reliability_bins(result, dataset)
+            return {
+                "label": label,
+                "model": model,
+                "data": data["resolved"],
+                **select,
+                **result.metrics,
+                "reliability": reliability,
+            }
 
         return self.stage(f"evaluate {label}", key, work)
 
