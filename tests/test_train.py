@@ -264,3 +264,36 @@ def test_dropout_flags_take_a_number_or_model():
     assert build_parser().parse_args(["train"]).dropout == 0.0  # the default recipe trains without dropout
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--dropout", "nan"])
+
+
+def test_model_folder_files_are_readable_as_the_umask_says(tiny_bert, tmp_path):
+    import os
+    import stat
+
+    from qatune.export import export_onnx
+
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        train(tiny_config(tiny_bert, out, max_steps=2, eval_data=None, calibration_questions=60), progress_bar=False)
+        export_onnx(str(out), tmp_path / "onnx")
+        for path in [out, *out.iterdir(), tmp_path / "onnx", *(tmp_path / "onnx").iterdir()]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+    finally:
+        os.umask(previous)
+
+
+def test_a_trained_folder_loads_in_plain_transformers_with_the_same_logits(tiny_roberta, tmp_path):
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    out = tmp_path / "run"
+    train(tiny_config(tiny_roberta, out, max_steps=2, eval_data=None), progress_bar=False)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    plain = AutoModelForQuestionAnswering.from_pretrained(out).eval()
+    ours = load_model(str(out)).model
+    batch = tokenizer(["Who?"], ["Ada wrote the first program."], return_tensors="pt")
+    with torch.inference_mode():
+        a, b = plain(**batch), ours(**batch)
+    assert torch.allclose(a.start_logits, b.start_logits) and torch.allclose(a.end_logits, b.end_logits)
+    assert not torch.allclose(a.start_logits, torch.zeros_like(a.start_logits))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
 import sys
 import typing
 from pathlib import Path
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing --predictions / --metrics files or --report folder"
     )
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="add this result (EM, F1) to the model folder's model card (README.md, Hub model-index)",
+    )
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     add_window_args(p)
 
@@ -234,7 +240,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if str(values["eval_data"]).lower() in {"none", ""}:
         values["eval_data"] = None
-    summary = train(TrainConfig.from_dict(values), overwrite=args.overwrite, progress_bar=not args.quiet)
+    command = shlex.join(["qatune", *args.argv])
+    summary = train(
+        TrainConfig.from_dict(values), overwrite=args.overwrite, progress_bar=not args.quiet, command=command
+    )
     if args.json:
         emit(summary)
         return 0
@@ -249,6 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from qatune.card import CARD_FILE, add_result
     from qatune.inference import evaluate
     from qatune.io import atomic_write_json
     from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
@@ -266,6 +276,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--predictions and --metrics name the same file; give two names")
     if args.report:
         check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report", args.overwrite)
+    if args.update_card and not (Path(args.model) / CARD_FILE).is_file():
+        raise ConfigError(f"--update-card: {args.model} has no model card ({CARD_FILE}); qatune train writes one")
     window = model_window(args.model, args)
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
@@ -284,6 +296,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         atomic_write_json(args.metrics, report)
     if args.report:
         write_evaluation_report(Path(args.report), report, result, dataset)
+    if args.update_card:
+        add_result(Path(args.model), result.metrics, dataset.source)
     if args.json:
         emit(report)
         return 0
@@ -477,6 +491,7 @@ def _setup_logging(quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for model cards
     _setup_logging(args.quiet)
     try:
         return COMMANDS[args.command](args)

@@ -23,7 +23,7 @@ import torch
 
 from qatune.calibration import read_calibration, write_calibration
 from qatune.errors import ConfigError, ModelError
-from qatune.io import atomic_write_json
+from qatune.io import atomic_write_json, normal_mode
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.lite import OnnxAnswerer
@@ -77,6 +77,7 @@ def export_onnx(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        normal_mode(tmp)  # it becomes the export folder
     except OSError as exc:
         raise ConfigError(f"--output {out}: cannot write there ({exc.strerror})") from None
     try:

@@ -78,6 +78,14 @@ class EvalResult:
     probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
+    """(calibrated, raw) probability of the top answer; 0 for a question with no candidate span."""
+    if not prediction.answers:
+        return 0.0, 0.0
+    top = prediction.answers[0]
+    return top.probability, top.probability if top.raw_probability is None else top.raw_probability
+
+
 def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, Any]]]:
     """Reliability bins (`metrics.reliability`) of the calibrated and of the raw top-1 probability."""
     hits = [best_over_golds(result.predictions[e.id], e.answers)[0] for e in dataset.examples]
@@ -131,12 +139,7 @@ def evaluate(
     predictions = {e.id: (p.answers[0].text if p.answers else "") for e, p in zip(examples, predicted)}
     references = {e.id: list(e.answers) for e in examples}
     metrics: dict[str, Any] = dict(squad_scores(predictions, references))
-    probabilities = {
-        e.id: (p.answers[0].probability, p.answers[0].raw_probability or p.answers[0].probability)
-        if p.answers
-        else (0.0, 0.0)
-        for e, p in zip(examples, predicted)
-    }
+    probabilities = {e.id: _top_probabilities(p) for e, p in zip(examples, predicted)}
     hits = [best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()]
     metrics["ece"] = expected_calibration_error([probabilities[q][0] for q in references], hits)
     metrics["ece_raw"] = expected_calibration_error([probabilities[q][1] for q in references], hits)

@@ -12,6 +12,15 @@ from typing import Any
 from qatune.errors import ConfigError, QatuneError
 
 
+def normal_mode(path: str | Path) -> None:
+    """Give a file or folder made by `tempfile` (0600 / 0700) the mode a plain `open`/`mkdir` would have
+    given it under the process's umask, so a model folder is readable by a server running as another
+    user exactly when the user's other files are."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` so that readers see the old file or the whole new one, never half of it."""
     path = Path(path)
@@ -20,6 +29,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        normal_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,12 +29,13 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune import checkpoint as ckpt
 from qatune.calibration import write_calibration
+from qatune.card import write_card
 from qatune.config import TrainConfig
 from qatune.data import QADataset
 from qatune.errors import TrainingDiverged, TrainingInterrupted
 from qatune.hardware import Precision, resolve_precision
 from qatune.inference import calibrate, evaluate
-from qatune.io import append_jsonl, atomic_write_json, read_json, read_jsonl
+from qatune.io import append_jsonl, atomic_write_json, normal_mode, read_json, read_jsonl
 from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
 from qatune.models import LoadedModel, load_model
 from qatune.negatives import add_negatives
@@ -400,6 +401,7 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None, held: QAData
     model.save_pretrained(tmp, safe_serialization=True)
     run.loaded.tokenizer.save_pretrained(tmp)
     for item in tmp.iterdir():
+        normal_mode(item)  # transformers writes the weights through a 0600 temp file
         os.replace(item, out / item.name)
     tmp.rmdir()
     history = [r for r in read_jsonl(out / HISTORY_FILE) if r["type"] == "eval"]
@@ -434,10 +436,12 @@ def train(
     callback: Callback | None = None,
     progress_bar: bool = True,
     loaded: LoadedModel | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune `config.model` on `config.train_data`; resumes from the last checkpoint if there is one.
 
-    `loaded` passes an already loaded model (trained in place) instead of loading `config.model`.
+    `loaded` passes an already loaded model (trained in place) instead of loading `config.model`;
+    `command` (the command line that started it) goes into the model card.
     Returns the run summary (also saved as `qatune.json` beside the model).
     """
     config.check()
@@ -468,6 +472,7 @@ def train(
         ) from None
     if run.accelerator.is_main_process:
         summary = _save_final(run, train_set, dev, held)
+        write_card(out, summary, read_jsonl(out / HISTORY_FILE), command)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
     return {}

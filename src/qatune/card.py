@@ -1,0 +1,131 @@
+"""The model card (README.md) of a trained model folder, as the Hugging Face Hub reads it.
+
+Written by qatune rather than by the Trainer's automatic card, which drops local data sets and has no
+exact_match. The YAML front matter (library, pipeline tag, base model, data, licence, tags and a
+`model-index` of EM/F1 results) is built with huggingface_hub's own `ModelCardData`/`EvalResult`, so
+the Hub, `ModelCard.load` and `metadata_load` read it; the prose says how the model was made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qatune.io import atomic_write_text
+
+CARD_FILE = "README.md"
+DEFAULT_BASE = ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")  # the embedded `default` model
+
+
+def _dataset(source: str) -> tuple[str, str]:
+    """(Hub dataset type, readable name) of a data source: SQuAD files are `squad`, others their file name."""
+    name = Path(source).name
+    if "squad" in name.lower() or source.startswith("squad"):
+        return ("squad_v2" if "v2" in name.lower() or source.startswith("squad_v2") else "squad"), name
+    return name.split(".")[0] or "local", name
+
+
+def eval_results(metrics: dict[str, Any], source: str, questions: int, split: str) -> list[Any]:
+    """EM and F1 of one evaluation as Hub `EvalResult`s."""
+    from huggingface_hub import EvalResult
+
+    kind, name = _dataset(source)
+    return [
+        EvalResult(
+            task_type="question-answering",
+            task_name="Extractive Question Answering",
+            dataset_type=kind,
+            dataset_name=name,
+            dataset_config=f"{questions} questions",  # the Hub groups results by type, config and split
+            dataset_split=split,
+            metric_type=metric,
+            metric_value=round(metrics[metric], 2),
+            metric_name=label,
+        )
+        for metric, label in (("exact_match", "EM"), ("f1", "F1"))
+    ]
+
+
+def _body(summary: dict[str, Any], name: str) -> str:
+    c = summary["config"]
+    train = summary["train_data"]
+    final = summary.get("final_eval") or {}
+    history = [f"| {r['step']} | {r['exact_match']:.2f} | {r['f1']:.2f} |" for r in summary.get("eval_history", [])]
+    settings = ", ".join(
+        f"{k} {c[k]}"
+        for k in ("learning_rate", "train_batch_size", "num_train_epochs", "max_steps", "warmup_ratio", "weight_decay")
+        if c.get(k) is not None
+    )
+    lines = [
+        f"# {name}",
+        "",
+        f"An extractive question-answering model fine-tuned from `{c['model']}` with "
+        f"qatune {summary['versions']['qatune']}. Load it with transformers' `AutoModelForQuestionAnswering` "
+        "or answer with `qatune ask --model FOLDER`.",
+        "",
+        "## Training",
+        "",
+        f"- Data: {train['source']} ({train['questions']} questions, {train['windows']} windows); "
+        + "; ".join(train.get("notes") or []),
+        f"- Settings: {settings}, dropout {c.get('dropout')}, precision {summary.get('precision', {}).get('used')}, "
+        f"windows {c['max_seq_length']}/{c['doc_stride']}, seed {c['seed']}.",
+        f"- {summary['steps']} optimizer steps, {summary['windows_seen']} windows, {summary['seconds']} s.",
+        f"- Command: `{summary['command']}`" if summary.get("command") else "- Made with the qatune Python API.",
+        "",
+    ]
+    if final:
+        lines += [f"Last evaluation: EM {final['exact_match']:.2f}, F1 {final['f1']:.2f} on the dev slice.", ""]
+    if history:
+        lines += ["| step | EM | F1 |", "| --- | --- | --- |", *history, ""]
+    calibration = summary.get("calibration")
+    if calibration:
+        lines += [
+            "## Confidence",
+            "",
+            f"Probabilities are calibrated (temperature {calibration['temperature']:.3f}, fitted on "
+            f"{calibration['questions']} held-out training questions; calibration error {calibration['ece_before']:.3f}"
+            f" -> {calibration['ece_after']:.3f}), see `calibration.json`.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_card(folder: Path, summary: dict[str, Any], history: list[dict[str, Any]], command: str | None) -> Path:
+    """README.md with Hub metadata for a trained folder; `summary` is its qatune.json."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    c = summary["config"]
+    base, license_ = DEFAULT_BASE if c["model"] == "default" else (c["model"], "other")
+    final = summary.get("final_eval")
+    dev = summary.get("eval_data")
+    results = eval_results(final, dev["source"], final["total"], "validation") if final and dev else []
+    data = ModelCardData(
+        base_model=base if not Path(base).exists() else None,
+        datasets=[_dataset(summary["train_data"]["source"])[0]],
+        library_name="transformers",
+        pipeline_tag="question-answering",
+        license=license_,
+        tags=["question-answering", "extractive-qa", "qatune"],
+        model_name=folder.name,
+        eval_results=results or None,
+    )
+    body = _body(
+        {**summary, "command": command, "eval_history": [r for r in history if r.get("type") == "eval"]}, folder.name
+    )
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    atomic_write_text(folder / CARD_FILE, str(card))
+    return folder / CARD_FILE
+
+
+def add_result(folder: Path, metrics: dict[str, Any], source: str, split: str = "validation") -> Path:
+    """Add (or replace) the EM/F1 of an evaluation on `source` in the card's model-index."""
+    from huggingface_hub import ModelCard
+
+    path = folder / CARD_FILE
+    card = ModelCard.load(path)
+    new = eval_results(metrics, source, metrics["total"], split)
+    kept = [r for r in (card.data.eval_results or []) if r.unique_identifier != new[0].unique_identifier]
+    card.data.eval_results = kept + new
+    card.data.model_name = card.data.model_name or folder.name
+    atomic_write_text(path, str(card))
+    return path

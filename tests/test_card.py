@@ -1,0 +1,42 @@
+"""qatune.card: a trained folder's README.md is a Hub model card that huggingface_hub parses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard import metadata_load
+
+
+def qatune(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qatune.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_trained_folder_has_a_hub_model_card_and_evaluate_adds_results(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--model", str(tiny_bert), "--train-data", "sample", "--eval-data", "sample:validation"]
+    args += ["--train-limit", "16", "--eval-limit", "6", "--max-steps", "2", "--train-batch-size", "8"]
+    args += ["--max-seq-length", "96", "--doc-stride", "32", "--max-query-length", "24", "--output", str(out), "-q"]
+    args += ["--calibration-questions", "60"]
+    trained = qatune(*args)
+    assert trained.returncode == 0, trained.stderr
+    meta = metadata_load(out / "README.md")
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "question-answering"
+    assert meta["license"] and meta["datasets"] and "qatune" in meta["tags"]
+    card = ModelCard.load(out / "README.md")
+    final = json.loads((out / "qatune.json").read_text())["final_eval"]
+    results = {(r.dataset_config, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results[("6 questions", "exact_match")] == round(final["exact_match"], 2)
+    assert results[("6 questions", "f1")] == round(final["f1"], 2)
+    assert f"--output {out}" in card.text and "temperature" in card.text  # the command and the calibration
+    evaluated = qatune("evaluate", "--model", str(out), "--data", "sample:validation", "--limit", "9", "--update-card")
+    assert evaluated.returncode == 0, evaluated.stderr
+    card = ModelCard.load(out / "README.md")
+    slices = [(r.dataset_name, r.dataset_config, r.metric_type) for r in card.data.eval_results]
+    assert sorted(slices) == [
+        ("sample-dev.json", size, metric) for size in ("6 questions", "9 questions") for metric in ("exact_match", "f1")
+    ]
+    refused = qatune("evaluate", "--model", str(tiny_bert), "--data", "sample:validation", "--update-card")
+    assert refused.returncode == 2 and "no model card" in refused.stderr
