@@ -40,3 +40,21 @@ def test_trained_folder_has_a_hub_model_card_and_evaluate_adds_results(tiny_bert
     ]
     refused = qatune("evaluate", "--model", str(tiny_bert), "--data", "sample:validation", "--update-card")
     assert refused.returncode == 2 and "no model card" in refused.stderr
+
+
+def test_push_fails_offline_with_one_error_line(tiny_bert, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | {"HF_HOME": str(tmp_path / "hf")}
+    for args, message in (
+        ([str(tiny_bert), "--repo-id", "me/tiny"], "cannot reach the Hugging Face Hub"),  # this machine is offline
+        ([str(tiny_bert), "--repo-id", "no-user"], "USER/NAME"),
+        ([str(tiny_bert), "--repo-id", "me/bad..name"], "--repo-id"),
+        ([str(tmp_path), "--repo-id", "me/tiny"], "no model here"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "qatune.cli", "push", *args], capture_output=True, text=True, timeout=120, env=env
+        )
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr

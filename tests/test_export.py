@@ -39,6 +39,18 @@ def test_onnx_answers_match_torch(fixture, request, tmp_path, copy_model):
         assert have.no_answer_probability == pytest.approx(want.no_answer_probability, abs=1e-5)
 
 
+def test_export_folder_has_optimums_question_answering_layout(tiny_roberta, tmp_path):
+    import onnx
+    from transformers import AutoConfig, AutoTokenizer
+
+    export_onnx(str(tiny_roberta), tmp_path / "onnx", window=WINDOW)
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]  # RoBERTa has no token_type_ids
+    assert [o.name for o in graph.output] == ["start_logits", "end_logits"]
+    assert AutoConfig.from_pretrained(tmp_path / "onnx").model_type == "roberta"
+    assert AutoTokenizer.from_pretrained(tmp_path / "onnx")("a question", "a context")["input_ids"]
+
+
 def test_exported_cli_answers_without_torch(tiny_bert, tmp_path):
     export_onnx(str(tiny_bert), tmp_path / "onnx", quantize=True)
     code = (

@@ -213,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub, common)
 
     p = sub.add_parser(
+        "push",
+        parents=[common],
+        help="upload a model folder (or an export) to the Hugging Face Hub",
+        description="Upload a trained model folder or an ONNX export to the Hub with huggingface_hub, with its "
+        "model card (README.md); checkpoints stay behind. The token comes from HF_TOKEN or `hf auth login`.",
+        epilog="example: qatune push runs/minilm --repo-id my-user/minilm-squad --private",
+    )
+    p.add_argument("model", help="the model folder to upload")
+    p.add_argument("--repo-id", required=True, help="USER/NAME of the model repository (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+
+    p = sub.add_parser(
         "data",
         parents=[common],
         help="validate a data file and print its counts; make a SQuAD v2-style file from a v1.1 one",
@@ -429,6 +441,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from qatune.push import push
+
+    url = push(args.model, args.repo_id, args.private)
+    print(f"pushed {args.model} to https://huggingface.co/{args.repo_id} ({url})")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from qatune.io import atomic_write_json
     from qatune.negatives import add_negatives, to_squad_v2
@@ -466,6 +486,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "calibrate": cmd_calibrate,
+    "push": cmd_push,
     "ask": cmd_ask,
     "data": cmd_data,
     "sweep": cmd_sweep,

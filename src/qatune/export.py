@@ -124,7 +124,9 @@ def _write_export(
 
         quantize_dynamic(str(tmp / MODEL_FILE), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
         (tmp / "model.int8.onnx").replace(tmp / MODEL_FILE)
-    loaded.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+    # optimum's layout for question answering: model.onnx beside config.json and the tokenizer files
+    loaded.tokenizer.save_pretrained(tmp)
+    loaded.model.config.save_pretrained(tmp)
     calibration = read_calibration(loaded.path) if Path(loaded.path).is_dir() else None
     if calibration:
         write_calibration(tmp, calibration)
