@@ -297,3 +297,45 @@ def test_a_trained_folder_loads_in_plain_transformers_with_the_same_logits(tiny_
         a, b = plain(**batch), ours(**batch)
     assert torch.allclose(a.start_logits, b.start_logits) and torch.allclose(a.end_logits, b.end_logits)
     assert not torch.allclose(a.start_logits, torch.zeros_like(a.start_logits))
+
+
+def _scripted_f1(monkeypatch, values):
+    """Evaluations that score the given F1s in turn (the real evaluation, with its f1 replaced)."""
+    import qatune.train as train_module
+    from qatune.inference import evaluate as real
+
+    scores = iter(values)
+
+    def scripted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.metrics["f1"] = next(scores)
+        return result
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+
+
+def test_load_best_model_at_end_saves_the_best_evaluations_weights(tiny_bert, tmp_path, monkeypatch):
+    _scripted_f1(monkeypatch, [10.0, 50.0, 20.0])  # evaluations at steps 2, 4 and the closing one at 6
+    last = tmp_path / "last"
+    train(tiny_config(tiny_bert, last, eval_at_start=False), progress_bar=False)
+    _scripted_f1(monkeypatch, [10.0, 50.0, 20.0])
+    out = tmp_path / "best"
+    summary = train(tiny_config(tiny_bert, out, eval_at_start=False, load_best_model_at_end=True), progress_bar=False)
+    assert summary["best"] == {"metric": "f1", "value": 50.0, "step": 4, "loaded": True}
+    assert summary["final_eval"]["step"] == 4 and summary["final_eval"]["f1"] == 50.0
+    a, b = load_weights(last / "model.safetensors"), load_weights(out / "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # not the last weights
+    assert "best evaluation's (step 4" in (out / "README.md").read_text()
+
+
+def test_early_stopping_stops_after_patience_evaluations(tiny_bert, tmp_path, monkeypatch):
+    _scripted_f1(monkeypatch, [40.0, 30.0, 20.0, 10.0, 5.0])
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, eval_at_start=False, max_steps=10, early_stopping_patience=2)
+    summary = train(config, progress_bar=False)
+    history = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in history if r["type"] == "eval"] == [2, 4, 6]  # no closing re-evaluation
+    assert history[-1]["type"] == "early_stop" and history[-1]["best_step"] == 2
+    assert summary["steps"] == 6 and summary["best"]["step"] == 2 and "loaded" not in summary["best"]
+    with pytest.raises(ConfigError, match="need evaluations"):
+        tiny_config(tiny_bert, out, eval_data=None, early_stopping_patience=2).check()

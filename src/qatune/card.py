@@ -73,7 +73,14 @@ def _body(summary: dict[str, Any], name: str) -> str:
         f"- Command: `{summary['command']}`" if summary.get("command") else "- Made with the qatune Python API.",
         "",
     ]
-    if final:
+    chosen = summary.get("best") or {}
+    if final and chosen.get("loaded"):
+        lines += [
+            f"The saved weights are the best evaluation's (step {chosen['step']}, {chosen['metric']} "
+            f"{chosen['value']:.4g}): EM {final['exact_match']:.2f}, F1 {final['f1']:.2f} on the dev slice.",
+            "",
+        ]
+    elif final:
         lines += [f"Last evaluation: EM {final['exact_match']:.2f}, F1 {final['f1']:.2f} on the dev slice.", ""]
     if history:
         lines += ["| step | EM | F1 |", "| --- | --- | --- |", *history, ""]

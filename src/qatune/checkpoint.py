@@ -22,6 +22,9 @@ class Progress:
     batch_in_epoch: int = 0
     windows_seen: int = 0
     completed: bool = False
+    best_step: int | None = None  # the best evaluation so far (qatune.best), and how many came since
+    best_value: float | None = None
+    evals_since_best: int = 0
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:

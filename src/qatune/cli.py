@@ -75,6 +75,9 @@ TRAIN_HELP = {
     "(0.1 for BERT-style models); 0 is faster on CPUs and scored higher in one-epoch fine-tunes (README, Speed)",
     "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "
     "run as one fused kernel",
+    "load_best_model_at_end": "save the weights of the best evaluation (--metric-for-best-model), not the last",
+    "metric_for_best_model": "f1, exact_match or eval_loss: what 'best' means for the two settings around it",
+    "early_stopping_patience": "stop after N evaluations without improvement of --metric-for-best-model",
     "calibration_questions": "after training, fit the confidence calibration on up to N training questions "
     "left out of training (0: off)",
 }

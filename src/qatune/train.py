@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from qatune import best
 from qatune import checkpoint as ckpt
 from qatune.calibration import write_calibration
 from qatune.card import write_card
@@ -254,6 +255,7 @@ class _Run:
             self.since_eval_sum, self.since_eval_count = 0.0, 0
             metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
             self.record("eval", {"train_loss": train_loss, **metrics})
+            best.record(self.config, self.progress, metrics, unwrapped.model, self.out)
             line = (
                 f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
                 f"eval loss {metrics['eval_loss']:.3f}"
@@ -263,6 +265,10 @@ class _Run:
             else:
                 self.bar.write(line)
         self.accelerator.wait_for_everyone()
+        if self.accelerator.num_processes > 1:  # every rank stops together
+            from accelerate.utils import broadcast_object_list
+
+            self.progress.evals_since_best = broadcast_object_list([self.progress.evals_since_best])[0]
         self.model.train()
 
     def resume(self) -> None:
@@ -292,6 +298,15 @@ class _Run:
             self.loss_sum, self.loss_count = 0.0, 0
         if c.eval_steps and p.step % c.eval_steps == 0 and p.step < self.total_steps:
             self.evaluate()
+            if best.should_stop(c, p):
+                logger.info(
+                    "early stopping at step %d: %d evaluations without a better %s",
+                    p.step,
+                    p.evals_since_best,
+                    c.metric_for_best_model,
+                )
+                self.record("early_stop", {"best_step": p.best_step, "best_value": p.best_value})
+                self.total_steps = p.step  # the loop ends here; this step's evaluation is the last
         if p.step % c.effective_save_steps == 0 and p.step < self.total_steps:
             ckpt.save_checkpoint(self.accelerator, self.out, p) if self.accelerator.is_main_process else None
             self.accelerator.wait_for_everyone()
@@ -347,7 +362,8 @@ class _Run:
                         break
             else:
                 p.epoch, p.batch_in_epoch = p.epoch + 1, 0
-        self.evaluate()
+        if not best.should_stop(c, p):  # an early stop has just evaluated this step
+            self.evaluate()
         self.bar.close()
 
 
@@ -392,11 +408,19 @@ def _calibrate(run: _Run, held: QADataset | None) -> dict[str, Any] | None:
     return dataclasses.asdict(calibration)
 
 
+def _chosen_eval(history: list[dict[str, Any]], chosen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The evaluation of the saved weights: the best one's with load_best_model_at_end, else the last."""
+    if chosen and chosen.get("loaded"):
+        return next((r for r in reversed(history) if r["step"] == chosen["step"]), None)
+    return history[-1] if history else None
+
+
 def _save_final(run: _Run, train: QADataset, dev: QADataset | None, held: QADataset | None) -> dict[str, Any]:
     """Write the loadable model folder (safetensors + tokenizer), its calibration, the config and the final
     metrics."""
     out, model = run.out, cast(Any, run.accelerator.unwrap_model(run.model))
     model.config.qatune_with_null = run.with_null
+    chosen = best.restore(run.config, run.progress, model, out)
     tmp = out / ".tmp-model"
     model.save_pretrained(tmp, safe_serialization=True)
     run.loaded.tokenizer.save_pretrained(tmp)
@@ -420,7 +444,8 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None, held: QAData
         "steps": run.progress.step,
         "windows_seen": run.progress.windows_seen,
         "seconds": round(time.perf_counter() - run.began, 1),
-        "final_eval": history[-1] if history else None,
+        "final_eval": _chosen_eval(history, chosen),
+        "best": chosen,
         "calibration": _calibrate(run, held),
     }
     atomic_write_json(out / CONFIG_FILE, summary)
