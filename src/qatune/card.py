@@ -97,8 +97,9 @@ def _body(summary: dict[str, Any], name: str) -> str:
     return "\n".join(lines)
 
 
-def write_card(folder: Path, summary: dict[str, Any], history: list[dict[str, Any]], command: str | None) -> Path:
-    """README.md with Hub metadata for a trained folder; `summary` is its qatune.json."""
+def write_card(folder: Path, summary: dict[str, Any], evals: list[dict[str, Any]], command: str | None) -> Path:
+    """README.md with Hub metadata for a trained folder; `summary` is its qatune.json, `evals` the
+    evaluation records of its history."""
     from huggingface_hub import ModelCard, ModelCardData
 
     c = summary["config"]
@@ -116,9 +117,7 @@ def write_card(folder: Path, summary: dict[str, Any], history: list[dict[str, An
         model_name=folder.name,
         eval_results=results or None,
     )
-    body = _body(
-        {**summary, "command": command, "eval_history": [r for r in history if r.get("type") == "eval"]}, folder.name
-    )
+    body = _body({**summary, "command": command, "eval_history": evals}, folder.name)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     atomic_write_text(folder / CARD_FILE, str(card))
     return folder / CARD_FILE

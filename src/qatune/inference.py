@@ -76,6 +76,7 @@ class EvalResult:
     predictions: dict[str, str]
     metrics: dict[str, Any] = field(default_factory=dict)
     probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
+    exact: dict[str, float] = field(default_factory=dict)  # id -> exact match (0/1) of the top answer
 
 
 def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
@@ -88,7 +89,7 @@ def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
 
 def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, Any]]]:
     """Reliability bins (`metrics.reliability`) of the calibrated and of the raw top-1 probability."""
-    hits = [best_over_golds(result.predictions[e.id], e.answers)[0] for e in dataset.examples]
+    hits = [result.exact[e.id] for e in dataset.examples]
     return {
         name: reliability([result.probabilities[e.id][k] for e in dataset.examples], hits)
         for name, k in (("calibrated", 0), ("raw", 1))
@@ -140,14 +141,15 @@ def evaluate(
     references = {e.id: list(e.answers) for e in examples}
     metrics: dict[str, Any] = dict(squad_scores(predictions, references))
     probabilities = {e.id: _top_probabilities(p) for e, p in zip(examples, predicted)}
-    hits = [best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()]
+    exact = {qid: best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()}
+    hits = list(exact.values())
     metrics["ece"] = expected_calibration_error([probabilities[q][0] for q in references], hits)
     metrics["ece_raw"] = expected_calibration_error([probabilities[q][1] for q in references], hits)
     if loaded.with_null:
         metrics.update(_no_answer_scores(examples, predicted), null_threshold=loaded.null_threshold)
     seconds = time.perf_counter() - began
     metrics.update(eval_loss=logits.loss, seconds=seconds, questions_per_second=len(examples) / seconds)
-    return EvalResult(predictions, metrics, probabilities)
+    return EvalResult(predictions, metrics, probabilities, exact)
 
 
 def calibrate(

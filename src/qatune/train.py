@@ -415,7 +415,9 @@ def _chosen_eval(history: list[dict[str, Any]], chosen: dict[str, Any] | None) -
     return history[-1] if history else None
 
 
-def _save_final(run: _Run, train: QADataset, dev: QADataset | None, held: QADataset | None) -> dict[str, Any]:
+def _save_final(
+    run: _Run, train: QADataset, dev: QADataset | None, held: QADataset | None, command: str | None
+) -> dict[str, Any]:
     """Write the loadable model folder (safetensors + tokenizer), its calibration, the config and the final
     metrics."""
     out, model = run.out, cast(Any, run.accelerator.unwrap_model(run.model))
@@ -449,6 +451,7 @@ def _save_final(run: _Run, train: QADataset, dev: QADataset | None, held: QAData
         "calibration": _calibrate(run, held),
     }
     atomic_write_json(out / CONFIG_FILE, summary)
+    write_card(out, summary, history, command)
     run.progress.completed = True
     atomic_write_json(out / PROGRESS_FILE, asdict(run.progress))
     return summary
@@ -496,8 +499,7 @@ def train(
             f"interrupted at step {saved} of {run.total_steps}; run the same command again to resume"
         ) from None
     if run.accelerator.is_main_process:
-        summary = _save_final(run, train_set, dev, held)
-        write_card(out, summary, read_jsonl(out / HISTORY_FILE), command)
+        summary = _save_final(run, train_set, dev, held, command)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
     return {}
