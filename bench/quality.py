@@ -25,10 +25,10 @@ WINDOWS_PER_QUESTION = 1.10  # SQuAD train at 256/96 windows: 96.0k windows for 
 
 
 def calibrate() -> float:
-    """Steady-state windows/s of the default recipe on this machine (a 25-step run)."""
+    """Steady-state windows/s of the default recipe (precision auto) on this machine (a 25-step run)."""
     from train import run_qatune
 
-    return run_qatune(1000, 25)["windows_per_s"]
+    return run_qatune(1000, 25, "auto")["windows_per_s"]
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
 """Benchmark `qatune serve` under load: N concurrent clients for a fixed time; latency p50/p95, throughput, errors.
 
-Starts a real server process, then hammers POST /v1/answer with a paragraph-length question.
+Starts a real server process per mode, then hammers POST /v1/answer with a paragraph-length
+question. Modes, measured in the same run (alternating when --rounds > 1): `serialised` answers one
+request per forward pass (`--batch-questions 1`, what the lock used to do), `batched` lets concurrent
+requests share forward passes (the default). Ratios are to `serialised`.
 
-    python bench/serve.py [--model default] [--clients 8] [--seconds 60]
+    python bench/serve.py [--model default] [--clients 8] [--seconds 60] [--rounds 1] [--dtype auto]
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ask import QUESTION, paragraph  # noqa: E402
 from common import median, percentile, save, table  # noqa: E402
 
+MODES = {"serialised": ["--batch-questions", "1"], "batched": []}
 
-def start(model: str) -> tuple[subprocess.Popen, str]:
+
+def start(model: str, flags: list[str]) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qatune.cli", "serve", "--model", model, "--port", str(port), "-q"],
+        [sys.executable, "-m", "qatune.cli", "serve", "--model", model, "--port", str(port), "-q", *flags],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -42,15 +47,10 @@ def start(model: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=60)
-    args = parser.parse_args()
-    proc, url = start(args.model)
+def load(url: str, clients: int, seconds: float) -> dict:
+    """`clients` threads posting one question after another for `seconds`: throughput and latency."""
     body = json.dumps({"context": paragraph(), "question": QUESTION, "top_k": 3}).encode()
-    stop = time.time() + args.seconds
+    stop = time.time() + seconds
 
     def client() -> tuple[list[float], int]:
         latencies, errors = [], 0
@@ -65,26 +65,54 @@ def main() -> None:
                 errors += 1
         return latencies, errors
 
-    try:
-        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            results = [f.result() for f in [pool.submit(client) for _ in range(args.clients)]]
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = [f.result() for f in [pool.submit(client) for _ in range(clients)]]
     latencies = [t for r in results for t in r[0]]
-    row = {
-        "clients": args.clients,
-        "seconds": args.seconds,
+    return {
         "requests": len(latencies),
         "errors": sum(r[1] for r in results),
-        "requests_per_s": len(latencies) / args.seconds,
+        "requests_per_s": len(latencies) / seconds,
         "p50_ms": median(latencies),
         "p95_ms": percentile(latencies, 95),
         "max_ms": max(latencies),
     }
-    print(f"qatune serve --model {args.model}: {args.clients} concurrent clients for {args.seconds:.0f} s")
-    print(table([row], list(row)))
-    print(f"\nwritten {save('serve', {'model': args.model, 'result': row})}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the modes this many times")
+    parser.add_argument("--dtype", default="auto", help="the server's --dtype (auto, float32, bfloat16)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {mode: [] for mode in args.modes.split(",")}
+    for _ in range(args.rounds):
+        for mode in runs:
+            proc, url = start(args.model, [*MODES[mode], "--dtype", args.dtype])
+            try:
+                runs[mode].append(load(url, args.clients, args.seconds))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    rows = []
+    for mode, measured in runs.items():
+        row = {"mode": mode, "clients": args.clients, "seconds": args.seconds * len(measured)}
+        row |= {key: median([m[key] for m in measured]) for key in measured[0]}
+        row["errors"] = sum(m["errors"] for m in measured)
+        rows.append(row)
+    base = rows[0]["requests_per_s"]
+    for row in rows:
+        row["x_" + rows[0]["mode"]] = row["requests_per_s"] / base
+    print(
+        f"qatune serve --model {args.model} --dtype {args.dtype}: "
+        f"{args.clients} concurrent clients, {args.rounds} round(s)"
+    )
+    print(table(rows, list(rows[0])))
+    print(
+        f"\nwritten {save('serve', {'model': args.model, 'dtype': args.dtype, 'rounds': args.rounds, 'result': rows})}"
+    )
 
 
 if __name__ == "__main__":

@@ -150,20 +150,108 @@ def test_fuzz_against_own_schema(client, models, tiny_bert):
     assert not failures, failures
 
 
-def test_null_answer_of_a_v2_model(tiny_bert, tmp_path):
-    """A model trained with unanswerable questions (SQuAD v2) can answer "" (the null answer): the API
-    returns it as an empty text at 0..0, with its probability among the spans'."""
+@pytest.fixture(scope="module")
+def v2_client(tiny_bert, tmp_path_factory):
+    """A server of a model trained with unanswerable questions (SQuAD v2): its null answer competes."""
     import shutil
 
-    folder = tmp_path / "v2"
+    folder = tmp_path_factory.mktemp("v2") / "model"
     shutil.copytree(tiny_bert, folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "qatune_with_null": True}))
-    models = Models()
-    models.load(ServeConfig(model=str(folder)))
-    with TestClient(create_app(ServeConfig(model=str(folder)), models)) as client:
-        body = client.post("/v1/answer", json={"context": "Hi there.", "question": "Who?", "top_k": 10}).json()
+    with TestClient(create_app(ServeConfig(model=str(folder)))) as client:
+        yield client
+
+
+def test_null_answer_of_a_v2_model(v2_client):
+    """A model trained with unanswerable questions (SQuAD v2) can answer "" (the null answer): the API
+    returns it as an empty text at 0..0, with its probability among the spans'."""
+    body = v2_client.post("/v1/answer", json={"context": "Hi there.", "question": "Who?", "top_k": 10}).json()
     null = [a for a in body["answers"] if a["text"] == ""]
     assert len(null) == 1 and (null[0]["start"], null[0]["end"]) == (0, 0)
     assert sum(a["probability"] for a in body["answers"]) == pytest.approx(1.0, abs=1e-4)  # every candidate shown
     assert body["no_answer_probability"] == pytest.approx(null[0]["probability"], abs=1e-6)
+
+
+def test_hf_format_parameters_and_errors(client):
+    """The HF inference format: one object for top_k 1, a list above; parameters checked like the rest."""
+    inputs = {"question": "What is Earth?", "context": CONTEXT}
+    ours = client.post("/v1/answer", json={**inputs, "top_k": 3}).json()["answers"]
+    one = client.post("/", json={"inputs": inputs}).json()
+    assert one == {
+        "answer": ours[0]["text"],
+        "score": ours[0]["probability"],
+        "start": ours[0]["start"],
+        "end": ours[0]["end"],
+    }
+    three = client.post("/v1/hf", json={"inputs": inputs, "parameters": {"top_k": 3}}).json()
+    assert [a["answer"] for a in three] == [a["text"] for a in ours]
+    short = client.post("/v1/hf", json={"inputs": inputs, "parameters": {"top_k": 5, "max_answer_len": 1}}).json()
+    assert all(len(a["answer"].split()) == 1 for a in short)  # one token, and whole words: one word
+    # handle_impossible_answer: true lets the empty answer compete even for a SQuAD v1 model
+    impossible = client.post("/", json={"inputs": inputs, "parameters": {"handle_impossible_answer": True, "top_k": 3}})
+    texts = [a["answer"] for a in impossible.json()]
+    no_answer = client.post("/v1/answer", json={**inputs, "top_k": 1}).json()["no_answer_probability"]
+    assert ("" in texts) == (no_answer > ours[0]["probability"]) and len(texts) == 3
+    for body, field in [
+        ({"inputs": inputs, "parameters": {"top_k": "2"}}, "top_k"),
+        ({"inputs": inputs, "parameters": {"top_k": 0}}, "top_k"),
+        ({"inputs": inputs, "parameters": {"max_answer_len": 1.5}}, "max_answer_len"),
+        ({"inputs": inputs, "parameters": {"temperature": 2}}, "temperature"),
+        ({"inputs": {**inputs, "context": " "}}, "context"),
+        ({"inputs": {"question": "Who?"}}, "context"),
+        ({"inputs": [inputs]}, "inputs"),
+    ]:
+        response = client.post("/", json=body)
+        assert response.status_code == 422 and field in json.dumps(response.json()), (body, response.text)
+
+
+def test_hf_format_null_answer_of_a_v2_model(v2_client):
+    """The empty answer as HF gives it (0..0), and never with handle_impossible_answer false."""
+    inputs = {"question": "Who?", "context": "Hi there."}
+    ours = v2_client.post("/v1/answer", json={**inputs, "top_k": 10}).json()["answers"]
+    answers = v2_client.post("/v1/hf", json={"inputs": inputs, "parameters": {"top_k": 10}}).json()
+    assert [(a["answer"], a["start"], a["end"]) for a in answers] == [(a["text"], a["start"], a["end"]) for a in ours]
+    assert ("", 0, 0) in [(a["answer"], a["start"], a["end"]) for a in answers]
+    parameters = {"top_k": 10, "handle_impossible_answer": False}
+    never = v2_client.post("/v1/hf", json={"inputs": inputs, "parameters": parameters}).json()
+    assert [a["answer"] for a in never] == [a["text"] for a in ours if a["text"]]
+
+
+def test_micro_batches_answer_concurrent_requests_together(tiny_bert):
+    """Requests that arrive together share forward passes, and each gets exactly its own answers."""
+    import concurrent.futures
+
+    from qatune.answering import Query
+    from qatune.batching import MicroBatcher
+    from qatune.inference import Answerer
+
+    answerer = Answerer(str(tiny_bert))
+    questions = [f"What is number {i}?" for i in range(24)]
+    alone = [answerer.predict_many([(CONTEXT, q)], 2)[0].answers for q in questions]
+    batcher = MicroBatcher(answerer, max_questions=8, wait_ms=50)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            found = list(pool.map(lambda q: batcher.ask(Query([(CONTEXT, q)], 2))[0].answers, questions))
+        assert batcher.batches < len(questions) and batcher.batches >= 3  # shared passes, never over 8 questions
+        for a, b in zip(alone, found):
+            assert [x.text for x in a] == [x.text for x in b]
+            assert [x.probability for x in a] == pytest.approx([x.probability for x in b], rel=1e-4)
+        with pytest.raises(Exception, match="empty context"):
+            batcher.ask(Query([(" ", "Who?")], 1))
+        assert batcher.ask(Query([(CONTEXT, "Who?")], 1))  # one caller's bad input did not stop the thread
+    finally:
+        batcher.close()
+    assert not batcher.thread.is_alive()
+
+
+def test_one_bad_query_in_a_batch_fails_alone(tiny_bert):
+    from qatune.answering import Query
+    from qatune.errors import QatuneError
+    from qatune.inference import Answerer
+
+    answerer = Answerer(str(tiny_bert))
+    good, bad = Query([(CONTEXT, "What is Earth?")], 1), Query([(CONTEXT, "")], 1)
+    results = answerer.predict_queries([good, bad, good])
+    assert isinstance(results[1], QatuneError) and "empty question" in str(results[1])
+    assert results[0][0].answers == results[2][0].answers == answerer.predict_many(good.pairs, 1)[0].answers

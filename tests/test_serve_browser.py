@@ -141,3 +141,21 @@ def test_concurrent_load_has_no_errors(server):
         results = [r for future in [pool.submit(client) for _ in range(8)] for r in future.result()]
     assert len(results) >= 16
     assert all(status == 200 and answers == expected for status, answers in results)  # no errors, no mixed-up answers
+
+
+def test_hugging_face_inference_client(server):
+    """huggingface_hub's own InferenceClient, pointed at the server's URL, gets qatune's answers."""
+    from huggingface_hub import InferenceClient
+
+    context = (
+        "Earth is the third planet from the Sun and the only place known in the universe where life has originated."
+    )
+    question = "What is Earth?"
+    ours = _post(server + "/v1/answer", {"context": context, "question": question, "top_k": 2})[1]["answers"]
+    for url in (server, server + "/v1/hf"):
+        client = InferenceClient(model=url, timeout=60)
+        one = client.question_answering(question=question, context=context)
+        assert (one.answer, one.start, one.end) == (ours[0]["text"], ours[0]["start"], ours[0]["end"])
+        assert one.score == pytest.approx(ours[0]["probability"])
+        two = client.question_answering(question=question, context=context, top_k=2, max_answer_len=30)
+        assert [(a.answer, context[a.start : a.end]) for a in two] == [(o["text"], o["text"]) for o in ours]

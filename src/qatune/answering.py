@@ -8,12 +8,14 @@ same code for both, so both answer alike. numpy-only: the ONNX path never import
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from qatune.data import question_examples
-from qatune.predict import Answer, Decoding, Logits, Prediction, predict_examples
+from qatune.errors import QatuneError
+from qatune.predict import Answer, Decoding, Logits, Prediction, group_windows, predict
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 
@@ -60,6 +62,15 @@ def batched_logits(
     return Logits(starts, ends)
 
 
+@dataclass(frozen=True)
+class Query:
+    """One caller's questions and how their answers are decoded (None: the model's own decoding)."""
+
+    pairs: Sequence[tuple[str, str]]
+    top_k: int = 3
+    decoding: Decoding | None = None
+
+
 class SpanAnswerer:
     """Top-k answers with probabilities and character spans, over any `WindowLogits` backend."""
 
@@ -82,24 +93,57 @@ class SpanAnswerer:
         """Batched `ask` for many (context, question) pairs."""
         return [p.answers for p in self.predict_many(pairs, top_k)]
 
-    def predict_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[Prediction]:
+    def predict_many(
+        self, pairs: Sequence[tuple[str, str]], top_k: int = 3, decoding: Decoding | None = None
+    ) -> list[Prediction]:
         """`ask_many` plus each question's no-answer probability."""
-        examples = question_examples(pairs, self.max_context_chars)
+        result = self.predict_queries([Query(pairs, top_k, decoding)])[0]
+        if isinstance(result, QatuneError):
+            raise result
+        return result
+
+    def predict_queries(self, queries: Sequence[Query]) -> list[list[Prediction] | QatuneError]:
+        """Several callers' questions through one forward pass (the server's micro-batches): each
+        query gets its predictions, or the error that refused its input without failing the others."""
+        checked: list[list | QatuneError] = []
+        for query in queries:
+            try:
+                checked.append(question_examples(query.pairs, self.max_context_chars))
+            except QatuneError as exc:
+                checked.append(exc)
+        examples = [e for c in checked if not isinstance(c, QatuneError) for e in c]
         if not examples:
-            return []
+            return [c if isinstance(c, QatuneError) else [] for c in checked]
         windows = tokenize_windows(examples, self.tokenizer, self.window)
-        return predict_examples(examples, windows, self.logits(windows), top_k, self.decoding)
+        logits = self.logits(windows)
+        groups = iter(group_windows(windows.example_index))
+
+        def answer(context: str, query: Query) -> Prediction:
+            group = next(groups)  # examples were windowed in order: the next group is this example's
+            start, end = [logits.start[i] for i in group], [logits.end[i] for i in group]
+            offsets = [windows.offsets[i] for i in group]
+            return predict(context, start, end, offsets, query.top_k, query.decoding or self.decoding)
+
+        return [
+            c if isinstance(c, QatuneError) else [answer(e.context, q) for e in c] for q, c in zip(queries, checked)
+        ]
 
 
 def open_answerer(
-    model: str, *, window: WindowConfig | None = None, seed: int = 0, max_context_chars: int | None = None
+    model: str,
+    *,
+    window: WindowConfig | None = None,
+    seed: int = 0,
+    max_context_chars: int | None = None,
+    dtype: str = "float32",
 ) -> tuple[SpanAnswerer, str]:
     """The answerer for `model` and its backend's name: an exported folder answers with onnxruntime
-    alone (fast start), anything else through torch. `window` defaults to the model's own settings."""
+    alone (fast start), anything else through torch with `dtype` weights. `window` defaults to the
+    model's own settings."""
     from qatune.lite import OnnxAnswerer, is_exported
 
     if is_exported(model):
         return OnnxAnswerer(model, window=window, max_context_chars=max_context_chars), "onnxruntime"
     from qatune.inference import Answerer
 
-    return Answerer(model, window, seed=seed, max_context_chars=max_context_chars), "torch"
+    return Answerer(model, window, seed=seed, max_context_chars=max_context_chars, dtype=dtype), "torch"

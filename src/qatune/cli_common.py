@@ -47,6 +47,19 @@ def finite_float(text: str) -> float:
     return value
 
 
+def float_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high]."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def float_or_model(text: str) -> float | None:
     """An argparse type: a finite number, or `model` (None: the model's own value)."""
     return None if text.strip().lower() == "model" else finite_float(text)

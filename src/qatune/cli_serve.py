@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from qatune.cli_common import add_window_args, emit, from_args, int_in, model_window, positive_int
+from qatune.cli_common import add_window_args, emit, float_in, from_args, int_in, model_window, positive_int
 from qatune.errors import ConfigError
 
 
@@ -37,7 +37,10 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="HTTP API (/v1/answer, docs at /docs) and a web page at /",
         description="Serve a model over HTTP: POST /v1/answer, /v1/answer:batch, GET /v1/models, "
-        "/healthz; OpenAPI docs at /docs; a page to ask questions at /.",
+        "/healthz; OpenAPI docs at /docs; a page to ask questions at /. POST / and /v1/hf speak the "
+        "Hugging Face inference format, so huggingface_hub.InferenceClient(model='http://HOST:PORT')"
+        ".question_answering(question=..., context=...) works. Concurrent requests are answered "
+        "together in micro-batches (--batch-questions, --batch-wait-ms).",
     )
     p.add_argument("--model", default="default", help="model: default, a folder (torch or exported), or a hub id")
     p.add_argument("--compare-with", help="a second model answering every request side by side")
@@ -64,6 +67,26 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
         default=100_000,
         help="most characters of contexts and questions in one request, which bounds how long one "
         "request holds the model (default: 100000, about 12 s on 2 CPU cores)",
+    )
+    p.add_argument(
+        "--batch-questions",
+        type=positive_int,
+        default=32,
+        help="most questions of concurrent requests answered in one forward pass; 1 answers requests "
+        "one at a time (default: 32)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float_in(0, 1000),
+        default=5.0,
+        help="how long a forward pass waits for more requests to join it (default: 5)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="weights of a torch model; auto: bfloat16 where the CPU has AMX/AVX512-BF16 or on a GPU, "
+        "else float32 (default: auto; exported ONNX folders keep their own)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head (default: 0)")
 

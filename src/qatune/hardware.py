@@ -58,3 +58,14 @@ def resolve_precision(
         )
     used = "bf16" if requested == "bf16" or (requested == "auto" and found) else "fp32"
     return Precision(requested, used, "cpu", found)
+
+
+def inference_dtype(requested: str) -> str:
+    """The weights' dtype for answering: `auto` is bfloat16 on a GPU or a CPU with native bfloat16
+    (several times the float32 matmul rate there, EM within 0.5: bench/quality.py), else float32."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    native = torch.cuda.is_available() or any(f in cpu_flags() for f in BF16_FLAGS)
+    return "bfloat16" if native else "float32"

@@ -191,8 +191,9 @@ class Answerer(SpanAnswerer):
         batch_size: int = 32,
         seed: int = 0,
         max_context_chars: int | None = None,
+        dtype: str = "float32",
     ) -> None:
-        self.loaded = model if isinstance(model, LoadedModel) else load_model(model, seed=seed)
+        self.loaded = model if isinstance(model, LoadedModel) else load_model(model, seed=seed, dtype=dtype)
         self.batch_size = batch_size
         super().__init__(
             self.loaded.tokenizer,

@@ -1,15 +1,17 @@
 """HTTP API and web page for a QA model: `qatune serve --model DIR [--compare-with M]`.
 
-FastAPI app: POST /v1/answer, POST /v1/answer:batch, GET /v1/models, GET /healthz, and the page
-at /. Requests are checked against configurable limits (in the OpenAPI schema; over one: 422
-naming the field and the limit, or 413 for an oversized body; the characters of one request are
-bounded too), an optional API key is compared in constant time, and calls into the model are
-serialised with a lock, so concurrent requests never race on one model.
+FastAPI app: POST /v1/answer, POST /v1/answer:batch, GET /v1/models, GET /healthz, the page at /,
+and the Hugging Face inference format at POST / and /v1/hf (`serve_hf`). Requests are checked
+against configurable limits (in the OpenAPI schema; over one: 422 naming the field and the limit, or
+413 for an oversized body; the characters of one request are bounded too), an optional API key is
+compared in constant time, and one thread per model answers concurrent requests in micro-batches
+(`batching`), so requests never race on a model and do not wait for each other one by one.
 """
 
+import functools
 import hmac
 import json
-import threading
+import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,9 +21,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, BeforeValidator, Field, Strict, StringConstraints, create_model
+from pydantic import BaseModel, Field, create_model
 
+from qatune.answering import Query
+from qatune.api_types import json_int, text_types
 from qatune.errors import ConfigError, QatuneError
+from qatune.predict import Decoding, Prediction
+from qatune.serve_hf import HFAnswer, answer_hf
+from qatune.serve_hf import request_model as hf_request_model
 
 
 @dataclass
@@ -39,6 +46,11 @@ class ServeConfig:
     # The work of one request: about 8,000 characters a second for the default model on 2 CPU cores, so
     # 100,000 keeps any request near 12 s (a batch of 32 contexts of 20,000 characters took 77 s).
     max_request_chars: int = 100_000
+    # Micro-batching: one forward pass takes up to this many questions of concurrent requests, waiting
+    # at most batch_wait_ms for more to arrive; 1 answers requests one at a time (the old behaviour).
+    batch_questions: int = 32
+    batch_wait_ms: float = 5.0
+    dtype: str = "auto"  # torch weights: auto = bfloat16 where the CPU has AMX/AVX512-BF16 (or on a GPU)
     seed: int = 0
 
     def check(self) -> "ServeConfig":
@@ -48,57 +60,33 @@ class ServeConfig:
                 "the API key is empty (--api-key or $QATUNE_API_KEY); give a real key, or neither "
                 "to serve without authentication"
             )
-        for name in ("max_context_chars", "max_question_chars", "max_batch", "max_body_bytes", "max_request_chars"):
+        limits = ("max_context_chars", "max_question_chars", "max_batch", "max_body_bytes", "max_request_chars")
+        for name in (*limits, "batch_questions"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        wait = self.batch_wait_ms
+        if (
+            isinstance(wait, bool)
+            or not isinstance(wait, (int, float))
+            or not (math.isfinite(wait) and 0 <= wait <= 1000)
+        ):
+            raise ConfigError(f"--batch-wait-ms must be between 0 and 1000, got {wait!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         return self
 
 
 def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
-    """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them.
-
-    Types are strict: `"3"` or `true` is not a top_k. "Not blank" is a pattern both JSON Schema (ECMA)
-    and Python agree on: the characters each counts as whitespace are all excluded.
-    """
-
-    def text(limit: int, flag: str, what: str) -> Any:
-        return Annotated[
-            str,
-            Strict(),
-            StringConstraints(min_length=1, max_length=limit, pattern=NOT_BLANK),
-            Field(description=f"{what}; not blank, at most {limit} characters ({flag})"),
-        ]
-
-    context = text(config.max_context_chars, "--max-context-chars", "the text to find the answer in")
-    question = text(config.max_question_chars, "--max-question-chars", "the question")
-    top_k = Annotated[
-        int, Field(ge=1, le=10, description="how many answers, best first"), BeforeValidator(_json_integer)
-    ]
+    """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them."""
+    context, question = text_types(config.max_context_chars, config.max_question_chars)
+    top_k = json_int(1, 10, "how many answers, best first")
     single = create_model("AnswerRequest", context=(context, ...), question=(question, ...), top_k=(top_k, 3))
     item: Any = create_model("BatchItem", context=(context, ...), question=(question, ...))
     items: Any = Annotated[
         list[item], Field(min_length=1, max_length=config.max_batch, description="questions (--max-batch)")
     ]
-    batch = create_model(
-        "BatchRequest",
-        top_k=(top_k, 3),
-        items=(
-            items,
-            ...,
-        ),
-    )
-    return single, batch
-
-
-def _json_integer(value: Any) -> Any:
-    """What JSON Schema calls an integer: a number without a fraction (4 or 4.0), not "4" or true."""
-    if isinstance(value, (str, bool)):
-        raise ValueError("expected a JSON integer, not a string or boolean")
-    return value
-
-
-NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
+    return single, create_model("BatchRequest", top_k=(top_k, 3), items=(items, ...))
 
 
 class SafeJSONResponse(JSONResponse):
@@ -159,22 +147,26 @@ class Loaded:
     answerer: Any
     backend: str
     name: str
+    batcher: Any  # batching.MicroBatcher: the one thread that calls this model
 
 
 def _open(model: str, config: ServeConfig) -> Loaded:
     """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard."""
     from qatune.answering import open_answerer
+    from qatune.batching import MicroBatcher
+    from qatune.hardware import inference_dtype
 
     chars = max(config.max_context_chars, config.max_question_chars)
-    answerer, backend = open_answerer(model, seed=config.seed, max_context_chars=chars)
-    return Loaded(answerer, backend, model)
+    answerer, backend = open_answerer(
+        model, seed=config.seed, max_context_chars=chars, dtype=inference_dtype(config.dtype)
+    )
+    return Loaded(answerer, backend, model, MicroBatcher(answerer, config.batch_questions, config.batch_wait_ms))
 
 
 class Models:
-    """The loaded answerers (primary and optional comparison) behind one lock."""
+    """The loaded answerers (primary and optional comparison), each behind its micro-batcher."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.loaded: dict[str, Loaded] = {}
         self.ready = False
 
@@ -184,10 +176,20 @@ class Models:
             self.loaded["compare"] = _open(config.compare_with, config)
         self.ready = True
 
+    def predict(
+        self, role: str, pairs: list[tuple[str, str]], top_k: int, decoding: Decoding | None = None
+    ) -> list[Prediction]:
+        return self.loaded[role].batcher.ask(Query(pairs, top_k, decoding))
+
     def ask(self, role: str, pairs: list[tuple[str, str]], top_k: int) -> list[ModelAnswers]:
-        with self.lock:
-            found = self.loaded[role].answerer.predict_many(pairs, top_k)
+        found = self.predict(role, pairs, top_k)
         return [ModelAnswers(model=self.loaded[role].name, **p.to_dict()) for p in found]
+
+    def close(self) -> None:
+        for loaded in self.loaded.values():
+            loaded.batcher.close()
+        self.loaded.clear()
+        self.ready = False
 
 
 def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
@@ -197,9 +199,12 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if not models.ready:
+        owned = not models.ready  # loaded here: closed here (pre-loaded models belong to the caller)
+        if owned:
             models.load(config)
         yield
+        if owned:
+            models.close()
 
     app = FastAPI(
         title="qatune",
@@ -223,6 +228,7 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
     }
 
     AnswerRequest, BatchRequest = request_models(config)
+    HFRequest = hf_request_model(*text_types(config.max_context_chars, config.max_question_chars))
 
     def answer(items: list, top_k: int) -> list[AnswerResponse]:
         if not models.ready:
@@ -255,6 +261,24 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
         began = time.perf_counter()
         results = answer(request.items, request.top_k)  # type: ignore[attr-defined]
         return BatchResponse(results=results, took_ms=round((time.perf_counter() - began) * 1000, 2))
+
+    def hf(request: HFRequest) -> HFAnswer | list[HFAnswer]:  # type: ignore[valid-type]  # built from config
+        """One question in the Hugging Face inference format (`parameters` as HF's: see the schema)."""
+        if not models.ready:
+            raise HTTPException(503, "the model is still loading")
+        ask = functools.partial(models.predict, "primary")
+        return answer_hf(request, ask, models.loaded["primary"].answerer.decoding)
+
+    hf_doc = "The Hugging Face inference format: `InferenceClient(model=URL).question_answering(...)` works."
+    for path in ("/", "/v1/hf"):
+        app.post(
+            path,
+            response_model=HFAnswer | list[HFAnswer],
+            responses=errors,
+            dependencies=[Depends(auth)],
+            summary=f"Answer (Hugging Face format) at {path}",
+            description=hf_doc,
+        )(hf)
 
     @app.get("/v1/models", response_model=ModelsResponse, dependencies=[Depends(auth)])
     def list_models() -> ModelsResponse:
