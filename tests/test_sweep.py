@@ -111,6 +111,27 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_bert, tmp_path):
     assert failed["state"] == "fail" and "no-such-model" in failed["error"]
 
 
+def test_summary_best_scores_and_keeps_the_best_evaluation(tiny_bert, tmp_path):
+    """`metric: {summary: best}`: a trial's value is its best evaluation, and --keep-models keeps those weights."""
+    config = write_config(
+        tmp_path / "b.yaml",
+        tiny_bert,
+        metric={"name": "eval_loss", "goal": "minimize", "summary": "best"},
+        parameters={"learning_rate": {"values": [3e-3, 3e-2]}},
+        method="grid",
+    )
+    sweep_cli(str(config), "--dir", str(tmp_path), "--keep-models", "-q")
+    rows = json.loads(sweep_cli("show", "b", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"]
+    assert [r["state"] for r in rows] == ["complete"] * 2
+    for row in rows:
+        best = min(row["history"], key=lambda h: h["eval_loss"])
+        assert row["value"] == best["eval_loss"] == row["eval_loss"]
+        folder = tmp_path / "b" / "trials" / f"trial-{row['trial']:03d}"
+        chosen = json.loads((folder / "qatune.json").read_text())["best"]
+        assert chosen == {"metric": "eval_loss", "value": best["eval_loss"], "step": best["step"], "loaded": True}
+        assert (folder / "model.safetensors").is_file()
+
+
 def test_hyperband_sees_every_evaluation(tiny_bert, tmp_path):
     spec = parse_sweep(
         {

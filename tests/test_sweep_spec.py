@@ -136,6 +136,11 @@ def test_hyperband_and_run_cap():
         ({**STUDY, "method": "hill"}, "method: expected one of grid, random, bayes"),
         ({**STUDY, "metric": {"name": "accuracy"}}, "metric.name: 'accuracy' is not a metric qatune reports"),
         ({**STUDY, "metric": {"name": "f1", "goal": "up"}}, "metric.goal"),
+        ({**STUDY, "metric": {"name": "f1", "summary": "max"}}, "metric.summary: expected last"),
+        (
+            {**STUDY, "metric": {"name": "train_loss", "summary": "best"}},
+            "summary: best needs a metric of the held-out",
+        ),
         ({**STUDY, "parameters": {"lr": {"min": 1, "max": 2}}}, "parameters.lr: not a qatune training setting"),
         ({**STUDY, "parameters": {"learning_rate": {"min": 4e-4, "max": 4e-5}}}, "parameters.learning_rate: min"),
         (
@@ -189,3 +194,20 @@ def test_base_overrides_become_part_of_the_stored_config():
     assert parse_sweep(spec.raw).base == spec.base and "base" not in STUDY
     with pytest.raises(ConfigError, match="base.learning_rate: also in parameters"):
         parse_sweep(STUDY, {"learning_rate": 1e-4})
+
+
+def test_summary_best_scores_by_the_best_evaluation_and_keeps_its_weights():
+    spec = parse_sweep({**STUDY, "metric": {"name": "eval_loss", "goal": "minimize", "summary": "best"}})
+    history = [
+        {"step": 0, "eval_loss": 0.1},
+        {"step": 2, "eval_loss": 3.0},
+        {"step": 4, "eval_loss": 2.0},
+        {"step": 6, "eval_loss": float("nan")},
+        {"step": 8, "eval_loss": 2.5},
+    ]
+    assert spec.metric.score(history) == {"step": 4, "eval_loss": 2.0}  # not the untuned step 0, not NaN
+    assert parse_sweep(STUDY).metric.score(history) == {"step": 8, "eval_loss": 2.5}  # W&B's default: the last
+    assert spec.metric.score([{"step": 0, "eval_loss": 1.0}]) is None
+    config = spec.config({"learning_rate": 1e-4, "train_batch_size": 16}, "out")
+    assert config.load_best_model_at_end and config.metric_for_best_model == "eval_loss"
+    assert not parse_sweep(STUDY).config({"learning_rate": 1e-4, "train_batch_size": 16}, "out").load_best_model_at_end

@@ -76,7 +76,7 @@ TRAIN_HELP = {
     "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "
     "run as one fused kernel",
     "load_best_model_at_end": "save the weights of the best evaluation (--metric-for-best-model), not the last",
-    "metric_for_best_model": "f1, exact_match or eval_loss: what 'best' means for the two settings around it",
+    "metric_for_best_model": "f1, exact_match, correct or eval_loss: what 'best' means for the two settings around it",
     "early_stopping_patience": "stop after N evaluations without improvement of --metric-for-best-model",
     "calibration_questions": "after training, fit the confidence calibration on up to N training questions "
     "left out of training (0: off)",

@@ -13,6 +13,9 @@ from qatune.errors import ConfigError
 from qatune.windows import WindowConfig
 
 MAX_EPOCHS = 1000
+# What "best" can mean for load_best_model_at_end / early stopping / a sweep's `summary: best`: the
+# held-out evaluation's figures (eval_loss lower is better, the others higher).
+BEST_MODEL_METRICS = ("f1", "exact_match", "correct", "eval_loss")
 
 
 @dataclass
@@ -55,7 +58,7 @@ class TrainConfig:
     dropout: float | None = 0.0
     attention_dropout: float | None = None  # the attention probabilities' dropout (over `dropout`); None: same
     load_best_model_at_end: bool = False  # save the best evaluation's weights, not the last ones
-    metric_for_best_model: str = "f1"  # f1, exact_match or eval_loss (lower is better)
+    metric_for_best_model: str = "f1"  # one of BEST_MODEL_METRICS (eval_loss: lower is better)
     early_stopping_patience: int | None = None  # stop after this many evaluations without improvement
     calibration_questions: int = 1000  # held-out training questions the confidence is calibrated on; 0: off
 
@@ -135,9 +138,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1) or null (the model's own), got {value}")
-        if self.metric_for_best_model not in ("f1", "exact_match", "eval_loss"):
+        if self.metric_for_best_model not in BEST_MODEL_METRICS:
             raise ConfigError(
-                f"metric_for_best_model must be f1, exact_match or eval_loss, got {self.metric_for_best_model!r}"
+                f"metric_for_best_model must be one of {', '.join(BEST_MODEL_METRICS)}, "
+                f"got {self.metric_for_best_model!r}"
             )
         if (self.load_best_model_at_end or self.early_stopping_patience) and not self.eval_data:
             raise ConfigError("load_best_model_at_end and early_stopping_patience need evaluations: set eval_data")

@@ -13,7 +13,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 
-from qatune.config import TrainConfig
+from qatune.config import BEST_MODEL_METRICS, TrainConfig
 from qatune.errors import ConfigError
 from qatune.io import load_yaml
 from qatune.sweep.params import NOT_TUNABLE, Param, coerce, number, parse_param
@@ -52,12 +52,26 @@ class Metric:
     name: str
     goal: str
     target: float | None = None
+    summary: str = "last"  # which evaluation scores a trial: the last (W&B's default) or the best
+
+    def score(self, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The evaluation that scores a trial: the last one, or with `summary: best` the best one after
+        training began (the untuned model's step-0 evaluation is a baseline, not a candidate)."""
+        if self.summary == "last":
+            return evals[-1] if evals else None
+        usable = [e for e in evals if e.get("step", 1) > 0 and _finite(e.get(self.name))]
+        pick = min if self.goal == "minimize" else max
+        return pick(usable, key=lambda e: e[self.name]) if usable else None
 
     def reached(self, value: float) -> bool:
         """Whether `value` meets the target (W&B finishes the sweep when any run does)."""
         if self.target is None:
             return False
         return value <= self.target if self.goal == "minimize" else value >= self.target
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -100,8 +114,11 @@ class SweepSpec:
         return out
 
     def config(self, values: dict[str, Any], output_dir: str) -> TrainConfig:
-        """The TrainConfig of a trial with these settings."""
-        merged = {**SWEEP_DEFAULTS, **self.base, **values, "output_dir": output_dir}
+        """The TrainConfig of a trial with these settings; with `summary: best` the trial keeps the
+        weights of the evaluation that scores it (load_best_model_at_end on the sweep's metric)."""
+        best = {"load_best_model_at_end": True, "metric_for_best_model": self.metric.name}
+        keep = best if self.metric.summary == "best" else {}
+        merged = {**SWEEP_DEFAULTS, **keep, **self.base, **values, "output_dir": output_dir}
         return TrainConfig.from_dict(merged)
 
 
@@ -110,9 +127,9 @@ def _metric(raw: Any) -> Metric:
         raise ConfigError(f"metric: missing; give {{name: one of {', '.join(METRICS)}, goal: minimize|maximize}}")
     if not isinstance(raw, dict):
         raise ConfigError(f"metric: expected a mapping with name and goal, got {raw!r}")
-    unknown = sorted(set(raw) - {"name", "goal", "target"})
+    unknown = sorted(set(raw) - {"name", "goal", "target", "summary"})
     if unknown:
-        raise ConfigError(f"metric: unknown key(s) {', '.join(unknown)}; valid: name, goal, target")
+        raise ConfigError(f"metric: unknown key(s) {', '.join(unknown)}; valid: name, goal, target, summary")
     name, goal = raw.get("name"), raw.get("goal", "minimize")  # W&B's default goal
     if name not in METRICS:
         raise ConfigError(f"metric.name: {name!r} is not a metric qatune reports; valid: {', '.join(METRICS)}")
@@ -121,7 +138,15 @@ def _metric(raw: Any) -> Metric:
     target = raw.get("target")
     if target is not None:
         target = number("metric", raw, "target")
-    return Metric(name, goal, target)
+    summary = raw.get("summary", "last")
+    if summary not in ("last", "best"):
+        raise ConfigError(f"metric.summary: expected last (W&B's default) or best, got {summary!r}")
+    if summary == "best" and name not in BEST_MODEL_METRICS:
+        raise ConfigError(
+            f"metric.summary: best needs a metric of the held-out evaluation ({', '.join(BEST_MODEL_METRICS)}); "
+            f"{name} is not one: use summary: last, or another metric.name"
+        )
+    return Metric(name, goal, target, summary)
 
 
 def _hyperband(raw: Any) -> Hyperband | None:

@@ -226,11 +226,14 @@ class Worker:
         process.close()
         if code != 0:
             return TrialState.FAIL, None, process.error()
-        value = evals[-1].get(metric) if evals else None
-        if value is None or not math.isfinite(value):
-            return TrialState.FAIL, None, f"the final evaluation has no finite {metric}"
-        trial.set_user_attr("metrics", compact(evals[-1]))
-        return TrialState.COMPLETE, float(value), f"{metric} {value:.4g}"
+        scored = self.spec.metric.score(evals)
+        value = scored.get(metric) if scored else None
+        if scored is None or value is None or not math.isfinite(value):
+            which = "best" if self.spec.metric.summary == "best" else "final"
+            return TrialState.FAIL, None, f"the {which} evaluation has no finite {metric}"
+        trial.set_user_attr("metrics", compact(scored))
+        at = f" (best, at step {scored.get('step')})" if self.spec.metric.summary == "best" else ""
+        return TrialState.COMPLETE, float(value), f"{metric} {value:.4g}{at}"
 
     def _finish(self, trial: Trial, process: TrialProcess, state: TrialState, value: float | None, note: str) -> None:
         trial.set_user_attr("seconds", round(time.time() - process.began, 1))
