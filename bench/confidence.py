@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a model folder (or default, the untuned model)")
     parser.add_argument("--dev-questions", type=int, help="a seeded sample of dev v1.1 (default: all 10,570)")
     parser.add_argument("--name", default="confidence", help="result file name under bench/results")
+    parser.add_argument("--figure", help="also draw the word-aligned reliability diagram to this PNG")
     args = parser.parse_args()
 
     from qatune.calibration import read_calibration
@@ -90,6 +91,11 @@ def main() -> None:
         },
     )
     print(f"saved {path}")
+    if args.figure:
+        from qatune.figures import reliability_diagram
+
+        title = f"{Path(args.model).name} on dev v1.1 ({len(dev)} questions): exact match by top-1 probability"
+        print(f"figure {reliability_diagram(bins['word-aligned'], Path(args.figure), title=title)}")
 
 
 if __name__ == "__main__":

@@ -84,12 +84,25 @@ def test_shipped_studies_validate():
         ({"questions": {"file": "missing.json"}}, "questions.file: missing.json: no such questions file"),
         ({"report": {"formats": ["pdf"]}}, "report.formats: expected some of markdown, html"),
         ({"data": {"train": "sample", "tset": "x"}}, "data: unknown key(s) tset"),
+        ({"report_to": "tensorbord"}, "report_to: unknown tracker(s) tensorbord"),
     ],
 )
 def test_bad_study_names_the_key(tiny_bert, tmp_path, change, message):
     with pytest.raises(ConfigError) as err:
         parse_study(tiny_study(tiny_bert, tmp_path, **change))
     assert message in str(err.value)
+
+
+def test_report_to_reaches_every_experiment(tiny_bert, tmp_path):
+    from qatune.study.run import StudyRunner
+
+    spec = parse_study(tiny_study(tiny_bert, tmp_path, report_to=["mlflow", "tensorboard"]))
+    assert spec.report_to == "mlflow,tensorboard"
+    runner = StudyRunner(spec, progress_bar=False)
+    fixed = spec.experiments[1]
+    assert runner.experiment_config(fixed, None).report_to == "mlflow,tensorboard"
+    plain = StudyRunner(parse_study(tiny_study(tiny_bert, tmp_path)), progress_bar=False)
+    assert plain.experiment_config(fixed, None).report_to == "none"
 
 
 def test_bad_experiment_and_sweep_settings(tiny_bert, tmp_path):

@@ -290,35 +290,6 @@ def test_two_workers_share_a_postgres_sweep(tiny_bert, tmp_path, postgres_url):
     assert len(ran) == 5 and len({t.number for t in ran}) == 5
 
 
-class _FakeRun:
-    def __init__(self, calls: list, **kwargs) -> None:
-        self.calls, self.summary = calls, {}
-        calls.append(("init", kwargs))
-
-    def log(self, values: dict, step: int) -> None:
-        self.calls.append(("log", step, values))
-
-    def finish(self, exit_code: int) -> None:
-        self.calls.append(("finish", exit_code, dict(self.summary)))
-
-
-def test_wandb_logging_gets_every_trial_and_evaluation(tiny_bert, tmp_path, monkeypatch):
-    """--wandb: one W&B run per trial with its settings, each evaluation logged at its step.
-    (A fake `wandb` module stands in; the real one in WANDB_MODE=offline was checked by hand.)"""
-    import types
-
-    calls: list = []
-    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: _FakeRun(calls, **kw)))
-    spec = parse_sweep(yaml.safe_load(write_config(tmp_path / "w.yaml", tiny_bert, run_cap=2).read_text()))
-    run_sweep(spec, SweepOptions("w", tmp_path / "w", wandb=True, poll_seconds=0.2), progress_bar=False)
-    inits = [c[1] for c in calls if c[0] == "init"]
-    assert [i["name"] for i in inits] == ["w-trial-0", "w-trial-1"] and inits[0]["group"] == "w"
-    assert "learning_rate" in inits[0]["config"] and inits[0]["config"]["max_steps"] == 6
-    logs = [c for c in calls if c[0] == "log"]
-    assert [c[1] for c in logs] == [2, 4, 6, 2, 4, 6] and all("f1" in c[2] and "eval_loss" in c[2] for c in logs)
-    assert [c[1:] for c in calls if c[0] == "finish"] == [(0, {"state": "complete"})] * 2
-
-
 def test_repeated_settings_are_explored_not_retrained(tiny_bert, tmp_path):
     """A sampler proposing settings already run (deterministic, so the same result) gets a random point
     instead; when a small discrete space is used up, the sweep stops rather than loop."""
@@ -351,3 +322,55 @@ def test_diverged_trial_is_failed_with_its_reason(tiny_bert, tmp_path):
     sweep_cli(str(config), "--dir", str(tmp_path), "-q", check=False)
     rows = json.loads(sweep_cli("show", "d", "--dir", str(tmp_path), "--json", "--no-figures").stdout)["trials"]
     assert rows[0]["state"] == "fail" and "training diverged at step" in rows[0]["error"]
+
+
+def test_dashboard_serves_the_sweeps_trials(tiny_bert, tmp_path):
+    """`qatune sweep dashboard NAME` starts optuna-dashboard on the sweep's storage; its API lists the trials
+    with qatune's attributes. A sweep that does not exist is one error line."""
+    import socket
+    import urllib.request
+
+    spec = parse_sweep(yaml.safe_load(write_config(tmp_path / "d.yaml", tiny_bert, run_cap=2).read_text()))
+    run_sweep(spec, SweepOptions("d", tmp_path / "d", poll_seconds=0.2), progress_bar=False)
+    missing = sweep_cli("dashboard", "nope", "--dir", str(tmp_path), check=False)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no sweep 'nope'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "qatune.cli",
+        "sweep",
+        "dashboard",
+        "d",
+        "--dir",
+        str(tmp_path),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    studies = json.loads(response.read())["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                assert time.time() < deadline, "the dashboard did not start"
+                time.sleep(0.3)
+        [study] = [s for s in studies if s["study_name"] == "d"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=30) as response:
+            trials = json.loads(response.read())["trials"]
+        assert [t["number"] for t in trials] == [0, 1] and all(t["state"] == "Complete" for t in trials)
+        for trial in trials:
+            attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+            assert {"f1", "exact_match", "correct", "history", "metrics", "values"} <= set(attrs)
+            assert float(attrs["f1"]) == pytest.approx(trial["values"][0])
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard/", timeout=30).read().decode()
+        assert "<html" in page.lower()
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -78,6 +78,9 @@ TRAIN_HELP = {
     "load_best_model_at_end": "save the weights of the best evaluation (--metric-for-best-model), not the last",
     "metric_for_best_model": "f1, exact_match, correct or eval_loss: what 'best' means for the two settings around it",
     "early_stopping_patience": "stop after N evaluations without improvement of --metric-for-best-model",
+    "report_to": "log every record (loss, learning rate, windows/s, each evaluation) and the settings to "
+    "trackers: comma-separated tensorboard (event files in OUTPUT/tensorboard), mlflow ($MLFLOW_TRACKING_URI, "
+    "else ./mlflow.db), wandb (WANDB_MODE=offline works), or none",
     "calibration_questions": "after training, fit the confidence calibration on up to N training questions "
     "left out of training (0: off)",
 }

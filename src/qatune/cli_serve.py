@@ -120,7 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from qatune.serve import Models, ServeConfig, create_app
 
     config = from_args(ServeConfig, args, cors_origins=args.cors_origin).check()
-    _check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
+    check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
     if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: serving on {args.host} without --api-key: anyone who can reach this port may ask",
@@ -134,7 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int) -> None:
     """Fail early, with one line, when `host:port` cannot be listened on (in use, or no such address)."""
     import socket
 

@@ -30,6 +30,12 @@ def add_run_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("study", nargs="?", help="study YAML file (default: the packaged quickstart)")
     p.add_argument("--dry-run", action="store_true", help="validate the study and print its plan; run nothing")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--report-to",
+        metavar="TRACKERS",
+        help="log the sweep's trials and the experiments to these trackers: comma-separated tensorboard, "
+        "mlflow, wandb, or none (default: the study file's report_to, else none)",
+    )
 
 
 def quickstart_path() -> Path:
@@ -68,10 +74,15 @@ def _plan(spec) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from qatune.study import load_study, run_study
     from qatune.study.run import check_study_folder
+    from qatune.trackers import parse_report_to
 
     spec = load_study(args.study or quickstart_path())
+    if args.report_to is not None:
+        spec = dataclasses.replace(spec, report_to=",".join(parse_report_to(args.report_to)) or "none")
     check_study_folder(spec)
     if args.dry_run:
         print("\n".join(_plan(spec)))

@@ -17,6 +17,7 @@ SWEEP_EPILOG = """usage forms:
   qatune sweep CONFIG --dry-run                validate CONFIG, print the search space and the engine
   qatune sweep --join NAME --storage URL       add this machine as one more worker of a running sweep
   qatune sweep show NAME                       trial table, top 10, picks; CSV/JSON and PNG figures
+  qatune sweep dashboard NAME [--port 8080]    optuna-dashboard on the sweep's storage (live, in a browser)
 
 CONFIG is a W&B sweep config (YAML or JSON): method, metric, parameters, early_terminate, run_cap,
 plus `base:` with the training settings every trial shares (model, data, slices, epochs). Trials run
@@ -78,13 +79,23 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model weights (default: delete)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, run nothing")
-    p.add_argument("--wandb", action="store_true", help="also log each trial to W&B (honours WANDB_MODE=offline)")
+    p.add_argument(
+        "--report-to",
+        default="none",
+        metavar="TRACKERS",
+        help="log each trial (one tracker run per trial, grouped by the sweep) to these: comma-separated "
+        "tensorboard (event files in the trial folder), mlflow ($MLFLOW_TRACKING_URI, else ./mlflow.db), "
+        "wandb (honours WANDB_MODE=offline), or none (default: none)",
+    )
+    p.add_argument("--wandb", action="store_true", help="the same as adding wandb to --report-to")
     p.add_argument(
         "--top", type=positive_int, default=10, help="show: how many best trials to list and plot (default: 10)"
     )
     p.add_argument("--out", help="show: folder for trials.csv/json and figures (default: NAME/results)")
     p.add_argument("--no-figures", action="store_true", help="show: skip the PNG figures")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--host", default="127.0.0.1", help="dashboard: address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int_in(1, 65535), default=8080, help="dashboard: port (default: 8080)")
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -102,9 +113,11 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 def _options(args: argparse.Namespace, name: str):
     from qatune.sweep import SweepOptions
+    from qatune.trackers import parse_report_to
 
     safe_name(name, "sweep name (--name, --join, `show NAME` or the config's `name`)")
-    return from_args(SweepOptions, args, name=name, directory=Path(args.dir) / name)
+    trackers = parse_report_to([args.report_to, "wandb"] if args.wandb else args.report_to)
+    return from_args(SweepOptions, args, name=name, directory=Path(args.dir) / name, report_to=trackers)
 
 
 def _print_plan(spec, name: str, options) -> None:
@@ -158,11 +171,34 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from wsgiref.simple_server import make_server
+
+    from qatune.cli_serve import check_port
+    from qatune.sweep.runner import dashboard_app
+
+    name = args.show_name or args.join or args.name
+    if not name:
+        raise ConfigError("sweep dashboard: give the sweep NAME, e.g. `qatune sweep dashboard my-sweep`")
+    options = _options(args, name)
+    app = dashboard_app(options)
+    check_port(args.host, args.port)
+    with make_server(args.host, args.port, app) as server:
+        print(f"sweep {name}: optuna-dashboard on http://{args.host}:{args.port}/dashboard/ (Ctrl-C stops it)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from qatune.sweep import load_sweep, run_sweep
 
     if args.config == "show":
         return _show(args)
+    if args.config == "dashboard":
+        return _dashboard(args)
     if args.show_name:
         raise ConfigError(f"unexpected argument {args.show_name!r}; did you mean `qatune sweep show NAME`?")
     if args.join and args.config:

@@ -61,6 +61,7 @@ class TrainConfig:
     metric_for_best_model: str = "f1"  # one of BEST_MODEL_METRICS (eval_loss: lower is better)
     early_stopping_patience: int | None = None  # stop after this many evaluations without improvement
     calibration_questions: int = 1000  # held-out training questions the confidence is calibrated on; 0: off
+    report_to: str = "none"  # trackers fed every record: comma-separated tensorboard, mlflow, wandb (qatune.trackers)
 
     @property
     def window(self) -> WindowConfig:
@@ -147,6 +148,9 @@ class TrainConfig:
             raise ConfigError("load_best_model_at_end and early_stopping_patience need evaluations: set eval_data")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1 when set, got {self.early_stopping_patience}")
+        from qatune.trackers import parse_report_to
+
+        parse_report_to(self.report_to)  # a ConfigError naming an unknown tracker
         if self.calibration_questions < 0:
             raise ConfigError(f"calibration_questions must be >= 0 (0: off), got {self.calibration_questions}")
         if self.max_steps is None and self.num_train_epochs > MAX_EPOCHS:
@@ -175,7 +179,7 @@ class TrainConfig:
         """Whether `other` describes the same training (so a checkpoint of one resumes the other)."""
         ignore = {"eval_steps", "save_steps", "logging_steps", "eval_batch_size", "data_dir", "output_dir"}
         ignore |= {"calibration_questions"}  # fitted after training: it does not change the weights
-        ignore |= {"load_best_model_at_end", "metric_for_best_model", "early_stopping_patience"}
+        ignore |= {"load_best_model_at_end", "metric_for_best_model", "early_stopping_patience", "report_to"}
         mine, theirs = self.to_dict(), other.to_dict()
         return all(mine[k] == theirs[k] for k in mine if k not in ignore)
 

@@ -41,6 +41,7 @@ from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
 from qatune.models import LoadedModel, load_model
 from qatune.negatives import add_negatives
 from qatune.sources import load_data
+from qatune.trackers import Feed, RunInfo, open_feed, parse_report_to
 from qatune.windows import Windows, tokenize_windows
 
 logger = logging.getLogger(__name__)
@@ -483,15 +484,18 @@ def train(
     ckpt.prepare_output(config, overwrite)
     atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
     run = _Run(config, loaded, train_set, dev, callback, progress_bar)
+    feed = _open_trackers(run)
     run.resume()
     try:
         with _sigterm_as_interrupt():
             run.fit()
     except TrainingDiverged:
         run.bar.close()
+        feed.finish({}, "failed")
         raise
     except KeyboardInterrupt:
         run.bar.close()
+        feed.finish({}, "interrupted")
         saved = run.progress.step
         if run.accelerator.is_main_process and saved > 0:
             ckpt.save_checkpoint(run.accelerator, out, run.progress)
@@ -500,6 +504,23 @@ def train(
         ) from None
     if run.accelerator.is_main_process:
         summary = _save_final(run, train_set, dev, held, command)
+        feed.finish(summary.get("final_eval") or {}, "complete")
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
     return {}
+
+
+def _open_trackers(run: _Run) -> Feed:
+    """The run's trackers (--report-to; main process only), fed every record the run writes."""
+    names = parse_report_to(run.config.report_to) if run.accelerator.is_main_process else ()
+    feed = open_feed(names, RunInfo(run.out.name, run.out, run.config.to_dict()))
+    if feed.trackers:
+        user = run.callback
+
+        def both(entry: dict[str, Any]) -> None:
+            feed(entry)
+            if user:
+                user(entry)
+
+        run.callback = both
+    return feed

@@ -27,6 +27,7 @@ from qatune.paths import check_output_folder, remove_owned
 from qatune.sources import locate
 from qatune.study.cache import StageCache, digest, file_hash
 from qatune.study.spec import Compare, Experiment, StudySpec
+from qatune.trackers import parse_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class StudyRunner:
             raw["run_cap"] = self.spec.sweep_count
         key = digest(raw, train["sha256"], test["sha256"])
         folder = self.out / STUDY_SWEEP
-        options = SweepOptions(name=f"{self.spec.name}-sweep", directory=folder)
+        trackers = parse_report_to(self.spec.report_to)
+        options = SweepOptions(name=f"{self.spec.name}-sweep", directory=folder, report_to=trackers)
 
         def work() -> dict[str, Any]:
             self._fresh_folder(folder, key)
@@ -126,7 +128,7 @@ class StudyRunner:
 
     def experiment_config(self, experiment: Experiment, sweep: dict[str, Any] | None) -> TrainConfig:
         """The experiment's TrainConfig: its settings, sweep picks filled in, data resolved."""
-        values = dict(experiment.settings)
+        values = {"report_to": self.spec.report_to, **experiment.settings}
         for key, pick in experiment.from_sweep.items():
             row = self._pick_row(sweep, pick)
             values[key] = row[key]
@@ -160,7 +162,8 @@ class StudyRunner:
                 (experiment.settings["eval_data"], "validation"),
             )
         ]
-        key = digest(config.to_dict(), shas)
+        settings = {k: v for k, v in config.to_dict().items() if k != "report_to"}  # trackers do not change weights
+        key = digest(settings, shas)
         folder = Path(config.output_dir)
 
         def work() -> dict[str, Any]:

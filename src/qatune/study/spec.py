@@ -19,8 +19,9 @@ from qatune.paths import safe_name
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
+from qatune.trackers import parse_report_to
 
-KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report")
+KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report", "report_to")
 DATA_KEYS = ("train", "test", "dir", "allow_sample")
 COMPARE_KEYS = ("experiment", "data", "limit", "sample", "train_sample", "seed")
 QUESTION_KEYS = ("top_k", "file", "items")
@@ -80,6 +81,7 @@ class StudySpec:
     questions: Questions | None
     report: ReportSpec
     raw: dict[str, Any]
+    report_to: str = "none"  # trackers of the sweep's trials and the experiments (qatune.trackers)
 
 
 def _mapping(raw: Any, where: str, keys: tuple[str, ...], cls: type | None = None) -> dict[str, Any]:
@@ -244,6 +246,7 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
     description = body.get("description") or ""
     if not isinstance(description, str):
         raise ConfigError(f"description: expected text, got {description!r}")
+    report_to = ",".join(parse_report_to(body.get("report_to"))) or "none"
     return StudySpec(
         name,
         description,
@@ -255,6 +258,7 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
         _questions(body.get("questions"), base_dir),
         _report(body.get("report"), name),
         raw,
+        report_to,
     )
 
 

@@ -40,7 +40,7 @@ UNSUPPORTED = {
     "beta": "uniform",
     "q_beta": "q_uniform",
 }
-NOT_TUNABLE = ("output_dir", "data_dir")
+NOT_TUNABLE = ("output_dir", "data_dir", "report_to")  # set per trial by the sweep
 _EPS = 1e-6  # keeps inverse CDFs finite at the ends of the unit interval
 
 

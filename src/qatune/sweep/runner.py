@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import optuna
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -99,16 +100,34 @@ def run_sweep(
 
 
 @quiet_optuna()
-def show_sweep(
-    options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
-) -> dict[str, Any]:
-    """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
+def open_existing(options: SweepOptions) -> tuple[optuna.Study, SweepSpec]:
+    """The study and config of a sweep that must already exist (show, dashboard): else a ConfigError."""
     if options.storage is None and not (options.directory / SWEEP_DB).exists():
         raise ConfigError(
             f"no sweep {options.name!r} in {options.directory} (no sweep.db there); run "
             f"`qatune sweep CONFIG --name {options.name}` first, or pass --dir / --storage"
         )
-    study, spec = open_study(None, options)
+    return open_study(None, options)
+
+
+def dashboard_app(options: SweepOptions) -> Any:
+    """optuna-dashboard's WSGI app on the sweep's storage: every trial with its settings, values,
+    intermediate values and qatune's attributes (metrics, history, errors)."""
+    open_existing(options)  # a missing sweep is a ConfigError here, not an empty dashboard
+    try:
+        from optuna_dashboard import wsgi
+    except ImportError:
+        raise ConfigError(
+            "sweep dashboard needs optuna-dashboard: pip install optuna-dashboard (or qatune[dashboard])"
+        ) from None
+    return wsgi(options.url)
+
+
+def show_sweep(
+    options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
+) -> dict[str, Any]:
+    """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
+    study, spec = open_existing(options)
     report = summary(study.get_trials(deepcopy=False), spec, options.name, n_top)
     out = check_output_folder(
         out or options.directory / SWEEP_RESULTS, "--out", (RESULTS_SUMMARY,), "a folder of sweep results"

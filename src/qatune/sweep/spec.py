@@ -227,7 +227,8 @@ def _base(raw: Any, overrides: dict[str, Any] | None, searched: set[str]) -> dic
         raise ConfigError(f"base.{clash[0]}: also in parameters; a setting is either fixed (base) or searched")
     bad = sorted(set(base) & set(NOT_TUNABLE))
     if bad:
-        raise ConfigError(f"base.{bad[0]}: set by the sweep itself (each trial gets its own folder)")
+        how = "use `qatune sweep --report-to`" if bad[0] == "report_to" else "each trial gets its own folder"
+        raise ConfigError(f"base.{bad[0]}: set by the sweep itself ({how})")
     try:
         TrainConfig.from_dict({**SWEEP_DEFAULTS, **base})
     except ConfigError as exc:

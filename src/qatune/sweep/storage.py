@@ -62,7 +62,7 @@ class SweepOptions:
     keep_models: bool = False
     seed: int = 0
     poll_seconds: float = 1.0
-    wandb: bool = False
+    report_to: tuple[str, ...] = ()  # trackers each trial is logged to (qatune.trackers), by this worker
 
     @property
     def url(self) -> str:

@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +29,7 @@ from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
 from qatune.sweep.trial import TrialProcess
+from qatune.trackers import Feed, RunInfo, open_feed
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +75,6 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ran, self.repeats = 0, 0
         self.explorer = optuna.samplers.RandomSampler(seed=options.seed + os.getpid())
-        self.logger = None
-        if options.wandb:
-            from qatune.sweep.tracking import WandbLogger
-
-            self.logger = WandbLogger(options.name, spec)
 
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
@@ -186,35 +183,42 @@ class Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             self._announce(trial.number, "failed", str(exc))
             return
+        run = RunInfo(f"{self.options.name}-trial-{root_number(frozen)}", folder, {**self.spec.base, **values})
+        feed = open_feed(
+            self.options.report_to, replace(run, group=self.options.name, project=self.spec.project or "qatune")
+        )
         heartbeat = _Heartbeat(self.storage, trial._trial_id)
         process = TrialProcess(folder, config.to_dict())
-        if self.logger:
-            self.logger.start(trial.number, values)
         self._announce(trial.number, "running", ", ".join(f"{k}={v}" for k, v in values.items()))
         try:
-            state, value, note = self._watch(trial, process)
+            state, value, note = self._watch(trial, process, feed)
         except KeyboardInterrupt:
             self._interrupt(trial, process)
+            feed.finish({}, "interrupted")
             raise TrainingInterrupted(
                 f"sweep stopped during trial {trial.number}; run the same command again to resume it"
             ) from None
         finally:
             heartbeat.stop()
         self._finish(trial, process, state, value, note)
+        feed.finish(trial.user_attrs.get("metrics") or {}, state.name.lower())
 
-    def _watch(self, trial: Trial, process: TrialProcess) -> tuple[TrialState, float | None, str]:
-        """Follow the child's metrics.jsonl: report each evaluation to Optuna, prune when it says so."""
-        metric, reported, evals = self.spec.metric.name, 0, []
+    def _watch(self, trial: Trial, process: TrialProcess, feed: Feed) -> tuple[TrialState, float | None, str]:
+        """Follow the child's metrics.jsonl: report each evaluation to Optuna (and every record to the
+        trackers), prune when Optuna says so."""
+        metric, reported, fed, evals = self.spec.metric.name, 0, 0, []
         while True:
             code = process.poll()
-            evals = [r for r in process.history() if r.get("type") == "eval"]
+            history = process.history()
+            for record in history[fed:]:
+                feed(record)
+            fed = len(history)
+            evals = [r for r in history if r.get("type") == "eval"]
             for step, record in enumerate(evals[reported:], start=reported + 1):
                 if record.get(metric) is not None:
                     trial.report(float(record[metric]), step)
             if len(evals) > reported:
                 trial.set_user_attr("history", [compact(r) for r in evals])
-                if self.logger:
-                    self.logger.log(trial.number, evals[reported:])
                 reported = len(evals)
                 if code is None and trial.should_prune():
                     process.stop(signal.SIGKILL)
@@ -232,6 +236,8 @@ class Worker:
             which = "best" if self.spec.metric.summary == "best" else "final"
             return TrialState.FAIL, None, f"the {which} evaluation has no finite {metric}"
         trial.set_user_attr("metrics", compact(scored))
+        for key in ("exact_match", "f1", "correct", "eval_loss"):  # flat too: dashboards show scalars as columns
+            trial.set_user_attr(key, scored.get(key))
         at = f" (best, at step {scored.get('step')})" if self.spec.metric.summary == "best" else ""
         return TrialState.COMPLETE, float(value), f"{metric} {value:.4g}{at}"
 
@@ -243,8 +249,6 @@ class Worker:
         if state == TrialState.COMPLETE and not self.options.keep_models:
             for name in ("model.safetensors", "pytorch_model.bin"):
                 (process.folder / name).unlink(missing_ok=True)
-        if self.logger:
-            self.logger.finish(trial.number, state.name.lower())
         self._announce(trial.number, state.name.lower(), note)
 
     def _interrupt(self, trial: Trial, process: TrialProcess) -> None:

@@ -1,0 +1,224 @@
+"""Experiment trackers (`--report-to tensorboard,mlflow,wandb`): a run's records where users watch runs.
+
+One seam, `Tracker`, fed the records qatune writes to metrics.jsonl: training loss, learning rate and
+windows/s every `logging_steps`, each evaluation's EM, F1, correct/similar/incorrect, losses and ECE
+at its step, the settings as parameters, and the final scores. `train` feeds its own run; the sweep
+worker feeds each trial from the trial's history (so a trial's child process opens no tracker). A
+tracker's run id is kept in the run folder (`trackers.json`), so a resumed run continues its run.
+
+- tensorboard: event files in RUN/tensorboard (`tensorboard --logdir RUN`), via torch's SummaryWriter.
+- mlflow: $MLFLOW_TRACKING_URI, else MLflow's own default (./mlflow.db, SQLite: MLflow 3 no longer
+  takes the ./mlruns file store); experiment `qatune` (or a sweep config's `project`).
+- wandb: project `qatune` (or the sweep config's `project`); WANDB_MODE=offline works as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from qatune.errors import ConfigError
+from qatune.io import atomic_write_json
+
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+IDS_FILE = "trackers.json"
+EVAL_KEYS = ("exact_match", "f1", "correct", "similar", "incorrect", "eval_loss", "train_loss", "ece", "ece_raw")
+PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
+
+
+def parse_report_to(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`tensorboard,mlflow` (or a list) -> the tracker names; `none`, empty or None -> none."""
+    names = [value] if isinstance(value, str) else list(value or [])
+    parts = [p.strip().lower() for name in names for p in str(name).split(",") if p.strip()]
+    if parts == ["none"]:
+        return ()
+    unknown = [p for p in parts if p not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"report_to: unknown tracker(s) {', '.join(unknown)}; valid: {', '.join(TRACKERS)}, none")
+    return tuple(dict.fromkeys(parts))
+
+
+@dataclass
+class RunInfo:
+    """Who a tracker run is: its name, folder (event files, ids), settings, and sweep (group)."""
+
+    name: str
+    folder: Path
+    params: dict[str, Any]
+    group: str | None = None
+    project: str = "qatune"
+
+
+class Tracker(Protocol):
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def finish(self, summary: dict[str, float], state: str) -> None: ...
+
+
+@dataclass
+class Feed:
+    """Turns metrics.jsonl records into tracker metrics and hands them to every tracker."""
+
+    trackers: list[Tracker]
+    last_train: dict[str, Any] | None = field(default=None)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        metrics = self.metrics(record)
+        if metrics:
+            for tracker in self.trackers:
+                tracker.log(metrics, int(record["step"]))
+
+    def metrics(self, record: dict[str, Any]) -> dict[str, float]:
+        if record.get("type") == "eval":
+            return _finite({f"eval/{k}": record.get(k) for k in EVAL_KEYS})
+        if record.get("type") != "train":
+            return {}
+        out = {"train/loss": record.get("loss"), "train/learning_rate": record.get("learning_rate")}
+        before, self.last_train = self.last_train, record
+        if before and record["elapsed"] > before["elapsed"]:
+            rate = (record["windows_seen"] - before["windows_seen"]) / (record["elapsed"] - before["elapsed"])
+            out["train/windows_per_s"] = rate
+        return _finite(out)
+
+    def finish(self, summary: dict[str, Any], state: str) -> None:
+        final = _finite({f"final/{k}": summary.get(k) for k in EVAL_KEYS})
+        for tracker in self.trackers:
+            tracker.finish(final, state)
+
+
+def _finite(values: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def _flat(params: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """Settings as scalar parameters (lists and None as text), as every tracker takes them."""
+    return {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in params.items()}
+
+
+def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
+    """A Feed to trackers `names` for `run`; a missing package is a ConfigError naming the install."""
+    ids_path = run.folder / IDS_FILE
+    ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
+    opened: list[Tracker] = []
+    for name in names:
+        try:
+            tracker, ids[name] = OPENERS[name](run, ids.get(name))
+        except ImportError:
+            raise ConfigError(
+                f"--report-to {name} needs the {PACKAGES[name]} package: pip install {PACKAGES[name]} "
+                f"(or qatune[trackers])"
+            ) from None
+        opened.append(tracker)
+    if names:
+        run.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(ids_path, ids)
+    return Feed(opened)
+
+
+class TensorBoard:
+    def __init__(self, run: RunInfo) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run.folder / "tensorboard"))
+        table = "\n".join(f"| {k} | {v} |" for k, v in _flat(run.params).items())
+        self.writer.add_text("settings", "| setting | value |\n|---|---|\n" + table)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def finish(self, summary: dict[str, float], state: str) -> None:
+        self.writer.add_text("state", state)
+        for key, value in summary.items():
+            self.writer.add_scalar(key, value, 0)
+        self.writer.close()
+
+
+class MLflow:
+    def __init__(self, run: RunInfo, run_id: str | None) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(mlflow.get_tracking_uri())  # $MLFLOW_TRACKING_URI or MLflow's default
+        if run_id is None:
+            experiment = self.client.get_experiment_by_name(run.project)
+            experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(run.project)
+            tags = {"qatune.group": run.group} if run.group else {}
+            run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, str(v)[:6000]) for k, v in _flat(run.params).items()]
+            self.client.log_batch(run_id, params=params)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+
+    def finish(self, summary: dict[str, float], state: str) -> None:
+        if summary:
+            self.log(summary, 0)
+        status = {"complete": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}.get(state, "FAILED")
+        self.client.set_terminated(self.run_id, status)
+
+
+class Wandb:
+    def __init__(self, run: RunInfo, run_id: str | None) -> None:
+        import wandb
+
+        self.run = wandb.init(
+            project=run.project,
+            group=run.group,
+            name=run.name,
+            id=run_id,
+            resume="allow" if run_id else None,
+            reinit="create_new",
+            config=run.params,
+            dir=str(run.folder),
+            job_type="sweep-trial" if run.group else "train",
+        )
+        self.run_id = getattr(self.run, "id", run_id)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def finish(self, summary: dict[str, float], state: str) -> None:
+        self.run.summary["state"] = state
+        for key, value in summary.items():
+            self.run.summary[key] = value
+        self.run.finish(exit_code=0 if state in ("complete", "pruned") else 1)
+
+
+def _tensorboard(run: RunInfo, run_id: str | None) -> tuple[Tracker, str | None]:
+    return TensorBoard(run), None
+
+
+def _mlflow(run: RunInfo, run_id: str | None) -> tuple[Tracker, str | None]:
+    tracker = MLflow(run, run_id)
+    return tracker, tracker.run_id
+
+
+def _wandb(run: RunInfo, run_id: str | None) -> tuple[Tracker, str | None]:
+    tracker = Wandb(run, run_id)
+    return tracker, tracker.run_id
+
+
+OPENERS: dict[str, Callable[[RunInfo, str | None], tuple[Tracker, str | None]]] = {
+    "tensorboard": _tensorboard,
+    "mlflow": _mlflow,
+    "wandb": _wandb,
+}
