@@ -8,6 +8,11 @@ its length): a short calibration run measures this machine's windows/s, and the 
 many questions as one epoch at that rate fits in the budget.
 
     python bench/quality.py [--budget-minutes 60] [--output runs/quality] [--rate WINDOWS_PER_S]
+
+Unanswerable questions (SQuAD v2-style, README): train with `--negatives 0.33` and score on a v2-style
+dev set made from dev v1.1 (`qatune data dev-v1.1.json.gz --negatives 0.5 --output dev-v2-style.json`,
+then `--dev dev-v2-style.json`): the result then has HasAns/NoAns/overall EM and F1 at the model's
+saved no-answer threshold, and the best-threshold figures beside them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ def main() -> None:
     parser.add_argument("--eval-sample", type=int, default=500, help="dev questions scored during training")
     parser.add_argument("--no-fast-paths", action="store_true", help="skip the bfloat16 / int8 full-dev scoring")
     parser.add_argument("--eval-only", action="store_true", help="score an already trained --output model")
+    parser.add_argument(
+        "--negatives", type=float, default=0.0, help="train with this fraction of unanswerable questions"
+    )
+    parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
     args = parser.parse_args()
     from qatune.config import TrainConfig
     from qatune.inference import evaluate
@@ -54,12 +63,15 @@ def main() -> None:
         questions = config.train_sample
     else:
         rate = args.rate or calibrate()
-        questions = int(args.budget_minutes * 60 * rate * 0.93 / WINDOWS_PER_QUESTION)  # 7% for the evaluations
+        # 7% of the budget for the evaluations; each question brings about `negatives` unanswerable ones
+        windows = args.budget_minutes * 60 * rate * 0.93
+        questions = int(windows / (WINDOWS_PER_QUESTION * (1 + args.negatives)))
         config = TrainConfig(
             train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"),
             train_sample=questions,
-            eval_data=str(DATA_DIR / "dev-v1.1.json.gz"),
+            eval_data=args.dev,
             eval_sample=args.eval_sample,
+            negatives=args.negatives,
             eval_steps=max(50, questions // 32 // 6),
             output_dir=args.output,
         )
@@ -70,7 +82,7 @@ def main() -> None:
         began = time.perf_counter()
         summary = train(config)
         train_minutes = (time.perf_counter() - began) / 60
-    dev = load_data(str(DATA_DIR / "dev-v1.1.json.gz"), "validation")
+    dev = load_data(args.dev, "validation")
     result = evaluate(load_model(args.output), dev, config.window, progress_bar=True).metrics
     row = {
         "train_questions": questions,
@@ -88,6 +100,7 @@ def main() -> None:
         "ECE": result["ece"],  # of the calibrated top-1 probability (10 bins, against exact match)
         "ECE_raw": result["ece_raw"],
         "temperature": (summary.get("calibration") or {}).get("temperature"),
+        **{k: v for k, v in result.items() if k.startswith(("HasAns", "NoAns", "best_")) or k == "null_threshold"},
     }
     print(table([row], list(row)))
     fast = [] if args.no_fast_paths else fast_paths(args.output, dev, config, result)
@@ -97,6 +110,7 @@ def main() -> None:
         "quality",
         {
             "budget_minutes": args.budget_minutes,
+            "dev": args.dev,
             "rate_windows_per_s": rate,
             "config": config.to_dict(),
             "result": row,
