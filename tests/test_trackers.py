@@ -155,3 +155,11 @@ def test_a_missing_tracker_package_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     with pytest.raises(ConfigError, match="--report-to wandb needs the wandb package: pip install wandb"):
         open_feed(["wandb"], RunInfo("x", tmp_path / "x", {}))
+    assert not (tmp_path / "x").exists()  # nothing written for a run that cannot be tracked
+    from qatune.sweep import SweepOptions
+    from qatune.sweep.runner import run_sweep
+
+    spec = yaml.safe_load(write_config(tmp_path / "m.yaml", tmp_path / "no-model").read_text())
+    with pytest.raises(ConfigError, match="needs the wandb package"):
+        run_sweep(spec, SweepOptions("m", tmp_path / "m", report_to=("wandb",)), progress_bar=False)
+    assert not (tmp_path / "m" / "trials").exists()  # refused before any trial was asked for

@@ -104,19 +104,29 @@ def _flat(params: dict[str, Any]) -> dict[str, str | int | float | bool]:
     return {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in params.items()}
 
 
-def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
-    """A Feed to trackers `names` for `run`; a missing package is a ConfigError naming the install."""
-    ids_path = run.folder / IDS_FILE
-    ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
-    opened: list[Tracker] = []
+def require(names: Sequence[str]) -> None:
+    """A ConfigError naming the install for the first tracker whose package is missing (checked before
+    a sweep asks for its first trial, not in the middle of one)."""
+    import importlib
+
     for name in names:
         try:
-            tracker, ids[name] = OPENERS[name](run, ids.get(name))
+            importlib.import_module({"tensorboard": "torch.utils.tensorboard"}.get(name, name))
         except ImportError:
             raise ConfigError(
                 f"--report-to {name} needs the {PACKAGES[name]} package: pip install {PACKAGES[name]} "
                 f"(or qatune[trackers])"
             ) from None
+
+
+def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
+    """A Feed to trackers `names` for `run`; a missing package is a ConfigError naming the install."""
+    require(names)
+    ids_path = run.folder / IDS_FILE
+    ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
+    opened: list[Tracker] = []
+    for name in names:
+        tracker, ids[name] = OPENERS[name](run, ids.get(name))
         opened.append(tracker)
     if names:
         run.folder.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
 from qatune.sweep.trial import TrialProcess
-from qatune.trackers import Feed, RunInfo, open_feed
+from qatune.trackers import Feed, RunInfo, open_feed, require
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ran, self.repeats = 0, 0
         self.explorer = optuna.samplers.RandomSampler(seed=options.seed + os.getpid())
+        require(options.report_to)  # a missing tracker package stops the sweep before its first trial
 
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)
