@@ -53,6 +53,8 @@ def test_report_to_is_checked():
         parse_report_to("tensorbord")
     with pytest.raises(ConfigError, match="unknown tracker"):
         TrainConfig(report_to="comet").check()
+    with pytest.raises(ConfigError, match="none means no tracker; it cannot be combined"):
+        parse_report_to("none,mlflow")
 
 
 def test_train_logs_every_record_to_tensorboard_and_mlflow(tiny_bert, tmp_path, mlflow_uri):

@@ -35,7 +35,9 @@ def parse_report_to(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """`tensorboard,mlflow` (or a list) -> the tracker names; `none`, empty or None -> none."""
     names = [value] if isinstance(value, str) else list(value or [])
     parts = [p.strip().lower() for name in names for p in str(name).split(",") if p.strip()]
-    if parts == ["none"]:
+    if "none" in parts:
+        if set(parts) != {"none"}:
+            raise ConfigError(f"report_to: none means no tracker; it cannot be combined with others, got {value!r}")
         return ()
     unknown = [p for p in parts if p not in TRACKERS]
     if unknown:
