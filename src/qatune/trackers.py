@@ -57,6 +57,11 @@ class RunInfo:
 
 
 class Tracker(Protocol):
+    """One tracker's run, opened as `Tracker(run, run_id)` (run_id: the run to continue, or None);
+    `run_id` is then the id to keep for a resume (None for trackers that need none)."""
+
+    run_id: str | None
+
     def log(self, metrics: dict[str, float], step: int) -> None: ...
 
     def finish(self, summary: dict[str, float], state: str) -> None: ...
@@ -128,7 +133,8 @@ def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
     ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
     opened: list[Tracker] = []
     for name in names:
-        tracker, ids[name] = OPENERS[name](run, ids.get(name))
+        tracker = OPENERS[name](run, ids.get(name))
+        ids[name] = tracker.run_id
         opened.append(tracker)
     if names:
         run.folder.mkdir(parents=True, exist_ok=True)
@@ -137,9 +143,10 @@ def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
 
 
 class TensorBoard:
-    def __init__(self, run: RunInfo) -> None:
+    def __init__(self, run: RunInfo, run_id: str | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.run_id: str | None = None  # event files are appended in the run folder: nothing to remember
         self.writer = SummaryWriter(log_dir=str(run.folder / "tensorboard"))
         table = "\n".join(f"| {k} | {v} |" for k, v in _flat(run.params).items())
         self.writer.add_text("settings", "| setting | value |\n|---|---|\n" + table)
@@ -215,22 +222,8 @@ class Wandb:
         self.run.finish(exit_code=0 if state in ("complete", "pruned") else 1)
 
 
-def _tensorboard(run: RunInfo, run_id: str | None) -> tuple[Tracker, str | None]:
-    return TensorBoard(run), None
-
-
-def _mlflow(run: RunInfo, run_id: str | None) -> tuple[Tracker, str | None]:
-    tracker = MLflow(run, run_id)
-    return tracker, tracker.run_id
-
-
-def _wandb(run: RunInfo, run_id: str | None) -> tuple[Tracker, str | None]:
-    tracker = Wandb(run, run_id)
-    return tracker, tracker.run_id
-
-
-OPENERS: dict[str, Callable[[RunInfo, str | None], tuple[Tracker, str | None]]] = {
-    "tensorboard": _tensorboard,
-    "mlflow": _mlflow,
-    "wandb": _wandb,
+OPENERS: dict[str, Callable[[RunInfo, str | None], Tracker]] = {
+    "tensorboard": TensorBoard,
+    "mlflow": MLflow,
+    "wandb": Wandb,
 }
