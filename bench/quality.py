@@ -11,7 +11,7 @@ many questions as one epoch at that rate fits in the budget.
 
 Unanswerable questions (SQuAD v2-style, README): train with `--negatives 0.33` and score on a v2-style
 dev set made from dev v1.1 (`qatune data dev-v1.1.json.gz --negatives 0.5 --output dev-v2-style.json`,
-then `--dev dev-v2-style.json`): the result then has HasAns/NoAns/overall EM and F1 at the model's
+then `--dev dev-v2-style.json --name quality-v2`): the result then has HasAns/NoAns/overall EM and F1 at the model's
 saved no-answer threshold, and the best-threshold figures beside them.
 """
 
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument(
         "--negatives", type=float, default=0.0, help="train with this fraction of unanswerable questions"
     )
+    parser.add_argument("--name", default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
     args = parser.parse_args()
     from qatune.config import TrainConfig
@@ -107,7 +108,7 @@ def main() -> None:
     if fast:
         print(table(fast, list(fast[0])))
     path = save(
-        "quality",
+        args.name,
         {
             "budget_minutes": args.budget_minutes,
             "dev": args.dev,

@@ -7,7 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from qatune.calibration import Calibration, fit, fit_temperature, read_calibration, top1_confidence, write_calibration
+from qatune.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    Calibration,
+    fit,
+    fit_temperature,
+    read_calibration,
+    resolve_target,
+    top1_confidence,
+    write_calibration,
+)
 from qatune.errors import ModelError
 from qatune.metrics import expected_calibration_error, reliability
 
@@ -44,6 +54,41 @@ def test_top1_confidence_by_hand():
     assert np.allclose(top1_confidence(gaps, 0.5), [1 / (1 + np.exp(-2)), 1.0])
 
 
+def test_top1_confidence_sums_the_top_answers_spans():
+    gaps = [np.array([0.0, -1.0, -2.0])]
+    top = [np.array([0.0, -2.0])]  # two spans that are one answer ('Denver Broncos', 'the Denver Broncos')
+    z = 1 + np.exp(-1) + np.exp(-2)
+    assert np.allclose(top1_confidence(gaps, 1.0, top), [(1 + np.exp(-2)) / z])
+    assert top1_confidence(gaps, 1.0, top)[0] > top1_confidence(gaps, 1.0)[0]
+
+
+def test_fit_recovers_a_known_temperature_with_answer_groups():
+    rng = np.random.default_rng(1)
+    gaps, tops, correct = [], [], []
+    for _ in range(3000):
+        gap = rng.normal(scale=rng.uniform(0.5, 4.0), size=rng.integers(3, 60))
+        gap -= gap.max()
+        top = np.concatenate([[0.0], rng.choice(gap[gap < 0], size=rng.integers(0, 3), replace=False)])
+        gaps.append(gap)
+        tops.append(top)
+        correct.append(float(rng.random() < np.exp(top / 2.0).sum() / np.exp(gap / 2.0).sum()))
+    assert fit_temperature(gaps, np.array(correct), tops) == pytest.approx(2.0, rel=0.15)
+
+
+def test_soft_targets_are_accepted():
+    gaps, correct = synthetic(1.0)
+    soft = np.clip(correct * 0.8 + 0.1, 0, 1)  # a soft label per question (token F1, say)
+    assert MIN_TEMPERATURE < fit_temperature(gaps, soft) < MAX_TEMPERATURE
+
+
+def test_the_target_auto_follows_how_many_answers_questions_have():
+    assert resolve_target("auto", [["Paris"], ["1850"], ["red", "Red"]]) == "f1"
+    assert resolve_target("auto", [["Paris", "Paris", "paris"], ["1850", "in 1850"], ["red"]]) == "exact_match"
+    assert resolve_target("exact_match", [["Paris"]]) == "exact_match"
+    with pytest.raises(ValueError, match="target"):
+        resolve_target("accuracy", [["Paris"]])
+
+
 def test_expected_calibration_error_by_hand():
     # bin [0.9, 1.0): 4 questions at 0.95, 2 right -> gap 0.45; bin [0.2, 0.3): 1 at 0.25, right -> gap 0.75
     confidence = [0.95, 0.95, 0.95, 0.95, 0.25]
@@ -59,7 +104,10 @@ def test_saved_calibration_round_trip_and_damage(tmp_path):
     calibration = Calibration(1.7, 100, "train.json", 55.0, 0.2, 0.03)
     write_calibration(tmp_path, calibration)
     assert read_calibration(tmp_path) == calibration
-    for bad in ({"temperature": 0}, {"temperature": "hot"}, {"temperature": float("nan")}, {}):
+    old = {k: v for k, v in calibration.__dict__.items() if k != "target"}  # written before targets existed
+    (tmp_path / "calibration.json").write_text(json.dumps(old))
+    assert read_calibration(tmp_path) == calibration and calibration.target == "exact_match"
+    for bad in ({"temperature": 0}, {"temperature": "hot"}, {"temperature": float("nan")}, {"target": "auto"}, {}):
         (tmp_path / "calibration.json").write_text(json.dumps({**calibration.__dict__, **bad} if bad else {}))
         with pytest.raises(ModelError, match="calibration"):
             read_calibration(tmp_path)

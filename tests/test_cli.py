@@ -133,6 +133,13 @@ def test_calibrate_then_evaluate_report(tiny_bert, copy_model, tmp_path):
     assert refused.returncode == 2 and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
 
 
+def test_calibrate_without_data_needs_a_model_qatune_trained(tiny_bert, copy_model):
+    model = copy_model(tiny_bert)  # a transformers folder: its training questions are unknown
+    proc = qatune("calibrate", "--model", str(model), check=False)
+    assert proc.returncode == 2 and "pass --data FILE" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (model / "calibration.json").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

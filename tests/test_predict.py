@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
+import re
 
-from qatune.predict import Decoding, decode, group_windows, predict, window_candidates, word_boundaries
+import numpy as np
+import pytest
+
+from qatune.metrics import normalize_answer
+from qatune.predict import (
+    Decoding,
+    decode,
+    group_windows,
+    predict,
+    span_scores,
+    window_candidates,
+    word_boundaries,
+)
 
 CONTEXT = "alpha beta gamma delta"
 # tokens: [CLS] q [SEP] alpha beta gamma delta [SEP]
@@ -47,6 +59,29 @@ def test_same_span_in_two_windows_keeps_its_best_score():
     two = decode(CONTEXT, [s1, s2], [e1, e2], [OFFSETS, OFFSETS], top_k=1)[0]
     assert one.text == two.text == "alpha"
     assert abs(one.probability - two.probability) < 1e-12  # duplicates are not double counted
+
+
+def test_spans_that_are_one_answer_share_its_probability():
+    context = "The Denver Broncos beat the Panthers; Denver Broncos fans cheered."
+    words = [(m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", context)]
+    offsets = np.array([[-1, -1]] * 3 + words + [[-1, -1]])
+    s, e = np.zeros(len(offsets)), np.zeros(len(offsets))
+    s[3], s[4], s[10] = 4.0, 4.5, 4.0  # starts: 'The', 'Denver', the second 'Denver'
+    e[5], e[11], e[8] = 5.0, 5.0, 4.6  # ends: 'Broncos', the second 'Broncos', 'Panthers'
+    answers = decode(context, [s], [e], [offsets], top_k=3, decoding=Decoding(max_answer_length=5))
+    texts = [a.text for a in answers]
+    # 'Denver Broncos' (twice) and 'The Denver Broncos' are one answer; alone, its best span (9.5) would
+    # get less than half the probability
+    assert texts[0] == "Denver Broncos" and answers[0].start == context.index("Denver")
+    assert "The Denver Broncos" not in texts and texts.count("Denver Broncos") == 1
+    assert len({normalize_answer(t) for t in texts}) == len(texts)
+    _, _, scores = span_scores(context, [s], [e], [offsets], Decoding(max_answer_length=5))
+    z = np.exp(scores).sum()
+    # 'Denver Broncos' 9.5, 'The Denver Broncos' 9, the second 'Denver Broncos' 9, '; Denver Broncos' 5
+    assert answers[0].probability == pytest.approx((np.exp(9.5) + 2 * np.exp(9.0) + np.exp(5.0)) / z)
+    assert answers[0].probability > 0.5 > np.exp(9.5) / z
+    everything = decode(context, [s], [e], [offsets], top_k=1000, decoding=Decoding(max_answer_length=5))
+    assert abs(sum(a.probability for a in everything) - 1) < 1e-9  # every span counted once
 
 
 def test_null_answer_for_v2_models():

@@ -229,6 +229,17 @@ def test_training_fits_the_calibration_on_held_out_questions(tiny_bert, tmp_path
     assert answerer.decoding.temperature == saved.temperature
     top = answerer.ask("Paris is the capital of France.", "What is the capital of France?")[0]
     assert top.raw_probability is not None and (top.probability != top.raw_probability) == (saved.temperature != 1.0)
+    assert saved.target == "f1"  # one answer a question (auto): token F1 stands in for several annotators
+    # `qatune calibrate --model RUN` refits on the same held-out questions: the same temperature
+    from qatune.cli import main
+    from qatune.train import held_out_questions
+
+    assert len(held_out_questions(out, 60)) == 60
+    assert main(["calibrate", "--model", str(out), "--sample", "60", "--quiet"]) == 0
+    assert read_calibration(out) == saved
+    assert main(["calibrate", "--model", str(out), "--sample", "60", "--target", "exact_match", "--quiet"]) == 0
+    exact = read_calibration(out)
+    assert exact is not None and exact.target == "exact_match" and exact.exact_match == saved.exact_match
     # too few questions left out of training: trained, saved, not calibrated, and said so
     bare = train(
         tiny_config(tiny_bert, tmp_path / "bare", train_limit=None, calibration_questions=60), progress_bar=False

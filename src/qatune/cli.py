@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qatune import __version__
+from qatune.calibration import TARGETS
 from qatune.cli_common import (
     Parser,
     add_window_args,
@@ -185,10 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
         "are right, on questions it was neither trained nor evaluated on, and save it in the model folder "
         "(calibration.json), where ask, evaluate, serve and export use it. `qatune train` does this itself "
         "(--calibration-questions); use this for a model trained elsewhere or before.",
-        epilog="example: qatune calibrate --model runs/my-model --data train-v1.1.json --sample 1000",
+        epilog="examples:\n  qatune calibrate --model runs/my-model            # its own held-out training questions\n"
+        "  qatune calibrate --model bert-qa --data held-out.json --sample 1000 --target exact_match",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="a model folder (the calibration is saved into it)")
-    p.add_argument("--data", required=True, help="held-out questions: a data file or spec, not your test set")
+    p.add_argument(
+        "--data",
+        help="held-out questions: a data file or spec, not your test set (default, for a model qatune trained: "
+        "--sample questions of its training file that it was not trained on)",
+    )
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="auto",
+        help="what the probability predicts: exact_match (matching one of a question's answers), f1 (token F1 "
+        "with them, which on one-answer questions estimates what several annotators would accept), or auto: "
+        "exact_match where most questions have several answers, else f1 (default: auto)",
+    )
     p.add_argument("--limit", type=positive_int, help="first N questions")
     p.add_argument("--sample", type=positive_int, default=1000, help="seeded random N questions (default: 1000)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass (default: 64)")
@@ -347,11 +362,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise ConfigError(f"--model {args.model}: not a model folder; the calibration is saved into the model's folder")
     check_output_file(folder / CALIBRATION_FILE, "--model", overwrite=True)  # writable; refitting replaces it
-    dataset = load_data(args.data, "train", skip_invalid=args.skip_invalid).select(args.limit, args.sample, args.seed)
+    if args.data is None:
+        from qatune.train import held_out_questions
+
+        dataset = held_out_questions(folder, args.limit or args.sample)
+    else:
+        dataset = load_data(args.data, "train", skip_invalid=args.skip_invalid).select(
+            args.limit, args.sample, args.seed
+        )
     loaded = load_model(args.model, seed=0)
-    calibration = calibrate(
-        loaded, dataset, model_window(args.model, args), args.batch_size, progress_bar=not args.quiet
-    )
+    window = model_window(args.model, args)
+    calibration = calibrate(loaded, dataset, window, args.batch_size, progress_bar=not args.quiet, target=args.target)
     path = write_calibration(folder, calibration)
     if args.json:
         emit(dataclasses.asdict(calibration))
@@ -359,7 +380,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(
         f"calibrated {args.model} on {calibration.questions} questions of {dataset.source}: temperature "
         f"{calibration.temperature:.3f}, calibration error (ECE) {calibration.ece_before:.3f} -> "
-        f"{calibration.ece_after:.3f} (EM {calibration.exact_match:.1f}); saved {path}"
+        f"{calibration.ece_after:.3f} against {calibration.target} (EM {calibration.exact_match:.1f}); saved {path}"
     )
     return 0
 

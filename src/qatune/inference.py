@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qatune.answering import SpanAnswerer, batched_logits, pad_batch
-from qatune.calibration import Calibration, fit
+from qatune.calibration import Calibration, fit, resolve_target
 from qatune.data import Example, QADataset
 from qatune.errors import DataError
 from qatune.metrics import best_over_golds, best_threshold, expected_calibration_error, reliability, squad_scores
@@ -159,20 +159,26 @@ def calibrate(
     batch_size: int = 32,
     max_answer_length: int = 30,
     progress_bar: bool = False,
+    target: str = "auto",
 ) -> Calibration:
-    """Fit the model's temperature on `dataset` (questions it was not trained or evaluated on), and for
-    a model with a null answer the no-answer threshold with the best F1 there (at that temperature)."""
+    """Fit the model's temperature on `dataset` (questions it was not trained or evaluated on) to predict
+    `target` (`calibration.TARGETS`), and for a model with a null answer the no-answer threshold with
+    the best F1 there (at that temperature)."""
     windows, logits = _dataset_logits(loaded, dataset, window, batch_size, progress_bar)
     decoding = dataclasses.replace(loaded.decoding(max_answer_length), temperature=1.0, null_threshold=None)
     predicted = predict_examples(dataset.examples, windows, logits, 1, decoding, keep_scores=True)
-    gaps, hits = [], []
+    gaps, top_gaps, scores, answers = [], [], [], []
     for example, p in zip(dataset.examples, predicted):
-        if p.gaps is not None and p.answers:
+        if p.gaps is not None and p.top_gaps is not None and p.answers:
             gaps.append(p.gaps)
-            hits.append(best_over_golds(p.answers[0].text, example.answers)[0])
+            top_gaps.append(p.top_gaps)
+            scores.append(best_over_golds(p.answers[0].text, example.answers))
+            answers.append(example.answers)
     if not gaps:
         raise DataError(f"{dataset.source}: no question could be answered, so there is nothing to calibrate on")
-    calibration = fit(gaps, np.asarray(hits), dataset.source)
+    chosen = resolve_target(target, answers)
+    em, f1 = np.asarray(scores).T
+    calibration = fit(gaps, f1 if chosen == "f1" else em, dataset.source, top_gaps, chosen, em)
     if not decoding.with_null:
         return calibration
     scaled = dataclasses.replace(decoding, temperature=calibration.temperature)

@@ -6,7 +6,9 @@ candidate span (start <= end, both inside the context part of a window, at most
 several overlapping windows keeps its best score. The probability of a span is the softmax of
 its score over *all* distinct candidate spans of the context (plus the null answer, scored by
 the CLS token, when the model was trained with unanswerable questions), so it does not depend on
-an n-best cut-off. The top-k answers are the k most probable spans with distinct texts.
+an n-best cut-off. An answer is every span with the same text after SQuAD normalisation (case,
+punctuation, articles: what exact match counts as one answer), shown as its best-scoring span; its
+probability is the sum of its spans' (`answer_groups`). The top-k answers are the k most probable.
 
 Every prediction also carries a no-answer probability: the same softmax with the null answer
 (the CLS score of the window that most expects an answer) added. For models trained with
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from qatune.metrics import normalize_answer
 
 if TYPE_CHECKING:  # for annotations only: predict stays numpy-only
     from qatune.data import Example
@@ -120,6 +124,7 @@ class Prediction:
     answers: list[Answer]
     no_answer_probability: float
     gaps: np.ndarray | None = None  # with keep_scores: every candidate's raw score minus the best (calibration)
+    top_gaps: np.ndarray | None = None  # with keep_scores: those of the top-1 answer's spans
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,22 +198,61 @@ def predict(
     log_z = np.logaddexp.reduce(scaled)
     no_answer = float(np.exp(null_scaled - (log_z if decoding.with_null else np.logaddexp(log_z, null_scaled))))
     threshold = decoding.null_threshold if decoding.with_null else None
-    answers: list[Answer] = []
-    seen: set[str] = set()
-    for k in np.argsort(-scores, kind="stable"):
-        text = context[starts[k] : ends[k]]
-        if text in seen:
-            continue
-        seen.add(text)
-        probability, raw = float(np.exp(scaled[k] - log_z)), float(np.exp(scores[k] - log_z_raw))
-        answers.append(Answer(text, probability, int(starts[k]), int(ends[k]), float(scores[k]), raw))
-        if len(answers) == top_k + (threshold is not None):
-            break
+    null_index = len(scores) - 1 if decoding.with_null else None
+    groups = answer_groups(context, starts, ends, scores, top_k + (threshold is not None), null_index)
+    answers = [_answer(context, starts, ends, scores, g, scaled - log_z, scores - log_z_raw) for g in groups]
+    # most probable answer first, by the raw probability: the temperature never changes which answer wins
+    ranked = sorted(range(len(groups)), key=lambda i: -(answers[i].raw_probability or 0.0))
+    answers, groups = [answers[i] for i in ranked], [groups[i] for i in ranked]
     if threshold is not None:  # the saved threshold decides: the empty answer first, or not at all
         null = Answer("", no_answer, 0, 0, null_score, float(np.exp(null_score - log_z_raw)))
         answers = ([null] if no_answer > threshold else []) + [a for a in answers if a.text != ""]
-    gaps = (scores - scores.max()).astype(np.float32) if keep_scores else None
-    return Prediction(answers[:top_k], no_answer, gaps)
+    gaps = top_gaps = None
+    if keep_scores:
+        gaps = (scores - scores.max()).astype(np.float32)
+        top_gaps = gaps[groups[0]]
+    return Prediction(answers[:top_k], no_answer, gaps, top_gaps)
+
+
+# An answer's probability sums its spans among the GROUP_SPANS best-scoring ones (normalising every
+# candidate's text would cost more than the rest of decoding; the spans after them hold almost nothing).
+GROUP_SPANS = 100
+
+
+def answer_groups(
+    context: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, k: int, null_index: int | None = None
+) -> list[np.ndarray]:
+    """Candidate indices grouped by answer (in order of their best span), at least `k` groups where there are.
+
+    Spans are the same answer when their texts are equal after SQuAD normalisation (case, punctuation,
+    articles: 'the Denver Broncos', 'Denver Broncos.' and another occurrence of 'Denver Broncos'), so an
+    answer's probability is the chance that the answer *as exact match scores it* is right. The null
+    candidate (`null_index`) is an answer of its own.
+    """
+    groups: dict[str | None, list[int]] = {}
+    for rank, i in enumerate(np.argsort(-scores, kind="stable")):
+        if rank >= GROUP_SPANS and len(groups) >= k:
+            break
+        key = None if i == null_index else normalize_answer(context[starts[i] : ends[i]])
+        groups.setdefault(key, []).append(int(i))
+    return [np.asarray(g) for g in groups.values()]
+
+
+def _answer(
+    context: str,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    scores: np.ndarray,
+    group: np.ndarray,
+    log_p: np.ndarray,
+    log_p_raw: np.ndarray,
+) -> Answer:
+    """One answer: the text and span of its best span, the summed probability of all its spans."""
+    best = int(group[0])
+    probability, raw = float(np.exp(log_p[group]).sum()), float(np.exp(log_p_raw[group]).sum())
+    return Answer(
+        context[starts[best] : ends[best]], probability, int(starts[best]), int(ends[best]), float(scores[best]), raw
+    )
 
 
 def group_windows(example_index: np.ndarray) -> list[np.ndarray]:

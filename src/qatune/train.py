@@ -33,7 +33,7 @@ from qatune.calibration import write_calibration
 from qatune.card import write_card
 from qatune.config import TrainConfig
 from qatune.data import QADataset
-from qatune.errors import TrainingDiverged, TrainingInterrupted
+from qatune.errors import ConfigError, DataError, ModelError, TrainingDiverged, TrainingInterrupted
 from qatune.hardware import Precision, resolve_precision
 from qatune.inference import calibrate, evaluate
 from qatune.io import append_jsonl, atomic_write_json, normal_mode, read_json, read_jsonl
@@ -64,6 +64,22 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
         train = add_negatives(train, config.negatives, config.seed, pool=full)
         held = add_negatives(held, config.negatives, config.seed + 1, pool=full) if held else None
     return train, dev, held
+
+
+def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
+    """Up to `size` of a qatune model's training-file questions it was not trained on: the questions
+    `qatune train` calibrates on, found again from the config in its qatune.json."""
+    path = Path(model_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{model_dir}: no {CONFIG_FILE}, so its training questions are unknown; pass --data FILE")
+    saved = read_json(path, "run summary", ModelError)
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ModelError(f"{path}: has no training config; pass --data FILE")
+    config = dataclasses.replace(TrainConfig.from_dict(saved["config"]), calibration_questions=size, eval_data=None)
+    held = load_train_eval(config)[2]
+    if held is None:
+        raise DataError(f"{config.train_data}: every question was used for training; pass --data FILE")
+    return held
 
 
 def _make_accelerator(precision: Precision, accumulation_steps: int):
