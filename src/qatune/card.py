@@ -90,7 +90,8 @@ def _body(summary: dict[str, Any], name: str) -> str:
             "## Confidence",
             "",
             f"Probabilities are calibrated (temperature {calibration['temperature']:.3f}, fitted on "
-            f"{calibration['questions']} held-out training questions; calibration error {calibration['ece_before']:.3f}"
+            f"{calibration['questions']} held-out training questions to predict "
+            f"{calibration.get('target', 'exact_match')}; calibration error {calibration['ece_before']:.3f}"
             f" -> {calibration['ece_after']:.3f}), see `calibration.json`.",
             "",
         ]
