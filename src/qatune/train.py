@@ -75,7 +75,10 @@ def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
     saved = read_json(path, "run summary", ModelError)
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise ModelError(f"{path}: has no training config; pass --data FILE")
-    config = dataclasses.replace(TrainConfig.from_dict(saved["config"]), calibration_questions=size, eval_data=None)
+    try:
+        config = dataclasses.replace(TrainConfig.from_dict(saved["config"]), calibration_questions=size, eval_data=None)
+    except ConfigError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     held = load_train_eval(config)[2]
     if held is None:
         raise DataError(f"{config.train_data}: every question was used for training; pass --data FILE")
