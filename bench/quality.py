@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--name", default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
     args = parser.parse_args()
+    from qatune.calibration import read_calibration
     from qatune.config import TrainConfig
     from qatune.inference import evaluate
     from qatune.models import load_model
@@ -100,7 +101,7 @@ def main() -> None:
         "eval_seconds": result["seconds"],
         "ECE": result["ece"],  # of the calibrated top-1 probability (10 bins, against exact match)
         "ECE_raw": result["ece_raw"],
-        "temperature": (summary.get("calibration") or {}).get("temperature"),
+        "temperature": getattr(read_calibration(args.output), "temperature", None),  # as saved (or refitted)
         **{k: v for k, v in result.items() if k.startswith(("HasAns", "NoAns", "best_")) or k == "null_threshold"},
     }
     print(table([row], list(row)))
