@@ -199,11 +199,12 @@ def predict(
     no_answer = float(np.exp(null_scaled - (log_z if decoding.with_null else np.logaddexp(log_z, null_scaled))))
     threshold = decoding.null_threshold if decoding.with_null else None
     null_index = len(scores) - 1 if decoding.with_null else None
-    groups = answer_groups(context, starts, ends, scores, top_k + (threshold is not None), null_index)
-    answers = [_answer(context, starts, ends, scores, g, scaled - log_z, scores - log_z_raw) for g in groups]
+    wanted = top_k + (threshold is not None)
+    groups = answer_groups(context, starts, ends, scores, wanted, null_index)
     # most probable answer first, by the raw probability: the temperature never changes which answer wins
-    ranked = sorted(range(len(groups)), key=lambda i: -(answers[i].raw_probability or 0.0))
-    answers, groups = [answers[i] for i in ranked], [groups[i] for i in ranked]
+    mass = [np.exp(scores[g] - log_z_raw).sum() for g in groups]
+    groups = [groups[i] for i in sorted(range(len(groups)), key=lambda i: -mass[i])]
+    answers = [_answer(context, starts, ends, scores, g, scaled - log_z, scores - log_z_raw) for g in groups[:wanted]]
     if threshold is not None:  # the saved threshold decides: the empty answer first, or not at all
         null = Answer("", no_answer, 0, 0, null_score, float(np.exp(null_score - log_z_raw)))
         answers = ([null] if no_answer > threshold else []) + [a for a in answers if a.text != ""]
