@@ -202,9 +202,10 @@ def predict(
     wanted = top_k + (threshold is not None)
     groups = answer_groups(context, starts, ends, scores, wanted, null_index)
     # most probable answer first, by the raw probability: the temperature never changes which answer wins
-    mass = [np.exp(scores[g] - log_z_raw).sum() for g in groups]
+    log_p, log_p_raw = scaled - log_z, scores - log_z_raw
+    mass = [np.exp(log_p_raw[g]).sum() for g in groups]
     groups = [groups[i] for i in sorted(range(len(groups)), key=lambda i: -mass[i])]
-    answers = [_answer(context, starts, ends, scores, g, scaled - log_z, scores - log_z_raw) for g in groups[:wanted]]
+    answers = [_answer(context, starts, ends, scores, g, log_p, log_p_raw) for g in groups[:wanted]]
     if threshold is not None:  # the saved threshold decides: the empty answer first, or not at all
         null = Answer("", no_answer, 0, 0, null_score, float(np.exp(null_score - log_z_raw)))
         answers = ([null] if no_answer > threshold else []) + [a for a in answers if a.text != ""]
