@@ -150,6 +150,13 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
         ),
         progress_bar=False,
     )
+    bad_card = root / "bad-card"
+    shutil.copytree(trained, bad_card)
+    (bad_card / "README.md").write_text("---\nlicense: [unclosed\n---\nmy notes\n")
+    empty_list = root / "empty.json"
+    empty_list.write_text("[]")
+    number_context = root / "number.json"
+    number_context.write_text('[{"context": 5, "question": "Who?"}]')
     study = root / "study.yaml"
     study.write_text(STUDY_OK)
     sweep = root / "sweep.yaml"
@@ -164,6 +171,9 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
         "corrupt_weights": corrupt_weights,
         "corrupt_settings": corrupt_settings,
         "trained": trained,
+        "bad_card": bad_card,
+        "empty_list": empty_list,
+        "number_context": number_context,
         "study": study,
         "sweep": sweep,
     }

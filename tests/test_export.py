@@ -99,3 +99,22 @@ def test_export_never_destroys_a_folder_it_did_not_write(tiny_bert, tmp_path, mo
         export_onnx(str(tiny_bert), out, window=WINDOW)
     assert OnnxAnswerer(out).window.max_seq_length == 96  # the old export is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "onnx"]  # no temporary folders left
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_roberta"])
+def test_windows_longer_than_the_models_positions_are_refused(fixture, request, tmp_path):
+    from qatune.errors import ConfigError
+
+    model = str(request.getfixturevalue(fixture))
+    longest = WindowConfig(max_seq_length=512, doc_stride=128, max_query_length=64)
+    too_long = WindowConfig(max_seq_length=513, doc_stride=128, max_query_length=64)
+    context = "Earth is the third planet from the Sun. " * 200  # fills 512-token windows
+    answers = Answerer(model, longest).ask(context, "Which planet?")  # RoBERTa: 514 positions less 2
+    assert answers
+    with pytest.raises(ConfigError, match="512 or less"):
+        Answerer(model, too_long)
+    meta = export_onnx(model, tmp_path / "onnx", window=WINDOW)
+    assert meta["max_positions"] == 512
+    assert OnnxAnswerer(tmp_path / "onnx", window=longest).ask(context, "Which planet?")
+    with pytest.raises(ConfigError, match="512 or less"):
+        OnnxAnswerer(tmp_path / "onnx", window=too_long)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qatune.errors import ModelError
 from qatune.io import atomic_write_text
 
 CARD_FILE = "README.md"
@@ -124,12 +125,27 @@ def write_card(folder: Path, summary: dict[str, Any], evals: list[dict[str, Any]
     return folder / CARD_FILE
 
 
-def add_result(folder: Path, metrics: dict[str, Any], source: str, split: str = "validation") -> Path:
-    """Add (or replace) the EM/F1 of an evaluation on `source` in the card's model-index."""
+def read_card(folder: Path) -> Any:
+    """The folder's model card (a `huggingface_hub.ModelCard`); missing, or metadata that does not parse,
+    is one ModelError naming the file."""
     from huggingface_hub import ModelCard
 
     path = folder / CARD_FILE
-    card = ModelCard.load(path)
+    if not path.is_file():
+        raise ModelError(f"{folder} has no model card ({CARD_FILE}); qatune train writes one")
+    try:
+        return ModelCard.load(path)
+    except Exception as exc:  # yaml, huggingface_hub and pydantic raise many types for a damaged card
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{path}: cannot read its metadata (the YAML between the --- lines: {first}); fix or remove it"
+        ) from None
+
+
+def add_result(folder: Path, metrics: dict[str, Any], source: str, split: str = "validation") -> Path:
+    """Add (or replace) the EM/F1 of an evaluation on `source` in the card's model-index."""
+    path = folder / CARD_FILE
+    card = read_card(folder)
     new = eval_results(metrics, source, metrics["total"], split)
     kept = [r for r in (card.data.eval_results or []) if r.unique_identifier != new[0].unique_identifier]
     card.data.eval_results = kept + new

@@ -291,7 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from qatune.card import CARD_FILE, add_result
+    from qatune.card import add_result, read_card
     from qatune.inference import evaluate
     from qatune.io import atomic_write_json
     from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
@@ -309,8 +309,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--predictions and --metrics name the same file; give two names")
     if args.report:
         check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report", args.overwrite)
-    if args.update_card and not (Path(args.model) / CARD_FILE).is_file():
-        raise ConfigError(f"--update-card: {args.model} has no model card ({CARD_FILE}); qatune train writes one")
+    if args.update_card:
+        read_card(Path(args.model))  # a missing or damaged card is an error before the work, not after
     window = model_window(args.model, args)
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
@@ -399,6 +399,8 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
                 f'{args.questions}: expected a JSON list of {{"context", "question"}} objects '
                 f"({type(exc).__name__}: {exc})"
             ) from None
+        if not pairs:
+            raise DataError(f'{args.questions}: no questions in it; give a list of {{"context", "question"}} objects')
     else:
         if args.context is not None:
             context = args.context
@@ -548,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except QatuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk or permission failure the library did not name itself
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

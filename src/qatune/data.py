@@ -254,10 +254,11 @@ def question_examples(pairs: Sequence[tuple[str, str]], max_chars: int | None = 
     naming it (`max_chars` defaults to the size guard, `max_context_chars()`)."""
     limit = max_chars or max_context_chars()
     for i, (context, question) in enumerate(pairs):
-        if not isinstance(context, str) or not context.strip():
-            raise DataError(f"question {i}: empty context")
-        if not isinstance(question, str) or not question.strip():
-            raise DataError(f"question {i}: empty question")
+        for name, value in (("context", context), ("question", question)):
+            if not isinstance(value, str):
+                raise DataError(f"question {i}: the {name} must be text, got {type(value).__name__}")
+            if not value.strip():
+                raise DataError(f"question {i}: empty {name}")
         check_size(context, "the context", f"question {i}", limit)
         check_size(question, "the question", f"question {i}", limit)
     return [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]

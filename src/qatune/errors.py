@@ -19,6 +19,10 @@ class ConfigError(QatuneError):
     """A setting is out of range or inconsistent with another one."""
 
 
+class OutputError(QatuneError):
+    """A file or folder cannot be written there (no permission, a read-only or full disk, ...)."""
+
+
 class TrainingDiverged(QatuneError):
     """The loss or the gradients stopped being finite numbers; no model was saved."""
 

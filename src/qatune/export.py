@@ -27,7 +27,7 @@ from qatune.io import atomic_write_json, normal_mode
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.lite import OnnxAnswerer
-from qatune.models import load_model
+from qatune.models import load_model, max_positions
 from qatune.paths import check_output_folder
 from qatune.windows import WindowConfig
 
@@ -72,8 +72,7 @@ def export_onnx(
     if max_answer_length < 1:
         raise ConfigError(f"max_answer_length must be > 0, got {max_answer_length}")
     loaded = load_model(model, seed=seed, device="cpu")
-    window = window or loaded.window
-    window.check()
+    window = loaded.checked_window(window or loaded.window)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
@@ -134,6 +133,7 @@ def _write_export(
         "model": model,
         "input_names": names,
         "window": dataclasses.asdict(window),
+        "max_positions": max_positions(loaded.model),  # the longest window `ask` may use with it
         "max_answer_length": max_answer_length,
         "with_null": loaded.with_null,
         "pad_token_id": loaded.tokenizer.pad_token_id or 0,

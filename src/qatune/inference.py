@@ -100,7 +100,7 @@ def _dataset_logits(
     loaded: LoadedModel, dataset: QADataset, window: WindowConfig, batch_size: int, progress_bar: bool
 ) -> tuple[Windows, Logits]:
     """Windows of every question of `dataset` and their logits (with the mean gold-span loss)."""
-    windows = tokenize_windows(dataset.examples, loaded.tokenizer, window)
+    windows = tokenize_windows(dataset.examples, loaded.tokenizer, loaded.checked_window(window))
     with tqdm(
         total=len(windows), desc="evaluating", unit="window", disable=not progress_bar, dynamic_ncols=True
     ) as bar:
@@ -204,7 +204,7 @@ class Answerer(SpanAnswerer):
         super().__init__(
             self.loaded.tokenizer,
             self._logits,
-            window or self.loaded.window,
+            self.loaded.checked_window(window or self.loaded.window),
             self.loaded.decoding(max_answer_length),
             max_context_chars,
         )

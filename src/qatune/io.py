@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from qatune.errors import ConfigError, QatuneError
+from qatune.errors import ConfigError, OutputError, QatuneError
 
 
 def normal_mode(path: str | Path) -> None:
@@ -24,15 +24,20 @@ def normal_mode(path: str | Path) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` so that readers see the old file or the whole new one, never half of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write it ({exc.strerror or exc}); choose a writable folder") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         normal_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write it ({exc.strerror or exc})") from None
         raise
 
 

@@ -102,6 +102,9 @@ class OnnxAnswerer(SpanAnswerer):
             )
         self.meta = read_json(folder / META_FILE, "export settings file", ModelError)
         window = window or saved_window(folder)  # default: the settings it was exported with
+        positions = self.meta.get("max_positions") if isinstance(self.meta, dict) else None
+        window.check()
+        window.check_fits(positions if isinstance(positions, int) else None)  # older exports: unknown
         calibration = read_calibration(folder)
         temperature = calibration.temperature if calibration else 1.0
         threshold = calibration.null_threshold if calibration else None

@@ -43,9 +43,25 @@ class LoadedModel:
         """Whether the model was trained to predict 'no answer' (saved by `qatune train`)."""
         return bool(getattr(self.model.config, "qatune_with_null", False))
 
+    def checked_window(self, window: WindowConfig) -> WindowConfig:
+        """`window`, checked to fit this model's inputs (a longer one would crash in the position table)."""
+        window.check()
+        window.check_fits(max_positions(self.model))
+        return window
+
     def decoding(self, max_answer_length: int = 30) -> Decoding:
         """How this model's answers are decoded: its null answer and its calibration, if any."""
         return Decoding(max_answer_length, self.with_null, True, self.temperature, self.null_threshold)
+
+
+def max_positions(model: torch.nn.Module) -> int | None:
+    """The longest input `model` takes: the size of its absolute position table, less the positions of
+    models that number tokens after the padding index (RoBERTa: 514 - 2); None without such a table."""
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            return module.num_embeddings - offset
+    return None
 
 
 def default_model_path() -> str:

@@ -500,6 +500,7 @@ def train(
         return read_json(out / CONFIG_FILE, "run file")
     train_set, dev, held = load_train_eval(config)  # bad data or model: an error before anything is written
     loaded = loaded or load_model(config.model, seed=config.seed)
+    loaded.checked_window(config.window)
     ckpt.prepare_output(config, overwrite)
     atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": _versions()})
     run = _Run(config, loaded, train_set, dev, callback, progress_bar)

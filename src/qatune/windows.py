@@ -50,6 +50,14 @@ class WindowConfig:
                 f"got {self.doc_stride}"
             )
 
+    def check_fits(self, positions: int | None) -> None:
+        """Refuse windows longer than the model's position table (`positions`; None: no limit known)."""
+        if positions is not None and self.max_seq_length > positions:
+            raise ConfigError(
+                f"max_seq_length {self.max_seq_length} is longer than this model's inputs can be ({positions} "
+                f"tokens); use --max-seq-length {positions} or less"
+            )
+
 
 def saved_window(model: str | Path) -> WindowConfig:
     """The window settings a model folder was trained (or exported) with; defaults for anything else.
