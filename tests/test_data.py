@@ -162,3 +162,12 @@ def test_fallback_to_sample_is_announced(monkeypatch, tmp_path, caplog):
     assert "embedded sample" in caplog.text
     with pytest.raises(DataError, match="not found"):
         load_data("squad:validation", allow_sample=False)
+
+
+def test_a_data_dir_that_is_not_a_folder_is_an_error_not_the_sample(monkeypatch, tmp_path):
+    monkeypatch.setenv("QATUNE_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(DataError, match="QATUNE_DATA_DIR=.*typo is not a folder"):
+        load_data("squad:validation")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="data_dir=.*file is not a folder"):
+        load_data("squad", data_dir=str(tmp_path / "file"))

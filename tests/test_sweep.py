@@ -170,6 +170,12 @@ def test_bad_config_and_dry_run(tiny_bert, tmp_path):
     assert "metric.name: 'accuracy'" in proc.stderr and not (tmp_path / "b").exists()
     proc = sweep_cli("show", "nothing-here", "--dir", str(tmp_path), check=False)
     assert proc.returncode == 2 and "no sweep 'nothing-here'" in proc.stderr
+    secret = "postgresql://user:s3cret@127.0.0.1:1/db"  # nothing listens on port 1
+    out = sweep_cli(str(config), "--storage", secret, "--dry-run").stdout
+    assert "user:***@127.0.0.1" in out and "s3cret" not in out
+    proc = sweep_cli(str(config), "--storage", secret, "--dir", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "cannot open" in proc.stderr and "s3cret" not in proc.stderr
+    assert not (tmp_path / "d").exists()  # a storage that cannot be opened leaves nothing behind
 
 
 def _wait_for(path_glob: Path, pattern: str, timeout: float = 120) -> None:

@@ -124,7 +124,7 @@ def _print_plan(spec, name: str, options) -> None:
     from qatune.sweep.spec import SWEEP_DEFAULTS
     from qatune.sweep.storage import engine_description
 
-    print(f"sweep {name}: OK ({options.url})")
+    print(f"sweep {name}: OK ({options.shown_url})")
     print("search space:")
     for param in spec.params.values():
         grid = f", grid {list(param.grid)}" if spec.method == "grid" else ""
@@ -194,6 +194,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from qatune.sweep import load_sweep, run_sweep
+    from qatune.sweep.storage import masked_url
 
     if args.config == "show":
         return _show(args)
@@ -232,7 +233,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     print(
         f"results: qatune sweep show {name}"
-        + (f" --storage {args.storage}" if args.storage else "")
+        + (f" --storage {masked_url(args.storage)}" if args.storage else "")
         + (f" --dir {args.dir}" if args.dir != "runs/sweeps" else "")
     )
     return 0

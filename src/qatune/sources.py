@@ -95,6 +95,12 @@ def _local_file(name: str, split: str, data_dir: str | None) -> Path | None:
     folder = data_dir or os.environ.get(DATA_DIR_ENV)
     if not folder:
         return None
+    if not Path(folder).is_dir():  # a typo here must not quietly become the embedded sample set
+        setting = "data_dir" if data_dir else DATA_DIR_ENV
+        raise DataError(
+            f"{name}:{split}: not found: {setting}={folder} is not a folder; set {DATA_DIR_ENV} to the folder "
+            f"with the SQuAD files"
+        )
     for filename in LOCAL_FILES.get((name, split), []):
         candidate = Path(folder) / filename
         if candidate.is_file():

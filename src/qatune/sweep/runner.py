@@ -89,7 +89,7 @@ def run_sweep(
     report = summary(study.get_trials(deepcopy=False), spec, options.name)
     return {
         "name": options.name,
-        "storage": options.url,
+        "storage": options.shown_url,
         "metric": spec.metric.name,
         "stopped": reason,
         "ran_here": worker.ran,

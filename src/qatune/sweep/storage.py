@@ -68,6 +68,21 @@ class SweepOptions:
     def url(self) -> str:
         return self.storage or f"sqlite:///{(self.directory / SWEEP_DB).resolve()}"
 
+    @property
+    def shown_url(self) -> str:
+        """The storage URL with its password masked: what messages and result files may show."""
+        return masked_url(self.url)
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password replaced by ***, so it can be printed, logged and saved."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
+        return url.split("://", 1)[0] + "://..." if "://" in url else "(unparsable storage URL)"
+
 
 def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
     """The RDB storage with heartbeats: a trial whose worker stops beating is failed, then retried.
@@ -75,7 +90,8 @@ def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
     Workers started together on an empty database race to create Optuna's tables; the loser's
     CREATE fails once, and simply opening again succeeds, hence the few attempts.
     """
-    options.directory.mkdir(parents=True, exist_ok=True)
+    if options.storage is None:  # the default SQLite file lives in the sweep folder
+        options.directory.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         try:
             return RDBStorage(
@@ -86,7 +102,7 @@ def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
             )
         except (ImportError, ModuleNotFoundError) as exc:
             raise ConfigError(
-                f"storage {options.url}: missing database driver ({exc.__cause__ or exc}); for "
+                f"storage {options.shown_url}: missing database driver ({exc.__cause__ or exc}); for "
                 f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
             ) from None
         except Exception as exc:  # SQLAlchemy raises many kinds; all mean the same to the user
@@ -95,7 +111,7 @@ def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
                 break
             time.sleep(0.5 + attempt)
     raise ConfigError(
-        f"storage {options.url}: cannot open ({type(error).__name__}: {str(error).splitlines()[0]})"
+        f"storage {options.shown_url}: cannot open ({type(error).__name__}: {str(error).splitlines()[0]})"
     ) from None
 
 
@@ -166,12 +182,12 @@ def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.St
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if options.name not in names:
             raise ConfigError(
-                f"no sweep named {options.name!r} in {options.url}; start it with "
+                f"no sweep named {options.name!r} in {options.shown_url}; start it with "
                 f"`qatune sweep CONFIG --name {options.name} --storage URL`"
             )
         raw = optuna.load_study(study_name=options.name, storage=storage).user_attrs.get(CONFIG_ATTR)
         if raw is None:
-            raise ConfigError(f"study {options.name!r} in {options.url} was not made by qatune sweep")
+            raise ConfigError(f"study {options.name!r} in {options.shown_url} was not made by qatune sweep")
         spec = parse_sweep(raw)
     study = optuna.create_study(
         study_name=options.name,
