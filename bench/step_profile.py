@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from qatune.train import set_dropout
+from qatune.train_parts import set_dropout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, machine, save, table  # noqa: E402
@@ -62,13 +62,13 @@ def batches(questions: int) -> list[dict[str, torch.Tensor]]:
     """The first micro-batches of an epoch of qatune's loader over `questions` train questions."""
     from qatune.config import TrainConfig
     from qatune.models import load_model
-    from qatune.train import _loader, load_train_eval
+    from qatune.train_parts import load_train_eval, window_loader
     from qatune.windows import tokenize_windows
 
     config = TrainConfig(train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"), train_sample=questions)
     loaded = load_model("default", seed=config.seed)
     windows = tokenize_windows(load_train_eval(config)[0].examples, loaded.tokenizer, config.window)
-    return [dict(b) for b in _loader(windows, loaded.tokenizer, config, MICRO)]
+    return [dict(b) for b in window_loader(windows, loaded.tokenizer, config, MICRO)]
 
 
 class Variant:

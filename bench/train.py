@@ -68,7 +68,7 @@ def run_qatune(questions: int, steps: int, precision: str) -> dict:
             precision=precision,
         )
         loaded = load_model("default", seed=config.seed)
-        from qatune.train import load_train_eval
+        from qatune.train_parts import load_train_eval
         from qatune.windows import tokenize_windows
 
         windows = tokenize_windows(load_train_eval(config)[0].examples, loaded.tokenizer, config.window)

@@ -232,7 +232,7 @@ def test_training_fits_the_calibration_on_held_out_questions(tiny_bert, tmp_path
     assert saved.target == "f1"  # one answer a question (auto): token F1 stands in for several annotators
     # `qatune calibrate --model RUN` refits on the same held-out questions: the same temperature
     from qatune.cli import main
-    from qatune.train import held_out_questions
+    from qatune.train_parts import held_out_questions
 
     assert len(held_out_questions(out, 60)) == 60
     assert main(["calibrate", "--model", str(out), "--sample", "60", "--quiet"]) == 0
@@ -248,7 +248,7 @@ def test_training_fits_the_calibration_on_held_out_questions(tiny_bert, tmp_path
 
 
 def test_dropout_setting_changes_training_not_the_saved_config(tiny_bert, tmp_path):
-    from qatune.train import set_dropout
+    from qatune.train_parts import set_dropout
 
     loaded = load_model(str(tiny_bert), seed=0)
     set_dropout(loaded.model, None, 0.0)

@@ -1,4 +1,4 @@
-"""`qatune export` and `qatune serve`: putting a model to use (the CLI side only)."""
+"""`qatune export`, `serve` and `push`: putting a model to use (the CLI side only)."""
 
 from __future__ import annotations
 
@@ -152,3 +152,25 @@ def check_port(host: str, port: int) -> None:
                 f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another "
                 f"--port or stop what uses it"
             ) from None
+
+
+def add_push_parser(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "push",
+        parents=[common],
+        help="upload a model folder (or an export) to the Hugging Face Hub",
+        description="Upload a trained model folder or an ONNX export to the Hub with huggingface_hub, with its "
+        "model card (README.md); checkpoints stay behind. The token comes from HF_TOKEN or `hf auth login`.",
+        epilog="example: qatune push runs/minilm --repo-id my-user/minilm-squad --private",
+    )
+    p.add_argument("model", help="the model folder to upload")
+    p.add_argument("--repo-id", required=True, help="USER/NAME of the model repository (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from qatune.push import push
+
+    url = push(args.model, args.repo_id, args.private)
+    print(f"pushed {args.model} to https://huggingface.co/{args.repo_id} ({url})")
+    return 0

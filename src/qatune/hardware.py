@@ -69,3 +69,10 @@ def inference_dtype(requested: str) -> str:
 
     native = torch.cuda.is_available() or any(f in cpu_flags() for f in BF16_FLAGS)
     return "bfloat16" if native else "float32"
+
+
+def package_versions(names: tuple[str, ...] = ("qatune", "torch", "transformers", "accelerate")) -> dict[str, str]:
+    """Installed versions of `names`, read from their metadata (nothing imported): recorded with every run."""
+    import importlib.metadata as md
+
+    return {name: md.version(name) for name in names}

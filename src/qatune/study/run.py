@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qatune.config import TrainConfig
+from qatune.hardware import package_versions
 from qatune.io import atomic_write_json, atomic_write_text, read_jsonl
 from qatune.layout import (
     HISTORY_FILE,
@@ -250,12 +251,6 @@ def _untuned(model: str, seed: int) -> str:
     return digest("untuned", model, seed)
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    return {name: md.version(name) for name in ("qatune", "torch", "transformers", "optuna", "tokenizers")}
-
-
 def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
     """Run (or resume) every stage of `spec`; write results.json and the report; return the results."""
     from qatune.report import write_report
@@ -314,7 +309,7 @@ def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
         "train_slice": compare.train_sample,
         "questions": questions,
         "stages": runner.timings,
-        "versions": _versions(),
+        "versions": package_versions(("qatune", "torch", "transformers", "optuna", "tokenizers")),
         "seconds": round(time.perf_counter() - began, 1),
     }
     atomic_write_json(spec.report.dir / "results.json", results)
