@@ -113,6 +113,31 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, sto
         assert (a[name] - b[name]).abs().max() < 1e-5, name
 
 
+@pytest.mark.parametrize(
+    "file, content, words",
+    [
+        ("model.safetensors", b"garbage", "damaged checkpoint"),
+        ("optimizer.bin", b"garbage", "damaged checkpoint"),
+        ("progress.json", b'{"step": "3"}', "step is '3'"),
+        ("progress.json", b'{"step": 3, "epoch": -1}', "epoch is -1"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_bert, tmp_path, file, content, words):
+    config = tiny_config(tiny_bert, tmp_path / "run", train_limit=8, max_steps=4, eval_data=None)
+
+    def interrupt(record):
+        if record["type"] == "train" and record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(config, callback=interrupt, progress_bar=False)
+    (tmp_path / "run" / "checkpoints" / "step-2" / file).write_bytes(content)
+    with pytest.raises(ConfigError, match=words) as error:
+        train(config, progress_bar=False)
+    assert "step-2" in str(error.value) and "--overwrite" in str(error.value)
+    assert train(config, overwrite=True, progress_bar=False)["steps"] == 4
+
+
 def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_path):
     config = tiny_config(tiny_bert, tmp_path / "run", max_steps=2, eval_data=None)
     train(config, progress_bar=False)

@@ -52,9 +52,32 @@ def load_progress(path: Path) -> Progress:
     """The progress saved in a checkpoint folder or a run folder; a damaged file is a ConfigError."""
     file = path / PROGRESS_FILE
     try:
-        return Progress(**read_json(file, "progress file"))
+        progress = Progress(**read_json(file, "progress file"))
     except TypeError:
         raise ConfigError(f"{file}: not a qatune progress file; pass --overwrite to start over") from None
+    for name, value in asdict(progress).items():
+        expected = bool if name == "completed" else (int, float) if name == "best_value" else int
+        if not (value is None and name.startswith("best_")) and (
+            not isinstance(value, expected) or (expected is not bool and (isinstance(value, bool) or value < 0))
+        ):
+            raise ConfigError(
+                f"{file}: {name} is {value!r}, not a qatune progress value; pass --overwrite to start over"
+            )
+    return progress
+
+
+def load_checkpoint(accelerator, path: Path) -> Progress:
+    """Restore model, optimizer, scheduler and RNG state from a checkpoint folder; a damaged one is a
+    ConfigError naming it (they are written whole, so only a disk fault or an edit damages one)."""
+    progress = load_progress(path)
+    try:
+        accelerator.load_state(str(path))
+    except Exception as exc:  # safetensors, torch.load and pickle raise many types; all mean a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{path}: damaged checkpoint, cannot resume from it ({first}); pass --overwrite to start over"
+        ) from None
+    return progress
 
 
 def saved_config(folder: Path) -> TrainConfig:

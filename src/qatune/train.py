@@ -159,8 +159,7 @@ class _Run:
         if latest is None:
             (self.out / HISTORY_FILE).unlink(missing_ok=True)
             return
-        self.accelerator.load_state(str(latest))
-        self.progress = ckpt.load_progress(latest)
+        self.progress = ckpt.load_checkpoint(self.accelerator, latest)
         ckpt.trim_history(self.out, self.progress.step)
         self.bar.update(self.progress.step)
         logger.info("resumed from %s (step %d of %d)", latest, self.progress.step, self.total_steps)
