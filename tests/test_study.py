@@ -242,3 +242,16 @@ def test_study_never_removes_folders_it_did_not_make(tiny_bert, tmp_path):
     with pytest.raises(ConfigError, match="not a qatune study folder"):
         run_study(parse_study(tiny_study(tiny_bert, foreign)), progress_bar=False)
     assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
+
+
+@pytest.mark.parametrize(
+    "content", ["[1, 2]", '{"stages": []}', '{"stages": {"sweep": 5}}', '{"stages": {"sweep": {}}}', '{"files": 1}']
+)
+def test_a_damaged_stages_file_is_one_error_naming_it(tmp_path, content):
+    from qatune.study.cache import StageCache
+
+    (tmp_path / "stages.json").write_text(content)
+    with pytest.raises(ConfigError, match="stages.json: not a qatune stages file.*delete it"):
+        StageCache(tmp_path)
+    (tmp_path / "stages.json").unlink()
+    assert StageCache(tmp_path).get("sweep", "key") is None

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qatune.errors import ConfigError
 from qatune.io import atomic_write_json, read_json
 from qatune.layout import STAGES_FILE
 
@@ -29,8 +30,8 @@ def file_hash(path: Path, memo: dict[str, Any]) -> str:
     """sha256 of a file, remembered by (size, mtime) so a rerun need not read big files again."""
     stat = path.stat()
     entry = memo.get(str(path))
-    if entry and entry["size"] == stat.st_size and entry["mtime"] == stat.st_mtime:
-        return entry["sha256"]
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime and entry.get("sha256"):
+        return str(entry["sha256"])
     sha = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -45,8 +46,21 @@ class StageCache:
     def __init__(self, folder: Path) -> None:
         self.path = folder / FILE
         self.state: dict[str, Any] = read_json(self.path, "study stages file") if self.path.exists() else {}
+        if not isinstance(self.state, dict):
+            self._damaged("not a JSON object")
         self.state.setdefault("stages", {})
         self.state.setdefault("files", {})
+        stages, files = self.state["stages"], self.state["files"]
+        if not isinstance(stages, dict) or not all(isinstance(r, dict) and "key" in r for r in stages.values()):
+            self._damaged("'stages' is not a map of stage records")
+        if not isinstance(files, dict) or not all(isinstance(f, dict) for f in files.values()):
+            self._damaged("'files' is not a map of file records")
+
+    def _damaged(self, why: str) -> None:
+        raise ConfigError(
+            f"{self.path}: not a qatune stages file ({why}); delete it to rerun every stage "
+            f"(stopped fine-tunes and sweeps still resume)"
+        )
 
     @property
     def files(self) -> dict[str, Any]:
