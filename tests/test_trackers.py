@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -91,6 +92,18 @@ def test_a_resumed_run_continues_its_tracker_run(tmp_path, mlflow_uri):
     [found] = mlflow_runs(mlflow_uri)
     assert history(mlflow_uri, found.info.run_id, "eval/f1") == [(2, 10.0), (4, 20.0)]
     assert found.info.status == "FINISHED" and found.data.metrics["final/f1"] == 20.0
+
+
+@pytest.mark.parametrize("content", ["{torn", "[1]"])
+def test_a_damaged_ids_file_starts_new_tracker_runs(tmp_path, mlflow_uri, content, caplog):
+    run = RunInfo("r", tmp_path / "r", {})
+    run.folder.mkdir()
+    (run.folder / "trackers.json").write_text(content)
+    with caplog.at_level("WARNING"):
+        feed = open_feed(["mlflow"], run)
+    feed.finish({}, "complete")
+    assert "trackers.json: damaged" in caplog.text and len(mlflow_runs(mlflow_uri)) == 1
+    assert list(json.loads((run.folder / "trackers.json").read_text())) == ["mlflow"]
 
 
 def test_sweep_logs_one_tracker_run_per_trial(tiny_bert, tmp_path, mlflow_uri):

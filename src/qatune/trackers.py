@@ -15,6 +15,7 @@ tracker's run id is kept in the run folder (`trackers.json`), so a resumed run c
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from qatune.errors import ConfigError
-from qatune.io import atomic_write_json
+from qatune.errors import ConfigError, QatuneError
+from qatune.io import atomic_write_json, read_json
+
+logger = logging.getLogger(__name__)
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 IDS_FILE = "trackers.json"
@@ -130,7 +133,7 @@ def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
     """A Feed to trackers `names` for `run`; a missing package is a ConfigError naming the install."""
     require(names)
     ids_path = run.folder / IDS_FILE
-    ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
+    ids = _saved_ids(ids_path)
     opened: list[Tracker] = []
     for name in names:
         tracker = OPENERS[name](run, ids.get(name))
@@ -140,6 +143,21 @@ def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
         run.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(ids_path, ids)
     return Feed(opened)
+
+
+def _saved_ids(path: Path) -> dict[str, Any]:
+    """The tracker run ids of an earlier attempt of this run (to resume them); damaged: start new runs."""
+    if not path.is_file():
+        return {}
+    try:
+        ids = read_json(path, "tracker ids file")
+        if isinstance(ids, dict):
+            return ids
+        why = "not a JSON object"
+    except QatuneError as exc:
+        why = str(exc)
+    logger.warning("%s: damaged (%s); the trackers start new runs", path, why)
+    return {}
 
 
 class TensorBoard:

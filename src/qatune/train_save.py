@@ -57,7 +57,7 @@ def _calibrate(run: _Run, held: QADataset | None) -> dict[str, Any] | None:
 def _chosen_eval(history: list[dict[str, Any]], chosen: dict[str, Any] | None) -> dict[str, Any] | None:
     """The evaluation of the saved weights: the best one's with load_best_model_at_end, else the last."""
     if chosen and chosen.get("loaded"):
-        return next((r for r in reversed(history) if r["step"] == chosen["step"]), None)
+        return next((r for r in reversed(history) if r.get("step") == chosen["step"]), None)
     return history[-1] if history else None
 
 
@@ -76,7 +76,7 @@ def save_final(
         normal_mode(item)  # transformers writes the weights through a 0600 temp file
         os.replace(item, out / item.name)
     tmp.rmdir()
-    history = [r for r in read_jsonl(out / HISTORY_FILE) if r["type"] == "eval"]
+    history = [r for r in read_jsonl(out / HISTORY_FILE) if r.get("type") == "eval"]
     summary = {
         "config": run.config.to_dict(),
         "versions": package_versions(),

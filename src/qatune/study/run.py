@@ -170,7 +170,7 @@ class StudyRunner:
         def work() -> dict[str, Any]:
             self._fresh_folder(folder, key)
             summary = train(config, progress_bar=self.progress_bar)
-            history = [r for r in read_jsonl(folder / HISTORY_FILE) if r["type"] == "eval"]
+            history = [r for r in read_jsonl(folder / HISTORY_FILE) if r.get("type") == "eval"]
             return {
                 "name": experiment.name,
                 "key": key,

@@ -1,0 +1,27 @@
+"""Atomic writes and JSON Lines history files."""
+
+from __future__ import annotations
+
+import pytest
+
+from qatune.errors import OutputError
+from qatune.io import append_jsonl, atomic_write_json, read_jsonl
+
+
+def test_history_keeps_only_json_object_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    append_jsonl(path, {"type": "train", "step": 1})
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('5\n["a"]\nnull\n' + "[" * 100_000 + "\n\xff\n")
+    append_jsonl(path, {"type": "eval", "step": 2})
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"type": "tr')  # torn by a kill mid-write
+    assert read_jsonl(path) == [{"type": "train", "step": 1}, {"type": "eval", "step": 2}]
+
+
+def test_an_unwritable_place_is_an_output_error_naming_the_file(tmp_path):
+    (tmp_path / "file").write_text("precious")
+    with pytest.raises(OutputError, match="file/out.json: cannot write it"):
+        atomic_write_json(tmp_path / "file" / "out.json", {"a": 1})
+    assert (tmp_path / "file").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no temp file left behind
