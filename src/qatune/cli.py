@@ -21,7 +21,7 @@ from qatune.cli_answer import (
     cmd_calibrate,
     cmd_evaluate,
 )
-from qatune.cli_common import Parser, emit, finite_float, float_or_model
+from qatune.cli_common import Parser, emit, finite_float, float_or_model, seed_int
 from qatune.cli_serve import (
     add_export_parser,
     add_push_parser,
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "same article that holds none of its answers (easier than SQuAD v2's adversarial ones); needs --output",
     )
     p.add_argument("--output", help="write the (v2-style) data set here as SQuAD v2.0 JSON")
-    p.add_argument("--seed", type=int, default=0, help="seed of --negatives (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     return parser
 

@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from qatune.config import SEED_MAX
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with qatune's error contract: one `error:` line, exit code 2 (no usage block)."""
@@ -31,6 +33,9 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 
     parse.__name__ = "integer"
     return parse
+
+
+seed_int = int_in(0, SEED_MAX)  # an argparse type for --seed
 
 
 positive_int = int_in(1)
@@ -77,7 +82,7 @@ def add_window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-query-length", type=positive_int, help="questions cut to N tokens (default: the model's own, else 64)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head and sampling (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed for a fresh QA head and sampling (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 

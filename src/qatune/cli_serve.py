@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from qatune.cli_common import add_window_args, emit, float_in, from_args, int_in, model_window, positive_int
+from qatune.cli_common import add_window_args, emit, float_in, from_args, int_in, model_window, positive_int, seed_int
 from qatune.errors import ConfigError
 
 
@@ -88,7 +88,7 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
         help="weights of a torch model; auto: bfloat16 where the CPU has AMX/AVX512-BF16 or on a GPU, "
         "else float32 (default: auto; exported ONNX folders keep their own)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for a fresh QA head (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for a fresh QA head (default: 0)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

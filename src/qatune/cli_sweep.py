@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qatune.cli_common import from_args, int_in, positive_int
+from qatune.cli_common import from_args, int_in, positive_int, seed_int
 from qatune.errors import ConfigError
 from qatune.paths import safe_name
 
@@ -77,7 +77,7 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
         help="heartbeat period; a trial silent for 3x this is failed (default: 20)",
     )
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model weights (default: delete)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, run nothing")
     p.add_argument(
         "--report-to",

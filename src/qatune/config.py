@@ -13,6 +13,7 @@ from qatune.errors import ConfigError
 from qatune.windows import WindowConfig
 
 MAX_EPOCHS = 1000
+SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 # What "best" can mean for load_best_model_at_end / early stopping / a sweep's `summary: best`: the
 # held-out evaluation's figures (eval_loss lower is better, the others higher).
 BEST_MODEL_METRICS = ("f1", "exact_match", "correct", "eval_loss")
@@ -123,6 +124,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be > 0 when set, got {value}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"seed must be between 0 and {SEED_MAX}, got {self.seed}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.learning_rate > 1:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, create_model
 
 from qatune.answering import Query
 from qatune.api_types import json_int, text_types
+from qatune.config import SEED_MAX
 from qatune.errors import ConfigError, QatuneError
 from qatune.predict import Decoding, Prediction
 from qatune.serve_hf import HFAnswer, answer_hf
@@ -72,6 +73,8 @@ class ServeConfig:
             or not (math.isfinite(wait) and 0 <= wait <= 1000)
         ):
             raise ConfigError(f"--batch-wait-ms must be between 0 and 1000, got {wait!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"--seed must be between 0 and {SEED_MAX}, got {self.seed!r}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         return self

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qatune.config import TrainConfig, typed
+from qatune.config import SEED_MAX, TrainConfig, typed
 from qatune.errors import ConfigError
 from qatune.io import load_yaml, read_json
 from qatune.paths import safe_name
@@ -243,6 +243,8 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
             )
         for key in ("limit", "sample", "train_sample"):
             _positive(getattr(compare, key), f"compare.{key}")
+        if isinstance(compare.seed, bool) or not isinstance(compare.seed, int) or not 0 <= compare.seed <= SEED_MAX:
+            raise ConfigError(f"compare.seed: must be an integer between 0 and {SEED_MAX}, got {compare.seed!r}")
     description = body.get("description") or ""
     if not isinstance(description, str):
         raise ConfigError(f"description: expected text, got {description!r}")

@@ -21,6 +21,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from qatune.config import SEED_MAX
 from qatune.errors import ConfigError
 from qatune.layout import SWEEP_DB
 from qatune.sweep.spec import SweepSpec, parse_sweep
@@ -197,7 +198,7 @@ def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.St
         pruner=_pruner(spec),
     )
     salt = len(study.get_trials(deepcopy=False)) + (os.getpid() if options.storage else 0)
-    study.sampler = _sampler(spec, options.seed + salt)
+    study.sampler = _sampler(spec, (options.seed + salt) % (SEED_MAX + 1))
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, spec.raw)

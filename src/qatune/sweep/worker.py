@@ -23,6 +23,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from qatune.config import SEED_MAX
 from qatune.errors import QatuneError, TrainingInterrupted
 from qatune.layout import CHECKPOINTS, EVAL_POSITION, EVAL_SCORES, TRIAL_CONFIG
 from qatune.paths import remove_owned
@@ -74,7 +75,7 @@ class Worker:
         self.storage = cast(RDBStorage, study._storage)  # the RDBStorage we opened (heartbeats need it)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ran, self.repeats = 0, 0
-        self.explorer = optuna.samplers.RandomSampler(seed=options.seed + os.getpid())
+        self.explorer = optuna.samplers.RandomSampler(seed=(options.seed + os.getpid()) % (SEED_MAX + 1))
         require(options.report_to)  # a missing tracker package stops the sweep before its first trial
 
     def trials(self) -> list[FrozenTrial]:
