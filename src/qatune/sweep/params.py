@@ -42,6 +42,7 @@ UNSUPPORTED = {
 }
 NOT_TUNABLE = ("output_dir", "data_dir", "report_to")  # set per trial by the sweep
 _EPS = 1e-6  # keeps inverse CDFs finite at the ends of the unit interval
+MAX_GRID = 10_000  # most values a grid search walks per parameter (int_uniform / q_uniform bounds)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _categorical(where: str, name: str, body: dict[str, Any], method: str) -> Pa
     def pick(u: float) -> Any:  # inverse CDF of the weighted choice
         return values[next((i for i, edge in enumerate(edges) if u < edge), len(values) - 1)]
 
-    return Param(name, "categorical (weighted)", FloatDistribution(0.0, 1.0), pick)
+    return Param(name, "categorical (weighted)", FloatDistribution(0.0, 1.0), pick, grid=tuple(values))
 
 
 def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Param:
@@ -160,7 +161,8 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
         if not all(isinstance(body[k], int) for k in ("min", "max")):
             raise ConfigError(f"{where}: int_uniform needs integer min and max")
         low_i, high_i = int(low), int(high)
-        return Param(name, kind, IntDistribution(low_i, high_i), grid=tuple(range(low_i, high_i + 1)))
+        grid: tuple[Any, ...] | None = tuple(range(low_i, high_i + 1)) if high_i - low_i < MAX_GRID else None
+        return Param(name, kind, IntDistribution(low_i, high_i), grid=grid)
     if kind in ("log_uniform_values", "q_log_uniform_values") and low <= 0:
         raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use log_uniform")
     if kind in ("log_uniform", "q_log_uniform"):  # min/max are natural-log exponents in W&B
@@ -175,9 +177,9 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
         q = number(where, body, "q", 1.0)
         if q <= 0:
             raise ConfigError(f"{where}.q: must be > 0, got {q}")
-        grid = None
-        if not log:
-            grid = tuple(_rounder(q)(low + i * q) for i in range(int(math.floor((high - low) / q + 1e-9)) + 1))
+        grid, steps = None, (high - low) / q
+        if not log and math.isfinite(steps) and steps < MAX_GRID:
+            grid = tuple(_rounder(q)(low + i * q) for i in range(int(math.floor(steps + 1e-9)) + 1))
         return Param(name, kind, FloatDistribution(low, high, log=log), _rounder(q), grid=grid)
     return Param(name, kind, FloatDistribution(low, high, log=log))
 
@@ -208,6 +210,8 @@ def parse_param(name: str, body: Any, method: str) -> tuple[Param | None, Any]:
         param = _categorical(where, name, body, method)
     else:
         param = _range_param(where, name, kind, body)
+    if method == "grid" and param.grid is None and kind in ("int_uniform", "q_uniform"):
+        raise ConfigError(f"{where}: method grid walks at most {MAX_GRID} values of a parameter; narrow the bounds")
     if method == "grid" and param.grid is None:
         raise ConfigError(
             f"{where}: method grid needs discrete values, but this is {kind}; give `values: [...]` "

@@ -241,11 +241,15 @@ def _base(raw: Any, overrides: dict[str, Any] | None, searched: set[str]) -> dic
 def _check_corners(spec: SweepSpec) -> None:
     """Build the TrainConfig of each extreme setting now, so a bad range fails before any trial runs."""
     for name, param in spec.params.items():
-        corners = list(param.grid or ())
         try:
-            # The normal family is drawn through a clipped uniform, so its corners (about mu +- 4.75 sigma)
-            # bound every draw: a normal that can go negative on a positive setting is refused here.
-            corners = corners or [param.transform(bound) for bound in param.bounds]
+            # Each categorical value, else the ends of the box: the normal family is drawn through a clipped
+            # uniform, so its corners (about mu +- 4.75 sigma) bound every draw, and a normal that can go
+            # negative on a positive setting is refused here.
+            corners = (
+                list(param.grid or ())
+                if param.kind.startswith("categorical")
+                else [param.transform(bound) for bound in param.bounds]
+            )
         except OverflowError:
             raise ConfigError(
                 f"parameters.{name}: the distribution's values overflow a float; lower mu/sigma or the bounds"
