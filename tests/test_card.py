@@ -58,3 +58,27 @@ def test_push_fails_offline_with_one_error_line(tiny_bert, tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_push_sends_only_model_files(tiny_bert, tmp_path, monkeypatch):
+    import shutil
+
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    import qatune.push as push_module
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    for name in ("notes.txt", ".env", "checkpoints/step-2/optimizer.bin", "tensorboard/events.out.tfevents.1"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    sent = {}
+    monkeypatch.setattr(push_module, "hub_reachable", lambda: True)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, *a, **k: None)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: sent.update(kwargs) or "url")
+    push_module.push(folder, "me/tiny")
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    uploaded = set(filter_repo_objects(files, allow_patterns=sent["allow_patterns"]))  # as huggingface_hub filters
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tensorboard/events.out.tfevents.1"} <= uploaded
+    assert not uploaded & {"notes.txt", ".env", "checkpoints/step-2/optimizer.bin"}

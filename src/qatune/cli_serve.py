@@ -160,7 +160,8 @@ def add_push_parser(sub, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="upload a model folder (or an export) to the Hugging Face Hub",
         description="Upload a trained model folder or an ONNX export to the Hub with huggingface_hub, with its "
-        "model card (README.md); checkpoints stay behind. The token comes from HF_TOKEN or `hf auth login`.",
+        "model card (README.md); other files (checkpoints, your notes) stay behind. The token comes from HF_TOKEN "
+        "or `hf auth login`.",
         epilog="example: qatune push runs/minilm --repo-id my-user/minilm-squad --private",
     )
     p.add_argument("model", help="the model folder to upload")

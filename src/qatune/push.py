@@ -1,19 +1,57 @@
 """`qatune push`: upload a model folder (or an ONNX export) to the Hugging Face Hub with huggingface_hub.
 
-The token comes from where huggingface_hub looks (HF_TOKEN, `hf auth login`'s cache). Checkpoints and
-temporary files stay behind; everything else of the folder (weights, tokenizer, model card,
-qatune.json, calibration.json, metrics.jsonl) is uploaded in one commit.
+The token comes from where huggingface_hub looks (HF_TOKEN, `hf auth login`'s cache). Only the files a
+model folder is made of go up, in one commit: weights, config, tokenizer, model card, qatune.json,
+calibration.json, metrics.jsonl, TensorBoard events, or an export's model.onnx and settings. Anything
+else in the folder (a user's notes, an .env, checkpoints) stays behind, and is named.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 from pathlib import Path
 
+from qatune.card import CARD_FILE
 from qatune.errors import ConfigError, ModelError
-from qatune.layout import CHECKPOINTS, ONNX_MODEL
+from qatune.layout import CALIBRATION_FILE, CONFIG_FILE, HISTORY_FILE, ONNX_META, ONNX_MODEL
 from qatune.sources import hub_reachable
 
-SKIPPED = [f"{CHECKPOINTS}/*", ".*", "*.tmp"]
+logger = logging.getLogger(__name__)
+
+# What qatune, transformers and tokenizers write to a model or export folder (an allow-list: a folder
+# the user shares with other files must not leak them to the Hub).
+MODEL_FILES = (
+    "*.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",  # sentencepiece
+    CARD_FILE,
+    CONFIG_FILE,
+    CALIBRATION_FILE,
+    HISTORY_FILE,
+    ONNX_MODEL,
+    ONNX_META,
+    "tensorboard/*",
+)
+
+
+def push_files(folder: Path) -> tuple[list[str], list[str]]:
+    """The folder's files that go up (MODEL_FILES) and those that stay, as paths relative to it."""
+    sent: list[str] = []
+    kept: list[str] = []
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = file.relative_to(folder).as_posix()
+        hidden = any(part.startswith(".") for part in Path(name).parts)
+        (sent if not hidden and any(fnmatch.fnmatchcase(name, p) for p in MODEL_FILES) else kept).append(name)
+    return sent, kept
 
 
 def check_push(folder: str | Path, repo_id: str) -> Path:
@@ -42,11 +80,15 @@ def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
+    sent, kept = push_files(path)
+    if kept:
+        shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+        logger.info("left out (not model files): %s", shown)
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
-            repo_id=repo_id, folder_path=path, ignore_patterns=SKIPPED, commit_message=f"Upload {path.name} with qatune"
+            repo_id=repo_id, folder_path=path, allow_patterns=sent, commit_message=f"Upload {path.name} with qatune"
         )
     except LocalTokenNotFoundError:
         raise ConfigError("no Hugging Face token: run `hf auth login` or set HF_TOKEN") from None
