@@ -159,6 +159,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     from qatune.export import export_onnx
+    from qatune.hardware import inference_dtype
     from qatune.models import load_model
 
     torch.set_num_threads(torch.get_num_threads())
@@ -170,14 +171,15 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         save("eval_profile", {"model": args.model, "questions": len(examples), "batch": args.batch, **report})
         return
-    bf16 = load_model(args.model, device="cpu", dtype="bfloat16")
+    native_bf16 = inference_dtype("auto") == "bfloat16"  # emulated bfloat16 is no fast path: skipped
+    bf16 = load_model(args.model, device="cpu", dtype="bfloat16") if native_bf16 else None
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(args.model, Path(tmp) / "fp32")
         export_onnx(args.model, Path(tmp) / "int8", quantize=True)
         variants = {
             "HF run_qa.py reference (baseline)": lambda ex: hf_reference(loaded.model, loaded.tokenizer, ex),
             "qatune evaluate (torch fp32)": lambda ex: qatune_torch(loaded, ex, args.batch),
-            "qatune evaluate (torch bf16)": lambda ex: qatune_torch(bf16, ex, args.batch),
+            **({"qatune evaluate (torch bf16)": lambda ex: qatune_torch(bf16, ex, args.batch)} if bf16 else {}),
             "qatune onnx fp32": onnx_path(Path(tmp) / "fp32"),
             "qatune onnx int8": onnx_path(Path(tmp) / "int8"),
         }

@@ -126,6 +126,7 @@ def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
     """Full-dev EM/F1 and speed of float32, bfloat16 and int8 ONNX, with deltas to float32."""
     from eval import onnx_path
     from qatune.export import export_onnx
+    from qatune.hardware import inference_dtype
     from qatune.inference import evaluate
     from qatune.metrics import squad_scores
     from qatune.models import load_model
@@ -138,15 +139,18 @@ def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
             "F1": fp32["f1"],
         }
     ]
-    bf16 = evaluate(load_model(model, dtype="bfloat16"), dev, config.window, progress_bar=True).metrics
-    rows.append(
-        {
-            "path": "torch bfloat16",
-            "questions_per_s": bf16["questions_per_second"],
-            "EM": bf16["exact_match"],
-            "F1": bf16["f1"],
-        }
-    )
+    if inference_dtype("auto") == "bfloat16":  # emulated bfloat16 (no AMX/AVX512-BF16) is no fast path
+        bf16 = evaluate(load_model(model, dtype="bfloat16"), dev, config.window, progress_bar=True).metrics
+        rows.append(
+            {
+                "path": "torch bfloat16",
+                "questions_per_s": bf16["questions_per_second"],
+                "EM": bf16["exact_match"],
+                "F1": bf16["f1"],
+            }
+        )
+    else:
+        print("torch bfloat16 skipped: this CPU has no native bfloat16 (AMX-BF16 or AVX512-BF16)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(model, Path(tmp), quantize=True)
         run = onnx_path(Path(tmp))

@@ -64,6 +64,12 @@ def test_exported_cli_answers_without_torch(tiny_bert, tmp_path):
     assert json.loads(imported) == []
     answers = json.loads(answer_json)["answers"]
     assert len(answers) == 3 and all(CONTEXT[a["start"] : a["end"]] == a["text"] for a in answers)
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    scales = [numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")]
+    assert any(s.ndim == 1 and len(s) > 1 for s in scales), "int8 weights are quantised per channel"
     proc = subprocess.run(
         [sys.executable, "-m", "qatune.cli", "export", str(tmp_path / "missing"), "--output", str(tmp_path / "x")],
         capture_output=True,

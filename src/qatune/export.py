@@ -121,7 +121,11 @@ def _write_export(
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(tmp / MODEL_FILE), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
+        # Per-channel scales (one per output row of each weight): per-tensor scales lost 2.1 EM on 1,000 dev
+        # questions with the headline model, per-channel 0.2 (README, Speed).
+        quantize_dynamic(
+            str(tmp / MODEL_FILE), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8, per_channel=True
+        )
         (tmp / "model.int8.onnx").replace(tmp / MODEL_FILE)
     # optimum's layout for question answering: model.onnx beside config.json and the tokenizer files
     loaded.tokenizer.save_pretrained(tmp)
