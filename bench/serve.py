@@ -5,7 +5,10 @@ question. Modes, measured in the same run (alternating when --rounds > 1): `seri
 request per forward pass (`--batch-questions 1`, what the lock used to do), `batched` lets concurrent
 requests share forward passes (the default). Ratios are to `serialised`.
 
-    python bench/serve.py [--model default] [--clients 8] [--seconds 60] [--rounds 1] [--dtype auto]
+`--int8` adds the model's int8 ONNX export (`qatune export --quantize`), micro-batched: the fast path on
+CPUs without AMX.
+
+    python bench/serve.py [--model default] [--clients 8] [--seconds 60] [--rounds 1] [--dtype auto] [--int8]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -86,16 +90,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternate the modes this many times")
     parser.add_argument("--dtype", default="auto", help="the server's --dtype (auto, float32, bfloat16)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument(
+        "--int8", action="store_true", help="also serve the model's int8 export (qatune export --quantize), batched"
+    )
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {mode: [] for mode in args.modes.split(",")}
-    for _ in range(args.rounds):
-        for mode in runs:
-            proc, url = start(args.model, [*MODES[mode], "--dtype", args.dtype])
-            try:
-                runs[mode].append(load(url, args.clients, args.seconds))
-            finally:
-                proc.terminate()
-                proc.wait(30)
+    servers = {mode: (args.model, [*MODES[mode], "--dtype", args.dtype]) for mode in args.modes.split(",")}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.int8:
+            from qatune.export import export_onnx
+
+            export_onnx(args.model, Path(tmp) / "int8", quantize=True)
+            servers["batched, int8 export"] = (str(Path(tmp) / "int8"), [])
+        runs: dict[str, list[dict]] = {mode: [] for mode in servers}
+        for _ in range(args.rounds):
+            for mode, (model, flags) in servers.items():
+                proc, url = start(model, flags)
+                try:
+                    runs[mode].append(load(url, args.clients, args.seconds))
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
     rows = []
     for mode, measured in runs.items():
         row = {"mode": mode, "clients": args.clients, "seconds": args.seconds * len(measured)}
