@@ -46,6 +46,8 @@ def test_empty_inputs_are_rejected(answerer):
         answerer.ask("  ", "Why?")
     with pytest.raises(DataError, match="empty question"):
         answerer.ask("Text.", "")
+    with pytest.raises(DataError, match="context is not valid text at character 5"):
+        answerer.ask("Text.\udcff", "Why?")  # an undecodable byte read from stdin, or a JSON escape
 
 
 def test_untuned_head_is_seeded(tiny_bert):

@@ -39,12 +39,21 @@ def max_context_chars() -> int:
     return int(raw)
 
 
-def check_size(text: str, what: str, where: str, limit: int) -> None:
+def check_text(text: str, what: str, where: str, limit: int) -> None:
+    """A context or question the tokenizer can take: at most `limit` characters, and valid Unicode (a lone
+    surrogate, from a JSON escape like \\ud800 or undecodable bytes on stdin, makes the tokenizer fail)."""
     if len(text) > limit:
         raise DataError(
             f"{where}: {what} of {len(text):,} characters is over the limit of {limit:,}; split it, or "
             f"raise the limit with ${MAX_CHARS_ENV} (or --max-context-chars)"
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"{where}: {what} is not valid text at character {exc.start} (a lone surrogate or undecodable byte); "
+            f"give it as UTF-8"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -203,8 +212,8 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
             raise DataError(f"{where}: empty context")
         if not question.strip():
             raise DataError(f"{where}: empty question")
-        check_size(context, "a context", where, limit)
-        check_size(question, "a question", where, limit)
+        check_text(context, "a context", where, limit)
+        check_text(question, "a question", where, limit)
         if qid in seen:
             raise DataError(f"{where}: duplicate question id {qid!r} (first seen at {seen[qid]})")
         seen[qid] = where
@@ -259,6 +268,6 @@ def question_examples(pairs: Sequence[tuple[str, str]], max_chars: int | None = 
                 raise DataError(f"question {i}: the {name} must be text, got {type(value).__name__}")
             if not value.strip():
                 raise DataError(f"question {i}: empty {name}")
-        check_size(context, "the context", f"question {i}", limit)
-        check_size(question, "the question", f"question {i}", limit)
+        check_text(context, "the context", f"question {i}", limit)
+        check_text(question, "the question", f"question {i}", limit)
     return [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
