@@ -70,7 +70,8 @@ def test_push_sends_only_model_files(tiny_bert, tmp_path, monkeypatch):
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_bert, folder)
-    for name in ("notes.txt", ".env", "checkpoints/step-2/optimizer.bin", "tensorboard/events.out.tfevents.1"):
+    events = "tensorboard/events.out.tfevents.1.[host]"  # glob characters in a name are taken literally
+    for name in ("notes.txt", ".env", "checkpoints/step-2/optimizer.bin", events):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("x")
     sent = {}
@@ -80,5 +81,5 @@ def test_push_sends_only_model_files(tiny_bert, tmp_path, monkeypatch):
     push_module.push(folder, "me/tiny")
     files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     uploaded = set(filter_repo_objects(files, allow_patterns=sent["allow_patterns"]))  # as huggingface_hub filters
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tensorboard/events.out.tfevents.1"} <= uploaded
+    assert {"config.json", "model.safetensors", "tokenizer.json", events} <= uploaded
     assert not uploaded & {"notes.txt", ".env", "checkpoints/step-2/optimizer.bin"}

@@ -9,6 +9,7 @@ else in the folder (a user's notes, an .env, checkpoints) stays behind, and is n
 from __future__ import annotations
 
 import fnmatch
+import glob
 import logging
 from pathlib import Path
 
@@ -88,7 +89,10 @@ def push(folder: str | Path, repo_id: str, private: bool = False) -> str:
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
-            repo_id=repo_id, folder_path=path, allow_patterns=sent, commit_message=f"Upload {path.name} with qatune"
+            repo_id=repo_id,
+            folder_path=path,
+            allow_patterns=[glob.escape(name) for name in sent],  # exact names, even with [ or * in them
+            commit_message=f"Upload {path.name} with qatune",
         )
     except LocalTokenNotFoundError:
         raise ConfigError("no Hugging Face token: run `hf auth login` or set HF_TOKEN") from None
