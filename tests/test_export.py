@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +21,13 @@ CONTEXT = (
 ) * 6  # long enough for several windows
 QUESTIONS = ["What is Earth?", "Where has life originated?", "Which planet is third from the Sun?"]
 WINDOW = WindowConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_bert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    export_onnx(str(tiny_bert), out, window=WINDOW)
+    return out
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_roberta"])
@@ -124,3 +132,28 @@ def test_windows_longer_than_the_models_positions_are_refused(fixture, request, 
     assert OnnxAnswerer(tmp_path / "onnx", window=longest).ask(context, "Which planet?")
     with pytest.raises(ConfigError, match="512 or less"):
         OnnxAnswerer(tmp_path / "onnx", window=too_long)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"max_answer_length": -5}, "max_answer_length"),
+        ({"max_answer_length": "30"}, "max_answer_length"),
+        ({"with_null": "no"}, "with_null"),
+        ({"pad_token_id": 10**30}, "pad_token_id"),
+        ({"input_names": ["attention_mask"]}, "input_ids"),
+        ({"input_names": "input_ids"}, "input_names"),
+        ({"max_positions": -3}, "max_positions"),
+        ({"window": {"max_seq_length": 64, "doc_stride": 16, "max_query_length": 0}}, "max_query_length"),
+    ],
+)
+def test_a_damaged_export_settings_file_is_one_error(edit, words, tiny_export, tmp_path):
+    """A hand-edited qatune-onnx.json is refused when loaded, naming the field, not a traceback mid-answer."""
+    from qatune.errors import ModelError
+    from qatune.layout import ONNX_META
+
+    out = shutil.copytree(tiny_export, tmp_path / "onnx")
+    meta = json.loads((out / ONNX_META).read_text())
+    (out / ONNX_META).write_text(json.dumps({**meta, **edit}))
+    with pytest.raises(ModelError, match=words):
+        OnnxAnswerer(out)

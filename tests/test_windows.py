@@ -73,7 +73,18 @@ def test_unanswerable_points_at_cls(tokenizer):
     assert np.all(windows.offsets[0][0] == -1)
 
 
-@pytest.mark.parametrize("config", [WindowConfig(256, 200, 64), WindowConfig(8, 2, 2), WindowConfig(64, 0, 60)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        WindowConfig(256, 200, 64),
+        WindowConfig(8, 2, 2),
+        WindowConfig(64, 0, 60),
+        WindowConfig(256, 96, 0),  # 0 or less would not cut questions at all
+        WindowConfig(256, 96, -5),
+        WindowConfig(256.5, 96, 64),  # type: ignore[arg-type]  # a hand-edited qatune.json
+        WindowConfig(True, 0, 1),  # type: ignore[arg-type]
+    ],
+)
 def test_bad_window_settings(config):
     with pytest.raises(ConfigError):
         config.check()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qatune.answering import SpanAnswerer, batched_logits, pad_batch
 from qatune.calibration import read_calibration
@@ -24,6 +26,32 @@ from qatune.windows import WindowConfig, Windows, saved_window
 
 def is_exported(folder: str | os.PathLike) -> bool:
     return (Path(folder) / MODEL_FILE).is_file() and (Path(folder) / META_FILE).is_file()
+
+
+class ExportMeta(BaseModel):
+    """The settings `qatune export` writes beside the ONNX model, checked where they are read: a
+    hand-edited or damaged file is one error, not a numpy or onnxruntime traceback mid-answer."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    input_names: list[Literal["input_ids", "attention_mask", "token_type_ids"]]
+    max_answer_length: int = Field(ge=1, le=10_000)
+    with_null: bool
+    pad_token_id: int = Field(ge=0, le=2**31 - 1)
+    max_positions: int | None = Field(default=None, ge=16)  # None: an export older than this field
+
+    @classmethod
+    def read(cls, folder: Path) -> ExportMeta:
+        saved = read_json(folder / META_FILE, "export settings file", ModelError)
+        try:
+            meta = cls.model_validate(saved)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise ModelError(f"{folder / META_FILE}: damaged ({where}: {first['msg']}); export it again") from None
+        if "input_ids" not in meta.input_names:
+            raise ModelError(f"{folder / META_FILE}: damaged (input_names lacks input_ids); export it again")
+        return meta
 
 
 class _Batch(dict):
@@ -100,33 +128,19 @@ class OnnxAnswerer(SpanAnswerer):
                 f"{folder}: not an exported model (no {MODEL_FILE} + {META_FILE}); "
                 f"make one with `qatune export MODEL --output {folder}`"
             )
-        self.meta = read_json(folder / META_FILE, "export settings file", ModelError)
-        window = window or saved_window(folder)  # default: the settings it was exported with
-        positions = self.meta.get("max_positions") if isinstance(self.meta, dict) else None
-        window.check()
-        window.check_fits(positions if isinstance(positions, int) else None)  # older exports: unknown
+        self.meta = ExportMeta.read(folder)
+        window = (window or saved_window(folder)).checked_for(self.meta.max_positions)  # default: as exported
         calibration = read_calibration(folder)
         temperature = calibration.temperature if calibration else 1.0
         threshold = calibration.null_threshold if calibration else None
         try:
-            tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta["input_names"])
-            self.pad_id = self.meta["pad_token_id"]
-            super().__init__(
-                tokenizer,
-                self._forward,
-                window,
-                Decoding(
-                    self.meta["max_answer_length"],
-                    self.meta["with_null"],
-                    temperature=temperature,
-                    null_threshold=threshold,
-                ),
-                max_context_chars,
-            )
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"{folder}: damaged export ({type(exc).__name__}: {exc}); export it again") from None
+            tokenizer = RawTokenizer(folder / "tokenizer.json", self.meta.input_names)
         except Exception as exc:  # the tokenizers library raises plain Exceptions for a bad tokenizer.json
             raise ModelError(f"{folder}/tokenizer.json: cannot load it ({exc}); export it again") from None
+        decoding = Decoding(
+            self.meta.max_answer_length, self.meta.with_null, temperature=temperature, null_threshold=threshold
+        )
+        super().__init__(tokenizer, self._forward, window, decoding, max_context_chars)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -139,11 +153,9 @@ class OnnxAnswerer(SpanAnswerer):
         self.batch_size = batch_size
 
     def _forward(self, windows: Windows) -> Logits:
-        names = self.meta["input_names"]
+        names, pad = self.meta.input_names, self.meta.pad_token_id
         return batched_logits(
             windows,
             self.batch_size,
-            lambda idx: tuple(
-                self.session.run(["start_logits", "end_logits"], pad_batch(windows, idx, names, self.pad_id))
-            ),
+            lambda idx: tuple(self.session.run(["start_logits", "end_logits"], pad_batch(windows, idx, names, pad))),
         )

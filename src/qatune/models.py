@@ -45,9 +45,7 @@ class LoadedModel:
 
     def checked_window(self, window: WindowConfig) -> WindowConfig:
         """`window`, checked to fit this model's inputs (a longer one would crash in the position table)."""
-        window.check()
-        window.check_fits(max_positions(self.model))
-        return window
+        return window.checked_for(max_positions(self.model))
 
     def decoding(self, max_answer_length: int = 30) -> Decoding:
         """How this model's answers are decoded: its null answer and its calibration, if any."""

@@ -35,6 +35,12 @@ class WindowConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def check(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be an integer, got {value!r}")
+        if self.max_query_length < 1:
+            raise ConfigError(f"max_query_length must be at least 1, got {self.max_query_length}")
         if self.max_seq_length < 16:
             raise ConfigError(f"max_seq_length must be at least 16, got {self.max_seq_length}")
         room = self.max_seq_length - self.max_query_length - 4  # 4 = special tokens of a pair, worst case
@@ -50,13 +56,16 @@ class WindowConfig:
                 f"got {self.doc_stride}"
             )
 
-    def check_fits(self, positions: int | None) -> None:
-        """Refuse windows longer than the model's position table (`positions`; None: no limit known)."""
+    def checked_for(self, positions: int | None) -> WindowConfig:
+        """This config, checked and refused when longer than the model's position table (`positions`;
+        None: no limit known), where it would crash inside the model."""
+        self.check()
         if positions is not None and self.max_seq_length > positions:
             raise ConfigError(
                 f"max_seq_length {self.max_seq_length} is longer than this model's inputs can be ({positions} "
                 f"tokens); use --max-seq-length {positions} or less"
             )
+        return self
 
 
 def saved_window(model: str | Path) -> WindowConfig:
