@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from qatune.answering import Query
 from qatune.api_types import json_int, text_types
@@ -84,12 +84,15 @@ def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel
     """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them."""
     context, question = text_types(config.max_context_chars, config.max_question_chars)
     top_k = json_int(1, 10, "how many answers, best first")
-    single = create_model("AnswerRequest", context=(context, ...), question=(question, ...), top_k=(top_k, 3))
-    item: Any = create_model("BatchItem", context=(context, ...), question=(question, ...))
+    forbid = ConfigDict(extra="forbid")  # a misspelt field ("topk") is a 422 naming it, not silently ignored
+    single = create_model(
+        "AnswerRequest", __config__=forbid, context=(context, ...), question=(question, ...), top_k=(top_k, 3)
+    )
+    item: Any = create_model("BatchItem", __config__=forbid, context=(context, ...), question=(question, ...))
     items: Any = Annotated[
         list[item], Field(min_length=1, max_length=config.max_batch, description="questions (--max-batch)")
     ]
-    return single, create_model("BatchRequest", top_k=(top_k, 3), items=(items, ...))
+    return single, create_model("BatchRequest", __config__=forbid, top_k=(top_k, 3), items=(items, ...))
 
 
 class SafeJSONResponse(JSONResponse):
