@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qatune.answering import SpanAnswerer, batched_logits, pad_batch
-from qatune.calibration import Calibration, fit, resolve_target
+from qatune.calibration import MIN_CALIBRATION_QUESTIONS, Calibration, fit, resolve_target
 from qatune.data import Example, QADataset
 from qatune.errors import DataError
 from qatune.metrics import best_over_golds, best_threshold, expected_calibration_error, reliability, squad_scores
@@ -164,6 +164,11 @@ def calibrate(
     """Fit the model's temperature on `dataset` (questions it was not trained or evaluated on) to predict
     `target` (`calibration.TARGETS`), and for a model with a null answer the no-answer threshold with
     the best F1 there (at that temperature)."""
+    if len(dataset) < MIN_CALIBRATION_QUESTIONS:
+        raise DataError(
+            f"{dataset.source}: {len(dataset)} questions are too few to calibrate on; give at least "
+            f"{MIN_CALIBRATION_QUESTIONS} (a larger --limit or --sample, or another data file)"
+        )
     windows, logits = _dataset_logits(loaded, dataset, window, batch_size, progress_bar)
     decoding = dataclasses.replace(loaded.decoding(max_answer_length), temperature=1.0, null_threshold=None)
     predicted = predict_examples(dataset.examples, windows, logits, 1, decoding, keep_scores=True)

@@ -87,8 +87,14 @@ def _split_spec(spec: str, default_split: str) -> tuple[str, str]:
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"empty data spec {spec!r}: give a file, sample, or squad[:split]")
     name, _, split = spec.partition(":")
-    split = split or default_split
-    return name, SPLIT_ALIASES.get(split, split)
+    split = SPLIT_ALIASES.get(split or default_split, split or default_split)
+    if (name == SAMPLE or name in HUB_IDS) and split not in ("train", "validation"):
+        # else `sample:validaton` (a typo) would quietly evaluate on the training sample
+        raise DataError(
+            f"{spec}: unknown split {split!r}; {name} has train and validation "
+            f"({', '.join(SPLIT_ALIASES)} mean validation)"
+        )
+    return name, split
 
 
 def _local_file(name: str, split: str, data_dir: str | None) -> Path | None:

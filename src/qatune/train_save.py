@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
 from qatune import best
-from qatune.calibration import write_calibration
+from qatune.calibration import MIN_CALIBRATION_QUESTIONS, write_calibration
 from qatune.card import write_card
 from qatune.data import QADataset
 from qatune.hardware import package_versions
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from qatune.train import _Run
 
 logger = logging.getLogger(__name__)
-
-MIN_CALIBRATION_QUESTIONS = 50
 
 
 def _calibrate(run: _Run, held: QADataset | None) -> dict[str, Any] | None:
