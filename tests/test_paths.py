@@ -78,3 +78,26 @@ def test_output_checks(tmp_path):
     assert check_output_file(tmp_path / "f", "--predictions", overwrite=True)
     assert not (tmp_path / "new").exists() and check_output_folder(tmp_path / "new" / "x", "--output", ("m",), "a run")
     assert not (tmp_path / "new").exists()  # checks create nothing
+
+
+def test_a_folder_is_held_by_one_process_and_a_killed_ones_lock_is_no_content(tmp_path):
+    from qatune.layout import LOCK_FILE
+    from qatune.paths import exclusive
+
+    with exclusive(tmp_path, "a run"):
+        with pytest.raises(ConfigError, match="another qatune process is writing a run"):
+            with exclusive(tmp_path, "a run"):
+                pass
+    assert not (tmp_path / LOCK_FILE).exists()  # finished: no lock file left
+    with pytest.raises(RuntimeError):
+        with exclusive(tmp_path, "a run"):
+            raise RuntimeError  # interrupted: the (released) lock file stays
+    assert (tmp_path / LOCK_FILE).exists()
+    with exclusive(tmp_path, "a run"):  # released by the OS with its process: never stale
+        pass
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / LOCK_FILE).write_text("")
+    assert check_output_folder(killed, "--output", ("m",), "a run")  # empty but for the lock file
+    remove_owned(killed, tmp_path, ("m",))
+    assert not killed.exists()

@@ -211,6 +211,17 @@ def test_study_resumes_after_kill(tiny_bert, tmp_path):
     assert [h["step"] for h in history] == [0, 20, 40]  # nothing lost, nothing twice
 
 
+def test_a_study_another_process_is_running_is_refused(tiny_bert, tmp_path):
+    from qatune.paths import exclusive
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive(out, "this study"):
+        with pytest.raises(ConfigError, match="another qatune process is writing this study"):
+            run_study(parse_study(tiny_study(tiny_bert, out)), progress_bar=False)
+    assert not any(out.iterdir())  # the refused run wrote nothing
+
+
 def test_missing_data_stops_with_where_it_looked(tiny_bert, tmp_path, monkeypatch):
     from qatune.errors import DataError
 

@@ -41,6 +41,16 @@ def tiny_config(model, out, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _interrupt_at(step: int):
+    """A callback that stops training like Ctrl-C once `step` is logged."""
+
+    def interrupt(record):
+        if record["type"] == "train" and record["step"] == step:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
 def test_train_writes_model_history_and_config(tiny_bert, tmp_path):
     summary = train(tiny_config(tiny_bert, tmp_path / "run"), progress_bar=False)
     out = tmp_path / "run"
@@ -90,13 +100,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, sto
     train(tiny_config(tiny_roberta, reference, **config), progress_bar=False)
     assert json.loads((reference / "progress.json").read_text())["epoch"] >= 1
 
-    def interrupt(record):
-        if record["type"] == "train" and record["step"] == stop:
-            raise KeyboardInterrupt
-
     resumed = tmp_path / "resumed"
     with pytest.raises(TrainingInterrupted, match=f"step {stop} of 8"):
-        train(tiny_config(tiny_roberta, resumed, **config), callback=interrupt, progress_bar=False)
+        train(tiny_config(tiny_roberta, resumed, **config), callback=_interrupt_at(stop), progress_bar=False)
     assert (resumed / "checkpoints" / f"step-{stop}").exists()
     steps_after = []
     train(
@@ -124,13 +130,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_roberta, tmp_path, sto
 )
 def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_bert, tmp_path, file, content, words):
     config = tiny_config(tiny_bert, tmp_path / "run", train_limit=8, max_steps=4, eval_data=None)
-
-    def interrupt(record):
-        if record["type"] == "train" and record["step"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(TrainingInterrupted):
-        train(config, callback=interrupt, progress_bar=False)
+        train(config, callback=_interrupt_at(2), progress_bar=False)
     (tmp_path / "run" / "checkpoints" / "step-2" / file).write_bytes(content)
     with pytest.raises(ConfigError, match=words) as error:
         train(config, progress_bar=False)
@@ -147,6 +148,26 @@ def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_pat
     with pytest.raises(ConfigError, match="other settings"):
         train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), progress_bar=False)
     train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), overwrite=True, progress_bar=False)
+
+
+def test_a_run_another_process_is_writing_is_refused_and_resumed_after(tiny_bert, tmp_path):
+    """The same command started twice: the second is one error while the first holds the folder (it
+    would resume the first's checkpoint and mix their files), and resumes once the first has stopped."""
+    from qatune.paths import exclusive
+
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, out, max_steps=4, eval_data=None)
+    with pytest.raises(TrainingInterrupted):
+        train(config, callback=_interrupt_at(2), progress_bar=False)
+    before = sorted(p.name for p in out.iterdir())
+    with exclusive(out, "a training run"):  # the first run, still going
+        with pytest.raises(ConfigError, match="another qatune process is writing"):
+            train(config, progress_bar=False)
+        assert sorted(p.name for p in out.iterdir()) == before
+    steps = []
+    train(config, callback=lambda r: steps.append(r["step"]), progress_bar=False)
+    assert min(steps) == 3  # resumed, not restarted
+    assert not (out / ".qatune.lock").exists()  # a finished folder keeps no lock file
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,9 @@ Every module that reads or writes these imports them from here, so the contract 
 
 from __future__ import annotations
 
+# In any folder qatune is writing (a run, a study) while it writes: held by one process at a time.
+LOCK_FILE = ".qatune.lock"
+
 # A fine-tuning run folder (`qatune train --output DIR`), which is also a loadable model folder.
 CONFIG_FILE = "qatune.json"  # the exact config, versions, data and final scores; marks a qatune run
 HISTORY_FILE = "metrics.jsonl"  # one record per logging step and per evaluation

@@ -9,12 +9,18 @@ the folder qatune owns. Names that become folder names are validated as safe slu
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from qatune.errors import ConfigError
+from qatune.layout import LOCK_FILE
+
+logger = logging.getLogger(__name__)
 
 # Letters, digits, space, '.', '_' and '-'; starting with a letter or digit: no separators, no '..',
 # nothing absolute, nothing hidden. Spaces are allowed because study names such as "Roberta 1" are.
@@ -62,6 +68,42 @@ def check_output_file(path: str | Path, flag: str, overwrite: bool = False) -> P
     return path
 
 
+def _holds_anything(folder: Path) -> bool:
+    """Whether `folder` holds anything but the lock file of a qatune process that was killed."""
+    return any(p.name != LOCK_FILE for p in folder.iterdir())
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, what: str) -> Iterator[None]:
+    """Hold `folder` (which exists) while this process writes `what` into it: the same command started
+    twice would otherwise resume one run's checkpoint while the other still writes, and mix their files.
+
+    An OS file lock (filelock: the OS releases it when a process dies, so a killed run never leaves a
+    stale lock); on a file system without locks, such as some network mounts, nothing is held.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(folder / LOCK_FILE, timeout=0, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{folder}: another qatune process is writing {what} there now; wait for it to finish (or stop it) "
+            f"and run the command again"
+        ) from None
+    except (OSError, NotImplementedError) as exc:
+        logger.debug("%s: not locked (%s)", folder, exc)
+        yield
+        return
+    try:
+        yield
+        # Done: the finished folder keeps no lock file. Removed while still held, so a process that opened
+        # it before can only find the work finished; an interrupted run keeps it (harmless, ignored).
+        (folder / LOCK_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+
+
 def is_owned(folder: Path, markers: tuple[str, ...]) -> bool:
     """Whether `folder` holds one of the marker files qatune writes into output of this kind."""
     return any((folder / marker).exists() for marker in markers)
@@ -80,7 +122,7 @@ def check_output_folder(
     if folder.is_dir():
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(f"{flag} {folder}: cannot write into this folder (permission denied)")
-        if not overwrite and any(folder.iterdir()) and not is_owned(folder, markers):
+        if not overwrite and _holds_anything(folder) and not is_owned(folder, markers):
             raise ConfigError(
                 f"{flag} {folder}: the folder is not empty and is not {kind}; qatune will not write "
                 f"into it. Choose a new or empty folder"
@@ -101,8 +143,8 @@ def remove_owned(folder: Path, owner: Path, markers: tuple[str, ...]) -> None:
         raise ConfigError(f"{folder}: refusing to remove a folder outside {owner}")
     if not folder.exists():
         return
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    if folder.is_dir() and not _holds_anything(folder):
+        shutil.rmtree(folder)  # at most a lock file left by a killed process
         return
     if not folder.is_dir() or not is_owned(folder, markers):
         raise ConfigError(

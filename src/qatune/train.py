@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from qatune.inference import evaluate
 from qatune.io import append_jsonl, atomic_write_json, read_json
 from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE
 from qatune.models import LoadedModel, load_model
+from qatune.paths import exclusive
 from qatune.trackers import Feed, RunInfo, open_feed, parse_report_to
 from qatune.train_parts import load_train_eval, make_accelerator, make_optimizer, set_dropout, window_loader
 from qatune.train_save import save_final
@@ -273,7 +275,27 @@ def train(
     train_set, dev, held = load_train_eval(config)  # bad data or model: an error before anything is written
     loaded = loaded or load_model(config.model, seed=config.seed)
     loaded.checked_window(config.window)
-    ckpt.prepare_output(config, overwrite)
+    ckpt.prepare_output(config, overwrite=False)  # the folder exists, so it can be held
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun the first process holds the folder
+    with exclusive(out, "a training run") if main else nullcontext():
+        if not overwrite and ckpt.check_output(config, overwrite) is not None:  # finished while this one loaded
+            return read_json(out / CONFIG_FILE, "run file")
+        ckpt.prepare_output(config, overwrite)
+        return _fit(config, loaded, train_set, dev, held, callback, progress_bar, command)
+
+
+def _fit(
+    config: TrainConfig,
+    loaded: LoadedModel,
+    train_set: QADataset,
+    dev: QADataset | None,
+    held: QADataset | None,
+    callback: Callback | None,
+    progress_bar: bool,
+    command: str | None,
+) -> dict[str, Any]:
+    """The training itself, in the prepared output folder this process holds."""
+    out = Path(config.output_dir)
     atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": package_versions()})
     run = _Run(config, loaded, train_set, dev, callback, progress_bar)
     feed = _open_trackers(run)

@@ -24,7 +24,7 @@ from qatune.layout import (
     STUDY_SWEEP,
     SWEEP_RESULTS,
 )
-from qatune.paths import check_output_folder, remove_owned
+from qatune.paths import check_output_folder, exclusive, remove_owned
 from qatune.sources import locate
 from qatune.study.cache import StageCache, digest, file_hash
 from qatune.study.spec import Compare, Experiment, StudySpec
@@ -253,9 +253,14 @@ def _untuned(model: str, seed: int) -> str:
 
 def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
     """Run (or resume) every stage of `spec`; write results.json and the report; return the results."""
+    runner = StudyRunner(spec, progress_bar)
+    with exclusive(runner.out, "this study"):
+        return _run_stages(runner, spec)
+
+
+def _run_stages(runner: StudyRunner, spec: StudySpec) -> dict[str, Any]:
     from qatune.report import write_report
 
-    runner = StudyRunner(spec, progress_bar)
     began = time.perf_counter()
     runner.resolve(spec.data.train, "train")
     runner.resolve(spec.data.test, "validation")
