@@ -176,6 +176,8 @@ def test_bad_config_and_dry_run(tiny_bert, tmp_path):
     proc = sweep_cli(str(config), "--storage", secret, "--dir", str(tmp_path), check=False)
     assert proc.returncode == 2 and "cannot open" in proc.stderr and "s3cret" not in proc.stderr
     assert not (tmp_path / "d").exists()  # a storage that cannot be opened leaves nothing behind
+    proc = sweep_cli(str(config), "--storage", "postgres-ish://user:s3cret@host/db", "--dry-run", check=False)
+    assert proc.returncode == 2 and "not a database URL" in proc.stderr and "s3cret" not in proc.stderr
 
 
 def _wait_for(path_glob: Path, pattern: str, timeout: float = 120) -> None:

@@ -47,7 +47,7 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", default="runs/sweeps", help="parent folder of sweep folders (default: runs/sweeps)")
     p.add_argument(
         "--storage",
-        default=os.environ.get("QATUNE_STORAGE"),
+        default=os.environ.get("QATUNE_STORAGE") or None,  # set but empty: unset
         help="database URL shared by workers, e.g. postgresql://user:pw@host/db; also $QATUNE_STORAGE "
         "(default: a SQLite file in the sweep folder)",
     )

@@ -65,6 +65,10 @@ class SweepOptions:
     poll_seconds: float = 1.0
     report_to: tuple[str, ...] = ()  # trackers each trial is logged to (qatune.trackers), by this worker
 
+    def __post_init__(self) -> None:
+        if self.storage is not None:
+            check_url(self.storage)
+
     @property
     def url(self) -> str:
         return self.storage or f"sqlite:///{(self.directory / SWEEP_DB).resolve()}"
@@ -83,6 +87,21 @@ def masked_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
         return url.split("://", 1)[0] + "://..." if "://" in url else "(unparsable storage URL)"
+
+
+def check_url(url: str) -> None:
+    """Refuse a storage URL that is not a database URL SQLAlchemy knows, before anything runs (a dry run
+    included); connecting is left to `open_storage`. The URL is not echoed: it may hold a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(
+            f"storage {masked_url(url)}: not a database URL SQLAlchemy knows ({type(exc).__name__}); use e.g. "
+            f"sqlite:///sweeps.db or postgresql://user:password@host/db (--storage or $QATUNE_STORAGE)"
+        ) from None
 
 
 def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
