@@ -99,6 +99,10 @@ class TrainConfig:
             value = typed(f.name, getattr(self, f.name))
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, got {value}")
+        for name in ("model", "train_data", "eval_data", "output_dir"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise ConfigError(f"{name} is empty; give a {'folder' if name == 'output_dir' else 'name or path'}")
         positive = [
             "learning_rate",
             "train_batch_size",

@@ -21,6 +21,11 @@ from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from qatune.trackers import parse_report_to
 
+_STUDY_WIDE = {  # NOT_TUNABLE's settings, and where a study sets them
+    "output_dir": "each experiment gets its own folder",
+    "data_dir": "set data.dir once for the whole study",
+    "report_to": "set report_to once, at the top of the study file",
+}
 KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report", "report_to")
 DATA_KEYS = ("train", "test", "dir", "allow_sample")
 COMPARE_KEYS = ("experiment", "data", "limit", "sample", "train_sample", "seed")
@@ -145,7 +150,7 @@ def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Ex
         if key == "name":
             continue
         if key in NOT_TUNABLE:
-            raise ConfigError(f"{where}.{key}: set by the study (each experiment gets its own folder)")
+            raise ConfigError(f"{where}.{key}: set by the study ({_STUDY_WIDE[key]})")
         if isinstance(value, dict):
             if set(value) != {"from_sweep"}:
                 raise ConfigError(f"{where}.{key}: a mapping here must be {{from_sweep: PICK}}, got {value!r}")
@@ -231,8 +236,8 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
         raise ConfigError("experiments: expected a list of {name, model, learning_rate, ...}")
     experiments = [_experiment(e, i, data, sweep) for i, e in enumerate(experiments_raw)]
     names = [e.name for e in experiments]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"experiments: names must be unique, got {names}")
+    if len({n.casefold() for n in names}) != len(names):  # each names a folder: `a` and `A` are one on macOS
+        raise ConfigError(f"experiments: names must be unique, ignoring case, got {names}")
     compare = None
     if body.get("compare") is not None:
         values = _mapping(body["compare"], "compare", COMPARE_KEYS, Compare)
