@@ -10,7 +10,7 @@ from qatune.config import TrainConfig
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
 from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE, STAGE_MARKER, TRIAL_CONFIG
-from qatune.paths import check_output_folder
+from qatune.paths import check_output_folder, make_folder
 
 
 @dataclass
@@ -119,10 +119,7 @@ def prepare_output(config: TrainConfig, overwrite: bool) -> None:
         for name in (CHECKPOINTS, HISTORY_FILE, CONFIG_FILE, PROGRESS_FILE):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--output {out}: cannot create the folder ({exc.strerror})") from None
+    make_folder(out, "--output")
 
 
 def trim_history(output_dir: Path, step: int) -> None:

@@ -9,7 +9,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from qatune.errors import ConfigError
+from qatune.errors import ConfigError, DataError
+from qatune.sources import check_spec
 from qatune.windows import WindowConfig
 
 MAX_EPOCHS = 1000
@@ -103,6 +104,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value.strip():
                 raise ConfigError(f"{name} is empty; give a {'folder' if name == 'output_dir' else 'name or path'}")
+        for name, split in (("train_data", "train"), ("eval_data", "validation")):
+            if getattr(self, name) is not None:
+                try:
+                    check_spec(getattr(self, name), split)
+                except DataError as exc:
+                    raise ConfigError(f"{name}: {exc}") from None
         positive = [
             "learning_rate",
             "train_batch_size",

@@ -68,6 +68,17 @@ def check_output_file(path: str | Path, flag: str, overwrite: bool = False) -> P
     return path
 
 
+def make_folder(folder: Path, flag: str) -> Path:
+    """Create `folder` (checked with check_output_folder first); a failure is one error naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {folder}: cannot create the folder ({exc.strerror or exc}); choose another path"
+        ) from None
+    return folder
+
+
 def _holds_anything(folder: Path) -> bool:
     """Whether `folder` holds anything but the lock file of a qatune process that was killed."""
     return any(p.name != LOCK_FILE for p in folder.iterdir())

@@ -83,6 +83,12 @@ def load_sample(split: str = "train") -> QADataset:
     return load_file(sample_path(split))
 
 
+def check_spec(spec: str, default_split: str = "train") -> None:
+    """Refuse a data spec that cannot name data (empty, or a split squad/sample do not have), without
+    reading anything: what a dry run can know."""
+    _split_spec(spec, default_split)
+
+
 def _split_spec(spec: str, default_split: str) -> tuple[str, str]:
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"empty data spec {spec!r}: give a file, sample, or squad[:split]")

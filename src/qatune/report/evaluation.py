@@ -17,6 +17,7 @@ from qatune.figures import reliability_diagram
 from qatune.inference import EvalResult, reliability_bins
 from qatune.io import atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
+from qatune.paths import make_folder
 
 
 def _csv(bins: dict[str, list[dict[str, Any]]]) -> str:
@@ -34,7 +35,7 @@ def write_evaluation_report(
 ) -> list[Path]:
     """Write the report files into `folder` (checked beforehand by the caller); return their paths."""
     bins = reliability_bins(result, dataset)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "--report")
     atomic_write_json(folder / EVAL_PREDICTIONS, result.predictions)
     atomic_write_text(folder / RELIABILITY_TABLE, _csv(bins))
     m = result.metrics

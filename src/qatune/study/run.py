@@ -24,7 +24,7 @@ from qatune.layout import (
     STUDY_SWEEP,
     SWEEP_RESULTS,
 )
-from qatune.paths import check_output_folder, exclusive, remove_owned
+from qatune.paths import check_output_folder, exclusive, make_folder, remove_owned
 from qatune.sources import locate
 from qatune.study.cache import StageCache, digest, file_hash
 from qatune.study.spec import Compare, Experiment, StudySpec
@@ -44,7 +44,7 @@ class StudyRunner:
     def __init__(self, spec: StudySpec, progress_bar: bool = True) -> None:
         self.spec, self.progress_bar = spec, progress_bar
         self.out = check_study_folder(spec)
-        self.out.mkdir(parents=True, exist_ok=True)
+        make_folder(self.out, "report.dir")
         self.cache = StageCache(self.out)
         self.compare = spec.compare or Compare(spec.experiments[0].name)
         self.data: dict[str, dict[str, Any]] = {}

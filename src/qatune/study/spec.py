@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from qatune.config import SEED_MAX, TrainConfig, typed
-from qatune.errors import ConfigError
+from qatune.errors import ConfigError, DataError
 from qatune.io import load_yaml, read_json
 from qatune.paths import safe_name
+from qatune.sources import check_spec
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
@@ -230,6 +231,8 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
     body = _mapping(raw, "study", KEYS)
     name = safe_name(body.get("name", "study"), "name")
     data = DataSpec(**_mapping(body.get("data"), "data", DATA_KEYS, DataSpec))
+    if data.dir is not None and (not data.dir.strip() or not Path(data.dir).is_dir()):
+        raise ConfigError(f"data.dir: {data.dir!r} is not a folder; give the folder with the SQuAD files")
     sweep, count = _sweep(body.get("sweep"), base_dir)
     experiments_raw = body.get("experiments")
     if not isinstance(experiments_raw, list) or not experiments_raw:
@@ -242,6 +245,11 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
     if body.get("compare") is not None:
         values = _mapping(body["compare"], "compare", COMPARE_KEYS, Compare)
         compare = Compare(**values)
+        if compare.data is not None:
+            try:
+                check_spec(compare.data, "validation")
+            except DataError as exc:
+                raise ConfigError(f"compare.data: {exc}") from None
         if compare.experiment not in names:
             raise ConfigError(
                 f"compare.experiment: {compare.experiment!r} is not an experiment; valid: {', '.join(names)}"

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial
 from qatune.config import SEED_MAX
 from qatune.errors import ConfigError
 from qatune.layout import SWEEP_DB
+from qatune.paths import make_folder
 from qatune.sweep.spec import SweepSpec, parse_sweep
 
 
@@ -111,7 +112,7 @@ def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
     CREATE fails once, and simply opening again succeeds, hence the few attempts.
     """
     if options.storage is None:  # the default SQLite file lives in the sweep folder
-        options.directory.mkdir(parents=True, exist_ok=True)
+        make_folder(options.directory, "sweep folder (--dir)")
     for attempt in range(attempts):
         try:
             return RDBStorage(
