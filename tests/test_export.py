@@ -157,3 +157,21 @@ def test_a_damaged_export_settings_file_is_one_error(edit, words, tiny_export, t
     (out / ONNX_META).write_text(json.dumps({**meta, **edit}))
     with pytest.raises(ModelError, match=words):
         OnnxAnswerer(out)
+
+
+def test_evaluate_scores_an_export_as_it_answers(tiny_bert, tiny_export, tmp_path, capsys):
+    """`qatune evaluate --model EXPORT` scores the ONNX model (as ask and serve run it) like the torch model."""
+    from qatune.cli import main
+
+    window = ["--max-seq-length", "64", "--doc-stride", "16", "--max-query-length", "16"]
+    scores = {}
+    for name, model in (("torch", str(tiny_bert)), ("onnx", str(tiny_export))):
+        predictions = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--model", model, "--data", "sample:validation", *window, "-q", "--json",
+                     "--predictions", str(predictions)]) == 0  # fmt: skip
+        scores[name] = (json.loads(capsys.readouterr().out), json.loads(predictions.read_text()))
+    (torch_metrics, torch_answers), (onnx_metrics, onnx_answers) = scores["torch"], scores["onnx"]
+    assert onnx_metrics["total"] == torch_metrics["total"] == 34 and onnx_metrics["eval_loss"] is None
+    same = sum(onnx_answers[q] == torch_answers[q] for q in torch_answers)
+    assert same >= 32  # the same answers but for near-ties (logits agree to 1e-4)
+    assert onnx_metrics["f1"] == pytest.approx(torch_metrics["f1"], abs=3)

@@ -17,7 +17,9 @@ def add_evaluate_parser(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "evaluate", parents=[common], help="EM/F1 and correct/similar/incorrect of a model on a data set"
     )
-    p.add_argument("--model", default="default", help="model: default, a folder, or a hub id")
+    p.add_argument(
+        "--model", default="default", help="model: default, a folder, an export (onnxruntime; int8 too), or a hub id"
+    )
     p.add_argument("--data", default="squad:validation", help="data spec (default: squad:validation)")
     p.add_argument("--limit", type=positive_int, help="first N questions")
     p.add_argument("--sample", type=positive_int, help="seeded random N questions")
@@ -103,9 +105,10 @@ def add_ask_parser(sub, common: argparse.ArgumentParser) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.card import add_result, read_card
-    from qatune.inference import evaluate
+    from qatune.inference import evaluate, evaluate_answerer
     from qatune.io import atomic_write_json
     from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
+    from qatune.lite import OnnxAnswerer, is_exported
     from qatune.models import load_model
     from qatune.paths import check_output_file, check_output_folder
     from qatune.report.evaluation import write_evaluation_report
@@ -125,15 +128,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     window = model_window(args.model, args)
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
-    loaded = load_model(args.model, seed=args.seed, dtype=args.dtype)
-    result = evaluate(loaded, dataset, window, args.batch_size, progress_bar=not args.quiet)
-    report = {
-        "model": args.model,
-        "data": dataset.source,
-        "fresh_head": loaded.fresh_head,
-        "notes": dataset.notes,
-        **result.metrics,
-    }
+    if is_exported(args.model):  # as `ask` and `serve` answer with it: onnxruntime, int8 included
+        if args.dtype != "float32":
+            print(f"warning: --dtype {args.dtype} is for torch models; {args.model} runs as exported", file=sys.stderr)
+        answerer = OnnxAnswerer(args.model, batch_size=args.batch_size, window=window)
+        result = evaluate_answerer(answerer, dataset, progress_bar=not args.quiet)
+        fresh_head, temperature = answerer.meta.fresh_head, answerer.decoding.temperature
+    else:
+        loaded = load_model(args.model, seed=args.seed, dtype=args.dtype)
+        result = evaluate(loaded, dataset, window, args.batch_size, progress_bar=not args.quiet)
+        fresh_head, temperature = loaded.fresh_head, loaded.temperature
+    report = {"model": args.model, "data": dataset.source, "fresh_head": fresh_head, "notes": dataset.notes}
+    report.update(result.metrics)
     if args.predictions:
         atomic_write_json(args.predictions, result.predictions)
     if args.metrics:
@@ -150,11 +156,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"{args.model} on {dataset.source} ({m['total']} questions, {m['seconds']:.1f} s, "
         f"{m['questions_per_second']:.1f} q/s)"
     )
-    print(f"  EM {m['exact_match']:.2f}  F1 {m['f1']:.2f}  eval loss {m['eval_loss']:.3f}")
+    loss = "" if m["eval_loss"] is None else f"  eval loss {m['eval_loss']:.3f}"
+    print(f"  EM {m['exact_match']:.2f}  F1 {m['f1']:.2f}{loss}")
     print(f"  correct {m['correct']}  similar {m['similar']}  incorrect {m['incorrect']}")
     print(
         f"  calibration error (ECE, 10 bins) {m['ece']:.3f}"
-        + ("" if loaded.temperature == 1.0 else f" (uncalibrated {m['ece_raw']:.3f})")
+        + ("" if temperature == 1.0 else f" (uncalibrated {m['ece_raw']:.3f})")
     )
     if args.report:
         print(f"report: {args.report}/ ({EVAL_REPORT}, {RELIABILITY_FIGURE})")

@@ -22,7 +22,7 @@ from qatune.data import Example, QADataset
 from qatune.errors import DataError
 from qatune.metrics import best_over_golds, best_threshold, expected_calibration_error, reliability, squad_scores
 from qatune.models import DEFAULT_MODEL, LoadedModel, load_model
-from qatune.predict import Logits, Prediction, predict_examples
+from qatune.predict import Decoding, Logits, Prediction, predict_examples
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
 Progress = Callable[[int], None]
@@ -134,9 +134,29 @@ def evaluate(
     """EM/F1, buckets, true evaluation loss (cross-entropy on gold spans), calibration error and speed;
     for a model with a null answer also HasAns/NoAns scores and the best-threshold figures."""
     began = time.perf_counter()
-    examples = dataset.examples
     windows, logits = _dataset_logits(loaded, dataset, window, batch_size, progress_bar)
-    predicted = predict_examples(examples, windows, logits, 2, loaded.decoding(max_answer_length))
+    decoding = loaded.decoding(max_answer_length)
+    predicted = predict_examples(dataset.examples, windows, logits, 2, decoding)
+    return _scored(dataset.examples, predicted, decoding, logits.loss, time.perf_counter() - began)
+
+
+def evaluate_answerer(answerer: SpanAnswerer, dataset: QADataset, progress_bar: bool = False) -> EvalResult:
+    """`evaluate` for any answering backend (an ONNX export, int8 included): the same scores from the
+    answers it gives, in chunks for the progress bar; no eval loss (the backend gives logits only)."""
+    began = time.perf_counter()
+    examples, predicted = dataset.examples, []
+    with tqdm(total=len(examples), desc="evaluating", unit="question", disable=not progress_bar) as bar:
+        for b in range(0, len(examples), 256):
+            chunk = examples[b : b + 256]
+            predicted += answerer.predict_many([(e.context, e.question) for e in chunk], 2)
+            bar.update(len(chunk))
+    return _scored(examples, predicted, answerer.decoding, None, time.perf_counter() - began)
+
+
+def _scored(
+    examples: list[Example], predicted: list[Prediction], decoding: Decoding, loss: float | None, seconds: float
+) -> EvalResult:
+    """The scores of one evaluation's predictions (shared by every backend)."""
     predictions = {e.id: (p.answers[0].text if p.answers else "") for e, p in zip(examples, predicted)}
     references = {e.id: list(e.answers) for e in examples}
     metrics: dict[str, Any] = dict(squad_scores(predictions, references))
@@ -145,10 +165,9 @@ def evaluate(
     hits = list(exact.values())
     metrics["ece"] = expected_calibration_error([probabilities[q][0] for q in references], hits)
     metrics["ece_raw"] = expected_calibration_error([probabilities[q][1] for q in references], hits)
-    if loaded.with_null:
-        metrics.update(_no_answer_scores(examples, predicted), null_threshold=loaded.null_threshold)
-    seconds = time.perf_counter() - began
-    metrics.update(eval_loss=logits.loss, seconds=seconds, questions_per_second=len(examples) / seconds)
+    if decoding.with_null:
+        metrics.update(_no_answer_scores(examples, predicted), null_threshold=decoding.null_threshold)
+    metrics.update(eval_loss=loss, seconds=seconds, questions_per_second=len(examples) / seconds)
     return EvalResult(predictions, metrics, probabilities, exact)
 
 

@@ -39,6 +39,7 @@ class ExportMeta(BaseModel):
     with_null: bool
     pad_token_id: int = Field(ge=0, le=2**31 - 1)
     max_positions: int | None = Field(default=None, ge=16)  # None: an export older than this field
+    fresh_head: bool = False  # exported from a model whose QA head was untrained
 
     @classmethod
     def read(cls, folder: Path) -> ExportMeta:
