@@ -175,3 +175,10 @@ def test_evaluate_scores_an_export_as_it_answers(tiny_bert, tiny_export, tmp_pat
     same = sum(onnx_answers[q] == torch_answers[q] for q in torch_answers)
     assert same >= 32  # the same answers but for near-ties (logits agree to 1e-4)
     assert onnx_metrics["f1"] == pytest.approx(torch_metrics["f1"], abs=3)
+
+
+def test_calibrating_an_export_says_to_calibrate_its_model(tiny_export, capsys):
+    from qatune.cli import main
+
+    assert main(["calibrate", "--model", str(tiny_export), "--data", "sample"]) == 2
+    assert "calibrate that model and export it again" in capsys.readouterr().err

@@ -172,6 +172,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from qatune.calibration import write_calibration
     from qatune.inference import calibrate
     from qatune.layout import CALIBRATION_FILE
+    from qatune.lite import is_exported
     from qatune.models import load_model
     from qatune.paths import check_output_file
     from qatune.sources import load_data
@@ -179,6 +180,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     folder = Path(args.model)
     if not folder.is_dir():
         raise ConfigError(f"--model {args.model}: not a model folder; the calibration is saved into the model's folder")
+    if is_exported(folder):
+        raise ConfigError(
+            f"--model {args.model}: an ONNX export carries the calibration of the model it came from; calibrate "
+            f"that model and export it again"
+        )
     check_output_file(folder / CALIBRATION_FILE, "--model", overwrite=True)  # writable; refitting replaces it
     if args.data is None:
         from qatune.train_parts import held_out_questions
