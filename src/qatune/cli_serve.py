@@ -131,6 +131,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"warning: serving on {args.host} without --api-key: anyone who can reach this port may ask",
             file=sys.stderr,
         )
+    from qatune.lite import is_exported
+
+    for model in filter(None, (config.model, config.compare_with)):
+        if config.dtype != "auto" and is_exported(model):
+            print(f"warning: --dtype {config.dtype} is for torch models; {model} runs as exported", file=sys.stderr)
     models = Models()
     models.load(config)  # here, not in uvicorn's startup: a bad model is one error: line, not a traceback
     app = create_app(config, models)
