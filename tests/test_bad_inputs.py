@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file as load_weights
+from safetensors.torch import save_file as save_weights
 
 from qatune.cli import main
 
@@ -132,6 +134,11 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
     corrupt_weights = root / "corrupt-weights"
     shutil.copytree(tiny_bert, corrupt_weights)
     (corrupt_weights / "model.safetensors").write_bytes(b"\x00garbage" * 100)
+    nan_model = root / "nan-weights"  # loads, but every output is NaN (a diverged model saved elsewhere)
+    shutil.copytree(tiny_bert, nan_model)
+    weights = load_weights(nan_model / "model.safetensors")
+    next(w for name, w in weights.items() if "LayerNorm" in name).fill_(float("nan"))
+    save_weights(weights, nan_model / "model.safetensors", metadata={"format": "pt"})
     corrupt_settings = root / "corrupt-settings"
     shutil.copytree(tiny_bert, corrupt_settings)
     (corrupt_settings / "qatune.json").write_text("{not json")
@@ -169,6 +176,7 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
         "big": big,
         "big_data": big_data,
         "corrupt_weights": corrupt_weights,
+        "nan_model": nan_model,
         "corrupt_settings": corrupt_settings,
         "trained": trained,
         "bad_card": bad_card,

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qatune.data import question_examples
-from qatune.errors import QatuneError
+from qatune.errors import ModelError, QatuneError
 from qatune.predict import Answer, Decoding, Logits, Prediction, group_windows, predict
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
@@ -57,6 +57,12 @@ def batched_logits(
         for row, i in enumerate(idx):
             n = len(windows.input_ids[i])
             starts[i], ends[i] = s[row, :n], e[row, :n]
+            if not (np.isfinite(starts[i]).all() and np.isfinite(ends[i]).all()):
+                # else NaN scores decode to answers with probability 1.0, and JSON output is invalid
+                raise ModelError(
+                    "the model's outputs are not finite numbers (NaN or infinity): its weights are damaged; "
+                    "train, download or export it again"
+                )
         if progress:
             progress(len(idx))
     return Logits(starts, ends)

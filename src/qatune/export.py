@@ -165,6 +165,10 @@ def _check(loaded, names: list[str], folder: Path) -> float:
     encoded = loaded.tokenizer(["Who?"], [CHECK_CONTEXT], return_tensors="pt")
     with torch.inference_mode():
         expected = loaded.model(**{n: encoded[n] for n in names}).start_logits.numpy()
+    if not np.isfinite(expected).all():
+        raise ModelError(f"{loaded.name}: its outputs are not finite numbers (NaN or infinity); weights damaged")
     session = OnnxAnswerer(folder).session
     got = session.run(["start_logits"], {n: encoded[n].numpy().astype(np.int64) for n in names})[0]
+    if not np.isfinite(got).all():
+        raise ModelError(f"{loaded.name}: the exported graph gives outputs that are not finite numbers; not exported")
     return float(np.abs(got - expected).max())

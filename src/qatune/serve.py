@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from qatune.answering import Query
 from qatune.api_types import json_int, text_types
 from qatune.config import SEED_MAX
-from qatune.errors import ConfigError, QatuneError
+from qatune.errors import ConfigError, ModelError, QatuneError
 from qatune.predict import Decoding, Prediction
 from qatune.serve_hf import HFAnswer, answer_hf
 from qatune.serve_hf import request_model as hf_request_model
@@ -169,6 +169,9 @@ def _open(model: str, config: ServeConfig) -> Loaded:
     return Loaded(answerer, backend, model, MicroBatcher(answerer, config.batch_questions, config.batch_wait_ms))
 
 
+PROBE = ("Earth is the third planet from the Sun.", "Which planet is Earth?")
+
+
 class Models:
     """The loaded answerers (primary and optional comparison), each behind its micro-batcher."""
 
@@ -177,9 +180,13 @@ class Models:
         self.ready = False
 
     def load(self, config: ServeConfig) -> None:
+        """Open the models and answer one question with each: a model that cannot answer (damaged weights
+        giving NaN) is an error here, before the server takes requests (and the first request is warm)."""
         self.loaded["primary"] = _open(config.model, config)
         if config.compare_with:
             self.loaded["compare"] = _open(config.compare_with, config)
+        for role in self.loaded:
+            self.predict(role, [PROBE], 1)
         self.ready = True
 
     def predict(
@@ -306,7 +313,8 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
 
     @app.exception_handler(QatuneError)
     async def qatune_error(request: Request, exc: QatuneError) -> JSONResponse:
-        return SafeJSONResponse({"detail": str(exc)}, status_code=422)
+        status = 503 if isinstance(exc, ModelError) else 422  # the model, not the request, is at fault
+        return SafeJSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
