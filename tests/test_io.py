@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from qatune.errors import OutputError
@@ -25,3 +27,19 @@ def test_an_unwritable_place_is_an_output_error_naming_the_file(tmp_path):
         atomic_write_json(tmp_path / "file" / "out.json", {"a": 1})
     assert (tmp_path / "file").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no temp file left behind
+
+
+def test_json_written_is_strict_with_non_finite_numbers_as_null(tmp_path):
+    """NaN would be written as a bare NaN, which browsers, jq and other languages refuse."""
+    from qatune.io import dumps
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+
+    record = {"loss": float("nan"), "scores": [1.5, float("inf"), -float("inf")], "nested": {"x": (float("nan"),)}}
+    atomic_write_json(tmp_path / "a.json", record)
+    append_jsonl(tmp_path / "b.jsonl", record)
+    expected = {"loss": None, "scores": [1.5, None, None], "nested": {"x": [None]}}
+    assert strict((tmp_path / "a.json").read_text()) == expected
+    assert strict((tmp_path / "b.jsonl").read_text()) == expected
+    assert strict(dumps(record)) == expected

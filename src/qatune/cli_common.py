@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from qatune.config import SEED_MAX
+from qatune.io import dumps
 
 
 class Parser(argparse.ArgumentParser):
@@ -86,8 +86,9 @@ def add_window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
-def emit(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
+def emit(obj: Any, default: Callable[[Any], Any] | None = None) -> None:
+    """`obj` as strict JSON on stdout (--json); `default` turns other objects into JSON values."""
+    print(dumps(obj, indent=2, ensure_ascii=False, default=default))
 
 
 def from_args(cls: Any, args: argparse.Namespace, **given: Any) -> Any:

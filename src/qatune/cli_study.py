@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from importlib import resources
 from pathlib import Path
+
+from qatune.cli_common import emit
 
 RUN_EPILOG = """stages: data -> sweep (optional) -> fine-tune each experiment -> evaluate (train slice, test slice,
 untuned base) -> questions -> report (report.md, report.html, results.json in the report folder).
@@ -89,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     results = run_study(spec, progress_bar=not args.quiet)
     if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+        emit(results, default=str)
         return 0
     print(f"study {spec.name} done in {results['seconds']} s")
     for path in results["files"]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from qatune.cli_common import from_args, int_in, positive_int, seed_int
+from qatune.cli_common import emit, from_args, int_in, positive_int, seed_int
 from qatune.errors import ConfigError
 from qatune.paths import safe_name
 
@@ -149,7 +148,7 @@ def _show(args: argparse.Namespace) -> int:
     options = _options(args, name)
     report = show_sweep(options, Path(args.out) if args.out else None, n_top=args.top, figures=not args.no_figures)
     if args.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+        emit(report, default=str)
         return 0
     columns = report["columns"]
     counts = report["counts"]
@@ -221,7 +220,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     result = run_sweep(spec, options, progress_bar=not args.quiet)
     if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        emit(result, default=str)
         return 0
     counts = result["counts"]
     print(f"sweep {name}: stopped ({result['stopped']}); " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))

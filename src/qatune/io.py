@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable
@@ -41,8 +42,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinity as None (null): Python writes them as bare NaN, which is not JSON,
+    so browsers, jq and other languages could not read the file."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(value) for value in obj]
+    return obj
+
+
+def dumps(obj: Any, **options: Any) -> str:
+    """Strict JSON text of `obj` (non-finite numbers as null): every JSON qatune writes or prints."""
+    return json.dumps(finite(obj), allow_nan=False, **options)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(path, dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -63,12 +81,12 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(dumps(record) + "\n")
         handle.flush()
 
 
