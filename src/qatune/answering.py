@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qatune.data import question_examples
-from qatune.errors import ModelError, QatuneError
+from qatune.errors import NonFiniteOutputs, QatuneError
 from qatune.predict import Answer, Decoding, Logits, Prediction, group_windows, predict
 from qatune.windows import WindowConfig, Windows, tokenize_windows
 
@@ -59,7 +59,7 @@ def batched_logits(
             starts[i], ends[i] = s[row, :n], e[row, :n]
             if not (np.isfinite(starts[i]).all() and np.isfinite(ends[i]).all()):
                 # else NaN scores decode to answers with probability 1.0, and JSON output is invalid
-                raise ModelError(
+                raise NonFiniteOutputs(
                     "the model's outputs are not finite numbers (NaN or infinity): its weights are damaged; "
                     "train, download or export it again"
                 )

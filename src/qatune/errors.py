@@ -15,6 +15,10 @@ class ModelError(QatuneError):
     """A model cannot be found or loaded (no safetensors, slow tokenizer, ...)."""
 
 
+class NonFiniteOutputs(ModelError):
+    """A model's outputs are NaN or infinite: its weights are damaged (or training is diverging)."""
+
+
 class ConfigError(QatuneError):
     """A setting is out of range or inconsistent with another one."""
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +27,7 @@ from qatune import best
 from qatune import checkpoint as ckpt
 from qatune.config import TrainConfig
 from qatune.data import QADataset
-from qatune.errors import TrainingDiverged, TrainingInterrupted
+from qatune.errors import NonFiniteOutputs, TrainingDiverged, TrainingInterrupted
 from qatune.hardware import package_versions, resolve_precision
 from qatune.inference import evaluate
 from qatune.io import append_jsonl, atomic_write_json, read_json
@@ -133,9 +133,12 @@ class _Run:
             )
             model_config: Any = unwrapped.model.config
             model_config.qatune_with_null = self.with_null
-            result = evaluate(
-                unwrapped, self.dev, self.config.window, self.config.eval_batch_size, self.config.max_answer_length
-            )
+            try:
+                result = evaluate(
+                    unwrapped, self.dev, self.config.window, self.config.eval_batch_size, self.config.max_answer_length
+                )
+            except NonFiniteOutputs:  # the last step's update blew the weights up before a loss could show it
+                self._diverged("model's output on the dev slice", math.nan, self.progress.step)
             train_loss = self.since_eval_sum / self.since_eval_count if self.since_eval_count else None
             self.since_eval_sum, self.since_eval_count = 0.0, 0
             metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
@@ -195,9 +198,10 @@ class _Run:
             ckpt.save_checkpoint(self.accelerator, self.out, p) if self.accelerator.is_main_process else None
             self.accelerator.wait_for_everyone()
 
-    def _diverged(self, what: str, value: float) -> None:
-        """Stop before a non-finite loss or gradient reaches the weights; say which setting to change."""
-        c, step = self.config, self.progress.step + 1
+    def _diverged(self, what: str, value: float, step: int | None = None) -> NoReturn:
+        """Stop before a non-finite loss or gradient reaches the weights (or once the weights give
+        non-finite outputs, at `step`); say which setting to change."""
+        c, step = self.config, self.progress.step + 1 if step is None else step
         self.record("diverged", {"what": what, "value": str(value)})
         cause = (
             f"weight_decay ({c.weight_decay:g}) times the learning rate ({c.learning_rate:g}) is over 1, which "
