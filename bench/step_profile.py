@@ -4,19 +4,19 @@ Uses the real loop's batches: windows of SQuAD train questions, length-grouped m
 padded to their longest window, 4 micro-batches per optimizer step (the default recipe's 32). Each
 variant trains the default model for `--steps` optimizer steps after `--warmup` steps; variants run
 interleaved in rounds, in one process, each on its own fresh copy of the model, and the table gives
-median seconds per step and windows/s with the ratio to float32 eager measured in the same run.
+median seconds per step and windows/s with the ratio to float32 measured in the same run.
 
-Variants (those needing bfloat16 hardware are run where the CPU has AMX-BF16/AVX512-BF16, or with
-`--all` to see the emulated speed):
-- fp32: today's loop (eager, SDPA attention, fused AdamW over every parameter).
+Variants, all with today's default recipe (no dropout); those needing bfloat16 hardware are run where the
+CPU has AMX-BF16/AVX512-BF16, or with `--all` to see the emulated speed:
+- fp32: the float32 loop (SDPA attention, fused AdamW over every parameter): the baseline.
 - fp32-frozen-emb: the word-embedding matrix (11.7M of 22.7M parameters) not updated.
 - fp32-compile: `torch.compile(model, dynamic=True)` (inductor's CPU backend); its warm-up is printed.
-- fp32-no-attn-dropout: dropout 0 on the attention probabilities only (hidden dropout kept), which lets
-  SDPA use its fused kernel instead of materialising and masking the B x H x L x L matrix.
-- fp32-no-dropout: no dropout at all (the cost of every dropout mask).
-- bf16-*: the same under bfloat16 autocast (float32 master weights).
-A torch.profiler table of one step per precision groups operator time by kind (matmul, attention,
-elementwise, norm, optimizer, embedding, other).
+- bf16-sdpa: plain bfloat16 autocast (float32 master weights), the model's SDPA attention.
+- bf16: what `--precision bf16` runs on a CPU: autocast with eager attention (qatune.train_parts).
+- bf16-frozen-emb, bf16-compile: as above, on the bf16 path.
+- bf16-micro4/16/32: the bf16 path with micro-batches of 4, 16 or 32 windows (the same 32 per step).
+A torch.profiler table of one step of fp32, bf16-sdpa and bf16 groups operator time by kind (matmul,
+attention, elementwise, norm, optimizer, embedding, other).
 
     python bench/step_profile.py [--questions 400] [--steps 6] [--warmup 2] [--rounds 2] [--all]
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import sys
 import time
@@ -34,12 +35,13 @@ from pathlib import Path
 
 import torch
 
-from qatune.train_parts import set_dropout
+from qatune.hardware import Precision
+from qatune.train_parts import set_dropout, training_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, machine, save, table  # noqa: E402
 
-MICRO, ACCUMULATION = 8, 4
+MICRO, BATCH = 8, 32
 KINDS = {
     "matmul": ("mm", "addmm", "bmm", "linear", "matmul", "baddbmm"),
     "attention": ("scaled_dot_product", "flash_attention", "_efficient_attention"),
@@ -58,26 +60,42 @@ def kind_of(name: str) -> str:
     return "other"
 
 
-def batches(questions: int) -> list[dict[str, torch.Tensor]]:
-    """The first micro-batches of an epoch of qatune's loader over `questions` train questions."""
+@functools.cache
+def training_windows(questions: int):
+    """The default recipe's config, tokenizer and windows of `questions` SQuAD train questions."""
     from qatune.config import TrainConfig
     from qatune.models import load_model
-    from qatune.train_parts import load_train_eval, window_loader
+    from qatune.train_parts import load_train_eval
     from qatune.windows import tokenize_windows
 
     config = TrainConfig(train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"), train_sample=questions)
-    loaded = load_model("default", seed=config.seed)
-    windows = tokenize_windows(load_train_eval(config)[0].examples, loaded.tokenizer, config.window)
-    return [dict(b) for b in window_loader(windows, loaded.tokenizer, config, MICRO)]
+    tokenizer = load_model("default", seed=config.seed).tokenizer
+    return config, tokenizer, tokenize_windows(load_train_eval(config)[0].examples, tokenizer, config.window)
+
+
+def batches(questions: int, micro: int = MICRO) -> list[dict[str, torch.Tensor]]:
+    """The first micro-batches of `micro` windows of an epoch of qatune's loader over `questions` train questions."""
+    from qatune.train_parts import window_loader
+
+    config, tokenizer, windows = training_windows(questions)
+    return [dict(b) for b in window_loader(windows, tokenizer, config, micro)]
 
 
 class Variant:
     def __init__(
-        self, name: str, base: torch.nn.Module, bf16: bool, frozen_emb: bool, compile_: bool, dropout: str = "all"
+        self,
+        name: str,
+        base: torch.nn.Module,
+        bf16: bool,
+        frozen_emb: bool,
+        compile_: bool,
+        kernel: str = "sdpa",
+        micro: int = MICRO,
     ) -> None:
-        self.name, self.bf16 = name, bf16
+        self.name, self.bf16, self.micro = name, bf16, micro
         self.model = copy.deepcopy(base).train()
-        set_dropout(self.model, 0.0 if dropout == "none" else None, 0.0 if dropout == "hidden" else None)
+        set_dropout(self.model, 0.0)  # the default recipe
+        self.model.set_attn_implementation(kernel)
         if frozen_emb:
             self.model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -115,6 +133,15 @@ def profile(variant: Variant, micro_batches: list[dict[str, torch.Tensor]]) -> d
     return {"by_kind": shares, "top_ops": top}
 
 
+def optimizer_steps(args: argparse.Namespace, micro: int) -> list[list[dict[str, torch.Tensor]]]:
+    """Enough optimizer steps of BATCH windows (as micro-batches of `micro`) for the warm-up and every round."""
+    per_step = BATCH // micro
+    needed = (args.warmup + args.steps * args.rounds) * per_step
+    micro_batches = batches(args.questions, micro)
+    micro_batches = (micro_batches * (needed // len(micro_batches) + 1))[:needed]
+    return [micro_batches[i : i + per_step] for i in range(0, needed, per_step)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--questions", type=int, default=400)
@@ -130,34 +157,32 @@ def main() -> None:
 
     torch.manual_seed(0)
     has_bf16 = bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
-    micro = batches(args.questions)
-    per_step = ACCUMULATION
-    needed = (args.warmup + args.steps * args.rounds) * per_step
-    micro = (micro * (needed // len(micro) + 1))[:needed]
     base = load_model("default", seed=42).model
-    specs: list[tuple] = []
-    for precision, bf16 in [("fp32", False)] + ([("bf16", True)] if has_bf16 or args.all else []):
-        specs += [(precision, bf16, False, False), (f"{precision}-frozen-emb", bf16, True, False)]
-        specs += [(f"{precision}-no-attn-dropout", bf16, False, False, "hidden")]
-        specs += [(f"{precision}-no-dropout", bf16, False, False, "none")]
-        specs += [] if args.no_compile else [(f"{precision}-compile", bf16, False, True)]
+    eager = training_attention(Precision("bf16", "bf16", "cpu", ())) or "sdpa"
+    specs: list[tuple] = [("fp32", False, False, False), ("fp32-frozen-emb", False, True, False)]
+    specs += [] if args.no_compile else [("fp32-compile", False, False, True)]
+    if has_bf16 or args.all:
+        specs += [("bf16-sdpa", True, False, False), ("bf16", True, False, False, eager)]
+        specs += [("bf16-frozen-emb", True, True, False, eager)]
+        specs += [(f"bf16-micro{m}", True, False, False, eager, m) for m in (4, 16, 32)]
+        specs += [] if args.no_compile else [("bf16-compile", True, False, True, eager)]
     variants = [Variant(name, base, *flags) for name, *flags in specs]
 
-    steps = [micro[i : i + per_step] for i in range(0, len(micro), per_step)]
+    steps = {m: optimizer_steps(args, m) for m in {v.micro for v in variants}}
     warmup: dict[str, float] = {}
     for v in variants:  # warm-up (compile happens here)
-        warmup[v.name] = sum(v.step(s) for s in steps[: args.warmup])
+        warmup[v.name] = sum(v.step(s) for s in steps[v.micro][: args.warmup])
         print(f"{v.name}: warm-up {args.warmup} steps {warmup[v.name]:.1f} s", flush=True)
     cursor = args.warmup
     for _ in range(args.rounds):
         for v in variants:
-            for s in steps[cursor : cursor + args.steps]:
+            for s in steps[v.micro][cursor : cursor + args.steps]:
                 v.times.append(v.step(s))
                 v.windows.append(sum(len(b["input_ids"]) for b in s))
         cursor += args.steps
 
-    profiled = ("fp32", "bf16", "fp32-no-attn-dropout", "bf16-no-attn-dropout")
-    profiles = {v.name: profile(v, steps[0]) for v in variants if v.name in profiled}
+    profiled = ("fp32", "bf16-sdpa", "bf16")
+    profiles = {v.name: profile(v, steps[v.micro][0]) for v in variants if v.name in profiled}
     rows = []
     base_rate = None
     for v in variants:
@@ -175,13 +200,13 @@ def main() -> None:
     print(table(rows, ["variant", "median_s_per_step", "windows_per_s", "x_fp32", "warmup_s"]))
     for name, shares in profiles.items():
         print(f"profile of one {name} step (% of step time): {shares}")
-    mean_length = statistics.mean(b["input_ids"].shape[1] for b in micro)
+    mean_length = statistics.mean(b["input_ids"].shape[1] for step in steps[MICRO] for b in step)
     path = save(
         "step_profile",
         {
             "questions": args.questions,
             "micro_batch": MICRO,
-            "accumulation": ACCUMULATION,
+            "batch": BATCH,
             "mean_padded_length": mean_length,
             "steps_per_round": args.steps,
             "rounds": args.rounds,

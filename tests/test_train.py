@@ -253,6 +253,54 @@ def test_bf16_training_lowers_the_loss_and_saves_float32(tiny_bert, tmp_path):
     assert next(load_model(str(out)).model.parameters()).dtype == torch.float32
 
 
+@pytest.mark.parametrize(
+    "used, device, kernel", [("bf16", "cpu", "eager"), ("fp32", "cpu", None), ("bf16", "cuda", None)]
+)
+def test_training_attention_is_eager_only_for_bf16_on_a_cpu(used, device, kernel):
+    from qatune.hardware import Precision
+    from qatune.train_parts import training_attention
+
+    assert training_attention(Precision("auto", used, device, ())) == kernel
+
+
+def test_attention_switch_restores_the_model_kernel_and_keeps_its_outputs(tiny_bert):
+    from qatune.train_parts import attention
+
+    model = load_model(str(tiny_bert)).model
+    batch = {"input_ids": torch.randint(5, 1000, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long)}
+    batch["attention_mask"][1, 8:] = 0
+    own = model.config._attn_implementation
+    with torch.no_grad():
+        before = model(**batch).start_logits
+        with attention(model, "eager"):
+            assert model.config._attn_implementation == "eager"
+            eager = model(**batch).start_logits
+    assert model.config._attn_implementation == own == "sdpa"
+    assert torch.allclose(before, eager, atol=1e-5)  # the same function, another kernel
+
+
+def test_bf16_run_trains_with_eager_attention_and_evaluates_with_the_model_kernel(tiny_bert, tmp_path, monkeypatch):
+    """On a CPU, bf16 steps use eager attention (faster there), evaluations and the saved model SDPA."""
+    import qatune.train as train_module
+
+    loaded = load_model(str(tiny_bert), seed=3)
+    seen: dict[str, set[str]] = {"train": set(), "eval": set()}
+    real_evaluate = train_module.evaluate
+
+    def spy(model, *args, **kwargs):
+        seen["eval"].add(model.model.config._attn_implementation)
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", spy)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    callback = lambda r: seen["train"].add(loaded.model.config._attn_implementation) if r["type"] == "train" else None  # noqa: E731
+    config = tiny_config(tiny_bert, tmp_path / "run", precision="bf16", max_steps=4)
+    train(config, loaded=loaded, callback=callback, progress_bar=False)
+    assert seen == {"train": {"eager"}, "eval": {"sdpa"}}
+    assert loaded.model.config._attn_implementation == "sdpa"
+    assert "attn_implementation" not in (tmp_path / "run" / "config.json").read_text()
+
+
 def test_micro_batch_default_depends_on_the_device():
     """8 windows suit a 2-core CPU's caches but starve a GPU: there the default is the whole batch."""
     config = TrainConfig(train_batch_size=32)

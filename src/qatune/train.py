@@ -35,7 +35,15 @@ from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE
 from qatune.models import LoadedModel, load_model
 from qatune.paths import exclusive
 from qatune.trackers import Feed, RunInfo, open_feed, parse_report_to
-from qatune.train_parts import load_train_eval, make_accelerator, make_optimizer, set_dropout, window_loader
+from qatune.train_parts import (
+    attention,
+    load_train_eval,
+    make_accelerator,
+    make_optimizer,
+    set_dropout,
+    training_attention,
+    window_loader,
+)
 from qatune.train_save import save_final
 from qatune.windows import tokenize_windows
 
@@ -87,6 +95,8 @@ class _Run:
         self.steps_per_epoch = max(1, math.ceil(len(self.loader) / self.accumulation))
         self.total_steps = config.max_steps or math.ceil(config.num_train_epochs * self.steps_per_epoch)
         self.model = loaded.model
+        self.own_attention = getattr(loaded.model.config, "_attn_implementation", None)
+        self.train_attention = training_attention(self.precision)
         set_dropout(self.model, config.dropout, config.attention_dropout)
         self.model.train()
         optimizer = make_optimizer(self.model, config)
@@ -134,9 +144,14 @@ class _Run:
             model_config: Any = unwrapped.model.config
             model_config.qatune_with_null = self.with_null
             try:
-                result = evaluate(
-                    unwrapped, self.dev, self.config.window, self.config.eval_batch_size, self.config.max_answer_length
-                )
+                with attention(unwrapped.model, self.own_attention):
+                    result = evaluate(
+                        unwrapped,
+                        self.dev,
+                        self.config.window,
+                        self.config.eval_batch_size,
+                        self.config.max_answer_length,
+                    )
             except NonFiniteOutputs:  # the last step's update blew the weights up before a loss could show it
                 self._diverged("model's output on the dev slice", math.nan, self.progress.step)
             train_loss = self.since_eval_sum / self.since_eval_count if self.since_eval_count else None
@@ -220,6 +235,14 @@ class _Run:
         p, c = self.progress, self.config
         if p.step == 0 and c.eval_at_start:
             self.evaluate()
+        with attention(self.loaded.model, self.train_attention):
+            self._epochs()
+        if not best.should_stop(c, p):  # an early stop has just evaluated this step
+            self.evaluate()
+        self.bar.close()
+
+    def _epochs(self) -> None:
+        p, c = self.progress, self.config
         while p.step < self.total_steps:
             self.loader.set_epoch(p.epoch)
             start_batch, pending = p.batch_in_epoch, 0
@@ -250,9 +273,6 @@ class _Run:
                         break
             else:
                 p.epoch, p.batch_in_epoch = p.epoch + 1, 0
-        if not best.should_stop(c, p):  # an early stop has just evaluated this step
-            self.evaluate()
-        self.bar.close()
 
 
 def train(

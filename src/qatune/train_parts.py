@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,6 +58,34 @@ def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
     if held is None:
         raise DataError(f"{config.train_data}: every question was used for training; pass --data FILE")
     return held
+
+
+def training_attention(precision: Precision) -> str | None:
+    """The attention kernel to train with, or None for the model's own (SDPA).
+
+    bf16 on a CPU: eager attention (matmul + softmax), since PyTorch's CPU flash-attention backward is
+    slower in bfloat16 than in float32. Measured in the real loop's step (bench/step_profile.py, an
+    AVX512-BF16 EPYC, micro-batch 8): bf16 with SDPA 1.8x the float32 step, with eager attention
+    2.2-2.7x. Evaluation keeps SDPA, the faster kernel for float32 inference.
+    """
+    return "eager" if precision.used == "bf16" and precision.device == "cpu" else None
+
+
+@contextmanager
+def attention(model: torch.nn.Module, implementation: str | None) -> Iterator[None]:
+    """Run the block with `model`'s attention set to `implementation` (None: unchanged), then restore it.
+    A model that cannot switch (not on transformers' attention interface) keeps its own."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    if implementation is None or before is None or before == implementation:
+        yield
+        return
+    switch = cast("Any", model).set_attn_implementation
+    switch(implementation)
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def make_accelerator(precision: Precision, accumulation_steps: int):
