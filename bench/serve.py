@@ -3,12 +3,14 @@
 Starts a real server process per mode, then hammers POST /v1/answer with a paragraph-length
 question. Modes, measured in the same run (alternating when --rounds > 1): `serialised` answers one
 request per forward pass (`--batch-questions 1`, what the lock used to do), `batched` lets concurrent
-requests share forward passes (the default). Ratios are to `serialised`.
+requests share forward passes (the default), `serialised-fp32` is `serialised` in float32 whatever
+`--dtype` says (the server before micro-batching and bfloat16). Ratios are to the first mode.
 
 `--int8` adds the model's int8 ONNX export (`qatune export --quantize`), micro-batched: the fast path on
 CPUs without AMX.
 
     python bench/serve.py [--model default] [--clients 8] [--seconds 60] [--rounds 1] [--dtype auto] [--int8]
+        [--modes serialised-fp32,serialised,batched]
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ask import QUESTION, paragraph  # noqa: E402
 from common import median, percentile, save, table  # noqa: E402
 
-MODES = {"serialised": ["--batch-questions", "1"], "batched": []}
+# A mode's own --dtype (after --dtype DTYPE on the command line) wins: `serialised-fp32` is the server as it
+# was before micro-batching and bfloat16 (one request per forward pass, float32 weights).
+MODES = {
+    "serialised-fp32": ["--batch-questions", "1", "--dtype", "float32"],
+    "serialised": ["--batch-questions", "1"],
+    "batched": [],
+}
 
 
 def start(model: str, flags: list[str]) -> tuple[subprocess.Popen, str]:
@@ -89,12 +97,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rounds", type=int, default=1, help="alternate the modes this many times")
     parser.add_argument("--dtype", default="auto", help="the server's --dtype (auto, float32, bfloat16)")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument(
+        "--modes", default="serialised,batched", help=f"comma-separated, of {', '.join(MODES)}; the first is the base"
+    )
     parser.add_argument(
         "--int8", action="store_true", help="also serve the model's int8 export (qatune export --quantize), batched"
     )
     args = parser.parse_args()
-    servers = {mode: (args.model, [*MODES[mode], "--dtype", args.dtype]) for mode in args.modes.split(",")}
+    servers = {mode: (args.model, ["--dtype", args.dtype, *MODES[mode]]) for mode in args.modes.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         if args.int8:
             from qatune.export import export_onnx
