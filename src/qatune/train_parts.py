@@ -64,9 +64,9 @@ def training_attention(precision: Precision) -> str | None:
     """The attention kernel to train with, or None for the model's own (SDPA).
 
     bf16 on a CPU: eager attention (matmul + softmax), since PyTorch's CPU flash-attention backward is
-    slower in bfloat16 than in float32. Measured in the real loop's step (bench/step_profile.py, an
-    AVX512-BF16 EPYC, micro-batch 8): bf16 with SDPA 1.8x the float32 step, with eager attention
-    2.2-2.7x. Evaluation keeps SDPA, the faster kernel for float32 inference.
+    slower in bfloat16 than in float32 (28% of the step). Measured on the real loop's batches
+    (bench/step_profile.py, an AVX512-BF16 EPYC, micro-batch 8): bf16 with SDPA 1.73x the float32 step,
+    with eager attention 2.47x. Evaluation keeps SDPA, the faster kernel for float32 inference.
     """
     return "eager" if precision.used == "bf16" and precision.device == "cpu" else None
 
