@@ -89,3 +89,51 @@ def test_bfloat16_inference_agrees_with_float32(tiny_bert):
     assert bf16.metrics["eval_loss"] == pytest.approx(fp32.metrics["eval_loss"], rel=0.02)
     with pytest.raises(ModelError, match="dtype must be one of float32, bfloat16"):
         load_model(str(tiny_bert), dtype="float16")
+
+
+def test_item_attention_is_the_same_function_as_eager_attention(tiny_bert):
+    """qatune's CPU attention (one batch item at a time, queries scaled) gives eager attention's logits,
+    padding masked alike, and the model's kernel is restored after."""
+    import torch
+
+    from qatune.attention import ITEM_ATTENTION, _register, attention
+
+    _register()
+    model = load_model(str(tiny_bert)).model
+    batch = {"input_ids": torch.randint(5, 1000, (3, 16)), "attention_mask": torch.ones(3, 16, dtype=torch.long)}
+    batch["attention_mask"][1, 9:] = 0
+    batch["attention_mask"][2, 4:] = 0
+    with torch.no_grad():
+        with attention(model, "eager"):
+            eager = model(**batch)
+        with attention(model, ITEM_ATTENTION):
+            assert model.config._attn_implementation == ITEM_ATTENTION
+            mine = model(**batch)
+    assert model.config._attn_implementation == "sdpa"
+    assert torch.allclose(eager.start_logits, mine.start_logits, atol=1e-5)
+    assert torch.allclose(eager.end_logits, mine.end_logits, atol=1e-5)
+
+
+def test_bf16_cpu_inference_answers_with_item_attention(tiny_bert, monkeypatch):
+    """bfloat16 weights on a CPU answer through `item_attention`, float32 through the model's own
+    kernel; the bf16 answers match the model's own kernel's, and the model keeps its kernel after."""
+    import torch
+
+    import qatune.attention
+    import qatune.inference as inference
+
+    bf16 = load_model(str(tiny_bert), dtype="bfloat16")
+    assert inference.inference_attention(bf16.model) == qatune.attention.ITEM_ATTENTION
+    assert inference.inference_attention(load_model(str(tiny_bert)).model) is None
+    calls: list[int] = []
+    real = qatune.attention.item_attention
+    monkeypatch.setattr(qatune.attention, "item_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    answerer = Answerer(bf16)
+    context, question = "Paris is the capital of France.", "What is the capital?"
+    mine = answerer.ask(context, question, top_k=2)
+    assert calls  # the pass went through it
+    assert bf16.model.config._attn_implementation == "sdpa"
+    monkeypatch.setattr(inference, "inference_attention", lambda model: None)
+    own = answerer.ask(context, question, top_k=2)
+    assert [a.text for a in mine] == [a.text for a in own]
+    assert torch.tensor([a.probability for a in mine]).allclose(torch.tensor([a.probability for a in own]), atol=0.02)

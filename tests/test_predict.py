@@ -212,3 +212,14 @@ def test_a_saved_null_threshold_decides_whether_to_answer():
     assert low.answers[0].text == "" and low.answers[1].text == "alpha"
     v1 = predict(CONTEXT, [s], [e], [OFFSETS], top_k=3, decoding=Decoding(null_threshold=0.01))
     assert all(a.text for a in v1.answers)  # a v1 model keeps answering exactly as before
+
+
+def test_a_context_without_candidate_spans_has_no_answers():
+    """No window token inside the context (a context of one control character): no answers, no error."""
+    import numpy as np
+
+    from qatune.predict import predict
+
+    outside = np.full((3, 2), -1)
+    found = predict("\x1b", [np.zeros(3)], [np.zeros(3)], [outside], top_k=3)
+    assert found.answers == [] and found.no_answer_probability == 1.0

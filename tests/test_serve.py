@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -229,7 +230,7 @@ def test_micro_batches_answer_concurrent_requests_together(tiny_bert):
     answerer = Answerer(str(tiny_bert))
     questions = [f"What is number {i}?" for i in range(24)]
     alone = [answerer.predict_many([(CONTEXT, q)], 2)[0].answers for q in questions]
-    batcher = MicroBatcher(answerer, max_questions=8, wait_ms=50)
+    batcher = MicroBatcher(lambda: answerer, max_questions=8, wait_ms=50)
     try:
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             found = list(pool.map(lambda q: batcher.ask(Query([(CONTEXT, q)], 2))[0].answers, questions))
@@ -255,3 +256,35 @@ def test_one_bad_query_in_a_batch_fails_alone(tiny_bert):
     results = answerer.predict_queries([good, bad, good])
     assert isinstance(results[1], QatuneError) and "empty question" in str(results[1])
     assert results[0][0].answers == results[2][0].answers == answerer.predict_many(good.pairs, 1)[0].answers
+
+
+def test_micro_batches_wait_for_as_many_requests_as_are_expected(tiny_bert):
+    """Callers that each ask again once answered fill whole batches (after the first, which takes
+    whoever is there), and a lone caller is answered at once even with a long --batch-wait-ms."""
+    import concurrent.futures
+
+    from qatune.answering import Query
+    from qatune.batching import MicroBatcher
+    from qatune.inference import Answerer
+
+    answerer = Answerer(str(tiny_bert))
+    sizes: list[int] = []
+    real = answerer.predict_queries
+    answerer.predict_queries = lambda queries: sizes.append(len(queries)) or real(queries)  # type: ignore[method-assign]
+    batcher = MicroBatcher(lambda: answerer, max_questions=32, wait_ms=1000)
+    try:
+        began = time.monotonic()
+        assert batcher.ask(Query([(CONTEXT, "Who?")], 1))
+        assert time.monotonic() - began < 0.5  # not the 1 s wait: nobody else was expected
+        rounds, callers = 6, 4
+
+        def caller(i: int) -> None:
+            for _ in range(rounds):
+                batcher.ask(Query([(CONTEXT, f"What is number {i}?")], 1))
+
+        with concurrent.futures.ThreadPoolExecutor(callers) as pool:
+            list(pool.map(caller, range(callers)))
+        assert sum(sizes) == 1 + rounds * callers
+        assert sizes.count(callers) >= rounds - 1, sizes  # whole rounds in one pass each
+    finally:
+        batcher.close()

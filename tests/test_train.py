@@ -264,7 +264,7 @@ def test_training_attention_is_eager_only_for_bf16_on_a_cpu(used, device, kernel
 
 
 def test_attention_switch_restores_the_model_kernel_and_keeps_its_outputs(tiny_bert):
-    from qatune.train_parts import attention
+    from qatune.attention import attention
 
     model = load_model(str(tiny_bert)).model
     batch = {"input_ids": torch.randint(5, 1000, (2, 12)), "attention_mask": torch.ones(2, 12, dtype=torch.long)}

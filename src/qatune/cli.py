@@ -33,6 +33,7 @@ from qatune.cli_serve import (
 from qatune.cli_study import add_run_parser, cmd_run
 from qatune.cli_sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import ConfigError, QatuneError, TrainingInterrupted
+from qatune.hardware import tune_allocator
 
 DESCRIPTION = (
     "Turn a pre-trained transformer encoder into an extractive question-answering model: "
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for model cards
     _setup_logging(args.quiet)
+    tune_allocator()
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:

@@ -83,8 +83,9 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-wait-ms",
         type=float_in(0, 1000),
-        default=5.0,
-        help="how long a forward pass waits for more requests to join it (default: 5)",
+        default=20.0,
+        help="longest a forward pass waits for more requests to join it: it waits only until as many "
+        "questions as the last pass had are in, so a lone caller never waits (default: 20)",
     )
     p.add_argument(
         "--dtype",

@@ -76,3 +76,28 @@ def package_versions(names: tuple[str, ...] = ("qatune", "torch", "transformers"
     import importlib.metadata as md
 
     return {name: md.version(name) for name in names}
+
+
+# glibc malloc: M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3), the latter at its 64-bit maximum.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_FREED_BYTES, _MMAP_FROM_BYTES = 256 << 20, 32 << 20
+
+
+def tune_allocator() -> bool:
+    """Keep freed tensor memory in the process instead of handing it back to the OS (glibc only).
+
+    Why: by default glibc maps each allocation over its (adaptive) threshold afresh and returns freed
+    memory at the top of the heap, so a forward pass's activations (MBs each) are page-faulted in and
+    zeroed again on every pass: a quarter of a bfloat16 forward pass of 8 windows on an AVX512-BF16 EPYC
+    (80-90 ms against 61-65 ms with these settings, 3.5x the minor page faults). The cost: up to 256 MB
+    freed memory stays mapped. Called by the CLI (not at import); False where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES))

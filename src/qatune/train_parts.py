@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,23 +68,6 @@ def training_attention(precision: Precision) -> str | None:
     with eager attention 2.47x. Evaluation keeps SDPA, the faster kernel for float32 inference.
     """
     return "eager" if precision.used == "bf16" and precision.device == "cpu" else None
-
-
-@contextmanager
-def attention(model: torch.nn.Module, implementation: str | None) -> Iterator[None]:
-    """Run the block with `model`'s attention set to `implementation` (None: unchanged), then restore it.
-    A model that cannot switch (not on transformers' attention interface) keeps its own."""
-    config = getattr(model, "config", None)
-    before = getattr(config, "_attn_implementation", None)
-    if implementation is None or before is None or before == implementation:
-        yield
-        return
-    switch = cast("Any", model).set_attn_implementation
-    switch(implementation)
-    try:
-        yield
-    finally:
-        switch(before)
 
 
 def make_accelerator(precision: Precision, accumulation_steps: int):
