@@ -112,6 +112,13 @@ def test_item_attention_is_the_same_function_as_eager_attention(tiny_bert):
     assert model.config._attn_implementation == "sdpa"
     assert torch.allclose(eager.start_logits, mine.start_logits, atol=1e-5)
     assert torch.allclose(eager.end_logits, mine.end_logits, atol=1e-5)
+    grads = []
+    for kernel in ("eager", ITEM_ATTENTION):  # differentiable, with eager attention's gradients
+        model.zero_grad()
+        with attention(model, kernel):
+            model(**batch).start_logits.sum().backward()
+        grads.append(model.bert.encoder.layer[0].attention.self.query.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
 def test_bf16_cpu_inference_answers_with_item_attention(tiny_bert, monkeypatch):
