@@ -12,7 +12,7 @@ CPU has AMX-BF16/AVX512-BF16, or with `--all` to see the emulated speed:
 - fp32-frozen-emb: the word-embedding matrix (11.7M of 22.7M parameters) not updated.
 - fp32-compile: `torch.compile(model, dynamic=True)` (inductor's CPU backend); its warm-up is printed.
 - bf16-sdpa: plain bfloat16 autocast (float32 master weights), the model's SDPA attention.
-- bf16: what `--precision bf16` runs on a CPU: autocast with eager attention (qatune.train_parts).
+- bf16: what `--precision bf16` runs on a CPU: autocast with eager attention (qatune.attention).
 - bf16-frozen-emb, bf16-compile: as above, on the bf16 path.
 - bf16-micro4/16/32: the bf16 path with micro-batches of 4, 16 or 32 windows (the same 32 per step).
 A torch.profiler table of one step of fp32, bf16-sdpa and bf16 groups operator time by kind (matmul,
@@ -35,8 +35,9 @@ from pathlib import Path
 
 import torch
 
+from qatune.attention import training_attention
 from qatune.hardware import Precision
-from qatune.train_parts import set_dropout, training_attention
+from qatune.train_parts import set_dropout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, machine, save, table  # noqa: E402

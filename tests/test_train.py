@@ -257,8 +257,8 @@ def test_bf16_training_lowers_the_loss_and_saves_float32(tiny_bert, tmp_path):
     "used, device, kernel", [("bf16", "cpu", "eager"), ("fp32", "cpu", None), ("bf16", "cuda", None)]
 )
 def test_training_attention_is_eager_only_for_bf16_on_a_cpu(used, device, kernel):
+    from qatune.attention import training_attention
     from qatune.hardware import Precision
-    from qatune.train_parts import training_attention
 
     assert training_attention(Precision("auto", used, device, ())) == kernel
 

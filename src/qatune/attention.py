@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from qatune.hardware import Precision
 
 ITEM_ATTENTION = "qatune_item"  # its name in transformers' AttentionInterface
 
@@ -66,6 +69,17 @@ def inference_attention(model: torch.nn.Module) -> str | None:
         return None
     _register()
     return ITEM_ATTENTION
+
+
+def training_attention(precision: Precision) -> str | None:
+    """The attention kernel to train with, or None for the model's own (SDPA).
+
+    bf16 on a CPU: eager attention (matmul + softmax), since PyTorch's CPU flash-attention backward is
+    slower in bfloat16 than in float32 (28% of the step). Measured on the real loop's batches
+    (bench/step_profile.py, an AVX512-BF16 EPYC, micro-batch 8): bf16 with SDPA 1.73x the float32 step,
+    with eager attention 2.47x. Evaluation keeps SDPA, the faster kernel for float32 inference.
+    """
+    return "eager" if precision.used == "bf16" and precision.device == "cpu" else None
 
 
 @contextmanager

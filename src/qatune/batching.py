@@ -93,10 +93,11 @@ class MicroBatcher:
 
     def _loop(self, opener: Callable[[], SpanAnswerer], opened: Future[SpanAnswerer]) -> None:
         try:
-            opened.set_result(opener())
+            answerer = opener()
         except BaseException as exc:  # noqa: BLE001  # the constructor raises it
             opened.set_exception(exc)
             return
+        opened.set_result(answerer)
         closed = False
         while not closed:
             idle = time.monotonic()
@@ -107,7 +108,7 @@ class MicroBatcher:
                 self.expected = 1  # nobody came back within the wait: the last batch's callers are gone
             batch, closed = self._collect(first)
             try:
-                results = self.answerer.predict_queries([p.query for p in batch])
+                results = answerer.predict_queries([p.query for p in batch])
             except BaseException as exc:  # noqa: BLE001  # the callers raise it, not this thread
                 for pending in batch:
                     pending.future.set_exception(exc)

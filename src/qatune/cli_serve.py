@@ -84,8 +84,9 @@ def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
         "--batch-wait-ms",
         type=float_in(0, 1000),
         default=20.0,
-        help="longest a forward pass waits for more requests to join it: it waits only until as many "
-        "questions as the last pass had are in, so a lone caller never waits (default: 20)",
+        help="longest a forward pass waits for more requests to join it: it waits only for those it "
+        "expects (the last pass's callers and any that queued meanwhile), so a lone caller never waits "
+        "(default: 20)",
     )
     p.add_argument(
         "--dtype",

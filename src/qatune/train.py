@@ -25,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from qatune import best
 from qatune import checkpoint as ckpt
-from qatune.attention import attention
+from qatune.attention import attention, training_attention
 from qatune.config import TrainConfig
 from qatune.data import QADataset
 from qatune.errors import NonFiniteOutputs, TrainingDiverged, TrainingInterrupted
@@ -36,14 +36,7 @@ from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE
 from qatune.models import LoadedModel, load_model
 from qatune.paths import exclusive
 from qatune.trackers import Feed, RunInfo, open_feed, parse_report_to
-from qatune.train_parts import (
-    load_train_eval,
-    make_accelerator,
-    make_optimizer,
-    set_dropout,
-    training_attention,
-    window_loader,
-)
+from qatune.train_parts import load_train_eval, make_accelerator, make_optimizer, set_dropout, window_loader
 from qatune.train_save import save_final
 from qatune.windows import tokenize_windows
 

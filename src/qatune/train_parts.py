@@ -59,17 +59,6 @@ def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
     return held
 
 
-def training_attention(precision: Precision) -> str | None:
-    """The attention kernel to train with, or None for the model's own (SDPA).
-
-    bf16 on a CPU: eager attention (matmul + softmax), since PyTorch's CPU flash-attention backward is
-    slower in bfloat16 than in float32 (28% of the step). Measured on the real loop's batches
-    (bench/step_profile.py, an AVX512-BF16 EPYC, micro-batch 8): bf16 with SDPA 1.73x the float32 step,
-    with eager attention 2.47x. Evaluation keeps SDPA, the faster kernel for float32 inference.
-    """
-    return "eager" if precision.used == "bf16" and precision.device == "cpu" else None
-
-
 def make_accelerator(precision: Precision, accumulation_steps: int):
     """Accelerate with the run's mixed precision: bf16/fp16 autocast with float32 master weights and
     optimizer state, or plain float32."""
