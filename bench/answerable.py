@@ -37,8 +37,8 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--questions", type=int, default=400)
     args = parser.parse_args()
-    from qatune.data import load_file
-    from qatune.inference import Answerer
+    from qatune.answering.torch_backend import Answerer
+    from qatune.data.squad import load_file
 
     examples = load_file(DATA_DIR / "dev-v1.1.json.gz").select(sample=args.questions, seed=3).examples
     answerer = Answerer(args.model)

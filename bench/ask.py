@@ -77,9 +77,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--cold", type=int, default=5)
     args = parser.parse_args()
-    from qatune.export import export_onnx
-    from qatune.inference import Answerer
-    from qatune.lite import OnnxAnswerer
+    from qatune.answering.onnx_backend import OnnxAnswerer
+    from qatune.answering.torch_backend import Answerer
+    from qatune.publishing.export import export_onnx
 
     context = paragraph()
     rows = []

@@ -29,13 +29,13 @@ def main() -> None:
     parser.add_argument("--figure", help="also draw the word-aligned reliability diagram to this PNG")
     args = parser.parse_args()
 
-    from qatune.calibration import read_calibration
-    from qatune.data import load_file
-    from qatune.inference import forward_windows
-    from qatune.metrics import best_over_golds, expected_calibration_error, reliability, squad_scores
-    from qatune.models import load_model
-    from qatune.predict import predict_examples
-    from qatune.windows import tokenize_windows
+    from qatune.answering.decoding import predict_examples
+    from qatune.answering.torch_backend import forward_windows
+    from qatune.data.squad import load_file
+    from qatune.data.windows import tokenize_windows
+    from qatune.evaluation.metrics import best_over_golds, expected_calibration_error, reliability, squad_scores
+    from qatune.models.loading import load_model
+    from qatune.models.settings import read_calibration
 
     dev = load_file(DATA_DIR / "dev-v1.1.json.gz").select(sample=args.dev_questions, seed=0)
     loaded = load_model(args.model, seed=0)

@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, median, run_json_with, save, table  # noqa: E402
-from qatune.data import load_file  # noqa: E402
-from qatune.metrics import squad_scores  # noqa: E402
+from qatune.data.squad import load_file
+from qatune.evaluation.metrics import squad_scores
 
 BATCH = 32
 
@@ -75,15 +75,17 @@ def hf_reference(model, tokenizer, examples) -> dict[str, str]:
 
 
 def qatune_torch(loaded, examples, batch: int = BATCH) -> dict[str, str]:
-    from qatune.data import QADataset
-    from qatune.inference import evaluate
+    from qatune.answering.torch_backend import Answerer
+    from qatune.data.squad import QADataset
+    from qatune.data.windows import WindowConfig
+    from qatune.evaluation.scoring import evaluate
 
-    return evaluate(loaded, QADataset(list(examples), "bench"), batch_size=batch).predictions
+    return evaluate(Answerer(loaded, WindowConfig(), batch_size=batch), QADataset(list(examples), "bench")).predictions
 
 
 def onnx_path(folder: Path):
-    """The exported model through qatune.lite (onnxruntime + tokenizers + numpy), as `qatune ask` runs it."""
-    from qatune.lite import OnnxAnswerer
+    """The exported model through qatune.answering.onnx_backend (onnxruntime, tokenizers, numpy), as `ask` runs it."""
+    from qatune.answering.onnx_backend import OnnxAnswerer
 
     answerer = OnnxAnswerer(folder, batch_size=BATCH)
 
@@ -98,7 +100,7 @@ def pipeline_path(python: str, model: str, examples, threads: int, folder: Path)
     """The removed pipeline("question-answering"), run by bench/hf_pipeline.py in a side venv.
 
     Returns a variant that reports the pipeline's own seconds (model loading excluded)."""
-    from qatune.models import resolve_model
+    from qatune.models.loading import resolve_model
 
     job = {
         "model": str(Path(resolve_model(model)).resolve()),
@@ -117,9 +119,9 @@ def pipeline_path(python: str, model: str, examples, threads: int, folder: Path)
 
 def profile(loaded, examples, batch: int) -> dict:
     """Where qatune's evaluation spends its time: seconds per stage, and the forward pass's top operators."""
-    from qatune.inference import forward_windows
-    from qatune.predict import decode_examples
-    from qatune.windows import tokenize_windows
+    from qatune.answering.decoding import decode_examples
+    from qatune.answering.torch_backend import forward_windows
+    from qatune.data.windows import tokenize_windows
 
     stages, began = {}, time.perf_counter()
     windows = tokenize_windows(examples, loaded.tokenizer)
@@ -158,9 +160,9 @@ def main() -> None:
         "--profile", action="store_true", help="only profile qatune's evaluation and print where the time goes"
     )
     args = parser.parse_args()
-    from qatune.export import export_onnx
     from qatune.hardware import inference_dtype
-    from qatune.models import load_model
+    from qatune.models.loading import load_model
+    from qatune.publishing.export import export_onnx
 
     torch.set_num_threads(torch.get_num_threads())
     dev = load_file(DATA_DIR / "dev-v1.1.json.gz").select(sample=args.questions, seed=0)

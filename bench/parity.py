@@ -34,9 +34,9 @@ def parse_variant(text: str) -> tuple[str, dict[str, object]]:
 
 
 def run(name: str, overrides: dict[str, object], args: argparse.Namespace) -> dict[str, object]:
-    from qatune.config import TrainConfig
     from qatune.io import read_jsonl
-    from qatune.train import train
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(args.keep) / name) if args.keep else tmp

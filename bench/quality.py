@@ -51,12 +51,13 @@ def main() -> None:
     parser.add_argument("--name", default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
     args = parser.parse_args()
-    from qatune.calibration import read_calibration
-    from qatune.config import TrainConfig
-    from qatune.inference import evaluate
-    from qatune.models import load_model
-    from qatune.sources import load_data
-    from qatune.train import train
+    from qatune.answering.torch_backend import Answerer
+    from qatune.data.sources import load_data
+    from qatune.evaluation.scoring import evaluate
+    from qatune.models.loading import load_model
+    from qatune.models.settings import read_calibration
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
 
     if args.eval_only:
         import json
@@ -96,7 +97,7 @@ def main() -> None:
         summary = train(config)
         train_minutes = (time.perf_counter() - began) / 60
     dev = load_data(args.dev, "validation")
-    result = evaluate(load_model(args.output), dev, config.window, progress_bar=True).metrics
+    result = evaluate(Answerer(load_model(args.output), config.window), dev, progress_bar=True).metrics
     row = {
         "train_questions": questions,
         "windows_seen": summary["windows_seen"],
@@ -136,11 +137,12 @@ def main() -> None:
 def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
     """Full-dev EM/F1 and speed of float32, bfloat16 and int8 ONNX, with deltas to float32."""
     from eval import onnx_path
-    from qatune.export import export_onnx
+    from qatune.answering.torch_backend import Answerer
+    from qatune.evaluation.metrics import squad_scores
+    from qatune.evaluation.scoring import evaluate
     from qatune.hardware import inference_dtype
-    from qatune.inference import evaluate
-    from qatune.metrics import squad_scores
-    from qatune.models import load_model
+    from qatune.models.loading import load_model
+    from qatune.publishing.export import export_onnx
 
     rows = [
         {
@@ -151,7 +153,7 @@ def fast_paths(model: str, dev, config, fp32: dict) -> list[dict]:
         }
     ]
     if inference_dtype("auto") == "bfloat16":  # emulated bfloat16 (no AMX/AVX512-BF16) is no fast path
-        bf16 = evaluate(load_model(model, dtype="bfloat16"), dev, config.window, progress_bar=True).metrics
+        bf16 = evaluate(Answerer(load_model(model, dtype="bfloat16"), config.window), dev, progress_bar=True).metrics
         rows.append(
             {
                 "path": "torch bfloat16",

@@ -107,7 +107,7 @@ def main() -> None:
     servers = {mode: (args.model, ["--dtype", args.dtype, *MODES[mode]]) for mode in args.modes.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         if args.int8:
-            from qatune.export import export_onnx
+            from qatune.publishing.export import export_onnx
 
             export_onnx(args.model, Path(tmp) / "int8", quantize=True)
             servers["batched, int8 export"] = (str(Path(tmp) / "int8"), [])

@@ -12,7 +12,7 @@ CPU has AMX-BF16/AVX512-BF16, or with `--all` to see the emulated speed:
 - fp32-frozen-emb: the word-embedding matrix (11.7M of 22.7M parameters) not updated.
 - fp32-compile: `torch.compile(model, dynamic=True)` (inductor's CPU backend); its warm-up is printed.
 - bf16-sdpa: plain bfloat16 autocast (float32 master weights), the model's SDPA attention.
-- bf16: what `--precision bf16` runs on a CPU: autocast with eager attention (qatune.attention).
+- bf16: what `--precision bf16` runs on a CPU: autocast with eager attention (qatune.models.attention).
 - bf16-frozen-emb, bf16-compile: as above, on the bf16 path.
 - bf16-micro4/16/32: the bf16 path with micro-batches of 4, 16 or 32 windows (the same 32 per step).
 A torch.profiler table of one step of fp32, bf16-sdpa and bf16 groups operator time by kind (matmul,
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from qatune.attention import training_attention
 from qatune.hardware import Precision
-from qatune.train_parts import set_dropout
+from qatune.models.attention import training_attention
+from qatune.training.setup import set_dropout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA_DIR, machine, save, table  # noqa: E402
@@ -64,10 +64,10 @@ def kind_of(name: str) -> str:
 @functools.cache
 def training_windows(questions: int):
     """The default recipe's config, tokenizer and windows of `questions` SQuAD train questions."""
-    from qatune.config import TrainConfig
-    from qatune.models import load_model
-    from qatune.train_parts import load_train_eval
-    from qatune.windows import tokenize_windows
+    from qatune.data.windows import tokenize_windows
+    from qatune.models.loading import load_model
+    from qatune.training.config import TrainConfig
+    from qatune.training.setup import load_train_eval
 
     config = TrainConfig(train_data=str(DATA_DIR / "train-v1.1-rebuilt.json.gz"), train_sample=questions)
     tokenizer = load_model("default", seed=config.seed).tokenizer
@@ -76,7 +76,7 @@ def training_windows(questions: int):
 
 def batches(questions: int, micro: int = MICRO) -> list[dict[str, torch.Tensor]]:
     """The first micro-batches of `micro` windows of an epoch of qatune's loader over `questions` train questions."""
-    from qatune.train_parts import window_loader
+    from qatune.training.setup import window_loader
 
     config, tokenizer, windows = training_windows(questions)
     return [dict(b) for b in window_loader(windows, tokenizer, config, micro)]
@@ -154,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from qatune.hardware import cpu_flags
-    from qatune.models import load_model
+    from qatune.models.loading import load_model
 
     torch.manual_seed(0)
     has_bf16 = bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})

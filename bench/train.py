@@ -51,10 +51,10 @@ def flops_per_token(model, mean_length: float) -> float:
 
 
 def run_qatune(questions: int, steps: int, precision: str) -> dict:
-    from qatune.config import TrainConfig
     from qatune.io import read_jsonl
-    from qatune.models import load_model
-    from qatune.train import train
+    from qatune.models.loading import load_model
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
 
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(
@@ -68,8 +68,8 @@ def run_qatune(questions: int, steps: int, precision: str) -> dict:
             precision=precision,
         )
         loaded = load_model("default", seed=config.seed)
-        from qatune.train_parts import load_train_eval
-        from qatune.windows import tokenize_windows
+        from qatune.data.windows import tokenize_windows
+        from qatune.training.setup import load_train_eval
 
         windows = tokenize_windows(load_train_eval(config)[0].examples, loaded.tokenizer, config.window)
         mean_length = sum(len(w) for w in windows.input_ids) / len(windows)
@@ -98,8 +98,8 @@ def run_hf(questions: int, steps: int, padded: bool, bf16: bool = False) -> dict
         default_data_collator,
     )
 
-    from qatune.data import load_file
-    from qatune.models import default_model_path
+    from qatune.data.squad import load_file
+    from qatune.models.loading import default_model_path
 
     transformers.logging.set_verbosity_error()
     path = default_model_path()

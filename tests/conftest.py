@@ -6,8 +6,13 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from qatune.training.config import TrainConfig
 
 SQUAD_DIR = Path(os.environ.get("QATUNE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "squad")
 
@@ -27,7 +32,7 @@ def squad_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_contexts() -> list[str]:
-    from qatune.sources import sample_path
+    from qatune.data.sources import sample_path
 
     doc = json.loads(sample_path().read_text())
     return [p["context"] for a in doc["data"] for p in a["paragraphs"]]
@@ -39,7 +44,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from qatune.models import default_model_path
+    from qatune.models.loading import default_model_path
 
     out = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(default_model_path())
@@ -127,3 +132,64 @@ def copy_model(tmp_path):
         return dst
 
     return copy
+
+
+def tiny_config(model, out, **overrides) -> TrainConfig:
+    """A training config that fine-tunes a tiny model in seconds (tests/training, tests/sweep, trackers)."""
+    from qatune.training.config import TrainConfig
+
+    values = dict(
+        model=str(model),
+        train_data="sample",
+        eval_data="sample:validation",
+        output_dir=str(out),
+        train_limit=40,
+        eval_limit=12,
+        max_steps=6,
+        train_batch_size=8,
+        micro_batch_size=4,
+        eval_steps=2,
+        save_steps=2,
+        logging_steps=1,
+        max_seq_length=96,
+        doc_stride=32,
+        max_query_length=24,
+        learning_rate=1e-3,
+        seed=3,
+        precision="fp32",  # the same on every CPU; bf16 and auto are tested on their own
+        calibration_questions=0,  # tested on its own
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+BASE = {
+    "train_data": "sample",
+    "eval_data": "sample:validation",
+    "eval_sample": 20,
+    "max_steps": 6,
+    "eval_steps": 2,
+    "max_seq_length": 128,
+    "doc_stride": 32,
+    "micro_batch_size": 8,
+}
+
+
+def write_config(path: Path, model: Path, **changes) -> Path:
+    config = {
+        "method": "random",
+        "metric": {"name": "f1", "goal": "maximize"},
+        "parameters": {
+            "learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
+            "train_batch_size": {"values": [8, 16]},
+        },
+        "run_cap": 3,
+        "base": {**BASE, "model": str(model)},
+    }
+    for key, value in changes.items():
+        if key == "base":
+            config["base"].update(value)
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump(config))
+    return path

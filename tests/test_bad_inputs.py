@@ -1,7 +1,7 @@
 """The bad-input corpus (tests/bad_inputs/): every surface answers a bad input with the error contract.
 
 CLI: exit code 2, exactly one `error:` line naming the problem, no traceback, nothing written.
-HTTP: a 4xx status with a JSON body, never a 5xx. Commands run in-process (`qatune.cli.main`), so an
+HTTP: a 4xx status with a JSON body, never a 5xx. Commands run in-process (`qatune.cli.main.main`), so an
 unexpected exception fails the test with its traceback.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from safetensors.torch import load_file as load_weights
 from safetensors.torch import save_file as save_weights
 
-from qatune.cli import main
+from qatune.cli.main import main
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 STUDY_OK = """name: s
@@ -72,8 +72,8 @@ def place(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
     """The placeholders of args.txt, made once: damaged models, generated data, a finished run."""
-    from qatune.config import TrainConfig
-    from qatune.train import train
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
 
     root = tmp_path_factory.mktemp("inputs")
     data = root / "data.json"
@@ -228,7 +228,7 @@ def _http_cases() -> list[dict]:
 def keyed_client(tiny_bert):
     from fastapi.testclient import TestClient
 
-    from qatune.serve import Models, ServeConfig, create_app
+    from qatune.serving.app import Models, ServeConfig, create_app
 
     config = ServeConfig(
         model=str(tiny_bert),

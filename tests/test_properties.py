@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qatune.cli import build_parser
-from qatune.config import TrainConfig
-from qatune.data import load_file
+from qatune.cli.main import build_parser
+from qatune.data.squad import load_file
 from qatune.errors import ConfigError, DataError
+from qatune.training.config import TrainConfig
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

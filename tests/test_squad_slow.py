@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from conftest import squad_file
-from qatune.config import TrainConfig
-from qatune.inference import Answerer, evaluate
+from qatune.answering.torch_backend import Answerer
+from qatune.data.sources import load_data
+from qatune.data.windows import WindowConfig
+from qatune.evaluation.scoring import evaluate
 from qatune.io import read_jsonl
-from qatune.models import load_model
-from qatune.sources import load_data
-from qatune.train import train
+from qatune.models.loading import load_model
+from qatune.training.config import TrainConfig
+from qatune.training.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,7 @@ def fine_tuned(tmp_path_factory, squad_dir):
 
 def test_untuned_model_scores_near_zero(squad_dir):
     dev = load_data(str(squad_dir / "dev-v1.1.json.gz")).select(sample=200, seed=0)
-    metrics = evaluate(load_model("default", seed=0), dev).metrics
+    metrics = evaluate(Answerer(load_model("default", seed=0), WindowConfig()), dev).metrics
     assert metrics["total"] == 200 and metrics["exact_match"] < 5
     assert metrics["eval_loss"] > 4
 

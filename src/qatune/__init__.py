@@ -5,20 +5,20 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Answerer": "qatune.inference",
-    "evaluate": "qatune.inference",
-    "Answer": "qatune.predict",
-    "Prediction": "qatune.predict",
-    "decode": "qatune.predict",
-    "TrainConfig": "qatune.config",
-    "fine_tune": "qatune.train",
-    "load_model": "qatune.models",
-    "load_data": "qatune.sources",
-    "load_file": "qatune.data",
-    "Example": "qatune.data",
-    "QADataset": "qatune.data",
-    "WindowConfig": "qatune.windows",
-    "squad_scores": "qatune.metrics",
+    "Answerer": "qatune.answering.torch_backend",
+    "evaluate": "qatune.evaluation.scoring",
+    "Answer": "qatune.answering.decoding",
+    "Prediction": "qatune.answering.decoding",
+    "decode": "qatune.answering.decoding",
+    "TrainConfig": "qatune.training.config",
+    "fine_tune": "qatune.training.trainer",
+    "load_model": "qatune.models.loading",
+    "load_data": "qatune.data.sources",
+    "load_file": "qatune.data.squad",
+    "Example": "qatune.data.squad",
+    "QADataset": "qatune.data.squad",
+    "WindowConfig": "qatune.data.windows",
+    "squad_scores": "qatune.evaluation.metrics",
     "QatuneError": "qatune.errors",
     "DataError": "qatune.errors",
     "ModelError": "qatune.errors",
@@ -31,7 +31,7 @@ __all__ = sorted(_LAZY)
 def __getattr__(name: str):
     """Import the public API lazily: `import qatune` stays fast (no torch) until a name is used.
 
-    (`qatune.train` is the module; its function is exported as `qatune.fine_tune`.)
+    (`qatune.training.trainer` is the module; its function is exported as `qatune.fine_tune`.)
     """
     if name in _LAZY:
         import importlib

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +81,75 @@ def package_versions(names: tuple[str, ...] = ("qatune", "torch", "transformers"
     import importlib.metadata as md
 
     return {name: md.version(name) for name in names}
+
+
+@dataclass(frozen=True)
+class Threads:
+    """How many compute threads to run (torch's intra-op pool, onnxruntime's) and what decided it."""
+
+    count: int
+    source: str  # --threads, OMP_NUM_THREADS, cpu quota, affinity or cpu count
+
+
+def _cgroup_cpus(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 cpu.max, v1 cfs quota/period), or None if unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+        period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        return None if int(quota) <= 0 else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def compute_threads(
+    requested: int | None = None, environ: Mapping[str, str] = os.environ, cgroup: Path = Path("/sys/fs/cgroup")
+) -> Threads:
+    """The threads this process should compute with: `requested` (--threads), else OMP_NUM_THREADS, else the
+    CPUs it may run on: its affinity (taskset, cpusets), capped by a cgroup CPU quota (containers), shared
+    among the processes of a torchrun launch on this machine. Never the host's CPU count: under
+    `taskset -c 0` or a one-CPU quota, two threads per CPU only make every step slower."""
+    if requested is not None:
+        return Threads(requested, "--threads")
+    omp = environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return Threads(int(omp), "OMP_NUM_THREADS")
+    try:
+        count, source = len(os.sched_getaffinity(0)), "affinity"
+    except AttributeError:  # macOS, Windows
+        count, source = os.cpu_count() or 1, "cpu count"
+    quota = _cgroup_cpus(cgroup)
+    if quota is not None and math.floor(quota) < count:
+        count, source = max(1, math.floor(quota)), "cpu quota"
+    local = environ.get("LOCAL_WORLD_SIZE", "1")
+    processes = int(local) if local.isdigit() and int(local) > 0 else 1
+    return Threads(max(1, count // processes), source)
+
+
+@contextmanager
+def threads_scope(threads: Threads) -> Iterator[None]:
+    """Compute with `threads.count` threads inside the block, as the CLI does for one command: torch (if it is
+    loaded) and OMP_NUM_THREADS (read by torch when it loads later, and by child processes); both are put
+    back afterwards. Only the CLI calls this: library code never changes process-wide settings."""
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads.count)
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads.count)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+        if before is not None:
+            sys.modules["torch"].set_num_threads(before)
 
 
 # glibc malloc: M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3), the latter at its 64-bit maximum.

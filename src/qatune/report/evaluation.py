@@ -12,9 +12,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from qatune.data import QADataset
+from qatune.data.squad import QADataset
+from qatune.evaluation.scoring import EvalResult, reliability_bins
 from qatune.figures import reliability_diagram
-from qatune.inference import EvalResult, reliability_bins
 from qatune.io import atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
 from qatune.paths import make_folder

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qatune.config import TrainConfig
+from qatune.data.sources import locate
 from qatune.hardware import package_versions
 from qatune.io import atomic_write_json, atomic_write_text, read_jsonl
 from qatune.layout import (
@@ -25,10 +25,10 @@ from qatune.layout import (
     SWEEP_RESULTS,
 )
 from qatune.paths import check_output_folder, exclusive, make_folder, remove_owned
-from qatune.sources import locate
 from qatune.study.cache import StageCache, digest, file_hash
 from qatune.study.spec import Compare, Experiment, StudySpec
-from qatune.trackers import parse_report_to
+from qatune.training.config import TrainConfig
+from qatune.training.trackers import parse_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class StudyRunner:
         return row
 
     def run_experiment(self, experiment: Experiment, sweep: dict[str, Any] | None) -> dict[str, Any]:
-        from qatune.train import train
+        from qatune.training.trainer import train
 
         config = self.experiment_config(experiment, sweep)
         shas = [
@@ -188,9 +188,9 @@ class StudyRunner:
         self, label: str, model: str, model_key: str, config: TrainConfig, data: dict[str, Any], select: dict[str, Any]
     ) -> dict[str, Any]:
         """Score one model on one data slice; predictions go beside the metrics in evals/."""
-        from qatune.inference import evaluate, reliability_bins
-        from qatune.models import load_model
-        from qatune.sources import load_data
+        from qatune.answering.factory import open_answerer
+        from qatune.data.sources import load_data
+        from qatune.evaluation.scoring import evaluate, reliability_bins
 
         key = digest(model_key, data["sha256"] or data["resolved"], select, config.window.__dict__)
 
@@ -199,14 +199,10 @@ class StudyRunner:
             if "train_slice" in select:  # the questions the experiment trained on, then a sample of them
                 dataset = dataset.select(config.train_limit, config.train_sample, config.seed)
             dataset = dataset.select(select.get("limit"), select.get("sample"), select.get("seed", 0))
-            result = evaluate(
-                load_model(model, seed=config.seed),
-                dataset,
-                config.window,
-                config.eval_batch_size,
-                config.max_answer_length,
-                progress_bar=self.progress_bar,
+            answerer, _ = open_answerer(
+                model, window=config.window, seed=config.seed, batch_size=config.eval_batch_size
             )
+            result = evaluate(answerer, dataset, self.progress_bar, config.max_answer_length)
             slug = label.replace("/", "_").replace(" ", "_")
             atomic_write_json(self.out / STUDY_EVALS / f"{slug}.predictions.json", result.predictions)
             reliability = reliability_bins(result, dataset)
@@ -222,7 +218,7 @@ class StudyRunner:
         return self.stage(f"evaluate {label}", key, work)
 
     def run_questions(self, models: dict[str, tuple[str, str, int]]) -> list[dict[str, Any]] | None:
-        from qatune.inference import Answerer
+        from qatune.answering.factory import open_answerer
 
         questions = self.spec.questions
         if questions is None:
@@ -233,7 +229,7 @@ class StudyRunner:
             key = digest(model_key, questions.items, questions.top_k)
 
             def work(model: str = model, seed: int = seed) -> list[list[dict[str, Any]]]:
-                found = Answerer(model, seed=seed).ask_many(pairs, questions.top_k)
+                found = open_answerer(model, seed=seed)[0].ask_many(pairs, questions.top_k)
                 return [[a.to_dict() for a in ranked] for ranked in found]
 
             answers[label] = self.stage(f"questions {label}", key, work)

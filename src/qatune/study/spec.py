@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qatune.config import SEED_MAX, TrainConfig, typed
+from qatune.data.sources import check_spec
 from qatune.errors import ConfigError, DataError
 from qatune.io import load_yaml, read_json
 from qatune.paths import safe_name
-from qatune.sources import check_spec
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
-from qatune.trackers import parse_report_to
+from qatune.training.config import SEED_MAX, TrainConfig, typed
+from qatune.training.trackers import parse_report_to
 
 _STUDY_WIDE = {  # NOT_TUNABLE's settings, and where a study sets them
     "output_dir": "each experiment gets its own folder",
@@ -87,7 +87,7 @@ class StudySpec:
     questions: Questions | None
     report: ReportSpec
     raw: dict[str, Any]
-    report_to: str = "none"  # trackers of the sweep's trials and the experiments (qatune.trackers)
+    report_to: str = "none"  # trackers of the sweep's trials and the experiments (qatune.training.trackers)
 
 
 def _mapping(raw: Any, where: str, keys: tuple[str, ...], cls: type | None = None) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from qatune.config import field_types
 from qatune.errors import ConfigError
+from qatune.training.config import field_types
 
 PARAM_KEYS = ("value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma")
 DISTRIBUTIONS = (

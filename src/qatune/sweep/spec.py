@@ -13,10 +13,10 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 
-from qatune.config import BEST_MODEL_METRICS, TrainConfig
 from qatune.errors import ConfigError
 from qatune.io import load_yaml
 from qatune.sweep.params import NOT_TUNABLE, Param, coerce, number, parse_param
+from qatune.training.config import BEST_MODEL_METRICS, TrainConfig
 
 METHODS = ("grid", "random", "bayes")
 # Metrics a trial reports at every evaluation; the study's choice, train_loss, rewards over-fitting.

@@ -21,11 +21,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from qatune.config import SEED_MAX
 from qatune.errors import ConfigError
 from qatune.layout import SWEEP_DB
 from qatune.paths import make_folder
 from qatune.sweep.spec import SweepSpec, parse_sweep
+from qatune.training.config import SEED_MAX
 
 
 @contextlib.contextmanager
@@ -64,7 +64,7 @@ class SweepOptions:
     keep_models: bool = False
     seed: int = 0
     poll_seconds: float = 1.0
-    report_to: tuple[str, ...] = ()  # trackers each trial is logged to (qatune.trackers), by this worker
+    report_to: tuple[str, ...] = ()  # trackers each trial is logged to (qatune.training.trackers), by this worker
 
     def __post_init__(self) -> None:
         if self.storage is not None:

@@ -91,9 +91,9 @@ def _watch_parent(parent: int) -> None:
 
 
 def main(folder: str) -> int:
-    from qatune.config import TrainConfig
     from qatune.errors import QatuneError, TrainingInterrupted
-    from qatune.train import train
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     _watch_parent(os.getppid())

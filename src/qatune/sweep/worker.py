@@ -23,14 +23,14 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from qatune.config import SEED_MAX
 from qatune.errors import QatuneError, TrainingInterrupted
 from qatune.layout import CHECKPOINTS, EVAL_POSITION, EVAL_SCORES, TRIAL_CONFIG
 from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
 from qatune.sweep.trial import TrialProcess
-from qatune.trackers import Feed, RunInfo, open_feed, require
+from qatune.training.config import SEED_MAX
+from qatune.training.trackers import Feed, RunInfo, open_feed, require
 
 logger = logging.getLogger(__name__)
 

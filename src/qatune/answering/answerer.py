@@ -1,0 +1,150 @@
+"""The one answering seam: a backend turns windows into logits; one answerer does the rest.
+
+torch (`torch_backend.Answerer`) and onnxruntime (`onnx_backend.OnnxAnswerer`) differ only in how windows
+become start/end logits. Checking the questions, cutting windows and decoding spans is `SpanAnswerer`, the
+same code for both, so both answer alike. numpy-only: the ONNX path never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from qatune.answering.decoding import Answer, Decoding, Logits, Prediction, group_windows, predict
+from qatune.data.squad import Example, question_examples
+from qatune.data.windows import WindowConfig, Windows, tokenize_windows
+from qatune.errors import NonFiniteOutputs, QatuneError
+
+Progress = Callable[[int], None]
+
+
+class WindowLogits(Protocol):
+    """Windows in, logits out (trimmed to each window's length), `progress` told of each batch's windows.
+    With `with_loss` a backend that can also sets `Logits.loss`, the mean loss of the windows' gold spans."""
+
+    def __call__(self, windows: Windows, progress: Progress | None = None, with_loss: bool = False) -> Logits: ...
+
+
+def pad_batch(windows: Windows, idx: np.ndarray, names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:
+    """Windows `idx` as int64 arrays padded to the longest of them (input_ids with `pad_id`, an
+    attention_mask, token_type_ids when the model takes them): the inputs both backends feed."""
+    width = max(len(windows.input_ids[i]) for i in idx)
+    feeds = {name: np.zeros((len(idx), width), dtype=np.int64) for name in names}
+    feeds["input_ids"][:] = pad_id
+    for row, i in enumerate(idx):
+        n = len(windows.input_ids[i])
+        feeds["input_ids"][row, :n] = windows.input_ids[i]
+        feeds["attention_mask"][row, :n] = 1
+        if "token_type_ids" in feeds and windows.token_type_ids is not None:
+            feeds["token_type_ids"][row, :n] = windows.token_type_ids[i]
+    return feeds
+
+
+def batched_logits(
+    windows: Windows,
+    batch_size: int,
+    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    progress: Callable[[int], None] | None = None,
+) -> Logits:
+    """Logits of every window through `run` (window indices -> padded start/end logits), in batches of
+    similar length so padding stays small, each window's logits trimmed to its length."""
+    order = np.argsort([len(ids) for ids in windows.input_ids], kind="stable")
+    starts: list[np.ndarray] = [np.empty(0)] * len(windows)
+    ends: list[np.ndarray] = [np.empty(0)] * len(windows)
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        s, e = run(idx)
+        for row, i in enumerate(idx):
+            n = len(windows.input_ids[i])
+            starts[i], ends[i] = s[row, :n], e[row, :n]
+            if not (np.isfinite(starts[i]).all() and np.isfinite(ends[i]).all()):
+                # else NaN scores decode to answers with probability 1.0, and JSON output is invalid
+                raise NonFiniteOutputs(
+                    "the model's outputs are not finite numbers (NaN or infinity): its weights are damaged; "
+                    "train, download or export it again"
+                )
+        if progress:
+            progress(len(idx))
+    return Logits(starts, ends)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One caller's questions and how their answers are decoded (None: the model's own decoding)."""
+
+    pairs: Sequence[tuple[str, str]]
+    top_k: int = 3
+    decoding: Decoding | None = None
+
+
+class SpanAnswerer:
+    """Top-k answers with probabilities and character spans, over any `WindowLogits` backend."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        logits: WindowLogits,
+        window: WindowConfig,
+        decoding: Decoding = Decoding(),
+        max_context_chars: int | None = None,
+    ) -> None:
+        self.tokenizer, self.logits, self.window, self.decoding = tokenizer, logits, window, decoding
+        self.max_context_chars = max_context_chars  # None: the size guard, $QATUNE_MAX_CONTEXT_CHARS or 100,000
+        self.fresh_head = False  # whether the model's QA head is untrained (a backend that knows sets it)
+
+    def windows_of(self, examples: Sequence[Example]) -> Windows:
+        """The windows this answerer cuts `examples` into (labelled with their gold spans)."""
+        return tokenize_windows(examples, self.tokenizer, self.window)
+
+    def decoding_for(self, max_answer_length: int | None = None) -> Decoding:
+        """This answerer's decoding, with another longest answer if given."""
+        if max_answer_length is None:
+            return self.decoding
+        return dataclasses.replace(self.decoding, max_answer_length=max_answer_length)
+
+    def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
+        """Up to `top_k` distinct answers with probabilities and character spans."""
+        return self.ask_many([(context, question)], top_k)[0]
+
+    def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
+        """Batched `ask` for many (context, question) pairs."""
+        return [p.answers for p in self.predict_many(pairs, top_k)]
+
+    def predict_many(
+        self, pairs: Sequence[tuple[str, str]], top_k: int = 3, decoding: Decoding | None = None
+    ) -> list[Prediction]:
+        """`ask_many` plus each question's no-answer probability."""
+        result = self.predict_queries([Query(pairs, top_k, decoding)])[0]
+        if isinstance(result, QatuneError):
+            raise result
+        return result
+
+    def predict_queries(self, queries: Sequence[Query]) -> list[list[Prediction] | QatuneError]:
+        """Several callers' questions through one forward pass (the server's micro-batches): each
+        query gets its predictions, or the error that refused its input without failing the others."""
+        checked: list[list | QatuneError] = []
+        for query in queries:
+            try:
+                checked.append(question_examples(query.pairs, self.max_context_chars))
+            except QatuneError as exc:
+                checked.append(exc)
+        examples = [e for c in checked if not isinstance(c, QatuneError) for e in c]
+        if not examples:
+            return [c if isinstance(c, QatuneError) else [] for c in checked]
+        windows = tokenize_windows(examples, self.tokenizer, self.window)
+        logits = self.logits(windows)
+        groups = iter(group_windows(windows.example_index))
+
+        def answer(context: str, query: Query) -> Prediction:
+            group = next(groups)  # examples were windowed in order: the next group is this example's
+            start, end = [logits.start[i] for i in group], [logits.end[i] for i in group]
+            offsets = [windows.offsets[i] for i in group]
+            return predict(context, start, end, offsets, query.top_k, query.decoding or self.decoding)
+
+        return [
+            c if isinstance(c, QatuneError) else [answer(e.context, q) for e in c] for q, c in zip(queries, checked)
+        ]

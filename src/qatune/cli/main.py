@@ -1,0 +1,293 @@
+"""The `qatune` command line: parses arguments, calls the library, prints, and picks the exit code.
+
+Errors the library raises on purpose (QatuneError) become one `error: ...` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+import typing
+
+from qatune import __version__
+from qatune.cli.answer import (
+    add_ask_parser,
+    add_calibrate_parser,
+    add_evaluate_parser,
+    cmd_ask,
+    cmd_calibrate,
+    cmd_evaluate,
+)
+from qatune.cli.common import Parser, emit, finite_float, float_or_model, int_in, seed_int
+from qatune.cli.serve import add_export_parser, add_push_parser, add_serve_parser, cmd_export, cmd_push, cmd_serve
+from qatune.cli.settings import command_settings
+from qatune.cli.study import add_run_parser, cmd_run
+from qatune.cli.sweep import add_sweep_parser, cmd_sweep
+from qatune.errors import ConfigError, QatuneError, TrainingInterrupted
+
+DESCRIPTION = (
+    "Turn a pre-trained transformer encoder into an extractive question-answering model: "
+    "fine-tune, sweep hyperparameters, evaluate with official SQuAD metrics, answer with confidence."
+)
+EPILOG = """examples:
+  qatune train --train-data squad:train --train-sample 2000 --output runs/minilm
+  qatune evaluate --model runs/minilm --data squad:validation --limit 500
+  qatune ask --model runs/minilm --context "Vin is a Mistborn of great power and skill." \\
+             --question "What is Vin's speciality?"
+  qatune sweep examples/sweep_f1.yaml && qatune sweep show sweep_f1
+  qatune run                      # the whole study (quickstart): sweep, fine-tunes, comparison, report
+
+data specs: a file (.json/.json.gz SQuAD, .jsonl rows), sample[:validation] (embedded set), or
+squad[:split] / squad_v2[:split], looked up in $QATUNE_DATA_DIR, then the Hugging Face hub or its cache.
+models: default (embedded all-MiniLM-L6-v2), a local model folder, or a hub id such as bert-base-cased."""
+
+THREADS_HELP = (
+    "compute threads (default: $OMP_NUM_THREADS, else the CPUs this process may use: its affinity, e.g. "
+    "taskset, capped by a container's CPU quota)"
+)
+
+TRAIN_HELP = {
+    "model": "pre-trained model: default, a folder, or a hub id",
+    "train_data": "training data spec (see `qatune --help`)",
+    "eval_data": "dev data evaluated every --eval-steps; 'none' to skip",
+    "output_dir": "folder for the fine-tuned model, metrics.jsonl and checkpoints",
+    "train_limit": "use the first N training questions",
+    "train_sample": "use a seeded random N training questions",
+    "eval_limit": "evaluate on the first N dev questions",
+    "eval_sample": "evaluate on a seeded random N dev questions",
+    "train_batch_size": "questions windows per optimizer step (reached by gradient accumulation)",
+    "micro_batch_size": "windows per forward pass (default: on a CPU the largest divisor of the batch "
+    "up to 8, on a GPU the whole batch)",
+    "num_train_epochs": "passes over the training windows (may be fractional)",
+    "max_steps": "stop after N optimizer steps (overrides epochs)",
+    "doc_stride": "OVERLAP in tokens between consecutive windows of a long context (as in HF)",
+    "max_query_length": "questions are cut to this many tokens",
+    "eval_steps": "evaluate on the dev slice every N optimizer steps",
+    "save_steps": "checkpoint every N steps (default: eval_steps); a rerun resumes from the last one",
+    "eval_at_start": "also evaluate the untuned model at step 0 (the baseline)",
+    "group_by_length": "batch windows of similar length together (less padding, faster)",
+    "skip_invalid": "drop questions whose answer_start does not match the text, with a count",
+    "precision": "auto (bf16 on CPUs with AMX or AVX512-BF16, CUDA autocast on GPUs, else fp32), fp32, or bf16 "
+    "(mixed precision: bfloat16 compute, float32 weights and optimizer)",
+    "negatives": "add this fraction of unanswerable questions to the training data, each paired with another "
+    "paragraph of its article that holds none of its answers (SQuAD v2-style; README, Unanswerable questions)",
+    "dropout": "dropout probability of every dropout layer while training, or 'model' for the model's own "
+    "(0.1 for BERT-style models); 0 is faster on CPUs and scored higher in one-epoch fine-tunes (README, Speed)",
+    "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "
+    "run as one fused kernel",
+    "load_best_model_at_end": "save the weights of the best evaluation (--metric-for-best-model), not the last",
+    "metric_for_best_model": "f1, exact_match, correct or eval_loss: what 'best' means for the two settings around it",
+    "early_stopping_patience": "stop after N evaluations without improvement of --metric-for-best-model",
+    "report_to": "log every record (loss, learning rate, windows/s, each evaluation) and the settings to "
+    "trackers: comma-separated tensorboard (event files in OUTPUT/tensorboard), mlflow ($MLFLOW_TRACKING_URI, "
+    "else ./mlflow.db), wandb (WANDB_MODE=offline works), or none",
+    "calibration_questions": "after training, fit the confidence calibration on up to N training questions "
+    "left out of training (0: off)",
+}
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so the CLI and the config never drift apart."""
+    from qatune.training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--output" if f.name == "output_dir" else "--" + f.name.replace("_", "-")
+        default = f.default
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=TRAIN_HELP.get(f.name, ""),
+            )
+            continue
+        hint = hints[f.name]
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        optional_float = kind is float and type(None) in typing.get_args(hint)
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=float_or_model if optional_float else {float: finite_float}.get(kind, kind),
+            default=default,
+            metavar=f.name.split("_")[-1].upper(),
+            help=f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="qatune", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"qatune {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    parser.add_argument("--threads", type=int_in(1, 1024), default=None, metavar="N", help=THREADS_HELP)
+    common = Parser(add_help=False)  # lets -q and --threads also follow the command
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="only warnings and errors on stderr, no progress bars",
+    )
+    common.add_argument("--threads", type=int_in(1, 1024), default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="fine-tune a model for extractive QA (resumable)",
+        description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_train_args(p)
+    p.add_argument("--overwrite", action="store_true", help="start over even if --output holds a run")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+    add_evaluate_parser(sub, common)
+    add_calibrate_parser(sub, common)
+    add_ask_parser(sub, common)
+
+    add_sweep_parser(sub, common)
+    add_run_parser(sub, common)
+
+    add_export_parser(sub, common)
+    add_serve_parser(sub, common)
+
+    add_push_parser(sub, common)
+
+    p = sub.add_parser(
+        "data",
+        parents=[common],
+        help="validate a data file and print its counts; make a SQuAD v2-style file from a v1.1 one",
+        epilog="example: qatune data dev-v1.1.json --negatives 0.5 --output dev-v2-style.json",
+    )
+    p.add_argument("spec", help="file or data spec")
+    p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--negatives",
+        type=finite_float,
+        help="add this fraction (0-1] of unanswerable questions: each paired with another paragraph of the "
+        "same article that holds none of its answers (easier than SQuAD v2's adversarial ones); needs --output",
+    )
+    p.add_argument("--output", help="write the (v2-style) data set here as SQuAD v2.0 JSON")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if str(values["eval_data"]).lower() in {"none", ""}:
+        values["eval_data"] = None
+    command = shlex.join(["qatune", *args.argv])
+    summary = train(
+        TrainConfig.from_dict(values), overwrite=args.overwrite, progress_bar=not args.quiet, command=command
+    )
+    if args.json:
+        emit(summary)
+        return 0
+    final = summary.get("final_eval") or {}
+    print(f"model saved to {args.output_dir} ({summary.get('steps')} steps, {summary.get('seconds')} s)")
+    if final:
+        print(
+            f"dev: EM {final['exact_match']:.2f}  F1 {final['f1']:.2f}  correct {final['correct']}  "
+            f"similar {final['similar']}  incorrect {final['incorrect']}  (of {final['total']})"
+        )
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from qatune.data.negatives import add_negatives, to_squad_v2
+    from qatune.data.sources import load_data
+    from qatune.io import atomic_write_json
+    from qatune.paths import check_output_file
+
+    if args.negatives is not None and not args.output:
+        raise ConfigError("--negatives makes a new data set: give --output FILE to write it to")
+    if args.output:
+        check_output_file(args.output, "--output", args.overwrite)
+    dataset = load_data(args.spec, "train", skip_invalid=args.skip_invalid)
+    if args.negatives is not None:
+        dataset = add_negatives(dataset, args.negatives, args.seed)
+    if args.output:
+        atomic_write_json(args.output, to_squad_v2(dataset))
+    info = {
+        "source": dataset.source,
+        "questions": len(dataset),
+        "contexts": len({e.context for e in dataset}),
+        "unanswerable": sum(e.is_impossible for e in dataset),
+        "skipped": dataset.skipped,
+        "notes": dataset.notes,
+    }
+    if args.json:
+        emit(info)
+    else:
+        print(
+            f"{info['source']}: {info['questions']} questions on {info['contexts']} contexts, "
+            f"{info['unanswerable']} unanswerable, {info['skipped']} skipped: OK"
+        )
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "calibrate": cmd_calibrate,
+    "push": cmd_push,
+    "ask": cmd_ask,
+    "data": cmd_data,
+    "sweep": cmd_sweep,
+    "run": cmd_run,
+    "export": cmd_export,
+    "serve": cmd_serve,
+}
+
+
+def _setup_logging(quiet: bool) -> None:
+    class Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            prefix = "warning: " if record.levelno >= logging.WARNING else ""
+            return prefix + record.getMessage()
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Format())
+    root = logging.getLogger("qatune")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for model cards
+    _setup_logging(args.quiet)
+    try:
+        with command_settings(args.threads):
+            return COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    except QatuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk or permission failure the library did not name itself
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

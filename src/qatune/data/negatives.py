@@ -1,0 +1,78 @@
+"""Unanswerable questions made from answerable ones: SQuAD v2-style data from v1.1 files.
+
+No SQuAD v2 training set is available offline, so `--negatives FRACTION` pairs a seeded share of the
+questions with another paragraph of the same article (the same `title`) that contains none of the
+question's gold answers, as an unanswerable example. Same-article paragraphs share the topic and
+vocabulary, so these are harder than random paragraphs, but still easier than SQuAD v2's
+adversarial questions, which were written to look answerable from their own paragraph.
+
+"Contains none of the gold answers" is checked on normalised text (lower-case, no punctuation or
+articles, as the SQuAD metric): erring towards excluding paragraphs, never towards a negative that
+actually holds its answer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from qatune.data.squad import Example, QADataset
+from qatune.errors import ConfigError
+from qatune.evaluation.metrics import normalize_answer
+
+SUFFIX = "-negative"
+
+
+def add_negatives(dataset: QADataset, fraction: float, seed: int = 0, pool: QADataset | None = None) -> QADataset:
+    """`dataset` plus about `fraction` x its size unanswerable questions (module doc).
+
+    Other paragraphs are looked up in `pool` (default: `dataset` itself), so a small slice of a large
+    file still finds same-article paragraphs. A question whose article has no other paragraph free of
+    its answers gets no negative; the data set's notes say how many were made.
+    """
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"negatives must be a fraction in (0, 1], got {fraction}")
+    paragraphs: dict[str, dict[str, str]] = defaultdict(dict)  # title -> context -> normalised context
+    for e in (pool or dataset).examples + dataset.examples:
+        paragraphs[e.title].setdefault(e.context, "")
+    rng = random.Random(seed)
+    positives = [e for e in dataset.examples if e.answers]
+    chosen = rng.sample(positives, round(fraction * len(positives)))
+    ids = {e.id for e in dataset.examples}
+    negatives = []
+    for e in chosen:
+        free = [c for c in paragraphs[e.title] if c != e.context and not _holds(paragraphs[e.title], c, e.answers)]
+        if not free:
+            continue
+        qid = e.id + SUFFIX
+        if qid in ids:
+            raise ConfigError(f"{dataset.source}: question id {qid!r} already exists; cannot name its negative")
+        negatives.append(Example(qid, e.question, rng.choice(free), (), (), e.title))
+    note = (
+        f"added {len(negatives)} unanswerable questions (another paragraph of the same article, "
+        f"--negatives {fraction:g}; {len(chosen) - len(negatives)} questions had no such paragraph)"
+    )
+    return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
+
+
+def _holds(normalised: dict[str, str], context: str, answers: tuple[str, ...]) -> bool:
+    """Whether `context` contains any of the answers, as typed or normalised (each context is
+    normalised once, on demand)."""
+    if not normalised[context]:
+        normalised[context] = normalize_answer(context)
+    lowered = context.lower()
+    return any(a.lower() in lowered or (normalize_answer(a) or a) in normalised[context] for a in answers)
+
+
+def to_squad_v2(dataset: QADataset) -> dict[str, object]:
+    """The data set as a SQuAD v2.0 document (articles by title, paragraphs by context, `is_impossible`)."""
+    articles: dict[str, dict[str, list[dict[str, object]]]] = defaultdict(lambda: defaultdict(list))
+    for e in dataset.examples:
+        answers = [{"text": t, "answer_start": s} for t, s in zip(e.answers, e.answer_starts)]
+        qa = {"id": e.id, "question": e.question, "answers": answers, "is_impossible": not e.answers}
+        articles[e.title][e.context].append(qa)
+    data = [
+        {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
+        for title, paragraphs in articles.items()
+    ]
+    return {"version": "v2.0", "data": data}

@@ -1,0 +1,1 @@
+"""Evaluation: official SQuAD metrics, scoring a model through the answering seam, confidence calibration."""

@@ -1,0 +1,108 @@
+"""Score a model on a data set through the answering seam: EM/F1, buckets, calibration error, speed.
+
+One path for every backend (`answering.answerer.SpanAnswerer`): the torch backend adds the true
+evaluation loss (cross-entropy on gold spans), an ONNX export has none. numpy only: scoring an
+export never imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from qatune.answering.answerer import SpanAnswerer
+from qatune.answering.decoding import Decoding, Logits, Prediction, predict_examples
+from qatune.data.squad import Example, QADataset
+from qatune.data.windows import Windows
+from qatune.evaluation.metrics import (
+    best_over_golds,
+    best_threshold,
+    expected_calibration_error,
+    reliability,
+    squad_scores,
+)
+
+
+@dataclass
+class EvalResult:
+    """Predictions (id -> text), top-1 probabilities (id -> calibrated, raw) and scores of one evaluation."""
+
+    predictions: dict[str, str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
+    exact: dict[str, float] = field(default_factory=dict)  # id -> exact match (0/1) of the top answer
+
+
+def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
+    """(calibrated, raw) probability of the top answer; 0 for a question with no candidate span."""
+    if not prediction.answers:
+        return 0.0, 0.0
+    top = prediction.answers[0]
+    return top.probability, top.probability if top.raw_probability is None else top.raw_probability
+
+
+def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, Any]]]:
+    """Reliability bins (`metrics.reliability`) of the calibrated and of the raw top-1 probability."""
+    hits = [result.exact[e.id] for e in dataset.examples]
+    return {
+        name: reliability([result.probabilities[e.id][k] for e in dataset.examples], hits)
+        for name, k in (("calibrated", 0), ("raw", 1))
+    }
+
+
+def dataset_logits(answerer: SpanAnswerer, dataset: QADataset, progress_bar: bool) -> tuple[Windows, Logits]:
+    """Windows of every question of `dataset` and their logits (with the mean gold-span loss where the
+    backend can compute it)."""
+    windows = answerer.windows_of(dataset.examples)
+    with tqdm(
+        total=len(windows), desc="evaluating", unit="window", disable=not progress_bar, dynamic_ncols=True
+    ) as bar:
+        logits = answerer.logits(windows, bar.update, True)
+    return windows, logits
+
+
+def no_answer_scores(examples: list[Example], predicted: list[Prediction]) -> dict[str, Any]:
+    """The official v2 script's best-threshold figures: EM/F1 if "no answer" were given exactly when the
+    no-answer probability is over the best threshold (and those thresholds)."""
+    spans = {e.id: next((a.text for a in p.answers if a.text), "") for e, p in zip(examples, predicted)}
+    na_probs = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
+    references = {e.id: list(e.answers) for e in examples}
+    out: dict[str, Any] = {}
+    for metric, name in (("exact", "exact_match"), ("f1", "f1")):
+        threshold, score = best_threshold(spans, na_probs, references, metric)
+        out[f"best_{name}"], out[f"best_{name}_threshold"] = score, threshold
+    return out
+
+
+def evaluate(
+    answerer: SpanAnswerer, dataset: QADataset, progress_bar: bool = False, max_answer_length: int | None = None
+) -> EvalResult:
+    """EM/F1, buckets, evaluation loss (torch backends), calibration error and speed of `answerer`'s
+    answers on `dataset`; for a model with a null answer also HasAns/NoAns scores and the
+    best-threshold figures. `max_answer_length` defaults to the answerer's own."""
+    began = time.perf_counter()
+    windows, logits = dataset_logits(answerer, dataset, progress_bar)
+    decoding = answerer.decoding_for(max_answer_length)
+    predicted = predict_examples(dataset.examples, windows, logits, 2, decoding)
+    return _scored(dataset.examples, predicted, decoding, logits.loss, time.perf_counter() - began)
+
+
+def _scored(
+    examples: list[Example], predicted: list[Prediction], decoding: Decoding, loss: float | None, seconds: float
+) -> EvalResult:
+    """The scores of one evaluation's predictions (shared by every backend)."""
+    predictions = {e.id: (p.answers[0].text if p.answers else "") for e, p in zip(examples, predicted)}
+    references = {e.id: list(e.answers) for e in examples}
+    metrics: dict[str, Any] = dict(squad_scores(predictions, references))
+    probabilities = {e.id: _top_probabilities(p) for e, p in zip(examples, predicted)}
+    exact = {qid: best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()}
+    hits = list(exact.values())
+    metrics["ece"] = expected_calibration_error([probabilities[q][0] for q in references], hits)
+    metrics["ece_raw"] = expected_calibration_error([probabilities[q][1] for q in references], hits)
+    if decoding.with_null:
+        metrics.update(no_answer_scores(examples, predicted), null_threshold=decoding.null_threshold)
+    metrics.update(eval_loss=loss, seconds=seconds, questions_per_second=len(examples) / seconds)
+    return EvalResult(predictions, metrics, probabilities, exact)

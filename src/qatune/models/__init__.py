@@ -1,0 +1,1 @@
+"""Models: loading (embedded default, folders, hub ids), attention kernels, the model card, the saved settings."""

@@ -1,0 +1,71 @@
+"""The best evaluation of a run: `--load-best-model-at-end` and `--early-stopping-patience`, as HF's Trainer.
+
+Where the best evaluation stands lives in `Progress` (saved with every checkpoint, so a resumed run
+knows it), and with `load_best_model_at_end` the best weights are kept as one safetensors file in the
+checkpoints folder until the run ends and they become the saved model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qatune.layout import CHECKPOINTS
+from qatune.training.checkpoint import Progress
+from qatune.training.config import TrainConfig
+
+BEST_WEIGHTS = "best.safetensors"
+LOWER_IS_BETTER = {"eval_loss"}
+
+
+def improved(config: TrainConfig, progress: Progress, value: float) -> bool:
+    """Whether `value` of the best-model metric beats the best so far."""
+    if not math.isfinite(value):
+        return False
+    if progress.best_value is None:
+        return True
+    lower = config.metric_for_best_model in LOWER_IS_BETTER
+    return value < progress.best_value if lower else value > progress.best_value
+
+
+def record(config: TrainConfig, progress: Progress, metrics: dict[str, Any], model: torch.nn.Module, out: Path) -> None:
+    """Note an evaluation; keep the model's weights when it is the best so far and they will be wanted.
+    The untuned model's evaluation (step 0) is a baseline, not a candidate."""
+    if progress.step == 0:
+        return
+    value = float(metrics[config.metric_for_best_model])
+    if improved(config, progress, value):
+        progress.best_step, progress.best_value, progress.evals_since_best = progress.step, value, 0
+        if config.load_best_model_at_end:
+            from safetensors.torch import save_file
+
+            path = out / CHECKPOINTS / BEST_WEIGHTS
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{BEST_WEIGHTS}.tmp")
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+            os.replace(tmp, path)
+    else:
+        progress.evals_since_best += 1
+
+
+def should_stop(config: TrainConfig, progress: Progress) -> bool:
+    patience = config.early_stopping_patience
+    return patience is not None and progress.evals_since_best >= patience
+
+
+def restore(config: TrainConfig, progress: Progress, model: torch.nn.Module, out: Path) -> dict[str, Any] | None:
+    """Load the best evaluation's weights into `model` (with load_best_model_at_end); what was chosen."""
+    if progress.best_step is None:
+        return None
+    chosen = {"metric": config.metric_for_best_model, "value": progress.best_value, "step": progress.best_step}
+    path = out / CHECKPOINTS / BEST_WEIGHTS
+    if config.load_best_model_at_end and path.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(path)))
+        chosen["loaded"] = True
+    return chosen

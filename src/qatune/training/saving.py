@@ -1,0 +1,117 @@
+"""What a finished fine-tuning run leaves behind: the model folder, its calibration, qatune.json and the card."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qatune.answering.torch_backend import Answerer
+from qatune.data.squad import QADataset
+from qatune.evaluation.calibration import MIN_CALIBRATION_QUESTIONS, calibrate
+from qatune.hardware import Precision, package_versions
+from qatune.io import atomic_write_json, normal_mode, read_jsonl
+from qatune.layout import CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
+from qatune.models.card import write_card
+from qatune.models.loading import LoadedModel
+from qatune.models.settings import write_calibration
+from qatune.training import best
+from qatune.training.checkpoint import Progress
+from qatune.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What the training loop hands the saver: the trained model (unwrapped from Accelerate) and the facts
+    of the run that go into its folder."""
+
+    config: TrainConfig
+    out: Path
+    model: Any  # a transformers question-answering model
+    tokenizer: Any
+    base: LoadedModel  # the model training started from (its name and path)
+    precision: Precision
+    windows: int  # training windows a pass over the data
+    with_null: bool
+    progress: Progress
+    seconds: float
+
+
+def _calibrate(run: FinishedRun, held: QADataset | None) -> dict[str, Any] | None:
+    """Fit the saved model's confidence calibration on held-out training questions (`calibration.json`)."""
+    if held is None or len(held) < MIN_CALIBRATION_QUESTIONS:
+        if run.config.calibration_questions:
+            logger.warning(
+                "not calibrated: %d training questions were left out of training (at least %d are needed); "
+                "fit it with `qatune calibrate --model %s --data FILE`",
+                len(held) if held else 0,
+                MIN_CALIBRATION_QUESTIONS,
+                run.out,
+            )
+        return None
+    loaded = LoadedModel(run.model, run.tokenizer, run.base.name, str(run.out), False, run.config.window)
+    c = run.config
+    calibration = calibrate(Answerer(loaded, c.window, c.max_answer_length, c.eval_batch_size), held)
+    write_calibration(run.out, calibration)
+    logger.info(
+        "calibrated on %d held-out questions: temperature %.3f, ECE %.3f -> %.3f",
+        calibration.questions,
+        calibration.temperature,
+        calibration.ece_before,
+        calibration.ece_after,
+    )
+    return dataclasses.asdict(calibration)
+
+
+def _chosen_eval(history: list[dict[str, Any]], chosen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The evaluation of the saved weights: the best one's with load_best_model_at_end, else the last."""
+    if chosen and chosen.get("loaded"):
+        return next((r for r in reversed(history) if r.get("step") == chosen["step"]), None)
+    return history[-1] if history else None
+
+
+def save_final(
+    run: FinishedRun, train: QADataset, dev: QADataset | None, held: QADataset | None, command: str | None
+) -> dict[str, Any]:
+    """Write the loadable model folder (safetensors + tokenizer), its calibration, the config and the final
+    metrics."""
+    out, model = run.out, run.model
+    model.config.qatune_with_null = run.with_null
+    chosen = best.restore(run.config, run.progress, model, out)
+    tmp = out / ".tmp-model"
+    model.save_pretrained(tmp, safe_serialization=True)
+    run.tokenizer.save_pretrained(tmp)
+    for item in tmp.iterdir():
+        normal_mode(item)  # transformers writes the weights through a 0600 temp file
+        os.replace(item, out / item.name)
+    tmp.rmdir()
+    history = [r for r in read_jsonl(out / HISTORY_FILE) if r.get("type") == "eval"]
+    summary = {
+        "config": run.config.to_dict(),
+        "versions": package_versions(),
+        "precision": {**dataclasses.asdict(run.precision), "bf16_flags": list(run.precision.bf16_flags)},
+        "base_model_path": run.base.path,
+        "train_data": {
+            "source": train.source,
+            "questions": len(train),
+            "windows": run.windows,
+            "notes": train.notes,
+        },
+        "eval_data": {"source": dev.source, "questions": len(dev), "notes": dev.notes} if dev else None,
+        "steps": run.progress.step,
+        "windows_seen": run.progress.windows_seen,
+        "seconds": round(run.seconds, 1),
+        "final_eval": _chosen_eval(history, chosen),
+        "best": chosen,
+        "calibration": _calibrate(run, held),
+    }
+    atomic_write_json(out / CONFIG_FILE, summary)
+    write_card(out, summary, history, command)
+    run.progress.completed = True
+    atomic_write_json(out / PROGRESS_FILE, asdict(run.progress))
+    return summary

@@ -1,0 +1,150 @@
+"""The pieces a fine-tuning run is built from: its data, window loader, optimizer, accelerator and dropout."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import DataCollatorWithPadding
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from qatune.data.negatives import add_negatives
+from qatune.data.sources import load_data
+from qatune.data.squad import QADataset
+from qatune.data.windows import Windows
+from qatune.errors import ConfigError, DataError, ModelError
+from qatune.hardware import Precision
+from qatune.io import read_json
+from qatune.layout import CONFIG_FILE
+from qatune.training.config import TrainConfig
+
+
+def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, QADataset | None]:
+    """The training slice, the (optional) evaluation slice, and the calibration questions: up to
+    `calibration_questions` of the training file's questions that are not in the training slice."""
+    full = load_data(config.train_data, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
+    train = full.select(config.train_limit, config.train_sample, config.seed)
+    dev = None
+    if config.eval_data:
+        dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
+        dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
+    held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
+    if config.negatives:  # the held-out questions get them too: the no-answer threshold is chosen on them
+        train = add_negatives(train, config.negatives, config.seed, pool=full)
+        held = add_negatives(held, config.negatives, config.seed + 1, pool=full) if held else None
+    return train, dev, held
+
+
+def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
+    """Up to `size` of a qatune model's training-file questions it was not trained on: the questions
+    `qatune train` calibrates on, found again from the config in its qatune.json."""
+    path = Path(model_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{model_dir}: no {CONFIG_FILE}, so its training questions are unknown; pass --data FILE")
+    saved = read_json(path, "run summary", ModelError)
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ModelError(f"{path}: has no training config; pass --data FILE")
+    try:
+        config = dataclasses.replace(TrainConfig.from_dict(saved["config"]), calibration_questions=size, eval_data=None)
+    except ConfigError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    held = load_train_eval(config)[2]
+    if held is None:
+        raise DataError(f"{config.train_data}: every question was used for training; pass --data FILE")
+    return held
+
+
+def make_accelerator(precision: Precision, accumulation_steps: int):
+    """Accelerate with the run's mixed precision: bf16/fp16 autocast with float32 master weights and
+    optimizer state, or plain float32."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision.mixed_precision) != precision.mixed_precision:
+        # Accelerate keeps one precision per process; a second run in this process with another one
+        # (the Python API, tests) resets it. The process group (DDP) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=accumulation_steps,
+        mixed_precision=precision.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+    )  # cpu=True is what enables DDP over gloo; threads: `hardware.compute_threads`, set by the CLI
+    return accelerator
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """Window order of an epoch: a function of (seed, epoch) only, so a resumed run replays it exactly.
+
+    With `group_by_length`, batches hold windows of similar length (HF's mega-batch recipe), which
+    keeps dynamic padding small.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool) -> None:
+        self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group_by_length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.group:
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+
+
+def window_loader(windows: Windows, tokenizer, config: TrainConfig, batch: int) -> DataLoader:
+    """Micro-batches of `batch` training windows, padded to the longest window in each batch."""
+    sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
+    # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
+    # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
+    return DataLoader(
+        cast("Dataset[dict[str, Any]]", windows),  # a map-style dataset: __len__ and __getitem__
+        batch_size=batch,
+        sampler=sampler,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
+def set_dropout(model: torch.nn.Module, p: float | None, attention: float | None = None) -> None:
+    """Set the dropout layers' probability: `p` for every layer, `attention` for the dropout of the
+    attention probabilities (the Dropout inside a `*SelfAttention` module: BERT, RoBERTa, ELECTRA,
+    DistilBERT, ...); None leaves a layer as the model has it.
+
+    Only the modules change, not the saved model config: dropout is a training setting (recorded in
+    qatune.json), and a model fine-tuned further from this one starts from its own defaults again.
+    """
+    inside_attention = {
+        id(child)
+        for module in model.modules()
+        if type(module).__name__.endswith("SelfAttention")
+        for child in module.children()
+        if isinstance(child, torch.nn.Dropout)
+    }
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            value = attention if attention is not None and id(module) in inside_attention else p
+            if value is not None:
+                module.p = value
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW without decay on biases and LayerNorm weights; fused kernels where available."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for param in model.parameters():
+        (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=config.learning_rate)

@@ -1,0 +1,135 @@
+"""qatune.data.negatives: v2-style unanswerable questions from v1.1 data, and a model that abstains end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from qatune.data.negatives import add_negatives, to_squad_v2
+from qatune.data.sources import load_data
+from qatune.data.squad import load_file
+from qatune.errors import ConfigError
+from qatune.evaluation.metrics import normalize_answer
+
+
+def test_negatives_never_hold_a_gold_answer_and_stay_in_the_article(squad_dir):
+    dev = load_file(squad_dir / "dev-v1.1.json.gz")
+    made = add_negatives(dev.select(sample=2000, seed=1), 0.5, seed=3, pool=dev)
+    originals = {e.id: e for e in dev.examples}
+    negatives = [e for e in made.examples if not e.answers]
+    assert 900 <= len(negatives) <= 1000 and "added" in made.notes[-1]
+    for negative in negatives:
+        source = originals[negative.id.removesuffix("-negative")]
+        assert negative.question == source.question and negative.title == source.title
+        assert negative.context != source.context
+        for gold in source.answers:
+            assert gold.lower() not in negative.context.lower()
+            assert normalize_answer(gold) not in normalize_answer(negative.context)
+    again = add_negatives(dev.select(sample=2000, seed=1), 0.5, seed=3, pool=dev)
+    assert [e.context for e in again.examples] == [e.context for e in made.examples]  # seeded
+
+
+def test_bad_fraction_is_refused():
+    dataset = load_data("sample", "train")
+    for bad in (0, 1.5, -0.2):
+        with pytest.raises(ConfigError, match="negatives"):
+            add_negatives(dataset, bad)
+
+
+def test_v2_file_round_trip(tmp_path, squad_dir):
+    from qatune.io import atomic_write_json
+
+    made = add_negatives(load_file(squad_dir / "dev-v1.1.json.gz").select(limit=300), 0.4, seed=0)
+    atomic_write_json(tmp_path / "v2.json", to_squad_v2(made))
+    loaded = load_file(tmp_path / "v2.json")
+    assert sorted(loaded.examples, key=lambda e: e.id) == sorted(made.examples, key=lambda e: e.id)
+    assert loaded.has_impossible and sum(e.is_impossible for e in loaded.examples) == sum(not e.answers for e in made)
+
+
+@pytest.fixture(scope="module")
+def v2_model(tmp_path_factory, tiny_bert, squad_dir):
+    """A tiny model trained on v2-style data (dev v1.1 questions plus same-article negatives), with its
+    temperature and no-answer threshold fitted on held-out questions of the same file."""
+    from qatune.io import atomic_write_json
+    from qatune.training.config import TrainConfig
+    from qatune.training.trainer import train
+
+    folder = tmp_path_factory.mktemp("v2")
+    dev = load_file(squad_dir / "dev-v1.1.json.gz")
+    atomic_write_json(folder / "v2.json", to_squad_v2(add_negatives(dev.select(limit=400), 0.5, 0, pool=dev)))
+    config = TrainConfig(
+        model=str(tiny_bert),
+        train_data=str(folder / "v2.json"),
+        eval_data=str(folder / "v2.json"),
+        output_dir=str(folder / "model"),
+        train_sample=160,
+        eval_limit=40,
+        max_steps=4,
+        train_batch_size=8,
+        micro_batch_size=8,
+        eval_steps=None,
+        eval_at_start=False,
+        max_seq_length=128,
+        doc_stride=32,
+        precision="fp32",
+        calibration_questions=120,
+    )
+    summary = train(config, progress_bar=False)
+    return folder, summary
+
+
+def test_a_v2_model_saves_and_uses_its_no_answer_threshold(v2_model):
+    from qatune.answering.torch_backend import Answerer
+    from qatune.evaluation.scoring import evaluate
+    from qatune.models.loading import load_model
+    from qatune.models.settings import read_calibration
+
+    folder, summary = v2_model
+    calibration = read_calibration(folder / "model")
+    assert calibration is not None and calibration.null_threshold is not None
+    assert (
+        0 <= calibration.null_threshold <= 1 and summary["calibration"]["null_threshold"] == calibration.null_threshold
+    )
+    loaded = load_model(str(folder / "model"))
+    assert loaded.with_null and loaded.null_threshold == calibration.null_threshold
+    v2 = load_file(folder / "v2.json").select(limit=60)
+    metrics = evaluate(Answerer(loaded, loaded.window), v2).metrics
+    for key in (
+        "HasAns_exact",
+        "NoAns_exact",
+        "HasAns_f1",
+        "NoAns_f1",
+        "best_f1",
+        "best_f1_threshold",
+        "best_exact_match",
+    ):
+        assert key in metrics
+    assert metrics["null_threshold"] == calibration.null_threshold
+    answerer = Answerer(str(folder / "model"))
+    for prediction in answerer.predict_many([(e.context, e.question) for e in v2.examples], top_k=2):
+        abstains = prediction.no_answer_probability > calibration.null_threshold
+        assert (prediction.answers[0].text == "") == abstains
+        assert all(a.text for a in prediction.answers[1:])
+
+
+def test_v2_round_trip_through_the_api_and_the_export(v2_model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from qatune.answering.onnx_backend import OnnxAnswerer
+    from qatune.models.settings import read_calibration
+    from qatune.publishing.export import export_onnx
+    from qatune.serving.app import Models, ServeConfig, create_app
+
+    folder, _ = v2_model
+    threshold = read_calibration(folder / "model").null_threshold
+    config = ServeConfig(model=str(folder / "model"))
+    models = Models()
+    models.load(config)
+    questions = load_file(folder / "v2.json").examples[:40]
+    with TestClient(create_app(config, models)) as client:
+        for e in questions:
+            body = client.post("/v1/answer", json={"context": e.context, "question": e.question, "top_k": 2}).json()
+            abstains = body["no_answer_probability"] > threshold
+            assert (body["answers"][0]["text"] == "") == abstains
+    export_onnx(str(folder / "model"), tmp_path / "onnx")
+    onnx = OnnxAnswerer(tmp_path / "onnx").predict_many([(e.context, e.question) for e in questions], 2)
+    assert [(p.answers[0].text == "") for p in onnx] == [p.no_answer_probability > threshold for p in onnx]

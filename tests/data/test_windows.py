@@ -1,0 +1,90 @@
+"""qatune.data.windows: labels, overlap and truncation for BERT-style and RoBERTa-style tokenizers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from qatune.data.sources import load_data
+from qatune.data.squad import Example
+from qatune.data.windows import WindowConfig, tokenize_windows
+from qatune.errors import ConfigError
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta"])
+def tokenizer(request, tiny_bert, tiny_roberta):
+    return AutoTokenizer.from_pretrained(tiny_bert if request.param == "bert" else tiny_roberta)
+
+
+def labelled_text(example: Example, windows, i: int) -> str:
+    offsets = windows.offsets[i]
+    s, e = windows.start_positions[i], windows.end_positions[i]
+    return example.context[offsets[s, 0] : offsets[e, 1]]
+
+
+def test_labels_recover_the_answer(tokenizer):
+    examples = load_data("sample").examples
+    windows = tokenize_windows(examples, tokenizer, WindowConfig(128, 48, 24))
+    assert len(windows) > len(examples)  # short windows: long contexts are split
+    hits = 0
+    for i, idx in enumerate(windows.example_index):
+        ex = examples[idx]
+        if windows.start_positions[i] == 0:
+            assert windows.end_positions[i] == 0
+            continue
+        hits += 1
+        assert labelled_text(ex, windows, i).lower() == ex.answers[0].lower()
+    # every answer is inside at least one window
+    found = {windows.example_index[i] for i in range(len(windows)) if windows.start_positions[i] > 0}
+    assert found == set(range(len(examples))) and hits >= len(examples)
+
+
+def test_token_type_ids_only_for_bert(tokenizer):
+    windows = tokenize_windows(load_data("sample").examples[:3], tokenizer)
+    has_types = "token_type_ids" in tokenizer.model_input_names
+    assert (windows.token_type_ids is not None) == has_types
+    if has_types:
+        assert set(windows.token_type_ids[0]) == {0, 1}
+
+
+def test_stride_is_the_overlap(tokenizer):
+    context = " ".join(f"word{i}" for i in range(300))
+    ex = Example("x", "Which word?", context, ("word250",), (context.find("word250"),))
+    windows = tokenize_windows([ex], tokenizer, WindowConfig(max_seq_length=64, doc_stride=20, max_query_length=16))
+    first, second = windows.offsets[0], windows.offsets[1]
+    ctx1 = [tuple(o) for o in first if o[0] >= 0]
+    ctx2 = [tuple(o) for o in second if o[0] >= 0]
+    assert ctx1[-20:] == ctx2[:20]
+    assert max(windows.start_positions) > 0
+
+
+def test_long_questions_are_truncated(tokenizer):
+    ex = Example("x", "why " * 200 + "?", "Because it is.", ("it is",), (8,))
+    windows = tokenize_windows([ex], tokenizer, WindowConfig(64, 16, 10))
+    assert len(windows) == 1 and len(windows.input_ids[0]) <= 64
+    assert labelled_text(ex, windows, 0) == "it is"
+
+
+def test_unanswerable_points_at_cls(tokenizer):
+    ex = Example("x", "Who?", "Nobody knows.")
+    windows = tokenize_windows([ex], tokenizer)
+    assert windows.start_positions.tolist() == [0] and windows.end_positions.tolist() == [0]
+    assert np.all(windows.offsets[0][0] == -1)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        WindowConfig(256, 200, 64),
+        WindowConfig(8, 2, 2),
+        WindowConfig(64, 0, 60),
+        WindowConfig(256, 96, 0),  # 0 or less would not cut questions at all
+        WindowConfig(256, 96, -5),
+        WindowConfig(256.5, 96, 64),  # type: ignore[arg-type]  # a hand-edited qatune.json
+        WindowConfig(True, 0, 1),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_window_settings(config):
+    with pytest.raises(ConfigError):
+        config.check()
