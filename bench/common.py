@@ -6,6 +6,7 @@ ratios to a baseline measured in the same run) and write them to bench/results/N
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -15,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from qatune.hardware import compute_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -46,7 +49,9 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # what torch computes with in this process
+        "compute_threads": dataclasses.asdict(compute_threads()),  # what the CLI would choose, and why
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cuda": torch.cuda.is_available(),
         "load_average": os.getloadavg(),
     }

@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from qatune.answering.decoding import predict_examples
-    from qatune.answering.torch_backend import forward_windows
+    from qatune.answering.torch_backend import forward_windows, model_decoding
     from qatune.data.squad import load_file
     from qatune.data.windows import tokenize_windows
     from qatune.evaluation.metrics import best_over_golds, expected_calibration_error, reliability, squad_scores
@@ -46,7 +46,7 @@ def main() -> None:
     references = {e.id: list(e.answers) for e in dev.examples}
     rows, bins = [], {}
     for aligned in (False, True):
-        decoding = dataclasses.replace(loaded.decoding(), align_to_words=aligned)
+        decoding = dataclasses.replace(model_decoding(loaded), align_to_words=aligned)
         predicted = predict_examples(dev.examples, windows, logits, 1, decoding)
         texts = {e.id: p.answers[0].text if p.answers else "" for e, p in zip(dev.examples, predicted)}
         hits = [best_over_golds(texts[e.id], e.answers)[0] for e in dev.examples]

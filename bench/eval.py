@@ -120,7 +120,7 @@ def pipeline_path(python: str, model: str, examples, threads: int, folder: Path)
 def profile(loaded, examples, batch: int) -> dict:
     """Where qatune's evaluation spends its time: seconds per stage, and the forward pass's top operators."""
     from qatune.answering.decoding import decode_examples
-    from qatune.answering.torch_backend import forward_windows
+    from qatune.answering.torch_backend import forward_windows, model_decoding
     from qatune.data.windows import tokenize_windows
 
     stages, began = {}, time.perf_counter()
@@ -131,7 +131,7 @@ def profile(loaded, examples, batch: int) -> dict:
         logits = forward_windows(loaded.model, loaded.tokenizer, windows, batch, with_loss=True)
     stages["forward (profiled)"] = time.perf_counter() - began
     began = time.perf_counter()
-    answers = decode_examples(examples, windows, logits, 1, loaded.decoding())
+    answers = decode_examples(examples, windows, logits, 1, model_decoding(loaded))
     stages["decode"] = time.perf_counter() - began
     began = time.perf_counter()
     squad_scores(

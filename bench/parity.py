@@ -53,7 +53,7 @@ def run(name: str, overrides: dict[str, object], args: argparse.Namespace) -> di
             }
         )
         began = time.perf_counter()
-        summary = train(config, progress_bar=False)
+        summary = train(config, progress_bar=False).to_dict()
         train_records = [r for r in read_jsonl(Path(out) / "metrics.jsonl") if r["type"] == "train"]
     last = train_records[-1]
     final = summary["final_eval"]

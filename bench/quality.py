@@ -94,7 +94,7 @@ def main() -> None:
             flush=True,
         )
         began = time.perf_counter()
-        summary = train(config)
+        summary = train(config).to_dict()
         train_minutes = (time.perf_counter() - began) / 60
     dev = load_data(args.dev, "validation")
     result = evaluate(Answerer(load_model(args.output), config.window), dev, progress_bar=True).metrics

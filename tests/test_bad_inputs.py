@@ -228,7 +228,9 @@ def _http_cases() -> list[dict]:
 def keyed_client(tiny_bert):
     from fastapi.testclient import TestClient
 
-    from qatune.serving.app import Models, ServeConfig, create_app
+    from qatune.serving.app import create_app
+    from qatune.serving.config import ServeConfig
+    from qatune.serving.models import Models
 
     config = ServeConfig(
         model=str(tiny_bert),

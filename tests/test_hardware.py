@@ -1,4 +1,4 @@
-"""qatune.hardware: machine features read at run time, compute threads, and the allocator settings the CLI applies."""
+"""qatune.hardware and qatune.process: machine features and compute threads, and the settings the CLI applies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from qatune.hardware import Threads, tune_allocator
+from qatune.hardware import Threads
+from qatune.process import tune_allocator
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -37,7 +38,11 @@ def test_compute_threads_follow_the_flag_then_the_environment_then_the_cpus_this
     no_cgroup = tmp_path / "none"
     assert compute_threads(3, {"OMP_NUM_THREADS": "5"}, no_cgroup) == Threads(3, "--threads")
     assert compute_threads(None, {"OMP_NUM_THREADS": "5"}, no_cgroup) == Threads(5, "OMP_NUM_THREADS")
-    assert compute_threads(None, {"OMP_NUM_THREADS": "junk"}, no_cgroup) == Threads(mine, "affinity")
+    assert compute_threads(None, {"OMP_NUM_THREADS": "junk"}, no_cgroup) == Threads(
+        mine, "affinity", "OMP_NUM_THREADS='junk'"
+    )
+    assert compute_threads(None, {"OMP_NUM_THREADS": "100000"}, no_cgroup).count == mine  # a typo, not 100000 threads
+    assert compute_threads(None, {"OMP_NUM_THREADS": " "}, no_cgroup) == Threads(mine, "affinity")
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert compute_threads(None, {}, tmp_path) == Threads(mine, "affinity")
     (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one thread

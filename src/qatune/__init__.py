@@ -6,6 +6,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Answerer": "qatune.answering.torch_backend",
+    "open_answerer": "qatune.answering.factory",
+    "RunSummary": "qatune.training.summary",
+    "Scores": "qatune.evaluation.results",
     "evaluate": "qatune.evaluation.scoring",
     "Answer": "qatune.answering.decoding",
     "Prediction": "qatune.answering.decoding",
@@ -28,7 +31,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """Import the public API lazily: `import qatune` stays fast (no torch) until a name is used.
 
     (`qatune.training.trainer` is the module; its function is exported as `qatune.fine_tune`.)

@@ -16,7 +16,7 @@ from qatune.layout import HISTORY_FIGURE, IMPORTANCE_FIGURE
 logger = logging.getLogger(__name__)
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +25,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     """Write a figure atomically (temp file + rename), then free it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -60,7 +60,7 @@ def metric_lines(
         return _save(fig, path)
 
 
-def optuna_figures(study, folder: Path) -> list[Path]:
+def optuna_figures(study: Any, folder: Path) -> list[Path]:
     """Optuna's optimisation history and (with enough finished trials) parameter importances."""
     from optuna.importance import PedAnovaImportanceEvaluator
     from optuna.trial import TrialState
@@ -83,7 +83,7 @@ def optuna_figures(study, folder: Path) -> list[Path]:
 
 
 def reliability_diagram(curves: dict[str, list[dict[str, Any]]], path: Path, *, title: str) -> Path:
-    """Accuracy (exact match) against confidence per bin (`metrics.reliability`), one line per curve, with
+    """Accuracy (exact match) against confidence per bin (`evaluation.metrics.reliability`), one line per curve, with
     the diagonal a calibrated model follows and the share of questions per bin as bars."""
     plt = _pyplot()
     with plt.style.context("default"):

@@ -10,9 +10,7 @@ import functools
 import logging
 import math
 import os
-import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +87,10 @@ class Threads:
 
     count: int
     source: str  # --threads, OMP_NUM_THREADS, cpu quota, affinity or cpu count
+    ignored: str | None = None  # an OMP_NUM_THREADS that is not a thread count, passed over (the CLI warns)
+
+
+MAX_THREADS = 1024  # more is a typo: onnxruntime and OpenMP would start that many threads
 
 
 def _cgroup_cpus(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -116,8 +118,9 @@ def compute_threads(
     if requested is not None:
         return Threads(requested, "--threads")
     omp = environ.get("OMP_NUM_THREADS", "").strip()
-    if omp.isdigit() and int(omp) > 0:
+    if omp.isdigit() and 1 <= int(omp) <= MAX_THREADS:
         return Threads(int(omp), "OMP_NUM_THREADS")
+    ignored = f"OMP_NUM_THREADS={omp!r}" if omp else None
     try:
         count, source = len(os.sched_getaffinity(0)), "affinity"
     except AttributeError:  # macOS, Windows
@@ -127,51 +130,4 @@ def compute_threads(
         count, source = max(1, math.floor(quota)), "cpu quota"
     local = environ.get("LOCAL_WORLD_SIZE", "1")
     processes = int(local) if local.isdigit() and int(local) > 0 else 1
-    return Threads(max(1, count // processes), source)
-
-
-@contextmanager
-def threads_scope(threads: Threads) -> Iterator[None]:
-    """Compute with `threads.count` threads inside the block, as the CLI does for one command: torch (if it is
-    loaded) and OMP_NUM_THREADS (read by torch when it loads later, and by child processes); both are put
-    back afterwards. Only the CLI calls this: library code never changes process-wide settings."""
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads.count)
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(threads.count)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
-        if before is not None:
-            sys.modules["torch"].set_num_threads(before)
-
-
-# glibc malloc: M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3), the latter at its 64-bit maximum.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_FREED_BYTES, _MMAP_FROM_BYTES = 256 << 20, 32 << 20
-
-
-def tune_allocator() -> bool:
-    """Keep freed tensor memory in the process instead of handing it back to the OS (glibc only).
-
-    Why: by default glibc maps each allocation over its (adaptive) threshold afresh and returns freed
-    memory at the top of the heap, so a forward pass's activations (MBs each) are page-faulted in and
-    zeroed again on every pass: a quarter of a bfloat16 forward pass of 8 windows on an AVX512-BF16 EPYC
-    (80-90 ms against 61-65 ms with these settings, 3.5x the minor page faults). The cost: up to 256 MB
-    freed memory stays mapped. Called by the CLI (not at import); False where the C library is not glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED_BYTES))
+    return Threads(max(1, count // processes), source, ignored)

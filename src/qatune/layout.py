@@ -13,6 +13,11 @@ CONFIG_FILE = "qatune.json"  # the exact config, versions, data and final scores
 HISTORY_FILE = "metrics.jsonl"  # one record per logging step and per evaluation
 PROGRESS_FILE = "progress.json"  # where training stands; `completed` once the model is saved
 CHECKPOINTS = "checkpoints"  # step-N folders a rerun resumes from
+CARD_FILE = "README.md"  # the model card, as the Hugging Face Hub reads it
+BEST_WEIGHTS = "best.safetensors"  # in CHECKPOINTS: the best evaluation's weights (load_best_model_at_end)
+SAVING_MODEL = ".tmp-model"  # the final model while it is written, then moved into the folder file by file
+TRACKER_IDS = "trackers.json"  # each tracker's run id, so a resumed run continues its tracker run
+TENSORBOARD = "tensorboard"  # TensorBoard event files (--report-to tensorboard)
 
 # An exported folder (`qatune export`).
 ONNX_MODEL = "model.onnx"
@@ -21,12 +26,22 @@ ONNX_META = "qatune-onnx.json"  # window settings, input names, ...; marks a qat
 # A study folder (`qatune run`) and the folders its stages own.
 STAGES_FILE = "stages.json"  # finished stages and their input hashes; marks a qatune study
 STAGE_MARKER = ".stage-key"  # in each stage's folder: the inputs it holds work for
+STUDY_RESULTS = "results.json"  # everything the report shows
+STUDY_REPORT = {"markdown": "report.md", "html": "report.html"}
+EM_FIGURE = "em_over_training.png"
 
 # A sweep folder (`qatune sweep`) and its trials.
 SWEEP_DB = "sweep.db"
 SWEEP_CONFIG = "sweep.yaml"  # marks a qatune sweep
 TRIAL_CONFIG = "trial.json"  # marks a trial folder
+TRIALS = "trials"  # the sweep folder's trial folders, TRIAL_FOLDER each
+TRIAL_FOLDER = "trial-{number:03d}"
+TRIAL_LOG = "trial.log"  # the trial process's output
+TRIAL_LOCK = ".trial.lock"  # held by the trial process writing the folder
+TRIAL_FAILURE = "trial-error.json"  # why the trial process failed, when it could say (a kill -9 leaves none)
 RESULTS_SUMMARY = "summary.json"  # marks a `sweep show` results folder
+RESULTS_TABLE = "trials.csv"
+RESULTS_TRIALS = "trials.json"  # the rows with their histories
 
 # What an evaluation record in metrics.jsonl holds (besides its "type"): where training stood, then the
 # scores. Sweeps keep exactly these per evaluation; results tables show the scores.

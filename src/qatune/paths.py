@@ -115,6 +115,36 @@ def exclusive(folder: Path, what: str) -> Iterator[None]:
         lock.release()
 
 
+def first_missing(folder: Path) -> Path | None:
+    """The outermost folder of `folder`'s path that does not exist yet (what making it would create)."""
+    missing = None
+    for candidate in [folder.absolute(), *folder.absolute().parents]:
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+@contextlib.contextmanager
+def removed_if_new(folder: Path, created: Path | None) -> Iterator[None]:
+    """Remove `folder`, and the parents made with it up to `created` (`first_missing` before making it),
+    when the block fails while they hold nothing but the lock: a run refused for its data or model
+    leaves no empty folders behind."""
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            (folder / LOCK_FILE).unlink(missing_ok=True)
+            current = folder.absolute()
+            with contextlib.suppress(OSError):  # one not empty: it and those above it are kept
+                while True:
+                    current.rmdir()
+                    if current == created or current.parent == current:
+                        break
+                    current = current.parent
+        raise
+
+
 def is_owned(folder: Path, markers: tuple[str, ...]) -> bool:
     """Whether `folder` holds one of the marker files qatune writes into output of this kind."""
     return any((folder / marker).exists() for marker in markers)

@@ -73,7 +73,7 @@ def v2_model(tmp_path_factory, tiny_bert, squad_dir):
         precision="fp32",
         calibration_questions=120,
     )
-    summary = train(config, progress_bar=False)
+    summary = train(config, progress_bar=False).to_dict()
     return folder, summary
 
 
@@ -117,7 +117,9 @@ def test_v2_round_trip_through_the_api_and_the_export(v2_model, tmp_path):
     from qatune.answering.onnx_backend import OnnxAnswerer
     from qatune.models.settings import read_calibration
     from qatune.publishing.export import export_onnx
-    from qatune.serving.app import Models, ServeConfig, create_app
+    from qatune.serving.app import create_app
+    from qatune.serving.config import ServeConfig
+    from qatune.serving.models import Models
 
     folder, _ = v2_model
     threshold = read_calibration(folder / "model").null_threshold

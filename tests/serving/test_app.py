@@ -8,7 +8,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from qatune.serving.app import Models, ServeConfig, create_app
+from qatune.serving.app import create_app
+from qatune.serving.config import ServeConfig
+from qatune.serving.models import Models
 
 CONTEXT = "Earth is the third planet from the Sun and the only place known in the universe where life has originated."
 

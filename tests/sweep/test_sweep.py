@@ -352,3 +352,37 @@ def test_dashboard_serves_the_sweeps_trials(tiny_bert, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_failed_child_records_why_in_a_structured_record(tmp_path):
+    """A child that fails with a QatuneError writes trial-error.json; the parent's one-line reason comes
+    from it (the same words as the log's `error:` line), an earlier attempt's record never shows, and a
+    kill -9 (nothing written) or a damaged record falls back to the exit status."""
+    from qatune.errors import TrainingInterrupted
+    from qatune.layout import TRIAL_FAILURE as FAILURE
+    from qatune.layout import TRIAL_LOG as LOG
+    from qatune.sweep.trial import EXIT_CONFIG, TrialFailure, TrialProcess
+
+    folder = tmp_path / "trial-000"
+    folder.mkdir()
+    (folder / FAILURE).write_text('{"kind": "config", "error": "an earlier attempt", "type": "ConfigError"}')
+    process = TrialProcess(folder, {"no_such_setting": 1})
+    assert process.stop(signal.SIGCONT, timeout=120) == EXIT_CONFIG  # SIGCONT: just wait for it
+    record = json.loads((folder / FAILURE).read_text())
+    assert record["kind"] == "config" and record["type"] == "ConfigError"
+    assert record["error"].startswith("unknown setting(s) no_such_setting")
+    logged = [line for line in (folder / LOG).read_text().splitlines() if line.startswith("error:")]
+    assert process.error() == logged[-1] == f"error: {record['error']}"
+    (folder / FAILURE).write_text('{"kind": "config", "err')  # torn
+    assert TrialFailure.read(folder) is None and process.error() == f"exit code 2: {logged[-1]}"
+
+    killed = TrialProcess(folder, {"no_such_setting": 1})  # a retry: the old record is gone
+    assert killed.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert TrialFailure.read(folder) is None and killed.error() == "killed by SIGKILL (out of memory?)"
+
+    interrupted = TrialFailure.of(TrainingInterrupted("interrupted at step 4 of 30"))
+    assert (
+        interrupted.kind == "interrupted"
+        and interrupted.reason(130) == "exit code 130: interrupted: interrupted at step 4 of 30"
+    )
+    assert TrialFailure.of(RuntimeError("CUDA out of memory")).reason(1) == "RuntimeError: CUDA out of memory"

@@ -59,7 +59,7 @@ def test_report_to_is_checked():
 
 def test_train_logs_every_record_to_tensorboard_and_mlflow(tiny_bert, tmp_path, mlflow_uri):
     out = tmp_path / "run"
-    summary = train(tiny_config(tiny_bert, out, report_to="tensorboard,mlflow"), progress_bar=False)
+    summary = train(tiny_config(tiny_bert, out, report_to="tensorboard,mlflow"), progress_bar=False).to_dict()
     records = read_jsonl(out / "metrics.jsonl")
     evals = [r for r in records if r["type"] == "eval"]
     losses = [(r["step"], r["loss"]) for r in records if r["type"] == "train"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -27,7 +28,7 @@ def _interrupt_at(step: int):
 
 
 def test_train_writes_model_history_and_config(tiny_bert, tmp_path):
-    summary = train(tiny_config(tiny_bert, tmp_path / "run"), progress_bar=False)
+    summary = train(tiny_config(tiny_bert, tmp_path / "run"), progress_bar=False).to_dict()
     out = tmp_path / "run"
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert not (out / "checkpoints").exists()
@@ -111,7 +112,7 @@ def test_a_damaged_checkpoint_is_one_error_naming_it(tiny_bert, tmp_path, file, 
     with pytest.raises(ConfigError, match=words) as error:
         train(config, progress_bar=False)
     assert "step-2" in str(error.value) and "--overwrite" in str(error.value)
-    assert train(config, overwrite=True, progress_bar=False)["steps"] == 4
+    assert train(config, overwrite=True, progress_bar=False).to_dict()["steps"] == 4
 
 
 def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_path):
@@ -219,7 +220,7 @@ def test_bf16_training_lowers_the_loss_and_saves_float32(tiny_bert, tmp_path):
     config = tiny_config(
         tiny_bert, out, max_steps=30, eval_steps=30, train_limit=16, learning_rate=3e-3, precision="bf16", eval_limit=4
     )
-    summary = train(config, progress_bar=False)
+    summary = train(config, progress_bar=False).to_dict()
     losses = [r["loss"] for r in read_jsonl(out / "metrics.jsonl") if r["type"] == "train"]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert summary["precision"]["used"] == "bf16" and summary["precision"]["requested"] == "bf16"
@@ -290,7 +291,7 @@ def test_training_fits_the_calibration_on_held_out_questions(tiny_bert, tmp_path
     from qatune.models.settings import read_calibration
 
     out = tmp_path / "run"
-    summary = train(tiny_config(tiny_bert, out, calibration_questions=60), progress_bar=False)
+    summary = train(tiny_config(tiny_bert, out, calibration_questions=60), progress_bar=False).to_dict()
     saved = read_calibration(out)
     assert saved is not None and saved.questions == 60 and summary["calibration"]["temperature"] == saved.temperature
     assert "sample" in saved.data
@@ -312,7 +313,7 @@ def test_training_fits_the_calibration_on_held_out_questions(tiny_bert, tmp_path
     # too few questions left out of training: trained, saved, not calibrated, and said so
     bare = train(
         tiny_config(tiny_bert, tmp_path / "bare", train_limit=None, calibration_questions=60), progress_bar=False
-    )
+    ).to_dict()
     assert bare["calibration"] is None and read_calibration(tmp_path / "bare") is None
 
 
@@ -388,7 +389,7 @@ def _scripted_f1(monkeypatch, values):
 
     def scripted(*args, **kwargs):
         result = real(*args, **kwargs)
-        result.metrics["f1"] = next(scores)
+        result.scores = dataclasses.replace(result.scores, f1=next(scores))
         return result
 
     monkeypatch.setattr(train_module, "evaluate", scripted)
@@ -400,7 +401,9 @@ def test_load_best_model_at_end_saves_the_best_evaluations_weights(tiny_bert, tm
     train(tiny_config(tiny_bert, last, eval_at_start=False), progress_bar=False)
     _scripted_f1(monkeypatch, [10.0, 50.0, 20.0])
     out = tmp_path / "best"
-    summary = train(tiny_config(tiny_bert, out, eval_at_start=False, load_best_model_at_end=True), progress_bar=False)
+    summary = train(
+        tiny_config(tiny_bert, out, eval_at_start=False, load_best_model_at_end=True), progress_bar=False
+    ).to_dict()
     assert summary["best"] == {"metric": "f1", "value": 50.0, "step": 4, "loaded": True}
     assert summary["final_eval"]["step"] == 4 and summary["final_eval"]["f1"] == 50.0
     a, b = load_weights(last / "model.safetensors"), load_weights(out / "model.safetensors")
@@ -412,10 +415,24 @@ def test_early_stopping_stops_after_patience_evaluations(tiny_bert, tmp_path, mo
     _scripted_f1(monkeypatch, [40.0, 30.0, 20.0, 10.0, 5.0])
     out = tmp_path / "run"
     config = tiny_config(tiny_bert, out, eval_at_start=False, max_steps=10, early_stopping_patience=2)
-    summary = train(config, progress_bar=False)
+    summary = train(config, progress_bar=False).to_dict()
     history = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in history if r["type"] == "eval"] == [2, 4, 6]  # no closing re-evaluation
     assert history[-1]["type"] == "early_stop" and history[-1]["best_step"] == 2
     assert summary["steps"] == 6 and summary["best"]["step"] == 2 and "loaded" not in summary["best"]
     with pytest.raises(ConfigError, match="need evaluations"):
         tiny_config(tiny_bert, out, eval_data=None, early_stopping_patience=2).check()
+
+
+def test_a_run_refused_for_its_data_leaves_no_folders_behind(tiny_bert, tmp_path):
+    from qatune.errors import QatuneError
+
+    out = tmp_path / "deep" / "a" / "b"
+    with pytest.raises(QatuneError, match="missing.json"):
+        train(tiny_config(tiny_bert, out, train_data=str(tmp_path / "missing.json")), progress_bar=False)
+    assert not (tmp_path / "deep").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there stays, with what it holds
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(QatuneError, match="missing.json"):
+        train(tiny_config(tiny_bert, tmp_path / "mine" / "run", train_data=str(tmp_path / "missing.json")))
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

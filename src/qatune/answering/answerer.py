@@ -126,7 +126,7 @@ class SpanAnswerer:
     def predict_queries(self, queries: Sequence[Query]) -> list[list[Prediction] | QatuneError]:
         """Several callers' questions through one forward pass (the server's micro-batches): each
         query gets its predictions, or the error that refused its input without failing the others."""
-        checked: list[list | QatuneError] = []
+        checked: list[list[Example] | QatuneError] = []
         for query in queries:
             try:
                 checked.append(question_examples(query.pairs, self.max_context_chars))

@@ -33,7 +33,7 @@ from qatune.errors import QatuneError
 @dataclass
 class _Pending:
     query: Query
-    future: Future
+    future: Future[list[Prediction] | QatuneError]
 
 
 class MicroBatcher:

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qatune.evaluation.metrics import normalize_answer
+from qatune.data.text import normalize_answer
 
-if TYPE_CHECKING:  # for annotations only: predict stays numpy-only
+if TYPE_CHECKING:  # for annotations only: decoding stays numpy-only
     from qatune.data.squad import Example
     from qatune.data.windows import Windows
 

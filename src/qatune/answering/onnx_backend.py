@@ -2,7 +2,7 @@
 
 No torch, no transformers and no training code is imported here, so a CLI answer from an exported
 model starts in well under a second. Windows and span decoding are the same code as the torch
-path (`windows`, `predict`), so both give the same answers.
+path (`data.windows`, `answering.decoding`), so both give the same answers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.models.settings import read_calibration
 
 
-def is_exported(folder: str | os.PathLike) -> bool:
+def is_exported(folder: str | os.PathLike[str]) -> bool:
     return (Path(folder) / MODEL_FILE).is_file() and (Path(folder) / META_FILE).is_file()
 
 
@@ -75,10 +75,10 @@ def _meta_problem(saved: Any) -> str | None:
     return None
 
 
-class _Batch(dict):
-    """What `windows.tokenize_windows` reads from a transformers BatchEncoding, built from raw encodings."""
+class _Batch(dict[str, Any]):
+    """What `data.windows.tokenize_windows` reads from a transformers BatchEncoding, built from raw encodings."""
 
-    def __init__(self, encodings: list, mapping: list[int]) -> None:
+    def __init__(self, encodings: list[Any], mapping: list[int]) -> None:
         super().__init__(
             input_ids=[e.ids for e in encodings],
             token_type_ids=[e.type_ids for e in encodings],
@@ -88,11 +88,12 @@ class _Batch(dict):
         self.encodings = encodings
 
     def sequence_ids(self, i: int) -> list[int | None]:
-        return self.encodings[i].sequence_ids
+        ids: list[int | None] = self.encodings[i].sequence_ids
+        return ids
 
 
 class RawTokenizer:
-    """The slice of the transformers tokenizer call API that `windows` uses, over a bare `tokenizers.Tokenizer`.
+    """The slice of the transformers tokenizer call API that `data.windows` uses, over a bare `tokenizers.Tokenizer`.
 
     Hand-written because transformers (and torch with it) takes seconds to import; overflowing
     windows are flattened exactly as transformers' fast tokenizers do ([encoding, *overflowing]).
@@ -135,7 +136,7 @@ class OnnxAnswerer(SpanAnswerer):
 
     def __init__(
         self,
-        folder: str | os.PathLike,
+        folder: str | os.PathLike[str],
         threads: int | None = None,
         batch_size: int = 16,
         window: WindowConfig | None = None,

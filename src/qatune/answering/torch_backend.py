@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from qatune.answering.answerer import Progress, SpanAnswerer, batched_logits, pad_batch
-from qatune.answering.decoding import Logits
+from qatune.answering.decoding import Decoding, Logits
 from qatune.data.windows import WindowConfig, Windows
 from qatune.models.attention import attention, inference_attention
 from qatune.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """bf16 (or fp16) autocast on CUDA; plain fp32 on the CPU, where bf16 is slower here."""
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -35,7 +35,7 @@ def forward_windows(
     with_loss: bool = False,
     progress: Progress | None = None,
 ) -> Logits:
-    """Logits for every window (`answering.batched_logits`), and the mean gold-span loss if `with_loss`."""
+    """Logits for every window (`answerer.batched_logits`), and the mean gold-span loss if `with_loss`."""
     device = next(model.parameters()).device
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if windows.token_type_ids is not None else [])
     pad_id = tokenizer.pad_token_id or 0
@@ -60,6 +60,11 @@ def forward_windows(
     return logits
 
 
+def model_decoding(loaded: LoadedModel, max_answer_length: int = 30) -> Decoding:
+    """How a loaded model's answers are decoded: its null answer and its calibration, if any."""
+    return Decoding(max_answer_length, loaded.with_null, True, loaded.temperature, loaded.null_threshold)
+
+
 class Answerer(SpanAnswerer):
     """Answer questions about contexts: ``Answerer("default").ask(context, question, top_k=3)`` (torch)."""
 
@@ -79,7 +84,7 @@ class Answerer(SpanAnswerer):
             self.loaded.tokenizer,
             self._logits,
             self.loaded.checked_window(window or self.loaded.window),
-            self.loaded.decoding(max_answer_length),
+            model_decoding(self.loaded, max_answer_length),
             max_context_chars,
         )
         self.fresh_head = self.loaded.fresh_head

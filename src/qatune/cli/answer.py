@@ -6,14 +6,18 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qatune.cli.common import add_window_args, emit, int_in, model_window, positive_int
+from qatune.cli.common import Parser, add_window_args, emit, int_in, model_window, positive_int
 from qatune.errors import ConfigError, DataError
 from qatune.models.settings import TARGETS
 
+if TYPE_CHECKING:
+    from qatune.answering.answerer import SpanAnswerer
+    from qatune.answering.decoding import Prediction
 
-def add_evaluate_parser(sub, common: argparse.ArgumentParser) -> None:
+
+def add_evaluate_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "evaluate", parents=[common], help="EM/F1 and correct/similar/incorrect of a model on a data set"
     )
@@ -50,7 +54,7 @@ def add_evaluate_parser(sub, common: argparse.ArgumentParser) -> None:
     add_window_args(p)
 
 
-def add_calibrate_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_calibrate_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "calibrate",
         parents=[common],
@@ -84,7 +88,7 @@ def add_calibrate_parser(sub, common: argparse.ArgumentParser) -> None:
     add_window_args(p)
 
 
-def add_ask_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "ask", parents=[common], help="answer a question about a context: top-k answers with probabilities"
     )
@@ -110,9 +114,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.evaluation.scoring import evaluate
     from qatune.io import atomic_write_json
     from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
-    from qatune.models.card import add_result, read_card
     from qatune.paths import check_output_file, check_output_folder
     from qatune.report.evaluation import write_evaluation_report
+    from qatune.training.card import add_result, read_card
 
     outputs = [
         check_output_file(path, flag, args.overwrite)
@@ -142,22 +146,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         write_evaluation_report(Path(args.report), report, result, dataset)
     if args.update_card:
-        add_result(Path(args.model), result.metrics, dataset.source)
+        add_result(Path(args.model), result.scores, dataset.source)
     if args.json:
         emit(report)
         return 0
-    m = result.metrics
+    m = result.scores
     print(
-        f"{args.model} on {dataset.source} ({m['total']} questions, {m['seconds']:.1f} s, "
-        f"{m['questions_per_second']:.1f} q/s)"
+        f"{args.model} on {dataset.source} ({m.total} questions, {m.seconds:.1f} s, {m.questions_per_second:.1f} q/s)"
     )
-    loss = "" if m["eval_loss"] is None else f"  eval loss {m['eval_loss']:.3f}"
-    print(f"  EM {m['exact_match']:.2f}  F1 {m['f1']:.2f}{loss}")
-    print(f"  correct {m['correct']}  similar {m['similar']}  incorrect {m['incorrect']}")
-    print(
-        f"  calibration error (ECE, 10 bins) {m['ece']:.3f}"
-        + ("" if temperature == 1.0 else f" (uncalibrated {m['ece_raw']:.3f})")
-    )
+    loss = "" if m.eval_loss is None else f"  eval loss {m.eval_loss:.3f}"
+    print(f"  EM {m.exact_match:.2f}  F1 {m.f1:.2f}{loss}")
+    print(f"  correct {m.correct}  similar {m.similar}  incorrect {m.incorrect}")
+    uncalibrated = "" if temperature == 1.0 else f" (uncalibrated {m.ece_raw:.3f})"
+    print(f"  calibration error (ECE, 10 bins) {m.ece:.3f}{uncalibrated}")
     if args.report:
         print(f"report: {args.report}/ ({EVAL_REPORT}, {RELIABILITY_FIGURE})")
     return 0
@@ -237,8 +238,8 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
-def _prediction_json(prediction) -> dict[str, Any]:
-    out = prediction.to_dict()
+def _prediction_json(prediction: Prediction) -> dict[str, Any]:
+    out: dict[str, Any] = prediction.to_dict()
     for answer in out["answers"]:
         for key in ("probability", "raw_probability", "score"):
             answer[key] = round(answer[key], 6)
@@ -246,7 +247,7 @@ def _prediction_json(prediction) -> dict[str, Any]:
     return out
 
 
-def _answerer(model: str, args: argparse.Namespace):
+def _answerer(model: str, args: argparse.Namespace) -> SpanAnswerer:
     from qatune.answering.factory import open_answerer
 
     answerer, _ = open_answerer(

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from qatune.io import dumps
 from qatune.training.config import SEED_MAX
+
+if TYPE_CHECKING:
+    from qatune.data.windows import WindowConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -107,7 +110,7 @@ def window_overrides(args: argparse.Namespace) -> dict[str, int | None]:
     }
 
 
-def model_window(model: str, args: argparse.Namespace):
+def model_window(model: str, args: argparse.Namespace) -> WindowConfig:
     """The window settings to answer `model` with: its saved ones, with the flags given on top."""
     from qatune.data.windows import saved_window
 

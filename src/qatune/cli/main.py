@@ -27,6 +27,7 @@ from qatune.cli.settings import command_settings
 from qatune.cli.study import add_run_parser, cmd_run
 from qatune.cli.sweep import add_sweep_parser, cmd_sweep
 from qatune.errors import ConfigError, QatuneError, TrainingInterrupted
+from qatune.hardware import MAX_THREADS
 
 DESCRIPTION = (
     "Turn a pre-trained transformer encoder into an extractive question-answering model: "
@@ -120,34 +121,17 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole `qatune` parser: global flags, then one sub-parser per command, in `--help` order."""
     parser = Parser(
         prog="qatune", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"qatune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
-    parser.add_argument("--threads", type=int_in(1, 1024), default=None, metavar="N", help=THREADS_HELP)
-    common = Parser(add_help=False)  # lets -q and --threads also follow the command
-    common.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="only warnings and errors on stderr, no progress bars",
-    )
-    common.add_argument("--threads", type=int_in(1, 1024), default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
+    parser.add_argument("--threads", type=int_in(1, MAX_THREADS), default=None, metavar="N", help=THREADS_HELP)
+    common = _common_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
-        "train",
-        parents=[common],
-        help="fine-tune a model for extractive QA (resumable)",
-        description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_train_args(p)
-    p.add_argument("--overwrite", action="store_true", help="start over even if --output holds a run")
-    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    _add_train_parser(sub, common)
 
     add_evaluate_parser(sub, common)
     add_calibrate_parser(sub, common)
@@ -161,6 +145,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_push_parser(sub, common)
 
+    _add_data_parser(sub, common)
+    return parser
+
+
+def _common_parser() -> Parser:
+    """The flags every command takes, so that -q and --threads may also follow the command.
+
+    SUPPRESS defaults: a flag not repeated after the command keeps the value given before it.
+    """
+    common = Parser(add_help=False)
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="only warnings and errors on stderr, no progress bars",
+    )
+    common.add_argument(
+        "--threads", type=int_in(1, MAX_THREADS), default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP
+    )
+    return common
+
+
+def _add_train_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    """`qatune train`: one flag per TrainConfig field, plus what only the command line needs."""
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="fine-tune a model for extractive QA (resumable)",
+        description="Fine-tune a pre-trained encoder on SQuAD-style data, evaluating on a dev slice.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_train_args(p)
+    p.add_argument("--overwrite", action="store_true", help="start over even if --output holds a run")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def _add_data_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    """`qatune data`: validate a data set, optionally adding unanswerable questions and writing it out."""
     p = sub.add_parser(
         "data",
         parents=[common],
@@ -179,7 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the (v2-style) data set here as SQuAD v2.0 JSON")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -193,15 +216,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(
         TrainConfig.from_dict(values), overwrite=args.overwrite, progress_bar=not args.quiet, command=command
     )
-    if args.json:
-        emit(summary)
+    if summary is None:  # a process of a distributed launch other than the first: it saved nothing
         return 0
-    final = summary.get("final_eval") or {}
-    print(f"model saved to {args.output_dir} ({summary.get('steps')} steps, {summary.get('seconds')} s)")
-    if final:
+    if args.json:
+        emit(summary.to_dict())
+        return 0
+    print(f"model saved to {args.output_dir} ({summary.steps} steps, {summary.seconds} s)")
+    if summary.final_eval:
+        m = summary.final_eval.scores
         print(
-            f"dev: EM {final['exact_match']:.2f}  F1 {final['f1']:.2f}  correct {final['correct']}  "
-            f"similar {final['similar']}  incorrect {final['incorrect']}  (of {final['total']})"
+            f"dev: EM {m.exact_match:.2f}  F1 {m.f1:.2f}  correct {m.correct}  "
+            f"similar {m.similar}  incorrect {m.incorrect}  (of {m.total})"
         )
     return 0
 
@@ -239,6 +264,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+CHECKPOINTING = {"train", "sweep", "run"}  # SIGTERM stops them like Ctrl-C: they checkpoint first
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -272,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for model cards
     _setup_logging(args.quiet)
     try:
-        with command_settings(args.threads):
+        with command_settings(args.threads, sigterm=args.command in CHECKPOINTING):
             return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)

@@ -6,11 +6,21 @@ import argparse
 import os
 import sys
 
-from qatune.cli.common import add_window_args, emit, float_in, from_args, int_in, model_window, positive_int, seed_int
+from qatune.cli.common import (
+    Parser,
+    add_window_args,
+    emit,
+    float_in,
+    from_args,
+    int_in,
+    model_window,
+    positive_int,
+    seed_int,
+)
 from qatune.errors import ConfigError
 
 
-def add_export_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_export_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "export",
         parents=[common],
@@ -36,7 +46,7 @@ def add_export_parser(sub, common: argparse.ArgumentParser) -> None:
     add_window_args(p)
 
 
-def add_serve_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_serve_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "serve",
         parents=[common],
@@ -124,7 +134,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from qatune.serving.app import Models, ServeConfig, create_app
+    from qatune.serving.app import create_app
+    from qatune.serving.config import ServeConfig
+    from qatune.serving.models import Models
 
     config = from_args(ServeConfig, args, cors_origins=args.cors_origin).check()
     check_port(args.host, args.port)  # before the model loads: a busy port is an error: line, not a log
@@ -166,7 +178,7 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
-def add_push_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_push_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "push",
         parents=[common],

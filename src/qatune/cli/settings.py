@@ -13,7 +13,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from qatune.hardware import compute_threads, threads_scope, tune_allocator
+from qatune.hardware import MAX_THREADS, compute_threads
+from qatune.process import sigterm_as_interrupt, threads_scope, tune_allocator
 
 logger = logging.getLogger("qatune")
 
@@ -57,13 +58,24 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 @contextmanager
-def command_settings(threads: int | None) -> Iterator[None]:
+def command_settings(threads: int | None, sigterm: bool = False) -> Iterator[None]:
     """What one command runs under: `threads` compute threads (None: found from this process's CPUs),
-    quiet libraries, and an allocator that keeps freed tensor memory (`hardware.tune_allocator`)."""
+    quiet libraries, an allocator that keeps freed tensor memory (`process.tune_allocator`), and with
+    `sigterm` SIGTERM as Ctrl-C (commands that checkpoint: train, sweep, run)."""
     chosen = compute_threads(threads)
+    if chosen.ignored:
+        logger.warning(
+            "%s is not a thread count in [1, %d]; computing with %d threads (%s)",
+            chosen.ignored,
+            MAX_THREADS,
+            chosen.count,
+            chosen.source,
+        )
     logger.debug("compute threads: %d (%s)", chosen.count, chosen.source)
     tune_allocator()
     with ExitStack() as stack:
         stack.enter_context(threads_scope(chosen))
         stack.enter_context(_quiet_transformers())
+        if sigterm:
+            stack.enter_context(sigterm_as_interrupt())
         yield

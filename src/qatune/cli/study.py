@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from qatune.cli.common import emit
+from qatune.cli.common import Parser, emit
+
+if TYPE_CHECKING:
+    from qatune.study.spec import StudySpec
 
 RUN_EPILOG = """stages: data -> sweep (optional) -> fine-tune each experiment -> evaluate (train slice, test slice,
 untuned base) -> questions -> report (report.md, report.html, results.json in the report folder).
@@ -18,7 +22,7 @@ examples:
   QATUNE_DATA_DIR=../shared/data/squad qatune run examples/quickstart.yaml"""
 
 
-def add_run_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_run_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
     p = sub.add_parser(
         "run",
         parents=[common],
@@ -43,7 +47,7 @@ def quickstart_path() -> Path:
     return Path(str(resources.files("qatune") / "resources" / "quickstart.yaml"))
 
 
-def _plan(spec) -> list[str]:
+def _plan(spec: StudySpec) -> list[str]:
     lines = [
         f"study {spec.name}: OK; report in {spec.report.dir} ({', '.join(spec.report.formats)})",
         f"data: train {spec.data.train}, test {spec.data.test}"

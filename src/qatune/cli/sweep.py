@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qatune.cli.common import emit, from_args, int_in, positive_int, seed_int
+from qatune.cli.common import Parser, emit, from_args, int_in, positive_int, seed_int
 from qatune.errors import ConfigError
 from qatune.paths import safe_name
+
+if TYPE_CHECKING:
+    from qatune.sweep.spec import SweepSpec
+    from qatune.sweep.storage import SweepOptions
 
 SWEEP_EPILOG = """usage forms:
   qatune sweep CONFIG [--name NAME]            run a sweep, or resume it (same command again)
@@ -29,7 +33,8 @@ examples:
   qatune sweep show sweep_f1 --top 10"""
 
 
-def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
+def add_sweep_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    """`qatune sweep`: one parser for running, joining, showing and serving a sweep (see SWEEP_EPILOG)."""
     p = sub.add_parser(
         "sweep",
         parents=[common],
@@ -40,6 +45,14 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="qatune sweep [CONFIG | show NAME | --join NAME] [options]",
     )
+    _add_where_args(p)
+    _add_run_args(p)
+    _add_tracker_args(p)
+    _add_show_args(p)
+
+
+def _add_where_args(p: argparse.ArgumentParser) -> None:
+    """Which sweep: the config or `show NAME`, its name, its folder and the storage its workers share."""
     p.add_argument("config", nargs="?", metavar="CONFIG", help="sweep config file, or `show`")
     p.add_argument("show_name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--name", help="sweep name (default: the config's `name`, else the file name)")
@@ -51,6 +64,10 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
         "(default: a SQLite file in the sweep folder)",
     )
     p.add_argument("--join", metavar="NAME", help="join the existing sweep NAME (config read from --storage)")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """How this worker runs trials: how many, with which overrides, retries, heartbeat, seed and cleanup."""
     p.add_argument(
         "--count", type=positive_int, help="run at most N trials in this worker (like `wandb agent --count`)"
     )
@@ -78,6 +95,10 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model weights (default: delete)")
     p.add_argument("--seed", type=seed_int, default=0, help="sampler seed (default: 0)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, run nothing")
+
+
+def _add_tracker_args(p: argparse.ArgumentParser) -> None:
+    """Where each trial is logged: the trackers, one tracker run per trial."""
     p.add_argument(
         "--report-to",
         default="none",
@@ -87,6 +108,10 @@ def add_sweep_parser(sub, common: argparse.ArgumentParser) -> None:
         "wandb (honours WANDB_MODE=offline), or none (default: none)",
     )
     p.add_argument("--wandb", action="store_true", help="the same as adding wandb to --report-to")
+
+
+def _add_show_args(p: argparse.ArgumentParser) -> None:
+    """The flags of `sweep show` and `sweep dashboard`, and --json (a run prints its result as JSON too)."""
     p.add_argument(
         "--top", type=positive_int, default=10, help="show: how many best trials to list and plot (default: 10)"
     )
@@ -110,23 +135,26 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _options(args: argparse.Namespace, name: str):
+def _options(args: argparse.Namespace, name: str) -> SweepOptions:
     from qatune.sweep import SweepOptions
     from qatune.training.trackers import parse_report_to
 
     safe_name(name, "sweep name (--name, --join, `show NAME` or the config's `name`)")
     trackers = parse_report_to([args.report_to, "wandb"] if args.wandb else args.report_to)
-    return from_args(SweepOptions, args, name=name, directory=Path(args.dir) / name, report_to=trackers)
+    options: SweepOptions = from_args(
+        SweepOptions, args, name=name, directory=Path(args.dir) / name, report_to=trackers
+    )
+    return options
 
 
-def _print_plan(spec, name: str, options) -> None:
+def _print_plan(spec: SweepSpec, name: str, options: SweepOptions) -> None:
     from qatune.sweep.spec import SWEEP_DEFAULTS
     from qatune.sweep.storage import engine_description
 
     print(f"sweep {name}: OK ({options.shown_url})")
     print("search space:")
     for param in spec.params.values():
-        grid = f", grid {list(param.grid)}" if spec.method == "grid" else ""
+        grid = f", grid {list(param.grid or ())}" if spec.method == "grid" else ""
         print(f"  {param.name}: {param.kind} -> optuna {param.distribution}{grid}")
     for key, value in spec.fixed.items():
         print(f"  {key}: constant {value!r}")

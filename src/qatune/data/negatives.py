@@ -17,8 +17,8 @@ import random
 from collections import defaultdict
 
 from qatune.data.squad import Example, QADataset
+from qatune.data.text import normalize_answer
 from qatune.errors import ConfigError
-from qatune.evaluation.metrics import normalize_answer
 
 SUFFIX = "-negative"
 

@@ -119,7 +119,7 @@ class Windows:
         return out
 
 
-def _truncate_questions(questions: Sequence[str], tokenizer, max_query_length: int) -> list[str]:
+def _truncate_questions(questions: Sequence[str], tokenizer: Any, max_query_length: int) -> list[str]:
     """Cut each question after ``max_query_length`` tokens (at a character boundary)."""
     questions = [q.strip() for q in questions]
     enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
@@ -161,7 +161,9 @@ def _label(offsets: np.ndarray, start: int, end: int) -> tuple[int, int]:
     return int(first), int(last)
 
 
-def _window_offsets(spans, sequence_ids, spaces: np.ndarray) -> np.ndarray:
+def _window_offsets(
+    spans: Sequence[tuple[int, int]], sequence_ids: Sequence[int | None], spaces: np.ndarray
+) -> np.ndarray:
     """A window's character spans as an (n_tokens, 2) array, -1 outside the context, leading spaces trimmed."""
     window = np.asarray(spans, dtype=np.int32).reshape(-1, 2)
     window[np.array([s != 1 for s in sequence_ids])] = -1
@@ -169,7 +171,9 @@ def _window_offsets(spans, sequence_ids, spaces: np.ndarray) -> np.ndarray:
     return window
 
 
-def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig, with_types: bool) -> list[tuple]:
+def _tokenize_chunk(
+    examples: Sequence[Example], tokenizer: Any, config: WindowConfig, with_types: bool
+) -> list[tuple[Any, ...]]:
     """(input_ids, token_type_ids, offsets, example index, start, end) of every window of a chunk."""
     questions = _truncate_questions([e.question for e in examples], tokenizer, config.max_query_length)
     enc = tokenizer(
@@ -198,7 +202,7 @@ def _tokenize_chunk(examples: Sequence[Example], tokenizer, config: WindowConfig
 
 
 def tokenize_windows(
-    examples: Sequence[Example], tokenizer, config: WindowConfig = WindowConfig(), chunk: int = 1024
+    examples: Sequence[Example], tokenizer: Any, config: WindowConfig = WindowConfig(), chunk: int = 1024
 ) -> Windows:
     """Tokenise examples into windows; labels point at the first gold answer (CLS if absent).
 
@@ -209,7 +213,7 @@ def tokenize_windows(
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("qatune needs a fast (Rust) tokenizer for character offsets")
     with_types = "token_type_ids" in tokenizer.model_input_names
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     for base in range(0, len(examples), chunk):
         chunk_rows = _tokenize_chunk(examples[base : base + chunk], tokenizer, config, with_types)
         rows.extend((ids, types, offsets, base + index, s, e) for ids, types, offsets, index, s, e in chunk_rows)

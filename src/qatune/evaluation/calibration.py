@@ -44,7 +44,7 @@ def top1_confidence(
     """Top-1 probability of each question at `temperature`.
 
     `gaps[i]` holds every candidate score of question i minus its best one (all <= 0, the best is 0),
-    `top_gaps[i]` those of the top-1 answer's spans (`predict.answer_groups`; default: its best span
+    `top_gaps[i]` those of the top-1 answer's spans (`decoding.answer_groups`; default: its best span
     alone), so p1 = sum(exp(top / T)) / sum(exp(gap / T)) without overflow.
     """
     if not gaps:

@@ -10,23 +10,17 @@ An empty prediction is therefore never similar.
 from __future__ import annotations
 
 import collections
-import re
-import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from qatune.data.text import normalize_answer
+
+__all__ = ["normalize_answer"]  # the official normalisation, defined with the data it normalises
+
 SIMILAR_F1 = 0.5
-_PUNCT = str.maketrans("", "", string.punctuation)  # deletes them: str.translate, not a loop per character
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower-case, remove punctuation, articles and extra whitespace (official SQuAD rules)."""
-    text = text.lower().translate(_PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def exact_match(prediction: str, gold: str) -> float:
@@ -146,8 +140,10 @@ def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike, bins: 
     total = np.size(confidence)
     if total == 0:
         return float("nan")
-    return sum(
-        b["questions"] / total * abs(b["accuracy"] - b["confidence"])
-        for b in reliability(confidence, correct, bins)
-        if b["questions"]
+    return float(
+        sum(
+            b["questions"] / total * abs(b["accuracy"] - b["confidence"])
+            for b in reliability(confidence, correct, bins)
+            if b["questions"]
+        )
     )

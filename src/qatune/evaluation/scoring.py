@@ -8,7 +8,6 @@ export never imports torch.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -24,16 +23,7 @@ from qatune.evaluation.metrics import (
     reliability,
     squad_scores,
 )
-
-
-@dataclass
-class EvalResult:
-    """Predictions (id -> text), top-1 probabilities (id -> calibrated, raw) and scores of one evaluation."""
-
-    predictions: dict[str, str]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
-    exact: dict[str, float] = field(default_factory=dict)  # id -> exact match (0/1) of the top answer
+from qatune.evaluation.results import SPLIT_KEYS, EvalResult, Scores
 
 
 def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
@@ -45,7 +35,7 @@ def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
 
 
 def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, Any]]]:
-    """Reliability bins (`metrics.reliability`) of the calibrated and of the raw top-1 probability."""
+    """Reliability bins (`evaluation.metrics.reliability`) of the calibrated and of the raw top-1 probability."""
     hits = [result.exact[e.id] for e in dataset.examples]
     return {
         name: reliability([result.probabilities[e.id][k] for e in dataset.examples], hits)
@@ -64,13 +54,13 @@ def dataset_logits(answerer: SpanAnswerer, dataset: QADataset, progress_bar: boo
     return windows, logits
 
 
-def no_answer_scores(examples: list[Example], predicted: list[Prediction]) -> dict[str, Any]:
+def no_answer_scores(examples: list[Example], predicted: list[Prediction]) -> dict[str, float]:
     """The official v2 script's best-threshold figures: EM/F1 if "no answer" were given exactly when the
     no-answer probability is over the best threshold (and those thresholds)."""
     spans = {e.id: next((a.text for a in p.answers if a.text), "") for e, p in zip(examples, predicted)}
     na_probs = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
     references = {e.id: list(e.answers) for e in examples}
-    out: dict[str, Any] = {}
+    out: dict[str, float] = {}
     for metric, name in (("exact", "exact_match"), ("f1", "f1")):
         threshold, score = best_threshold(spans, na_probs, references, metric)
         out[f"best_{name}"], out[f"best_{name}_threshold"] = score, threshold
@@ -96,13 +86,26 @@ def _scored(
     """The scores of one evaluation's predictions (shared by every backend)."""
     predictions = {e.id: (p.answers[0].text if p.answers else "") for e, p in zip(examples, predicted)}
     references = {e.id: list(e.answers) for e in examples}
-    metrics: dict[str, Any] = dict(squad_scores(predictions, references))
+    official = squad_scores(predictions, references)
     probabilities = {e.id: _top_probabilities(p) for e, p in zip(examples, predicted)}
     exact = {qid: best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()}
     hits = list(exact.values())
-    metrics["ece"] = expected_calibration_error([probabilities[q][0] for q in references], hits)
-    metrics["ece_raw"] = expected_calibration_error([probabilities[q][1] for q in references], hits)
+    null: dict[str, float | None] = {}
     if decoding.with_null:
-        metrics.update(no_answer_scores(examples, predicted), null_threshold=decoding.null_threshold)
-    metrics.update(eval_loss=loss, seconds=seconds, questions_per_second=len(examples) / seconds)
-    return EvalResult(predictions, metrics, probabilities, exact)
+        null = {**no_answer_scores(examples, predicted), "null_threshold": decoding.null_threshold}
+    scores = Scores(
+        exact_match=official["exact_match"],
+        f1=official["f1"],
+        total=int(official["total"]),
+        correct=int(official["correct"]),
+        similar=int(official["similar"]),
+        incorrect=int(official["incorrect"]),
+        ece=expected_calibration_error([probabilities[q][0] for q in references], hits),
+        ece_raw=expected_calibration_error([probabilities[q][1] for q in references], hits),
+        eval_loss=loss,
+        seconds=seconds,
+        questions_per_second=len(examples) / seconds,
+        splits={k: official[k] for k in SPLIT_KEYS if k in official},
+        null=null,
+    )
+    return EvalResult(predictions, scores, probabilities, exact)

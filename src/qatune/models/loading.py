@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from qatune.answering.decoding import Decoding
 from qatune.data.sources import hub_reachable
 from qatune.data.windows import WindowConfig, saved_window
 from qatune.errors import ModelError
@@ -45,10 +44,6 @@ class LoadedModel:
     def checked_window(self, window: WindowConfig) -> WindowConfig:
         """`window`, checked to fit this model's inputs (a longer one would crash in the position table)."""
         return window.checked_for(max_positions(self.model))
-
-    def decoding(self, max_answer_length: int = 30) -> Decoding:
-        """How this model's answers are decoded: its null answer and its calibration, if any."""
-        return Decoding(max_answer_length, self.with_null, True, self.temperature, self.null_threshold)
 
 
 def max_positions(model: torch.nn.Module) -> int | None:

@@ -16,7 +16,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from qatune.errors import ConfigError, ModelError
 from qatune.io import atomic_write_json, normal_mode
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
-from qatune.models.loading import load_model, max_positions
+from qatune.models.loading import LoadedModel, load_model, max_positions
 from qatune.models.settings import read_calibration, write_calibration
 from qatune.paths import check_output_folder
 
@@ -89,7 +89,7 @@ def export_onnx(
 
 
 def _write_export(
-    loaded, model: str, tmp: Path, window: WindowConfig, max_answer_length: int, quantize: bool
+    loaded: LoadedModel, model: str, tmp: Path, window: WindowConfig, max_answer_length: int, quantize: bool
 ) -> dict[str, Any]:
     """The export's files in `tmp`, checked against torch; returns its settings."""
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in loaded.tokenizer.model_input_names]
@@ -129,7 +129,7 @@ def _write_export(
         (tmp / "model.int8.onnx").replace(tmp / MODEL_FILE)
     # optimum's layout for question answering: model.onnx beside config.json and the tokenizer files
     loaded.tokenizer.save_pretrained(tmp)
-    loaded.model.config.save_pretrained(tmp)
+    cast(Any, loaded.model).config.save_pretrained(tmp)
     calibration = read_calibration(loaded.path) if Path(loaded.path).is_dir() else None
     if calibration:
         write_calibration(tmp, calibration)
@@ -160,7 +160,7 @@ def _replace_folder(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _check(loaded, names: list[str], folder: Path) -> float:
+def _check(loaded: LoadedModel, names: list[str], folder: Path) -> float:
     """Largest |onnx - torch| start logit on the sample pair: a broken export fails here, not in use."""
     encoded = loaded.tokenizer(["Who?"], [CHECK_CONTEXT], return_tensors="pt")
     with torch.inference_mode():

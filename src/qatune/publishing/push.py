@@ -15,8 +15,7 @@ from pathlib import Path
 
 from qatune.data.sources import hub_reachable
 from qatune.errors import ConfigError, ModelError
-from qatune.layout import CALIBRATION_FILE, CONFIG_FILE, HISTORY_FILE, ONNX_META, ONNX_MODEL
-from qatune.models.card import CARD_FILE
+from qatune.layout import CALIBRATION_FILE, CARD_FILE, CONFIG_FILE, HISTORY_FILE, ONNX_META, ONNX_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def push_files(folder: Path) -> tuple[list[str], list[str]]:
 
 def check_push(folder: str | Path, repo_id: str) -> Path:
     """Refuse before any network: a repo id the Hub would refuse, or a folder that is not a model."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.utils import HFValidationError, validate_repo_id  # type: ignore[attr-defined]
 
     path = Path(folder)
     if not path.is_dir():

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from qatune.data.squad import QADataset
-from qatune.evaluation.scoring import EvalResult, reliability_bins
+from qatune.evaluation.results import EvalResult
+from qatune.evaluation.scoring import reliability_bins
 from qatune.figures import reliability_diagram
 from qatune.io import atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
@@ -38,10 +39,8 @@ def write_evaluation_report(
     make_folder(folder, "--report")
     atomic_write_json(folder / EVAL_PREDICTIONS, result.predictions)
     atomic_write_text(folder / RELIABILITY_TABLE, _csv(bins))
-    m = result.metrics
-    title = (
-        f"{Path(summary['model']).name}: ECE {m['ece']:.3f} calibrated, {m['ece_raw']:.3f} raw ({m['total']} questions)"
-    )
+    m = result.scores
+    title = f"{Path(summary['model']).name}: ECE {m.ece:.3f} calibrated, {m.ece_raw:.3f} raw ({m.total} questions)"
     figure = reliability_diagram(bins, folder / RELIABILITY_FIGURE, title=title)
     atomic_write_json(folder / EVAL_REPORT, {**summary, "reliability": bins})  # last: marks a whole report
     return [folder / EVAL_REPORT, folder / EVAL_PREDICTIONS, folder / RELIABILITY_TABLE, figure]

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from qatune.figures import metric_lines, reliability_diagram
+from qatune.fmt import cell
 from qatune.io import atomic_write_text
-from qatune.layout import FIGURES, HISTORY_FIGURE, IMPORTANCE_FIGURE, STUDY_SWEEP, SWEEP_RESULTS, TRIAL_FIGURES
-from qatune.report.document import Block, Code, Figure, Heading, Para, Table, cell, to_html, to_markdown
+from qatune.layout import (
+    EM_FIGURE,
+    FIGURES,
+    HISTORY_FIGURE,
+    IMPORTANCE_FIGURE,
+    RELIABILITY_FIGURE,
+    STUDY_REPORT,
+    STUDY_SWEEP,
+    SWEEP_RESULTS,
+    TRIAL_FIGURES,
+)
+from qatune.report.document import Block, Code, Figure, Heading, Para, Table, to_html, to_markdown
+
+
+class ReportTarget(Protocol):
+    """Where and how a report is written (a study file's `report:` section, `study.spec.ReportSpec`)."""
+
+    @property
+    def dir(self) -> Path: ...
+    @property
+    def formats(self) -> Sequence[str]: ...
+    @property
+    def title(self) -> str | None: ...
+
 
 PICK_TITLES = {
     "lowest_train_loss": "lowest training loss",
@@ -62,146 +86,106 @@ def summary(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def sweep_blocks(sweep: dict[str, Any], folder: Path) -> list[Block]:
+SWEEP_CAPTIONS = {
+    TRIAL_FIGURES["train_loss"]: "Figure 1: training loss of the top trials",
+    TRIAL_FIGURES["eval_loss"]: "Figure 2: evaluation loss of the top trials",
+    TRIAL_FIGURES["correct"]: "Figure 3: correct answers of the top trials",
+    HISTORY_FIGURE: "Optimisation history (Optuna)",
+    IMPORTANCE_FIGURE: "Parameter importances (Optuna, PED-ANOVA)",
+}
+
+
+def _picks_table(sweep: dict[str, Any], rows: dict[str, dict[str, Any]]) -> Table:
+    """Table 1: the trial behind each of the study's picks (best F1, lowest train loss, ...)."""
     params = sweep["params"]
+    picks = [
+        [name, PICK_TITLES.get(pick, pick), *[rows[name][p] for p in params]]
+        + [rows[name][k] for k in ("train_loss", "eval_loss", "correct", "f1")]
+        for pick, name in sweep["picks"].items()
+    ]
+    header = ["exploration", "pick", *params, "train loss", "eval loss", "correct", "F1"]
+    return Table(header, picks, "Table 1: the sweep's extreme explorations")
+
+
+def _top_table(sweep: dict[str, Any], rows: dict[str, dict[str, Any]]) -> Table:
+    """The best trials by the sweep's metric."""
+    params, top = sweep["params"], [rows[name] for name in sweep["top"]]
+    cells = [
+        [r["name"], *[r[p] for p in params]]
+        + [r[k] for k in ("train_loss", "eval_loss", "exact_match", "f1", "correct", "state")]
+        for r in top
+    ]
+    header = ["trial", *params, "train loss", "eval loss", "EM", "F1", "correct", "state"]
+    return Table(header, cells, f"Top {len(top)} trials by {sweep['metric']['name']}")
+
+
+def sweep_blocks(sweep: dict[str, Any], folder: Path) -> list[Block]:
+    """Section 1: how the sweep searched, its picks, its top trials and the figures `sweep show` drew."""
     rows = {r["name"]: r for r in sweep["trials"]}
+    counts = ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v)
     blocks: list[Block] = [
         Heading("1. Hyperparameter sweep"),
         Para(
             f"Method {sweep['method']}, metric {sweep['metric']['name']} "
-            f"({sweep['metric']['goal']}), searching {', '.join(params)}. Trials: "
-            + ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v)
-            + "."
+            f"({sweep['metric']['goal']}), searching {', '.join(sweep['params'])}. Trials: {counts}."
         ),
+        _picks_table(sweep, rows),
+        _top_table(sweep, rows),
     ]
-    picks = [
-        [
-            name,
-            PICK_TITLES.get(pick, pick),
-            *[rows[name][p] for p in params],
-            rows[name]["train_loss"],
-            rows[name]["eval_loss"],
-            rows[name]["correct"],
-            rows[name]["f1"],
-        ]
-        for pick, name in sweep["picks"].items()
-    ]
-    blocks.append(
-        Table(
-            ["exploration", "pick", *params, "train loss", "eval loss", "correct", "F1"],
-            picks,
-            "Table 1: the sweep's extreme explorations",
-        )
-    )
-    top = [rows[name] for name in sweep["top"]]
-    blocks.append(
-        Table(
-            ["trial", *params, "train loss", "eval loss", "EM", "F1", "correct", "state"],
-            [
-                [
-                    r["name"],
-                    *[r[p] for p in params],
-                    r["train_loss"],
-                    r["eval_loss"],
-                    r["exact_match"],
-                    r["f1"],
-                    r["correct"],
-                    r["state"],
-                ]
-                for r in top
-            ],
-            f"Top {len(top)} trials by {sweep['metric']['name']}",
-        )
-    )
-    captions = {
-        TRIAL_FIGURES["train_loss"]: "Figure 1: training loss of the top trials",
-        TRIAL_FIGURES["eval_loss"]: "Figure 2: evaluation loss of the top trials",
-        TRIAL_FIGURES["correct"]: "Figure 3: correct answers of the top trials",
-        HISTORY_FIGURE: "Optimisation history (Optuna)",
-        IMPORTANCE_FIGURE: "Parameter importances (Optuna, PED-ANOVA)",
-    }
-    for name, caption in captions.items():
+    for name, caption in SWEEP_CAPTIONS.items():
         path = folder / STUDY_SWEEP / SWEEP_RESULTS / FIGURES / name
         if path.exists():
             blocks.append(Figure(path, caption))
     return blocks
 
 
-def experiment_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
-    experiments = results["experiments"]
-    blocks: list[Block] = [Heading("2. Fine-tuning")]
+def _settings_table(experiments: list[dict[str, Any]]) -> Table:
+    """Table 2: what each experiment trained, and which settings came from the sweep."""
     settings = []
     for e in experiments:
         c = e["config"]
         picked = ", ".join(f"{k} from {v}" for k, v in e.get("from_sweep", {}).items())
         length = f"{c['max_steps']} steps" if c["max_steps"] else c["num_train_epochs"]
+        questions = c["train_sample"] or c["train_limit"] or "all"
         settings.append(
-            [
-                e["name"],
-                c["model"],
-                c["train_batch_size"],
-                c["learning_rate"],
-                length,
-                c["train_sample"] or c["train_limit"] or "all",
-                picked or "-",
-            ]
+            [e["name"], c["model"], c["train_batch_size"], c["learning_rate"], length, questions, picked or "-"]
         )
-    blocks.append(
-        Table(
-            ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions", "from the sweep"],
-            settings,
-            "Table 2: fine-tuning experiments",
-        )
+    header = ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions", "from the sweep"]
+    return Table(header, settings, "Table 2: fine-tuning experiments")
+
+
+def _results_table(results: dict[str, Any]) -> Table:
+    """Table 3: each experiment's train and test scores, steps and minutes."""
+    rows = []
+    for e in results["experiments"]:
+        train, test, c = e.get("train_eval") or {}, e.get("test_eval") or {}, e["config"]
+        scores = [_pct(train.get("exact_match")), _pct(test.get("exact_match")), _pct(test.get("f1"))]
+        minutes = round((e["seconds"] or 0) / 60, 1)
+        rows.append([e["name"], c["model"], c["train_batch_size"], c["learning_rate"], *scores, e["steps"], minutes])
+    slice_note = (
+        f"train EM on {results['train_slice']} of each experiment's own training questions; "
+        if results.get("train_slice")
+        else ""
     )
+    header = ["name", "pre-trained model", "batch size", "learning rate", "train EM", "test EM", "test F1"]
+    return Table([*header, "steps", "minutes"], rows, f"Table 3: results ({slice_note}test on {_test_size(results)})")
+
+
+def experiment_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
+    """Section 2: the experiments' settings, their EM during training, and their results."""
+    experiments = results["experiments"]
+    blocks: list[Block] = [Heading("2. Fine-tuning"), _settings_table(experiments)]
     figure = metric_lines(
         {e["name"]: e["history"] for e in experiments},
         "exact_match",
-        folder / FIGURES / "em_over_training.png",
+        folder / FIGURES / EM_FIGURE,
         title="EM on the dev slice during training",
         ylabel="exact match (%)",
         x="epoch",
     )
     if figure:
         blocks.append(Figure(figure, "Figure 4: EM of each experiment after each evaluation"))
-    rows = []
-    for e in experiments:
-        train, test, c = e.get("train_eval") or {}, e.get("test_eval") or {}, e["config"]
-        rows.append(
-            [
-                e["name"],
-                c["model"],
-                c["train_batch_size"],
-                c["learning_rate"],
-                _pct(train.get("exact_match")),
-                _pct(test.get("exact_match")),
-                _pct(test.get("f1")),
-                e["steps"],
-                round((e["seconds"] or 0) / 60, 1),
-            ]
-        )
-    slice_note = (
-        f"train EM on {results['train_slice']} of each experiment's own training questions; "
-        if results.get("train_slice")
-        else ""
-    )
-    blocks.append(
-        Table(
-            [
-                "name",
-                "pre-trained model",
-                "batch size",
-                "learning rate",
-                "train EM",
-                "test EM",
-                "test F1",
-                "steps",
-                "minutes",
-            ],
-            rows,
-            f"Table 3: results ({slice_note}test on {_test_size(results)})",
-        )
-    )
-    return blocks
+    return [*blocks, _results_table(results)]
 
 
 def _test_size(results: dict[str, Any]) -> str:
@@ -253,7 +237,7 @@ def reliability_blocks(label: str, metrics: dict[str, Any], folder: Path) -> lis
         return []
     figure = reliability_diagram(
         metrics["reliability"],
-        folder / FIGURES / "reliability.png",
+        folder / FIGURES / RELIABILITY_FIGURE,
         title=f"{label}: ECE {metrics['ece']:.3f} calibrated, {metrics['ece_raw']:.3f} raw",
     )
     return [
@@ -322,16 +306,16 @@ def build(results: dict[str, Any], folder: Path, title: str | None = None) -> li
     return blocks + reproduce_blocks(results)
 
 
-def write_report(results: dict[str, Any], report) -> list[Path]:
+def write_report(results: dict[str, Any], report: ReportTarget) -> list[Path]:
     """report.md and/or report.html in the study folder, written atomically."""
     folder = Path(report.dir)
     blocks = build(results, folder, report.title)
     written = []
     if "markdown" in report.formats:
-        written.append(folder / "report.md")
+        written.append(folder / STUDY_REPORT["markdown"])
         atomic_write_text(written[-1], to_markdown(blocks, folder))
     if "html" in report.formats:
-        written.append(folder / "report.html")
+        written.append(folder / STUDY_REPORT["html"])
         title = blocks[0].text if isinstance(blocks[0], Heading) else "qatune study"
         atomic_write_text(written[-1], to_html(blocks, title))
     return written

@@ -1,4 +1,5 @@
-"""Field types of the HTTP API requests, shared by qatune's own format and the Hugging Face one.
+"""Field types of the HTTP API requests, shared by qatune's own format and the Hugging Face one, and
+qatune's own request bodies (`request_models`), built with the server's limits.
 
 Types are strict: `"3"` or `true` is not a top_k, and a context is a string. "Not blank" is a pattern
 both JSON Schema (ECMA) and Python agree on: the characters each counts as whitespace are all excluded.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, Strict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, create_model
+
+from qatune.serving.config import ServeConfig
 
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
 
@@ -38,3 +41,18 @@ def text_types(max_context_chars: int, max_question_chars: int) -> tuple[Any, An
 
     context = text(max_context_chars, "--max-context-chars", "the text to find the answer in")
     return context, text(max_question_chars, "--max-question-chars", "the question")
+
+
+def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them."""
+    context, question = text_types(config.max_context_chars, config.max_question_chars)
+    top_k = json_int(1, 10, "how many answers, best first")
+    forbid = ConfigDict(extra="forbid")  # a misspelt field ("topk") is a 422 naming it, not silently ignored
+    single = create_model(
+        "AnswerRequest", __config__=forbid, context=(context, ...), question=(question, ...), top_k=(top_k, 3)
+    )
+    item: Any = create_model("BatchItem", __config__=forbid, context=(context, ...), question=(question, ...))
+    items: Any = Annotated[
+        list[item], Field(min_length=1, max_length=config.max_batch, description="questions (--max-batch)")
+    ]
+    return single, create_model("BatchRequest", __config__=forbid, top_k=(top_k, 3), items=(items, ...))

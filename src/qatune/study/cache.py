@@ -64,7 +64,8 @@ class StageCache:
 
     @property
     def files(self) -> dict[str, Any]:
-        return self.state["files"]
+        files: dict[str, Any] = self.state["files"]
+        return files
 
     def get(self, stage: str, key: str) -> dict[str, Any] | None:
         """The record of `stage` if it finished with these inputs, else None."""

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from qatune.data.sources import locate
 from qatune.hardware import package_versions
@@ -21,6 +21,7 @@ from qatune.layout import (
     STAGES_FILE,
     STUDY_EVALS,
     STUDY_EXPERIMENTS,
+    STUDY_RESULTS,
     STUDY_SWEEP,
     SWEEP_RESULTS,
 )
@@ -31,6 +32,7 @@ from qatune.training.config import TrainConfig
 from qatune.training.trackers import parse_report_to
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def check_study_folder(spec: StudySpec) -> Path:
@@ -51,13 +53,13 @@ class StudyRunner:
         self.timings: dict[str, dict[str, Any]] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
-    def stage(self, name: str, key: str, work: Callable[[], Any]) -> Any:
+    def stage(self, name: str, key: str, work: Callable[[], T]) -> T:
         """Run `work` unless `name` already finished with inputs hashing to `key`."""
         record = self.cache.get(name, key)
         if record is not None:
             logger.info("%s: up to date, skipped", name)
             self.timings[name] = {"seconds": record["seconds"], "cached": True}
-            return record["result"]
+            return cast(T, record["result"])  # the JSON the work returned when it ran
         logger.info("%s ...", name)
         began = time.perf_counter()
         result = work()
@@ -144,7 +146,7 @@ class StudyRunner:
 
         sweep = sweep or {}
         name = (sweep.get("best") or {}).get("name") if pick == "best" else sweep.get("picks", {}).get(pick)
-        row = next((r for r in sweep.get("trials", []) if r["name"] == name), None)
+        row: dict[str, Any] | None = next((r for r in sweep.get("trials", []) if r["name"] == name), None)
         if row is None:
             raise QatuneError(
                 f"the sweep has no finished trial for from_sweep: {pick}; let it finish (rerun) or "
@@ -153,6 +155,7 @@ class StudyRunner:
         return row
 
     def run_experiment(self, experiment: Experiment, sweep: dict[str, Any] | None) -> dict[str, Any]:
+        from qatune.training.summary import RunSummary
         from qatune.training.trainer import train
 
         config = self.experiment_config(experiment, sweep)
@@ -169,15 +172,15 @@ class StudyRunner:
 
         def work() -> dict[str, Any]:
             self._fresh_folder(folder, key)
-            summary = train(config, progress_bar=self.progress_bar)
+            summary = train(config, progress_bar=self.progress_bar) or RunSummary.read(folder)
             history = [r for r in read_jsonl(folder / HISTORY_FILE) if r.get("type") == "eval"]
             return {
                 "name": experiment.name,
                 "key": key,
                 "config": config.to_dict(),
-                "steps": summary.get("steps"),
-                "seconds": summary.get("seconds"),
-                "final_eval": summary.get("final_eval"),
+                "steps": summary.steps,
+                "seconds": summary.seconds,
+                "final_eval": summary.final_eval.to_dict() if summary.final_eval else None,
                 "history": history,
                 "from_sweep": experiment.from_sweep,
             }
@@ -224,7 +227,7 @@ class StudyRunner:
         if questions is None:
             return None
         pairs = [(q["context"], q["question"]) for q in questions.items]
-        answers: dict[str, list] = {}
+        answers: dict[str, list[Any]] = {}
         for label, (model, model_key, seed) in models.items():
             key = digest(model_key, questions.items, questions.top_k)
 
@@ -254,17 +257,11 @@ def run_study(spec: StudySpec, *, progress_bar: bool = True) -> dict[str, Any]:
         return _run_stages(runner, spec)
 
 
-def _run_stages(runner: StudyRunner, spec: StudySpec) -> dict[str, Any]:
-    from qatune.report import write_report
-
-    began = time.perf_counter()
-    runner.resolve(spec.data.train, "train")
-    runner.resolve(spec.data.test, "validation")
-    sweep = runner.run_sweep()
-    experiments = [runner.run_experiment(e, sweep) for e in spec.experiments]
+def _evaluate_experiments(
+    runner: StudyRunner, experiments: list[dict[str, Any]], test: dict[str, Any], test_slice: dict[str, Any]
+) -> None:
+    """Each experiment's scores on the test slice, and on a sample of its own training questions."""
     compare = runner.compare
-    test = runner.resolve(compare.data or spec.data.test, "validation")
-    test_slice = {"limit": compare.limit, "sample": compare.sample, "seed": compare.seed}
     for result in experiments:
         config = TrainConfig.from_dict(result["config"])
         if compare.train_sample:
@@ -280,24 +277,49 @@ def _run_stages(runner: StudyRunner, spec: StudySpec) -> dict[str, Any]:
         result["test_eval"] = runner.run_eval(
             f"{result['name']} test", config.output_dir, result["key"], config, test, test_slice
         )
-    comparison = None
-    if spec.compare:
-        target = next(r for r in experiments if r["name"] == compare.experiment)
-        config = TrainConfig.from_dict(target["config"])
-        untuned = runner.run_eval(
-            f"{config.model} untuned test", config.model, _untuned(config.model, config.seed), config, test, test_slice
-        )
-        comparison = {
-            "experiment": compare.experiment,
-            "model": config.model,
-            "untuned": untuned,
-            "fine_tuned": target["test_eval"],
-        }
+
+
+def _comparison(
+    runner: StudyRunner, experiments: list[dict[str, Any]], test: dict[str, Any], test_slice: dict[str, Any]
+) -> dict[str, Any]:
+    """The compared experiment against its untuned model, on the same test slice."""
+    compare = runner.compare
+    target = next(r for r in experiments if r["name"] == compare.experiment)
+    config = TrainConfig.from_dict(target["config"])
+    untuned = runner.run_eval(
+        f"{config.model} untuned test", config.model, _untuned(config.model, config.seed), config, test, test_slice
+    )
+    return {
+        "experiment": compare.experiment,
+        "model": config.model,
+        "untuned": untuned,
+        "fine_tuned": target["test_eval"],
+    }
+
+
+def _question_models(experiments: list[dict[str, Any]]) -> dict[str, tuple[str, str, int]]:
+    """The models that answer the study's questions: each experiment's, and each base model untuned."""
     models = {r["name"]: (r["config"]["output_dir"], r["key"], r["config"]["seed"]) for r in experiments}
     for r in experiments:
         base, seed = r["config"]["model"], r["config"]["seed"]
         models.setdefault(f"{base} (untuned)", (base, _untuned(base, seed), seed))
-    questions = runner.run_questions(models)
+    return models
+
+
+def _run_stages(runner: StudyRunner, spec: StudySpec) -> dict[str, Any]:
+    from qatune.report import write_report
+
+    began = time.perf_counter()
+    runner.resolve(spec.data.train, "train")
+    runner.resolve(spec.data.test, "validation")
+    sweep = runner.run_sweep()
+    experiments = [runner.run_experiment(e, sweep) for e in spec.experiments]
+    compare = runner.compare
+    test = runner.resolve(compare.data or spec.data.test, "validation")
+    test_slice = {"limit": compare.limit, "sample": compare.sample, "seed": compare.seed}
+    _evaluate_experiments(runner, experiments, test, test_slice)
+    comparison = _comparison(runner, experiments, test, test_slice) if spec.compare else None
+    questions = runner.run_questions(_question_models(experiments))
     results: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
@@ -313,6 +335,6 @@ def _run_stages(runner: StudyRunner, spec: StudySpec) -> dict[str, Any]:
         "versions": package_versions(("qatune", "torch", "transformers", "optuna", "tokenizers")),
         "seconds": round(time.perf_counter() - began, 1),
     }
-    atomic_write_json(spec.report.dir / "results.json", results)
+    atomic_write_json(spec.report.dir / STUDY_RESULTS, results)
     results["files"] = [str(p) for p in write_report(results, spec.report)]
     return results

@@ -175,7 +175,7 @@ def _pick(pick: Any, where: str, key: str, sweep: SweepSpec | None) -> str:
         raise ConfigError(f"{where}.from_sweep: unknown pick {pick!r}; valid: {', '.join(PICK_NAMES)}")
     if key not in sweep.params and key not in sweep.fixed:
         raise ConfigError(f"{where}: the sweep does not search {key!r} (it searches {', '.join(sweep.params)})")
-    return pick
+    return str(pick)
 
 
 def _example_value(sweep: SweepSpec, key: str) -> Any:

@@ -102,7 +102,7 @@ def _infer_kind(where: str, body: dict[str, Any]) -> str:
             )
         if kind not in DISTRIBUTIONS:
             raise ConfigError(f"{where}.distribution: unknown {kind!r}; valid: {', '.join(DISTRIBUTIONS)}")
-        return kind
+        return str(kind)
     if "value" in body:
         return "constant"
     if "values" in body:

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from qatune.fmt import cell
 from qatune.io import atomic_write_json, atomic_write_text
-from qatune.layout import EVAL_SCORES, RESULTS_SUMMARY
+from qatune.layout import EVAL_SCORES, RESULTS_SUMMARY, RESULTS_TABLE, RESULTS_TRIALS
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import counted
 
@@ -143,7 +143,7 @@ def summary(trials: list[FrozenTrial], spec: SweepSpec, name: str, n_top: int = 
 def write_results(report: dict[str, Any], spec: SweepSpec, out: Path) -> list[Path]:
     """trials.csv (the table), trials.json (rows with their histories) and summary.json, atomically."""
     columns = ["trial", *table_columns(spec), "total", "value", "resumed_from", "worker", "error"]
-    written = [out / "trials.csv", out / "trials.json", out / RESULTS_SUMMARY]
+    written = [out / RESULTS_TABLE, out / RESULTS_TRIALS, out / RESULTS_SUMMARY]
     atomic_write_text(written[0], to_csv(report["trials"], columns))
     atomic_write_json(written[1], report["trials"])
     atomic_write_json(written[2], {k: v for k, v in report.items() if k != "trials"})

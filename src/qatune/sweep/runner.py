@@ -140,7 +140,9 @@ def show_sweep(
     return report
 
 
-def sweep_figures(report: dict[str, Any], spec: SweepSpec, study, folder: Path, n_top: int = 10) -> list[Path]:
+def sweep_figures(
+    report: dict[str, Any], spec: SweepSpec, study: optuna.Study, folder: Path, n_top: int = 10
+) -> list[Path]:
     """Figures 1-3 of the study (train loss, eval loss, correct answers of the top runs) + Optuna's."""
     from qatune.figures import metric_lines, optuna_figures
 

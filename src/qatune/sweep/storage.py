@@ -140,7 +140,7 @@ class _GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler, minus its `study.stop()` when the grid is done: that call only works
     inside `study.optimize`, and our workers decide when to stop themselves (`Worker.stop_reason`)."""
 
-    def after_trial(self, study, trial, state, values) -> None:  # noqa: ARG002
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:  # noqa: ARG002
         return None
 
 

@@ -3,11 +3,13 @@
 Why a process per trial: a crash, an out-of-memory kill or leaked memory ends with the trial, not
 the sweep. The child is `qatune.fine_tune` on the trial's `trial.json`; it checkpoints on SIGTERM,
 and also when its parent (the sweep worker) dies, so a retried trial resumes where it stopped.
+A child that fails with an exception records why in `trial-error.json` (`TrialFailure`), which the
+parent reads rather than the child's log.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import logging
 import os
 import signal
@@ -15,14 +17,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from qatune.errors import QatuneError, TrainingInterrupted
 from qatune.io import atomic_write_json, read_json, read_jsonl
-from qatune.layout import HISTORY_FILE, TRIAL_CONFIG
+from qatune.layout import HISTORY_FILE, TRIAL_CONFIG, TRIAL_FAILURE, TRIAL_LOCK, TRIAL_LOG
 
-LOG = "trial.log"
-LOCK = ".trial.lock"
+logger = logging.getLogger(__name__)
+
 EXIT_INTERRUPTED = 130
 EXIT_CONFIG = 2
 
@@ -34,7 +39,8 @@ class TrialProcess:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / TRIAL_CONFIG, config)
-        self.log = open(folder / LOG, "a", encoding="utf-8")
+        (folder / TRIAL_FAILURE).unlink(missing_ok=True)  # a retry must not read an earlier attempt's
+        self.log = open(folder / TRIAL_LOG, "a", encoding="utf-8")
         # Own session: a Ctrl-C in the terminal reaches the worker only, which then stops the child once.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qatune.sweep.trial", str(folder)],
@@ -66,17 +72,90 @@ class TrialProcess:
         self.log.close()
 
     def error(self) -> str:
-        """A one-line reason for a failed child: its last `error:` line, or its exit status."""
-        text = (self.folder / LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        """A one-line reason for a failed child: what it recorded in trial-error.json, or its exit status."""
         code = self.process.returncode
-        for line in reversed(text[-50:]):
-            if line.startswith("error:") or "Error" in line.split(":")[0]:
-                return line.strip()
+        failure = TrialFailure.read(self.folder)
+        if failure is not None:
+            return failure.reason(code)
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             hint = " (out of memory?)" if code == -signal.SIGKILL else ""
             return f"killed by {name}{hint}"
+        text = (self.folder / TRIAL_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()
         return f"exit code {code}: {text[-1] if text else 'no output'}"
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    """Why a trial's child failed, as it wrote it to trial-error.json just before exiting.
+
+    `kind`: "config" (a QatuneError: settings, data, model, a diverged run; exit 2), "interrupted"
+    (a TrainingInterrupted: it checkpointed first; exit 130) or "crash" (any other exception; exit 1).
+    """
+
+    kind: str
+    error: str
+    type: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> TrialFailure:
+        if isinstance(exc, TrainingInterrupted):
+            kind = "interrupted"
+        elif isinstance(exc, QatuneError):
+            kind = "config"
+        else:
+            kind = "crash"
+        return cls(kind, str(exc), type(exc).__name__)
+
+    @classmethod
+    def read(cls, folder: Path) -> TrialFailure | None:
+        """The record in `folder`, or None when there is none or it is damaged."""
+        try:
+            raw = read_json(folder / TRIAL_FAILURE, "trial failure record")
+        except QatuneError:
+            return None
+        fields = ("kind", "error", "type")
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(key), str) for key in fields):
+            return None
+        return cls(*(raw[key] for key in fields))
+
+    def write(self, folder: Path) -> None:
+        try:
+            atomic_write_json(folder / TRIAL_FAILURE, asdict(self))
+        except OSError as exc:  # the failure itself matters more: the parent falls back to the exit status
+            logger.warning("cannot record the trial's failure in %s: %s", folder / TRIAL_FAILURE, exc)
+
+    def reason(self, code: int | None) -> str:
+        """The one line the sweep shows (the same words the child's last log lines say)."""
+        first = self.error.strip().splitlines()[0] if self.error.strip() else ""
+        if self.kind == "config":
+            return f"error: {first}".strip()
+        if self.kind == "interrupted":
+            return f"exit code {code}: interrupted: {first}".strip()
+        return f"{self.type}: {first}" if first else self.type
+
+
+@contextlib.contextmanager
+def _trial_lock(folder: Path) -> Iterator[None]:
+    """Hold the trial folder, waiting for as long as another child holds it.
+
+    An orphaned child of a killed worker may still be writing its checkpoint: the new child waits
+    for it. An OS lock (filelock, as `paths.exclusive`): the OS releases it when a process dies. On a
+    file system without locks nothing is held.
+    """
+    from filelock import FileLock
+
+    lock = FileLock(folder / TRIAL_LOCK, timeout=-1, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except (OSError, NotImplementedError) as exc:
+        logger.debug("%s: not locked (%s)", folder, exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _watch_parent(parent: int) -> None:
@@ -91,26 +170,31 @@ def _watch_parent(parent: int) -> None:
 
 
 def main(folder: str) -> int:
-    from qatune.errors import QatuneError, TrainingInterrupted
+    from qatune.process import sigterm_as_interrupt
     from qatune.training.config import TrainConfig
     from qatune.training.trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     _watch_parent(os.getppid())
     path = Path(folder)
-    with open(path / LOCK, "w") as lock:
-        # An orphaned child of a killed worker may still be writing its checkpoint: wait for it.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _trial_lock(path):
+        (path / TRIAL_FAILURE).unlink(missing_ok=True)  # an earlier attempt's: this attempt reports its own
         logging.getLogger("qatune").info("trial process %d started", os.getpid())
         try:
             config = TrainConfig.from_dict(read_json(path / TRIAL_CONFIG, "trial file"))
-            train(config, progress_bar=False)
+            with sigterm_as_interrupt():  # the worker stops a trial with SIGTERM: checkpoint first
+                train(config, progress_bar=False)
         except TrainingInterrupted as exc:
+            TrialFailure.of(exc).write(path)
             print(f"interrupted: {exc}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except QatuneError as exc:
+            TrialFailure.of(exc).write(path)
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        except Exception as exc:
+            TrialFailure.of(exc).write(path)
+            raise  # the traceback goes to trial.log; exit status 1
     return 0
 
 

@@ -23,8 +23,9 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from qatune.compat import study_storage, trial_id
 from qatune.errors import QatuneError, TrainingInterrupted
-from qatune.layout import CHECKPOINTS, EVAL_POSITION, EVAL_SCORES, TRIAL_CONFIG
+from qatune.layout import CHECKPOINTS, EVAL_POSITION, EVAL_SCORES, TRIAL_CONFIG, TRIAL_FOLDER, TRIALS
 from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
@@ -55,16 +56,6 @@ class _Heartbeat:
         self.thread.join()
 
 
-def _sigterm_as_interrupt() -> None:
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        pass
-
-
 class Worker:
     """One worker of a sweep: ask Optuna for a trial, run it in a child process, tell the result."""
 
@@ -72,7 +63,8 @@ class Worker:
         self, study: optuna.Study, spec: SweepSpec, options: SweepOptions, callback: Callback | None = None
     ) -> None:
         self.study, self.spec, self.options, self.callback = study, spec, options, callback
-        self.storage = cast(RDBStorage, study._storage)  # the RDBStorage we opened (heartbeats need it)
+        # The RDBStorage we opened (behind Optuna's cache, which passes heartbeats on to it)
+        self.storage = cast(RDBStorage, study_storage(study))
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ran, self.repeats = 0, 0
         self.explorer = optuna.samplers.RandomSampler(seed=(options.seed + os.getpid()) % (SEED_MAX + 1))
@@ -130,8 +122,8 @@ class Worker:
         self.study.enqueue_trial(params, user_attrs={"explored": reason}, skip_if_exists=True)
 
     def run(self) -> str:
-        """Run trials until a stop reason; returns it. Ctrl-C/SIGTERM: stop the trial, queue its retry."""
-        _sigterm_as_interrupt()
+        """Run trials until a stop reason; returns it. Ctrl-C (and SIGTERM under the CLI): stop the trial,
+        queue its retry."""
         while True:
             fail_stale_trials(self.study)
             reason = self.stop_reason()
@@ -169,7 +161,7 @@ class Worker:
             raise QatuneError(f"the last {limit} trials failed; the last said: {last[-1].user_attrs.get('error')}")
 
     def _trial_dir(self, frozen: FrozenTrial) -> Path:
-        return self.options.directory / "trials" / f"trial-{root_number(frozen):03d}"
+        return self.options.directory / TRIALS / TRIAL_FOLDER.format(number=root_number(frozen))
 
     def _run_trial(self, trial: Trial, frozen: FrozenTrial) -> None:
         values = self.spec.values(trial.params)
@@ -189,7 +181,7 @@ class Worker:
         feed = open_feed(
             self.options.report_to, replace(run, group=self.options.name, project=self.spec.project or "qatune")
         )
-        heartbeat = _Heartbeat(self.storage, trial._trial_id)
+        heartbeat = _Heartbeat(self.storage, trial_id(trial))
         process = TrialProcess(folder, config.to_dict())
         self._announce(trial.number, "running", ", ".join(f"{k}={v}" for k, v in values.items()))
         try:

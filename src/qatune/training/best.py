@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from qatune.layout import CHECKPOINTS
+from qatune.evaluation.results import Scores
+from qatune.layout import BEST_WEIGHTS, CHECKPOINTS
 from qatune.training.checkpoint import Progress
 from qatune.training.config import TrainConfig
+from qatune.training.summary import BestChoice
 
-BEST_WEIGHTS = "best.safetensors"
 LOWER_IS_BETTER = {"eval_loss"}
 
 
@@ -32,12 +32,12 @@ def improved(config: TrainConfig, progress: Progress, value: float) -> bool:
     return value < progress.best_value if lower else value > progress.best_value
 
 
-def record(config: TrainConfig, progress: Progress, metrics: dict[str, Any], model: torch.nn.Module, out: Path) -> None:
+def record(config: TrainConfig, progress: Progress, scores: Scores, model: torch.nn.Module, out: Path) -> None:
     """Note an evaluation; keep the model's weights when it is the best so far and they will be wanted.
     The untuned model's evaluation (step 0) is a baseline, not a candidate."""
     if progress.step == 0:
         return
-    value = float(metrics[config.metric_for_best_model])
+    value = float(getattr(scores, config.metric_for_best_model))
     if improved(config, progress, value):
         progress.best_step, progress.best_value, progress.evals_since_best = progress.step, value, 0
         if config.load_best_model_at_end:
@@ -57,15 +57,14 @@ def should_stop(config: TrainConfig, progress: Progress) -> bool:
     return patience is not None and progress.evals_since_best >= patience
 
 
-def restore(config: TrainConfig, progress: Progress, model: torch.nn.Module, out: Path) -> dict[str, Any] | None:
+def restore(config: TrainConfig, progress: Progress, model: torch.nn.Module, out: Path) -> BestChoice | None:
     """Load the best evaluation's weights into `model` (with load_best_model_at_end); what was chosen."""
-    if progress.best_step is None:
+    if progress.best_step is None or progress.best_value is None:
         return None
-    chosen = {"metric": config.metric_for_best_model, "value": progress.best_value, "step": progress.best_step}
     path = out / CHECKPOINTS / BEST_WEIGHTS
-    if config.load_best_model_at_end and path.is_file():
+    loaded = config.load_best_model_at_end and path.is_file()
+    if loaded:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(path)))
-        chosen["loaded"] = True
-    return chosen
+    return BestChoice(config.metric_for_best_model, progress.best_value, progress.best_step, loaded)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
@@ -33,7 +34,7 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def save_checkpoint(accelerator, output_dir: Path, progress: Progress, keep: int = 1) -> Path:
+def save_checkpoint(accelerator: Any, output_dir: Path, progress: Progress, keep: int = 1) -> Path:
     """Save model, optimizer, scheduler and RNG state; the folder appears only once complete."""
     final = output_dir / CHECKPOINTS / f"step-{progress.step}"
     tmp = output_dir / CHECKPOINTS / f".tmp-step-{progress.step}"
@@ -66,7 +67,7 @@ def load_progress(path: Path) -> Progress:
     return progress
 
 
-def load_checkpoint(accelerator, path: Path) -> Progress:
+def load_checkpoint(accelerator: Any, path: Path) -> Progress:
     """Restore model, optimizer, scheduler and RNG state from a checkpoint folder; a damaged one is a
     ConfigError naming it (they are written whole, so only a disk fault or an edit damages one)."""
     progress = load_progress(path)

@@ -18,6 +18,26 @@ SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 # What "best" can mean for load_best_model_at_end / early stopping / a sweep's `summary: best`: the
 # held-out evaluation's figures (eval_loss lower is better, the others higher).
 BEST_MODEL_METRICS = ("f1", "exact_match", "correct", "eval_loss")
+# Settings that must be > 0, and the optional ones that must be > 0 when set (TrainConfig._check_positive).
+_POSITIVE = (
+    "learning_rate",
+    "train_batch_size",
+    "num_train_epochs",
+    "logging_steps",
+    "eval_batch_size",
+    "max_answer_length",
+    "max_grad_norm",
+)
+_POSITIVE_WHEN_SET = (
+    "train_limit",
+    "train_sample",
+    "eval_limit",
+    "eval_sample",
+    "max_steps",
+    "eval_steps",
+    "save_steps",
+    "micro_batch_size",
+)
 
 
 @dataclass
@@ -95,46 +115,56 @@ class TrainConfig:
         return self.save_steps or self.eval_steps or 500
 
     def check(self) -> TrainConfig:
-        """Raise ConfigError naming the first bad setting; return self for chaining."""
+        """Raise ConfigError naming the first bad setting; return self for chaining.
+
+        The checks run in a fixed order, so that a config with several problems always reports the same one.
+        """
+        self._check_finite()
+        self._check_names()
+        self._check_data_specs()
+        self._check_positive()
+        self._check_ranges()
+        self._check_best_model()
+        self._check_trackers()
+        self._check_budget()
+        self.window.check()
+        return self
+
+    def _check_finite(self) -> None:
+        """Every float setting is a real number: NaN and infinity slip past the range checks below."""
         for f in dataclasses.fields(self):
             value = typed(f.name, getattr(self, f.name))
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, got {value}")
+
+    def _check_names(self) -> None:
+        """The model, data and output names are not blank, which would point at the working folder."""
         for name in ("model", "train_data", "eval_data", "output_dir"):
             value = getattr(self, name)
             if value is not None and not value.strip():
                 raise ConfigError(f"{name} is empty; give a {'folder' if name == 'output_dir' else 'name or path'}")
+
+    def _check_data_specs(self) -> None:
+        """The data specs parse, so a typo fails here and not after the model has loaded."""
         for name, split in (("train_data", "train"), ("eval_data", "validation")):
             if getattr(self, name) is not None:
                 try:
                     check_spec(getattr(self, name), split)
                 except DataError as exc:
                     raise ConfigError(f"{name}: {exc}") from None
-        positive = [
-            "learning_rate",
-            "train_batch_size",
-            "num_train_epochs",
-            "logging_steps",
-            "eval_batch_size",
-            "max_answer_length",
-            "max_grad_norm",
-        ]
-        for name in positive:
+
+    def _check_positive(self) -> None:
+        """Sizes, counts and step sizes are > 0 (the optional ones only when set)."""
+        for name in _POSITIVE:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in [
-            "train_limit",
-            "train_sample",
-            "eval_limit",
-            "eval_sample",
-            "max_steps",
-            "eval_steps",
-            "save_steps",
-            "micro_batch_size",
-        ]:
+        for name in _POSITIVE_WHEN_SET:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be > 0 when set, got {value}")
+
+    def _check_ranges(self) -> None:
+        """The seed, precision, optimizer settings, negatives and dropouts lie in their valid ranges."""
         if not 0 <= self.seed <= SEED_MAX:
             raise ConfigError(f"seed must be between 0 and {SEED_MAX}, got {self.seed}")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -153,6 +183,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1) or null (the model's own), got {value}")
+
+    def _check_best_model(self) -> None:
+        """The best-model metric is known, and keeping the best model or stopping early has evaluations."""
         if self.metric_for_best_model not in BEST_MODEL_METRICS:
             raise ConfigError(
                 f"metric_for_best_model must be one of {', '.join(BEST_MODEL_METRICS)}, "
@@ -162,9 +195,15 @@ class TrainConfig:
             raise ConfigError("load_best_model_at_end and early_stopping_patience need evaluations: set eval_data")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1 when set, got {self.early_stopping_patience}")
+
+    def _check_trackers(self) -> None:
+        """Every tracker named in report_to is known (the trackers module is loaded only when checking)."""
         from qatune.training.trackers import parse_report_to
 
         parse_report_to(self.report_to)  # a ConfigError naming an unknown tracker
+
+    def _check_budget(self) -> None:
+        """Calibration size, epoch count and micro-batch fit together, before any work is spent on them."""
         if self.calibration_questions < 0:
             raise ConfigError(f"calibration_questions must be >= 0 (0: off), got {self.calibration_questions}")
         if self.max_steps is None and self.num_train_epochs > MAX_EPOCHS:
@@ -174,8 +213,6 @@ class TrainConfig:
                 f"train_batch_size ({self.train_batch_size}) must be a multiple of micro_batch_size "
                 f"({self.micro_batch_size}), the batch that goes through the model at once"
             )
-        self.window.check()
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

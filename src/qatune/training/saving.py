@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -14,13 +13,14 @@ from qatune.data.squad import QADataset
 from qatune.evaluation.calibration import MIN_CALIBRATION_QUESTIONS, calibrate
 from qatune.hardware import Precision, package_versions
 from qatune.io import atomic_write_json, normal_mode, read_jsonl
-from qatune.layout import CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE
-from qatune.models.card import write_card
+from qatune.layout import CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE, SAVING_MODEL
 from qatune.models.loading import LoadedModel
-from qatune.models.settings import write_calibration
+from qatune.models.settings import Calibration, write_calibration
 from qatune.training import best
+from qatune.training.card import write_card
 from qatune.training.checkpoint import Progress
 from qatune.training.config import TrainConfig
+from qatune.training.summary import BestChoice, DataInfo, EvalRecord, RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class FinishedRun:
     seconds: float
 
 
-def _calibrate(run: FinishedRun, held: QADataset | None) -> dict[str, Any] | None:
+def _calibrate(run: FinishedRun, held: QADataset | None) -> Calibration | None:
     """Fit the saved model's confidence calibration on held-out training questions (`calibration.json`)."""
     if held is None or len(held) < MIN_CALIBRATION_QUESTIONS:
         if run.config.calibration_questions:
@@ -65,52 +65,52 @@ def _calibrate(run: FinishedRun, held: QADataset | None) -> dict[str, Any] | Non
         calibration.ece_before,
         calibration.ece_after,
     )
-    return dataclasses.asdict(calibration)
+    return calibration
 
 
-def _chosen_eval(history: list[dict[str, Any]], chosen: dict[str, Any] | None) -> dict[str, Any] | None:
+def _chosen_eval(history: list[EvalRecord], chosen: BestChoice | None) -> EvalRecord | None:
     """The evaluation of the saved weights: the best one's with load_best_model_at_end, else the last."""
-    if chosen and chosen.get("loaded"):
-        return next((r for r in reversed(history) if r.get("step") == chosen["step"]), None)
+    if chosen and chosen.loaded:
+        return next((r for r in reversed(history) if r.step == chosen.step), None)
     return history[-1] if history else None
+
+
+def _save_weights(run: FinishedRun) -> None:
+    """The model and tokenizer files into the run folder, each replaced whole."""
+    tmp = run.out / SAVING_MODEL
+    run.model.save_pretrained(tmp, safe_serialization=True)
+    run.tokenizer.save_pretrained(tmp)
+    for item in tmp.iterdir():
+        normal_mode(item)  # transformers writes the weights through a 0600 temp file
+        os.replace(item, run.out / item.name)
+    tmp.rmdir()
 
 
 def save_final(
     run: FinishedRun, train: QADataset, dev: QADataset | None, held: QADataset | None, command: str | None
-) -> dict[str, Any]:
-    """Write the loadable model folder (safetensors + tokenizer), its calibration, the config and the final
-    metrics."""
-    out, model = run.out, run.model
-    model.config.qatune_with_null = run.with_null
-    chosen = best.restore(run.config, run.progress, model, out)
-    tmp = out / ".tmp-model"
-    model.save_pretrained(tmp, safe_serialization=True)
-    run.tokenizer.save_pretrained(tmp)
-    for item in tmp.iterdir():
-        normal_mode(item)  # transformers writes the weights through a 0600 temp file
-        os.replace(item, out / item.name)
-    tmp.rmdir()
-    history = [r for r in read_jsonl(out / HISTORY_FILE) if r.get("type") == "eval"]
-    summary = {
-        "config": run.config.to_dict(),
-        "versions": package_versions(),
-        "precision": {**dataclasses.asdict(run.precision), "bf16_flags": list(run.precision.bf16_flags)},
-        "base_model_path": run.base.path,
-        "train_data": {
-            "source": train.source,
-            "questions": len(train),
-            "windows": run.windows,
-            "notes": train.notes,
-        },
-        "eval_data": {"source": dev.source, "questions": len(dev), "notes": dev.notes} if dev else None,
-        "steps": run.progress.step,
-        "windows_seen": run.progress.windows_seen,
-        "seconds": round(run.seconds, 1),
-        "final_eval": _chosen_eval(history, chosen),
-        "best": chosen,
-        "calibration": _calibrate(run, held),
-    }
-    atomic_write_json(out / CONFIG_FILE, summary)
+) -> RunSummary:
+    """Write the loadable model folder (safetensors + tokenizer), its calibration, the summary
+    (qatune.json) and the model card."""
+    out = run.out
+    run.model.config.qatune_with_null = run.with_null
+    chosen = best.restore(run.config, run.progress, run.model, out)
+    _save_weights(run)
+    history = [EvalRecord.from_dict(r) for r in read_jsonl(out / HISTORY_FILE) if r.get("type") == "eval"]
+    summary = RunSummary(
+        config=run.config,
+        versions=package_versions(),
+        precision=run.precision,
+        base_model_path=run.base.path,
+        train_data=DataInfo(train.source, len(train), tuple(train.notes), run.windows),
+        eval_data=DataInfo(dev.source, len(dev), tuple(dev.notes)) if dev else None,
+        steps=run.progress.step,
+        windows_seen=run.progress.windows_seen,
+        seconds=round(run.seconds, 1),
+        final_eval=_chosen_eval(history, chosen),
+        best=chosen,
+        calibration=_calibrate(run, held),
+    )
+    atomic_write_json(out / CONFIG_FILE, summary.to_dict())
     write_card(out, summary, history, command)
     run.progress.completed = True
     atomic_write_json(out / PROGRESS_FILE, asdict(run.progress))

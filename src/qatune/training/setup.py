@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from qatune.compat import accelerate_precision, reset_accelerate_precision
 from qatune.data.negatives import add_negatives
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
@@ -58,23 +61,84 @@ def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
     return held
 
 
-def make_accelerator(precision: Precision, accumulation_steps: int):
+def make_accelerator(precision: Precision, accumulation_steps: int) -> Any:
     """Accelerate with the run's mixed precision: bf16/fp16 autocast with float32 master weights and
     optimizer state, or plain float32."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
 
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision", precision.mixed_precision) != precision.mixed_precision:
+    current = accelerate_precision()
+    if current is not None and current != precision.mixed_precision:
         # Accelerate keeps one precision per process; a second run in this process with another one
         # (the Python API, tests) resets it. The process group (DDP) is kept.
-        AcceleratorState._reset_state(reset_partial_state=False)
+        reset_accelerate_precision()
     accelerator = Accelerator(
         gradient_accumulation_steps=accumulation_steps,
         mixed_precision=precision.mixed_precision,
         cpu=not torch.cuda.is_available(),
     )  # cpu=True is what enables DDP over gloo; threads: `hardware.compute_threads`, set by the CLI
     return accelerator
+
+
+@dataclass
+class Parts:
+    """What the loop steps, prepared by Accelerate: the model, its optimizer and schedule, the window loader."""
+
+    accelerator: Any  # accelerate.Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a transformers learning-rate schedule
+    loader: Any  # the prepared DataLoader of windows
+    steps_per_epoch: int
+    total_steps: int
+
+
+def build_parts(
+    config: TrainConfig, model: torch.nn.Module, tokenizer: Any, windows: Windows, precision: Precision
+) -> Parts:
+    """The run's accelerator, loader, optimizer and linear warm-up/decay schedule, with the model in
+    training mode at the configured dropout."""
+    from transformers import get_linear_schedule_with_warmup
+
+    cuda = torch.cuda.is_available()
+    accumulation = config.accumulation_on(gpu=cuda)
+    accelerator = make_accelerator(precision, accumulation)
+    loader = accelerator.prepare(window_loader(windows, tokenizer, config, config.micro_batch_on(gpu=cuda)))
+    steps_per_epoch = max(1, math.ceil(len(loader) / accumulation))
+    total_steps = config.max_steps or math.ceil(config.num_train_epochs * steps_per_epoch)
+    set_dropout(model, config.dropout, config.attention_dropout)
+    model.train()
+    optimizer = make_optimizer(model, config)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return Parts(accelerator, model, optimizer, scheduler, loader, steps_per_epoch, total_steps)
+
+
+@dataclass
+class Losses:
+    """Training losses since the last logged record and since the last evaluation."""
+
+    total: float = 0.0
+    count: int = 0
+    since_eval: float = 0.0
+    since_eval_count: int = 0
+
+    def add(self, value: float) -> None:
+        self.total, self.count = self.total + value, self.count + 1
+        self.since_eval, self.since_eval_count = self.since_eval + value, self.since_eval_count + 1
+
+    def mean(self) -> float:
+        return self.total / max(self.count, 1)
+
+    def take(self) -> float:
+        """The mean since the last logged record, starting a new one."""
+        mean, self.total, self.count = self.mean(), 0.0, 0
+        return mean
+
+    def take_since_eval(self) -> float | None:
+        """The mean since the last evaluation (None if no step came between), starting anew."""
+        mean = self.since_eval / self.since_eval_count if self.since_eval_count else None
+        self.since_eval, self.since_eval_count = 0.0, 0
+        return mean
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -101,7 +165,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
 
 
-def window_loader(windows: Windows, tokenizer, config: TrainConfig, batch: int) -> DataLoader:
+def window_loader(windows: Windows, tokenizer: Any, config: TrainConfig, batch: int) -> DataLoader[Any]:
     """Micro-batches of `batch` training windows, padded to the longest window in each batch."""
     sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,

@@ -25,11 +25,11 @@ from typing import Any, Protocol
 
 from qatune.errors import ConfigError, QatuneError
 from qatune.io import atomic_write_json, read_json
+from qatune.layout import TENSORBOARD, TRACKER_IDS
 
 logger = logging.getLogger(__name__)
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
-IDS_FILE = "trackers.json"
 EVAL_KEYS = ("exact_match", "f1", "correct", "similar", "incorrect", "eval_loss", "train_loss", "ece", "ece_raw")
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 
@@ -132,7 +132,7 @@ def require(names: Sequence[str]) -> None:
 def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
     """A Feed to trackers `names` for `run`; a missing package is a ConfigError naming the install."""
     require(names)
-    ids_path = run.folder / IDS_FILE
+    ids_path = run.folder / TRACKER_IDS
     ids = _saved_ids(ids_path)
     opened: list[Tracker] = []
     for name in names:
@@ -165,7 +165,7 @@ class TensorBoard:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_id: str | None = None  # event files are appended in the run folder: nothing to remember
-        self.writer = SummaryWriter(log_dir=str(run.folder / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(run.folder / TENSORBOARD))
         table = "\n".join(f"| {k} | {v} |" for k, v in _flat(run.params).items())
         self.writer.add_text("settings", "| setting | value |\n|---|---|\n" + table)
 

@@ -12,16 +12,14 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from qatune.answering.torch_backend import Answerer
 from qatune.data.squad import QADataset
@@ -29,39 +27,22 @@ from qatune.data.windows import tokenize_windows
 from qatune.errors import NonFiniteOutputs, TrainingDiverged, TrainingInterrupted
 from qatune.evaluation.scoring import evaluate
 from qatune.hardware import package_versions, resolve_precision
-from qatune.io import append_jsonl, atomic_write_json, read_json
+from qatune.io import append_jsonl, atomic_write_json
 from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE
 from qatune.models.attention import attention, training_attention
 from qatune.models.loading import LoadedModel, load_model
-from qatune.paths import exclusive
+from qatune.paths import exclusive, first_missing, removed_if_new
 from qatune.training import best
 from qatune.training import checkpoint as ckpt
 from qatune.training.config import TrainConfig
 from qatune.training.saving import FinishedRun, save_final
-from qatune.training.setup import load_train_eval, make_accelerator, make_optimizer, set_dropout, window_loader
+from qatune.training.setup import Losses, build_parts, load_train_eval
+from qatune.training.summary import RunSummary
 from qatune.training.trackers import Feed, RunInfo, open_feed, parse_report_to
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], None]
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (kill) like Ctrl-C so both leave a checkpoint."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _Run:
@@ -80,24 +61,14 @@ class _Run:
         self.out = Path(config.output_dir)
         cuda = torch.cuda.is_available()
         self.precision = resolve_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
-        self.accumulation = config.accumulation_on(gpu=cuda)
-        self.accelerator = make_accelerator(self.precision, self.accumulation)
         self.windows = tokenize_windows(train.examples, loaded.tokenizer, config.window)
         self.with_null = train.has_impossible
-        micro = config.micro_batch_on(gpu=cuda)
-        self.loader = self.accelerator.prepare(window_loader(self.windows, loaded.tokenizer, config, micro))
-        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / self.accumulation))
-        self.total_steps = config.max_steps or math.ceil(config.num_train_epochs * self.steps_per_epoch)
-        self.model = loaded.model
         self.own_attention = getattr(loaded.model.config, "_attn_implementation", None)
         self.train_attention = training_attention(self.precision)
-        set_dropout(self.model, config.dropout, config.attention_dropout)
-        self.model.train()
-        optimizer = make_optimizer(self.model, config)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, round(config.warmup_ratio * self.total_steps), self.total_steps
-        )
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        parts = build_parts(config, loaded.model, loaded.tokenizer, self.windows, self.precision)
+        self.accelerator, self.model, self.optimizer = parts.accelerator, parts.model, parts.optimizer
+        self.scheduler, self.loader = parts.scheduler, parts.loader
+        self.steps_per_epoch, self.total_steps = parts.steps_per_epoch, parts.total_steps
         self.progress = ckpt.Progress()
         self.bar = tqdm(
             total=self.total_steps,
@@ -106,8 +77,7 @@ class _Run:
             dynamic_ncols=True,
             disable=not (progress_bar and self.accelerator.is_main_process),
         )
-        self.loss_sum, self.loss_count, self.began = 0.0, 0, time.perf_counter()
-        self.since_eval_sum, self.since_eval_count = 0.0, 0
+        self.losses, self.began = Losses(), time.perf_counter()
 
     def finished(self) -> FinishedRun:
         """The finished run as the saver takes it."""
@@ -158,14 +128,14 @@ class _Run:
                     result = evaluate(Answerer(unwrapped, c.window, c.max_answer_length, c.eval_batch_size), self.dev)
             except NonFiniteOutputs:  # the last step's update blew the weights up before a loss could show it
                 self._diverged("model's output on the dev slice", math.nan, self.progress.step)
-            train_loss = self.since_eval_sum / self.since_eval_count if self.since_eval_count else None
-            self.since_eval_sum, self.since_eval_count = 0.0, 0
-            metrics = {k: v for k, v in result.metrics.items() if k != "questions_per_second"}
+            train_loss = self.losses.take_since_eval()
+            scores = result.scores
+            metrics = {k: v for k, v in scores.to_dict().items() if k != "questions_per_second"}
             self.record("eval", {"train_loss": train_loss, **metrics})
-            best.record(self.config, self.progress, metrics, unwrapped.model, self.out)
+            best.record(self.config, self.progress, scores, unwrapped.model, self.out)
             line = (
-                f"step {self.progress.step}: EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
-                f"eval loss {metrics['eval_loss']:.3f}"
+                f"step {self.progress.step}: EM {scores.exact_match:.2f} F1 {scores.f1:.2f} "
+                f"eval loss {scores.eval_loss:.3f}"
             )
             if self.bar.disable:
                 logger.info(line)
@@ -194,14 +164,13 @@ class _Run:
         p.batch_in_epoch = boundary
         p.windows_seen += windows
         rate = p.windows_seen / max(time.perf_counter() - self.began, 1e-9)
-        self.bar.set_postfix(loss=f"{self.loss_sum / max(self.loss_count, 1):.3f}", windows_s=f"{rate:.1f}")
+        self.bar.set_postfix(loss=f"{self.losses.mean():.3f}", windows_s=f"{rate:.1f}")
         self.bar.update(1)
         if p.step % c.logging_steps == 0:
             self.record(
                 "train",
-                {"loss": self.loss_sum / max(self.loss_count, 1), "learning_rate": self.scheduler.get_last_lr()[0]},
+                {"loss": self.losses.take(), "learning_rate": self.scheduler.get_last_lr()[0]},
             )
-            self.loss_sum, self.loss_count = 0.0, 0
         if c.eval_steps and p.step % c.eval_steps == 0 and p.step < self.total_steps:
             self.evaluate()
             if best.should_stop(c, p):
@@ -265,10 +234,7 @@ class _Run:
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad()
-                self.loss_sum += value
-                self.loss_count += 1
-                self.since_eval_sum += value
-                self.since_eval_count += 1
+                self.losses.add(value)
                 pending += len(batch["input_ids"]) * self.accelerator.num_processes
                 if self.accelerator.sync_gradients:
                     self._step_done(n, pending)
@@ -287,27 +253,30 @@ def train(
     progress_bar: bool = True,
     loaded: LoadedModel | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+) -> RunSummary | None:
     """Fine-tune `config.model` on `config.train_data`; resumes from the last checkpoint if there is one.
 
     `loaded` passes an already loaded model (trained in place) instead of loading `config.model`;
     `command` (the command line that started it) goes into the model card.
-    Returns the run summary (also saved as `qatune.json` beside the model).
+    Returns the run summary (also saved as `qatune.json` beside the model); None in the processes of a
+    distributed launch other than the first, which saves nothing.
     """
     config.check()
     done = ckpt.check_output(config, overwrite)
     out = Path(config.output_dir)
     if done is not None:
         logger.warning("%s already holds a finished run (step %d); pass --overwrite to train again", out, done.step)
-        return read_json(out / CONFIG_FILE, "run file")
-    train_set, dev, held = load_train_eval(config)  # bad data or model: an error before anything is written
-    loaded = loaded or load_model(config.model, seed=config.seed)
-    loaded.checked_window(config.window)
-    ckpt.prepare_output(config, overwrite=False)  # the folder exists, so it can be held
+        return RunSummary.read(out)
+    created = first_missing(out)
+    ckpt.prepare_output(config, overwrite=False)  # the folder exists, so it can be held before the slow loading
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun the first process holds the folder
     with exclusive(out, "a training run") if main else nullcontext():
-        if not overwrite and ckpt.check_output(config, overwrite) is not None:  # finished while this one loaded
-            return read_json(out / CONFIG_FILE, "run file")
+        if not overwrite and ckpt.check_output(config, overwrite) is not None:  # finished before this one held it
+            return RunSummary.read(out)
+        with removed_if_new(out, created):  # bad data or model: an error, and no folder left behind
+            train_set, dev, held = load_train_eval(config)
+            loaded = loaded or load_model(config.model, seed=config.seed)
+            loaded.checked_window(config.window)
         ckpt.prepare_output(config, overwrite)
         return _fit(config, loaded, train_set, dev, held, callback, progress_bar, command)
 
@@ -321,7 +290,7 @@ def _fit(
     callback: Callback | None,
     progress_bar: bool,
     command: str | None,
-) -> dict[str, Any]:
+) -> RunSummary | None:
     """The training itself, in the prepared output folder this process holds."""
     out = Path(config.output_dir)
     atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": package_versions()})
@@ -329,8 +298,7 @@ def _fit(
     feed = _open_trackers(run)
     run.resume()
     try:
-        with _sigterm_as_interrupt():
-            run.fit()
+        run.fit()
     except TrainingDiverged:
         run.bar.close()
         feed.finish({}, "failed")
@@ -346,10 +314,10 @@ def _fit(
         ) from None
     if run.accelerator.is_main_process:
         summary = save_final(run.finished(), train_set, dev, held, command)
-        feed.finish(summary.get("final_eval") or {}, "complete")
+        feed.finish(summary.final_eval.to_dict() if summary.final_eval else {}, "complete")
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
-    return {}
+    return None
 
 
 def _open_trackers(run: _Run) -> Feed:

@@ -1,4 +1,4 @@
-"""qatune.models.card: a trained folder's README.md is a Hub model card that huggingface_hub parses."""
+"""qatune.training.card: a trained folder's README.md is a Hub model card that huggingface_hub parses."""
 
 from __future__ import annotations
 
