@@ -43,15 +43,23 @@ def test_compute_threads_follow_the_flag_then_the_environment_then_the_cpus_this
     )
     assert compute_threads(None, {"OMP_NUM_THREADS": "100000"}, no_cgroup).count == mine  # a typo, not 100000 threads
     assert compute_threads(None, {"OMP_NUM_THREADS": " "}, no_cgroup) == Threads(mine, "affinity")
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert compute_threads(None, {}, tmp_path) == Threads(mine, "affinity")
-    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one thread
-    assert compute_threads(None, {}, tmp_path).count == 1
+    v2 = tmp_path / "v2"
+    (v2 / "app" / "job").mkdir(parents=True)
+    (v2 / "cpu.max").write_text("max 100000\n")
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/app/job\n")
+    assert compute_threads(None, {}, v2, own) == Threads(mine, "affinity")
+    (v2 / "app" / "cpu.max").write_text("50000 100000\n")  # half a CPU on the process's parent: one thread
+    assert compute_threads(None, {}, v2, own) == Threads(1, "cpu quota")
+    assert compute_threads(None, {}, v2, tmp_path / "unreadable") == Threads(mine, "affinity")  # only the root
     v1 = tmp_path / "v1"
-    (v1 / "cpu").mkdir(parents=True)
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # cgroup v1, unlimited
-    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert compute_threads(None, {}, v1) == Threads(mine, "affinity")
+    (v1 / "cpu,cpuacct" / "docker" / "c1").mkdir(parents=True)
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_quota_us").write_text("50000\n")  # half a CPU, cgroup v1
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_period_us").write_text("100000\n")
+    own.write_text("4:memory:/docker/c1\n3:cpu,cpuacct:/docker/c1\n")
+    assert compute_threads(None, {}, v1, own) == Threads(1, "cpu quota")
+    (v1 / "cpu,cpuacct" / "docker" / "c1" / "cpu.cfs_quota_us").write_text("-1\n")  # unlimited
+    assert compute_threads(None, {}, v1, own) == Threads(mine, "affinity")
     assert compute_threads(None, {"LOCAL_WORLD_SIZE": str(mine)}, no_cgroup).count == 1  # torchrun: shared
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,13 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def metric_lines(
-    runs: dict[str, list[dict[str, Any]]], metric: str, path: Path, *, title: str, ylabel: str, x: str = "step"
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    metric: str,
+    path: Path,
+    *,
+    title: str,
+    ylabel: str,
+    x: str = "step",
 ) -> Path | None:
     """One line per run: `metric` of each history record against `x` (optimizer steps by default)."""
     plt = _pyplot()

@@ -93,23 +93,53 @@ class Threads:
 MAX_THREADS = 1024  # more is a typo: onnxruntime and OpenMP would start that many threads
 
 
-def _cgroup_cpus(root: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """The CPU quota of this process's cgroup in CPUs (v2 cpu.max, v1 cfs quota/period), or None if unlimited."""
+def _quota(folder: Path) -> float | None:
+    """The CPU quota set in one cgroup folder in CPUs (v2 cpu.max, v1 cfs quota/period), None if none."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:
-        quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-        period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+        period = (folder / "cpu.cfs_period_us").read_text().strip()
         return None if int(quota) <= 0 else int(quota) / int(period)
     except (OSError, ValueError):
         return None
 
 
+def _cgroup_folders(root: Path, self_cgroup: Path) -> list[Path]:
+    """This process's cgroup folders and their parents up to the hierarchy's root, v2 and v1 (cpu)
+    hierarchies alike; just the roots where /proc/self/cgroup cannot be read."""
+    try:
+        lines = self_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    bases = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # v2
+            bases.append((root, path))
+        elif "cpu" in controllers.split(","):  # v1: mounted under its controller list (cpu or cpu,cpuacct)
+            bases += [(root / "cpu", path), (root / controllers, path)]
+    folders = [root, root / "cpu"]
+    for base, path in bases:
+        current = base / path.strip("/") if path.strip("/") else base
+        folders += [current, *[p for p in current.parents if p.is_relative_to(base)]]
+    return list(dict.fromkeys(folders))
+
+
+def _cgroup_cpus(root: Path, self_cgroup: Path) -> float | None:
+    """The tightest CPU quota on this process's cgroup path, in CPUs, or None if unlimited."""
+    quotas = [q for q in map(_quota, _cgroup_folders(root, self_cgroup)) if q is not None]
+    return min(quotas) if quotas else None
+
+
 def compute_threads(
-    requested: int | None = None, environ: Mapping[str, str] = os.environ, cgroup: Path = Path("/sys/fs/cgroup")
+    requested: int | None = None,
+    environ: Mapping[str, str] = os.environ,
+    cgroup: Path = Path("/sys/fs/cgroup"),
+    self_cgroup: Path = Path("/proc/self/cgroup"),
 ) -> Threads:
     """The threads this process should compute with: `requested` (--threads), else OMP_NUM_THREADS, else the
     CPUs it may run on: its affinity (taskset, cpusets), capped by a cgroup CPU quota (containers), shared
@@ -125,7 +155,7 @@ def compute_threads(
         count, source = len(os.sched_getaffinity(0)), "affinity"
     except AttributeError:  # macOS, Windows
         count, source = os.cpu_count() or 1, "cpu count"
-    quota = _cgroup_cpus(cgroup)
+    quota = _cgroup_cpus(cgroup, self_cgroup)
     if quota is not None and math.floor(quota) < count:
         count, source = max(1, math.floor(quota)), "cpu quota"
     local = environ.get("LOCAL_WORLD_SIZE", "1")

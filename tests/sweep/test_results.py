@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from qatune.sweep.results import format_table, picks, to_csv
+from qatune.sweep.results import TrialRow, format_table, picks, to_csv
 
 
 def row(name: str, state: str = "complete", **metrics) -> dict:
@@ -16,9 +16,9 @@ def test_picks_extremes_and_ties():
         row("c", train_loss=2.9, eval_loss=4.0, correct=255, f1=63.5),
         row("d", state="pruned", train_loss=0.5, correct=999, f1=99.0),
     ]  # unfinished trials never win
-    chosen = {k: r["name"] for k, r in picks(rows).items()}
+    chosen = {k: r.name for k, r in picks([TrialRow.from_dict(r) for r in rows]).items()}
     assert chosen == {"lowest_train_loss": "a", "most_correct": "c", "best_f1": "c", "lowest_eval_loss": "b"}
-    assert picks([row("x", state="fail")]) == {}
+    assert picks([TrialRow.from_dict(row("x", state="fail"))]) == {}
 
 
 def test_table_and_csv_show_every_row():

@@ -174,7 +174,8 @@ def _show(args: argparse.Namespace) -> int:
     if not name:
         raise ConfigError("sweep show: give the sweep NAME, e.g. `qatune sweep show my-sweep`")
     options = _options(args, name)
-    report = show_sweep(options, Path(args.out) if args.out else None, n_top=args.top, figures=not args.no_figures)
+    shown = show_sweep(options, Path(args.out) if args.out else None, n_top=args.top, figures=not args.no_figures)
+    report = shown.to_dict()  # printed as the JSON rows it writes
     if args.json:
         emit(report, default=str)
         return 0

@@ -109,7 +109,7 @@ class StudyRunner:
         def work() -> dict[str, Any]:
             self._fresh_folder(folder, key)
             run_sweep(parse_sweep(raw), options, progress_bar=self.progress_bar)
-            report = show_sweep(options, folder / SWEEP_RESULTS)
+            report = show_sweep(options, folder / SWEEP_RESULTS).to_dict()  # the stage's cached JSON
             return {
                 k: report[k]
                 for k in (

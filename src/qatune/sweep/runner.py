@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from qatune.layout import (
     TRIAL_FIGURES,
 )
 from qatune.paths import check_output_folder
-from qatune.sweep.results import counts, summary, table_columns, top, trial_rows, write_results
+from qatune.sweep.results import SweepReport, TrialRow, counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from qatune.sweep.storage import Callback, SweepOptions, open_study, quiet_optuna
 from qatune.sweep.worker import Worker
@@ -75,7 +76,7 @@ def run_sweep(
             running=state["running"],
             pruned=state["pruned"],
             failed=state["failed"],
-            best=f"{best[0]['value']:.4g}" if best else "-",
+            best=f"{best[0].value:.4g}" if best else "-",
         )
         if callback:
             callback(event)
@@ -93,9 +94,9 @@ def run_sweep(
         "metric": spec.metric.name,
         "stopped": reason,
         "ran_here": worker.ran,
-        "counts": report["counts"],
-        "best": report["best"],
-        "picks": report["picks"],
+        "counts": dict(report.counts),
+        "best": report.best.to_dict() if report.best else None,
+        "picks": report.picks,
     }
 
 
@@ -123,9 +124,7 @@ def dashboard_app(options: SweepOptions) -> Any:
     return wsgi(options.url)
 
 
-def show_sweep(
-    options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True
-) -> dict[str, Any]:
+def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True) -> SweepReport:
     """The trial table, top runs and picks of a sweep, written as CSV/JSON (and PNG figures) to `out`."""
     study, spec = open_existing(options)
     report = summary(study.get_trials(deepcopy=False), spec, options.name, n_top)
@@ -135,19 +134,19 @@ def show_sweep(
     files = write_results(report, spec, out)
     if figures:
         files += sweep_figures(report, spec, study, out / FIGURES, n_top)
-    report["files"] = [str(f) for f in files]
-    report["columns"], report["params"] = table_columns(spec), list(spec.params)
-    return report
+    return dataclasses.replace(
+        report, files=[str(f) for f in files], columns=table_columns(spec), params=list(spec.params)
+    )
 
 
 def sweep_figures(
-    report: dict[str, Any], spec: SweepSpec, study: optuna.Study, folder: Path, n_top: int = 10
+    report: SweepReport, spec: SweepSpec, study: optuna.Study, folder: Path, n_top: int = 10
 ) -> list[Path]:
     """Figures 1-3 of the study (train loss, eval loss, correct answers of the top runs) + Optuna's."""
     from qatune.figures import metric_lines, optuna_figures
 
-    best = top(report["trials"], spec, n_top)
-    runs = {_label(r, spec): r["history"] for r in best}
+    best = top(report.trials, spec, n_top)
+    runs = {_label(r, spec): list(r.history) for r in best}
     charts = [
         ("train_loss", "Training loss", TRIAL_FIGURES["train_loss"]),
         ("eval_loss", "Evaluation loss", TRIAL_FIGURES["eval_loss"]),
@@ -168,11 +167,13 @@ def sweep_figures(
     return written + optuna_figures(study, folder)
 
 
-def _label(row: dict[str, Any], spec: SweepSpec) -> str:
+def _label(row: TrialRow, spec: SweepSpec) -> str:
+    values = row.params
     settings = ", ".join(
-        f"{_short(k)}={row[k]:.3g}" if isinstance(row[k], float) else f"{_short(k)}={row[k]}" for k in spec.params
+        f"{_short(k)}={values[k]:.3g}" if isinstance(values[k], float) else f"{_short(k)}={values[k]}"
+        for k in spec.params
     )
-    return f"{row['name']} ({settings})"
+    return f"{row.name} ({settings})"
 
 
 def _short(name: str) -> str:
