@@ -179,9 +179,6 @@ class SweepReport:
     columns: list[str] = field(default_factory=list)  # the table's columns
     params: list[str] = field(default_factory=list)  # the searched settings
 
-    def row(self, name: str) -> TrialRow:
-        return next(r for r in self.trials if r.name == name)
-
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (`sweep show --json`, a study's sweep stage), in the order it always had."""
         head = {"name": self.name, "method": self.method, "metric": dict(self.metric), "counts": dict(self.counts)}

@@ -33,8 +33,7 @@ class FinishedRun:
     config: TrainConfig
     out: Path
     model: Any  # a transformers question-answering model
-    tokenizer: Any
-    base: LoadedModel  # the model training started from (its name and path)
+    base: LoadedModel  # the model training started from (its name, path and tokenizer)
     precision: Precision
     windows: int  # training windows a pass over the data
     with_null: bool
@@ -54,7 +53,7 @@ def _calibrate(run: FinishedRun, held: QADataset | None) -> Calibration | None:
                 run.out,
             )
         return None
-    loaded = LoadedModel(run.model, run.tokenizer, run.base.name, str(run.out), False, run.config.window)
+    loaded = LoadedModel(run.model, run.base.tokenizer, run.base.name, str(run.out), False, run.config.window)
     c = run.config
     calibration = calibrate(Answerer(loaded, c.window, c.max_answer_length, c.eval_batch_size), held)
     write_calibration(run.out, calibration)
@@ -79,7 +78,7 @@ def _save_weights(run: FinishedRun) -> None:
     """The model and tokenizer files into the run folder, each replaced whole."""
     tmp = run.out / SAVING_MODEL
     run.model.save_pretrained(tmp, safe_serialization=True)
-    run.tokenizer.save_pretrained(tmp)
+    run.base.tokenizer.save_pretrained(tmp)
     for item in tmp.iterdir():
         normal_mode(item)  # transformers writes the weights through a 0600 temp file
         os.replace(item, run.out / item.name)

@@ -85,7 +85,6 @@ class _Run:
             self.config,
             self.out,
             self.accelerator.unwrap_model(self.model),
-            self.loaded.tokenizer,
             self.loaded,
             self.precision,
             len(self.windows),
