@@ -95,3 +95,64 @@ def test_a_short_top_level_and_readable_modules_and_functions():
                 if node.end_lineno - node.lineno + 1 > 60:
                     long_functions.append(f"{path.relative_to(PACKAGE)}:{node.name}")
     assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+# Untyped JSON objects (`io.JsonObject`, `dict[str, Any]`) live only where JSON enters or leaves: a record's
+# to_dict/from_dict, and these places, each a file or wire edge.
+JSON_EDGES = {
+    "qatune.io": {"JsonObject", "read_jsonl"},  # the alias itself; JSON Lines as read
+    "qatune.data.squad": {"Row"},  # a question as the input file holds it, before validate_rows checks it
+    "qatune.evaluation.results": {"EvalResult.metrics"},  # Scores.to_dict under its older name
+    "qatune.training.trackers": {"_saved_ids"},  # tracker-ids.json as read
+    "qatune.sweep.spec": {"SweepSpec.raw"},  # the sweep file as the user wrote it
+    "qatune.sweep.runner": {"SweepRun.best", "_spec", "run_sweep"},  # `sweep run --json`; a config given as a mapping
+    "qatune.sweep.worker": {"compact"},  # a trial's history as Optuna's JSON user attribute
+    "qatune.study.spec": {"StudySpec.raw", "_mapping"},  # the study file as written, its sections before checks
+    "qatune.study.cache": {"StageCache.__init__"},  # stages.json as read
+    "qatune.study.run": {"_dump_answers", "_load_answers"},  # the questions stage's cached JSON
+    "qatune.report.results": {"StudyResults.study"},  # the study file, for the report's "reproduce" section
+    "qatune.report.evaluation": {"write_evaluation_report"},  # evaluation.json as the CLI prints it
+    "qatune.publishing.export": {"export_onnx", "_write_export"},  # qatune-onnx.json's content
+    "qatune.serving.responses": {"error_responses"},  # FastAPI's `responses` argument
+    "qatune.cli.answer": {"_prediction_json", "cmd_ask"},  # `ask --json` output
+}
+UNTYPED = ("JsonObject", "dict[str, Any]")
+
+
+def _untyped_places(tree: ast.Module) -> set[str]:
+    """The functions, class fields and module names whose annotations (or alias values) are untyped JSON."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST, where: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                if not isinstance(child, ast.ClassDef):
+                    notes = [a.annotation for a in ast.walk(child.args) if isinstance(a, ast.arg) and a.annotation]
+                    if any(u in ast.unparse(n) for n in [*notes, child.returns] if n for u in UNTYPED):
+                        found.add(".".join([*where, child.name]))
+                visit(child, [*where, child.name])
+                continue
+            typed = isinstance(child, ast.AnnAssign) and any(u in ast.unparse(child.annotation) for u in UNTYPED)
+            alias = isinstance(child, ast.Assign) and not where and any(u in ast.unparse(child.value) for u in UNTYPED)
+            if typed or alias:
+                target = child.target if isinstance(child, ast.AnnAssign) else child.targets[0]
+                is_field = where and isinstance(target, ast.Name) and where[-1][0].isupper()
+                name = [*where, target.id] if is_field or not where else where  # type: ignore[union-attr]
+                found.add(".".join(name))
+            visit(child, where)
+
+    visit(tree, [])
+    return found
+
+
+def test_untyped_json_only_at_its_edges():
+    stray = sorted(
+        f"{module}: {place}"
+        for module, tree in _modules().items()
+        for place in _untyped_places(tree)
+        if place.rsplit(".", 1)[-1] not in ("to_dict", "from_dict") and place not in JSON_EDGES.get(module, set())
+    )
+    assert not stray, "untyped JSON inside the package (give it a record, or list a real edge):\n" + "\n".join(stray)
+    modules = _modules()
+    stale = {m: places - _untyped_places(modules[m]) for m, places in JSON_EDGES.items()}
+    assert not any(stale.values()), f"edges listed that hold no untyped JSON any more: {stale}"

@@ -59,12 +59,25 @@ def test_an_old_sweep_shows_the_same_results(tmp_path, capsys):
 
 def test_an_old_study_gives_the_same_report(tmp_path):
     from qatune.report import write_report
+    from qatune.report.results import StudyResults
 
     folder = shutil.copytree(FIXTURE / "study", tmp_path / "study")
     (folder / "report.md").unlink()
-    results = json.loads((folder / "results.json").read_text())
+    results = StudyResults.from_dict(json.loads((folder / "results.json").read_text()))
     write_report(results, SimpleNamespace(dir=str(folder), formats=["markdown"], title=None))
     assert (folder / "report.md").read_text() == (FIXTURE / "study" / "report.md").read_text()
+
+
+def test_old_study_results_read_as_records_and_write_back_the_same_json():
+    from qatune.report.results import StudyResults
+
+    saved = json.loads((FIXTURE / "study" / "results.json").read_text())
+    results = StudyResults.from_dict(saved)
+    assert (
+        results.compare is not None
+        and results.compare.fine_tuned.scores.total == saved["compare"]["fine_tuned"]["total"]
+    )
+    assert results.to_dict() == saved and list(results.to_dict()) == list(saved)
 
 
 def test_a_run_summary_from_another_version_is_read_or_refused_by_name(tmp_path):

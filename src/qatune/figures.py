@@ -10,9 +10,12 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qatune.layout import HISTORY_FIGURE, IMPORTANCE_FIGURE
+
+if TYPE_CHECKING:
+    from qatune.evaluation.metrics import Reliability
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def optuna_figures(study: Any, folder: Path) -> list[Path]:
     return written
 
 
-def reliability_diagram(curves: dict[str, list[dict[str, Any]]], path: Path, *, title: str) -> Path:
+def reliability_diagram(curves: Reliability, path: Path, *, title: str) -> Path:
     """Accuracy (exact match) against confidence per bin (`evaluation.metrics.reliability`), one line per curve, with
     the diagonal a calibrated model follows and the share of questions per bin as bars."""
     plt = _pyplot()

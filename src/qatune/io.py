@@ -6,11 +6,16 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from qatune.errors import ConfigError, OutputError, QatuneError
+
+JsonObject = dict[str, Any]
+"""A JSON object as it crosses a file or wire edge: what a record's `to_dict` gives and `from_dict` takes, what
+a reader returns before it is checked. Inside the package values travel as typed records; this alias
+marks the edges (tests/test_architecture.py allows it only in the functions it lists)."""
 
 
 def normal_mode(path: str | Path) -> None:
@@ -47,7 +52,7 @@ def finite(obj: Any) -> Any:
     so browsers, jq and other languages could not read the file."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {key: finite(value) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
         return [finite(value) for value in obj]
@@ -63,7 +68,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+def read_jsonl(path: str | Path) -> list[JsonObject]:
     """The JSON-object records of a JSON Lines file; a torn last line (from a kill mid-write), or any
     other line that is not a JSON object, is skipped."""
     path = Path(path)
@@ -80,11 +85,11 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+def write_jsonl(path: str | Path, records: Iterable[Mapping[str, object]]) -> None:
     atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
 
 
-def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+def append_jsonl(path: str | Path, record: Mapping[str, object]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(dumps(record) + "\n")
         handle.flush()

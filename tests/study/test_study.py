@@ -153,7 +153,7 @@ def test_tiny_study_end_to_end_and_report_matches_results(tiny_bert, tmp_path):
     out = tmp_path / "out"
     results = run_study(parse_study(tiny_study(tiny_bert, out)), progress_bar=False)
     saved = json.loads((out / "results.json").read_text())
-    assert saved["experiments"] == results["experiments"]
+    assert saved["experiments"] == results.to_dict()["experiments"]
     md = (out / "report.md").read_text()
     sweep = saved["sweep"]
     picked = next(r for r in sweep["trials"] if r["name"] == sweep["picks"]["best_f1"])

@@ -31,11 +31,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qatune.data.text import normalize_answer
+from qatune.io import JsonObject
 
 if TYPE_CHECKING:  # for annotations only: decoding stays numpy-only
     from qatune.data.squad import Example
@@ -65,7 +66,7 @@ class Answer:
     score: float
     raw_probability: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The public form (CLI JSON, API, study results)."""
         raw = self.probability if self.raw_probability is None else self.raw_probability
         return {
@@ -126,7 +127,7 @@ class Prediction:
     gaps: np.ndarray | None = None  # with keep_scores: every candidate's raw score minus the best (calibration)
     top_gaps: np.ndarray | None = None  # with keep_scores: those of the top-1 answer's spans
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "answers": [a.to_dict() for a in self.answers],
             "no_answer_probability": min(1.0, self.no_answer_probability),

@@ -75,7 +75,7 @@ def _meta_problem(saved: Any) -> str | None:
     return None
 
 
-class _Batch(dict[str, Any]):
+class _Batch(dict[str, list[Any]]):
     """What `data.windows.tokenize_windows` reads from a transformers BatchEncoding, built from raw encodings."""
 
     def __init__(self, encodings: list[Any], mapping: list[int]) -> None:

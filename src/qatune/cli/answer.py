@@ -6,10 +6,11 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qatune.cli.common import Parser, add_window_args, emit, int_in, model_window, positive_int
 from qatune.errors import ConfigError, DataError
+from qatune.io import JsonObject
 from qatune.models.settings import TARGETS
 
 if TYPE_CHECKING:
@@ -238,8 +239,8 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
-def _prediction_json(prediction: Prediction) -> dict[str, Any]:
-    out: dict[str, Any] = prediction.to_dict()
+def _prediction_json(prediction: Prediction) -> JsonObject:
+    out: JsonObject = prediction.to_dict()
     for answer in out["answers"]:
         for key in ("probability", "raw_probability", "score"):
             answer[key] = round(answer[key], 6)
@@ -265,7 +266,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     results = {m: _answerer(m, args).predict_many(pairs, args.top_k) for m in models}
     objects = []
     for i, (_, question) in enumerate(pairs):
-        obj: dict[str, Any] = {"question": question, **_prediction_json(results[args.model][i]), "model": args.model}
+        obj: JsonObject = {"question": question, **_prediction_json(results[args.model][i]), "model": args.model}
         if args.compare_with:
             obj["compare"] = {"model": args.compare_with, **_prediction_json(results[args.compare_with][i])}
         objects.append(obj)

@@ -94,9 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     results = run_study(spec, progress_bar=not args.quiet)
     if args.json:
-        emit(results, default=str)
+        emit(results.to_dict(), default=str)
         return 0
-    print(f"study {spec.name} done in {results['seconds']} s")
-    for path in results["files"]:
+    print(f"study {spec.name} done in {results.seconds} s")
+    for path in results.files:
         print(f"  {path}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qatune.cli.common import Parser, emit, from_args, int_in, positive_int, seed_int
 from qatune.errors import ConfigError
@@ -14,6 +14,7 @@ from qatune.paths import safe_name
 if TYPE_CHECKING:
     from qatune.sweep.spec import SweepSpec
     from qatune.sweep.storage import SweepOptions
+    from qatune.training.config import Settings
 
 SWEEP_EPILOG = """usage forms:
   qatune sweep CONFIG [--name NAME]            run a sweep, or resume it (same command again)
@@ -122,11 +123,12 @@ def _add_show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int_in(1, 65535), default=8080, help="dashboard: port (default: 8080)")
 
 
-def _overrides(pairs: list[str]) -> dict[str, Any]:
-    """--base KEY=VALUE pairs, each VALUE read as YAML (so 500 is a number and none is null)."""
+def _overrides(pairs: list[str]) -> Settings:
+    """--base KEY=VALUE pairs, each VALUE read as YAML (so 500 is a number and none is null); the sweep checks
+    them as it checks its `base`."""
     from qatune.io import yaml_value
 
-    out = {}
+    out: Settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

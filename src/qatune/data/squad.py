@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from qatune.errors import DataError
-from qatune.io import parse_json
+from qatune.io import JsonObject, parse_json
 
 logger = logging.getLogger(__name__)
 
-Row = dict[str, Any]
+Row = JsonObject  # a question as the input file holds it, before `validate_rows` checks it
 
 # The size guard: a context (or question) longer than this is refused, since its windows would
 # take minutes to hours and gigabytes. SQuAD's longest context has 3,706 characters.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -114,12 +114,25 @@ def best_threshold(
     return threshold, 100.0 * best / len(references)
 
 
-def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> list[dict[str, Any]]:
+class ReliabilityBin(TypedDict):
+    """One equal-width confidence bin: its bounds, its questions, their mean confidence and accuracy."""
+
+    low: float
+    high: float
+    questions: int
+    confidence: float | None  # None for an empty bin: JSON has no NaN
+    accuracy: float | None
+
+
+Reliability = dict[str, list[ReliabilityBin]]  # curve name (calibrated, raw) -> its bins
+
+
+def reliability(confidence: ArrayLike, correct: ArrayLike, bins: int = 10) -> list[ReliabilityBin]:
     """Equal-width confidence bins: questions, mean confidence and accuracy (exact match) in each
     (None for an empty bin: JSON has no NaN)."""
     conf, hit = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
     which = np.minimum((conf * bins).astype(np.int64), bins - 1)
-    out = []
+    out: list[ReliabilityBin] = []
     for b in range(bins):
         inside = which == b
         n = int(inside.sum())
@@ -142,8 +155,8 @@ def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike, bins: 
         return float("nan")
     return float(
         sum(
-            b["questions"] / total * abs(b["accuracy"] - b["confidence"])
+            b["questions"] / total * abs((b["accuracy"] or 0.0) - (b["confidence"] or 0.0))
             for b in reliability(confidence, correct, bins)
-            if b["questions"]
+            if b["questions"]  # a bin with questions has both figures
         )
     )

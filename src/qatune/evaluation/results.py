@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qatune.io import JsonObject
+
 # The SQuAD v2.0 script's names, present when some questions have no answer (HasAns/NoAns splits) or the
 # model can answer "no answer" (best thresholds, the threshold it used).
 SPLIT_KEYS = tuple(f"{g}_{m}" for g in ("HasAns", "NoAns") for m in ("exact", "f1", "total"))
@@ -36,7 +38,7 @@ class Scores:
     splits: Mapping[str, float] = field(default_factory=dict)  # SPLIT_KEYS present in this evaluation
     null: Mapping[str, float | None] = field(default_factory=dict)  # NULL_KEYS, for models with a null answer
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The JSON object: the same keys, in the same order, as every file qatune has written."""
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("splits", "null")}
         head = {k: plain.pop(k) for k in ("exact_match", "f1", "total", "correct", "similar", "incorrect")}
@@ -48,7 +50,7 @@ class Scores:
         """Scores from a JSON object `to_dict` (or an older qatune) wrote; extra keys (a history record's
         step, epoch, ...) are ignored, figures added since default to None."""
         names = [f.name for f in dataclasses.fields(cls) if f.name not in ("splits", "null")]
-        values: dict[str, Any] = {name: saved.get(name) for name in names}
+        values: JsonObject = {name: saved.get(name) for name in names}
         return cls(
             **values,
             splits={k: saved[k] for k in SPLIT_KEYS if k in saved},
@@ -66,6 +68,6 @@ class EvalResult:
     exact: dict[str, float] = field(default_factory=dict)  # id -> exact match (0/1) of the top answer
 
     @property
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> JsonObject:
         """The scores as JSON (`Scores.to_dict`)."""
         return self.scores.to_dict()

@@ -8,7 +8,6 @@ export never imports torch.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -17,6 +16,7 @@ from qatune.answering.decoding import Decoding, Logits, Prediction, predict_exam
 from qatune.data.squad import Example, QADataset
 from qatune.data.windows import Windows
 from qatune.evaluation.metrics import (
+    Reliability,
     best_over_golds,
     best_threshold,
     expected_calibration_error,
@@ -34,7 +34,7 @@ def _top_probabilities(prediction: Prediction) -> tuple[float, float]:
     return top.probability, top.probability if top.raw_probability is None else top.raw_probability
 
 
-def reliability_bins(result: EvalResult, dataset: QADataset) -> dict[str, list[dict[str, Any]]]:
+def reliability_bins(result: EvalResult, dataset: QADataset) -> Reliability:
     """Reliability bins (`evaluation.metrics.reliability`) of the calibrated and of the raw top-1 probability."""
     hits = [result.exact[e.id] for e in dataset.examples]
     return {

@@ -24,7 +24,7 @@ import torch
 from qatune.answering.onnx_backend import OnnxAnswerer
 from qatune.data.windows import WindowConfig
 from qatune.errors import ConfigError, ModelError
-from qatune.io import atomic_write_json, normal_mode
+from qatune.io import JsonObject, atomic_write_json, normal_mode
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.models.loading import LoadedModel, load_model, max_positions
@@ -58,7 +58,7 @@ def export_onnx(
     max_answer_length: int = 30,
     quantize: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> JsonObject:
     """Write `output`/model.onnx (dynamic batch and length), tokenizer.json and qatune-onnx.json.
 
     `output` must be new, empty or an earlier export (else `overwrite`); it is replaced only once the
@@ -90,7 +90,7 @@ def export_onnx(
 
 def _write_export(
     loaded: LoadedModel, model: str, tmp: Path, window: WindowConfig, max_answer_length: int, quantize: bool
-) -> dict[str, Any]:
+) -> JsonObject:
     """The export's files in `tmp`, checked against torch; returns its settings."""
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in loaded.tokenizer.model_input_names]
     sample = loaded.tokenizer(

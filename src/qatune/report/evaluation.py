@@ -10,18 +10,18 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
 
 from qatune.data.squad import QADataset
+from qatune.evaluation.metrics import Reliability
 from qatune.evaluation.results import EvalResult
 from qatune.evaluation.scoring import reliability_bins
 from qatune.figures import reliability_diagram
-from qatune.io import atomic_write_json, atomic_write_text
+from qatune.io import JsonObject, atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
 from qatune.paths import make_folder
 
 
-def _csv(bins: dict[str, list[dict[str, Any]]]) -> str:
+def _csv(bins: Reliability) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["probability", "bin_low", "bin_high", "questions", "mean_probability", "exact_match"])
@@ -31,9 +31,7 @@ def _csv(bins: dict[str, list[dict[str, Any]]]) -> str:
     return out.getvalue()
 
 
-def write_evaluation_report(
-    folder: Path, summary: dict[str, Any], result: EvalResult, dataset: QADataset
-) -> list[Path]:
+def write_evaluation_report(folder: Path, summary: JsonObject, result: EvalResult, dataset: QADataset) -> list[Path]:
     """Write the report files into `folder` (checked beforehand by the caller); return their paths."""
     bins = reliability_bins(result, dataset)
     make_folder(folder, "--report")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 
@@ -23,6 +23,8 @@ from qatune.layout import (
     TRIAL_FIGURES,
 )
 from qatune.report.document import Block, Code, Figure, Heading, Para, Table, to_html, to_markdown
+from qatune.report.results import AskedQuestion, Comparison, ExperimentResult, SliceEval, StudyResults
+from qatune.sweep.results import SweepReport, TrialRow
 
 
 class ReportTarget(Protocol):
@@ -48,42 +50,37 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def summary(results: dict[str, Any]) -> list[str]:
+def summary(results: StudyResults) -> list[str]:
     """What the numbers say, in a few generated sentences."""
     lines = []
-    scored = [e for e in results["experiments"] if e.get("test_eval")]
+    scored = [(e, e.test_eval.scores) for e in results.experiments if e.test_eval]
     if scored:
-        best = max(scored, key=lambda e: e["test_eval"]["exact_match"])
-        t = best["test_eval"]
+        best, t = max(scored, key=lambda pair: pair[1].exact_match)
         lines.append(
-            f"Best experiment on the test slice ({t['total']} questions): {best['name']} "
-            f"({best['config']['model']}), EM {_pct(t['exact_match'])}, F1 {_pct(t['f1'])}."
+            f"Best experiment on the test slice ({t.total} questions): {best.name} "
+            f"({best.config.model}), EM {_pct(t.exact_match)}, F1 {_pct(t.f1)}."
         )
-    compare = results.get("compare")
+    compare = results.compare
     if compare:
-        u, f = compare["untuned"], compare["fine_tuned"]
-        verb = "raised" if f["exact_match"] >= u["exact_match"] else "lowered"
+        u, f = compare.untuned.scores, compare.fine_tuned.scores
+        verb = "raised" if f.exact_match >= u.exact_match else "lowered"
         lines.append(
-            f"Fine-tuning {compare['model']} ({compare['experiment']}) {verb} EM from {_pct(u['exact_match'])} "
-            f"to {_pct(f['exact_match'])} ({f['exact_match'] - u['exact_match']:+.2f} points) and F1 from "
-            f"{_pct(u['f1'])} to {_pct(f['f1'])}; correct answers went from {u['correct']} to {f['correct']}."
+            f"Fine-tuning {compare.model} ({compare.experiment}) {verb} EM from {_pct(u.exact_match)} "
+            f"to {_pct(f.exact_match)} ({f.exact_match - u.exact_match:+.2f} points) and F1 from "
+            f"{_pct(u.f1)} to {_pct(f.f1)}; correct answers went from {u.correct} to {f.correct}."
         )
-    sweep = results.get("sweep")
-    if sweep:
-        counts = ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v)
-        best = sweep.get("best")
-        lines.append(
-            f"The sweep ({sweep['method']}, {sweep['metric']['name']} {sweep['metric']['goal']}) ran "
-            f"{counts}"
-            + (
-                f"; its best trial was {best['name']} ({sweep['metric']['name']} {cell(best['value'])})."
-                if best
-                else "."
-            )
-        )
-    for data in results["data"]:
-        lines += data["notes"]
+    if results.sweep:
+        lines.append(_sweep_sentence(results.sweep))
+    for data in results.data:
+        lines += data.notes
     return lines
+
+
+def _sweep_sentence(sweep: SweepReport) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in sweep.counts.items() if v)
+    metric, best = sweep.metric, sweep.best
+    found = f"; its best trial was {best.name} ({metric['name']} {cell(best.value)})." if best else "."
+    return f"The sweep ({sweep.method}, {metric['name']} {metric['goal']}) ran {counts}{found}"
 
 
 SWEEP_CAPTIONS = {
@@ -95,39 +92,40 @@ SWEEP_CAPTIONS = {
 }
 
 
-def _picks_table(sweep: dict[str, Any], rows: dict[str, dict[str, Any]]) -> Table:
+def _picks_table(sweep: SweepReport, rows: dict[str, TrialRow]) -> Table:
     """Table 1: the trial behind each of the study's picks (best F1, lowest train loss, ...)."""
-    params = sweep["params"]
+    params = sweep.params
     picks = [
-        [name, PICK_TITLES.get(pick, pick), *[rows[name][p] for p in params]]
-        + [rows[name][k] for k in ("train_loss", "eval_loss", "correct", "f1")]
-        for pick, name in sweep["picks"].items()
+        [name, PICK_TITLES.get(pick, pick), *[rows[name].params[p] for p in params]]
+        + [rows[name].metrics[k] for k in ("train_loss", "eval_loss", "correct", "f1")]
+        for pick, name in sweep.picks.items()
     ]
     header = ["exploration", "pick", *params, "train loss", "eval loss", "correct", "F1"]
     return Table(header, picks, "Table 1: the sweep's extreme explorations")
 
 
-def _top_table(sweep: dict[str, Any], rows: dict[str, dict[str, Any]]) -> Table:
+def _top_table(sweep: SweepReport, rows: dict[str, TrialRow]) -> Table:
     """The best trials by the sweep's metric."""
-    params, top = sweep["params"], [rows[name] for name in sweep["top"]]
+    params, top = sweep.params, [rows[name] for name in sweep.top]
     cells = [
-        [r["name"], *[r[p] for p in params]]
-        + [r[k] for k in ("train_loss", "eval_loss", "exact_match", "f1", "correct", "state")]
+        [r.name, *[r.params[p] for p in params]]
+        + [r.metrics[k] for k in ("train_loss", "eval_loss", "exact_match", "f1", "correct")]
+        + [r.state]
         for r in top
     ]
     header = ["trial", *params, "train loss", "eval loss", "EM", "F1", "correct", "state"]
-    return Table(header, cells, f"Top {len(top)} trials by {sweep['metric']['name']}")
+    return Table(header, cells, f"Top {len(top)} trials by {sweep.metric['name']}")
 
 
-def sweep_blocks(sweep: dict[str, Any], folder: Path) -> list[Block]:
+def sweep_blocks(sweep: SweepReport, folder: Path) -> list[Block]:
     """Section 1: how the sweep searched, its picks, its top trials and the figures `sweep show` drew."""
-    rows = {r["name"]: r for r in sweep["trials"]}
-    counts = ", ".join(f"{v} {k}" for k, v in sweep["counts"].items() if v)
+    rows = {r.name: r for r in sweep.trials}
+    counts = ", ".join(f"{v} {k}" for k, v in sweep.counts.items() if v)
     blocks: list[Block] = [
         Heading("1. Hyperparameter sweep"),
         Para(
-            f"Method {sweep['method']}, metric {sweep['metric']['name']} "
-            f"({sweep['metric']['goal']}), searching {', '.join(sweep['params'])}. Trials: {counts}."
+            f"Method {sweep.method}, metric {sweep.metric['name']} "
+            f"({sweep.metric['goal']}), searching {', '.join(sweep.params)}. Trials: {counts}."
         ),
         _picks_table(sweep, rows),
         _top_table(sweep, rows),
@@ -139,44 +137,48 @@ def sweep_blocks(sweep: dict[str, Any], folder: Path) -> list[Block]:
     return blocks
 
 
-def _settings_table(experiments: list[dict[str, Any]]) -> Table:
+def _settings_table(experiments: list[ExperimentResult]) -> Table:
     """Table 2: what each experiment trained, and which settings came from the sweep."""
     settings = []
     for e in experiments:
-        c = e["config"]
-        picked = ", ".join(f"{k} from {v}" for k, v in e.get("from_sweep", {}).items())
-        length = f"{c['max_steps']} steps" if c["max_steps"] else c["num_train_epochs"]
-        questions = c["train_sample"] or c["train_limit"] or "all"
-        settings.append(
-            [e["name"], c["model"], c["train_batch_size"], c["learning_rate"], length, questions, picked or "-"]
-        )
+        c = e.config
+        picked = ", ".join(f"{k} from {v}" for k, v in e.from_sweep.items())
+        length = f"{c.max_steps} steps" if c.max_steps else c.num_train_epochs
+        questions = c.train_sample or c.train_limit or "all"
+        settings.append([e.name, c.model, c.train_batch_size, c.learning_rate, length, questions, picked or "-"])
     header = ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions", "from the sweep"]
     return Table(header, settings, "Table 2: fine-tuning experiments")
 
 
-def _results_table(results: dict[str, Any]) -> Table:
+def _score(scored: SliceEval | None, name: str) -> str:
+    """One figure (exact_match, f1) of an evaluation the experiment may not have had, as a table cell."""
+    value: float | None = getattr(scored.scores, name) if scored else None
+    return _pct(value)
+
+
+def _results_table(results: StudyResults) -> Table:
     """Table 3: each experiment's train and test scores, steps and minutes."""
     rows = []
-    for e in results["experiments"]:
-        train, test, c = e.get("train_eval") or {}, e.get("test_eval") or {}, e["config"]
-        scores = [_pct(train.get("exact_match")), _pct(test.get("exact_match")), _pct(test.get("f1"))]
-        minutes = round((e["seconds"] or 0) / 60, 1)
-        rows.append([e["name"], c["model"], c["train_batch_size"], c["learning_rate"], *scores, e["steps"], minutes])
+    for e in results.experiments:
+        c = e.config
+        scores = [_score(e.train_eval, "exact_match"), _score(e.test_eval, "exact_match"), _score(e.test_eval, "f1")]
+        minutes = round((e.seconds or 0) / 60, 1)
+        rows.append([e.name, c.model, c.train_batch_size, c.learning_rate, *scores, e.steps, minutes])
     slice_note = (
-        f"train EM on {results['train_slice']} of each experiment's own training questions; "
-        if results.get("train_slice")
+        f"train EM on {results.train_slice} of each experiment's own training questions; "
+        if results.train_slice
         else ""
     )
     header = ["name", "pre-trained model", "batch size", "learning rate", "train EM", "test EM", "test F1"]
     return Table([*header, "steps", "minutes"], rows, f"Table 3: results ({slice_note}test on {_test_size(results)})")
 
 
-def experiment_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
+def experiment_blocks(results: StudyResults, folder: Path) -> list[Block]:
     """Section 2: the experiments' settings, their EM during training, and their results."""
-    experiments = results["experiments"]
+    experiments = results.experiments
     blocks: list[Block] = [Heading("2. Fine-tuning"), _settings_table(experiments)]
     figure = metric_lines(
-        {e["name"]: e["history"] for e in experiments},
+        {e.name: [h.to_dict() for h in e.history] for e in experiments},
         "exact_match",
         folder / FIGURES / EM_FIGURE,
         title="EM on the dev slice during training",
@@ -188,34 +190,24 @@ def experiment_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
     return [*blocks, _results_table(results)]
 
 
-def _test_size(results: dict[str, Any]) -> str:
-    scored = [e["test_eval"] for e in results["experiments"] if e.get("test_eval")]
-    total = scored[0]["total"] if scored else "?"
-    return f"{total} questions of {Path(results['test_slice']['data']).name}"
+def _test_size(results: StudyResults) -> str:
+    scored = [e.test_eval.scores for e in results.experiments if e.test_eval]
+    total = scored[0].total if scored else "?"
+    return f"{total} questions of {Path(results.test_slice[0]).name}"
 
 
-def compare_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
-    compare = results["compare"]
+def compare_blocks(compare: Comparison, results: StudyResults, folder: Path) -> list[Block]:
     pairs = (
-        (f"{compare['model']} (untuned)", compare["untuned"]),
-        (f"{compare['experiment']} (fine-tuned)", compare["fine_tuned"]),
+        (f"{compare.model} (untuned)", compare.untuned),
+        (f"{compare.experiment} (fine-tuned)", compare.fine_tuned),
     )
-    v2 = any("NoAns_exact" in m for _, m in pairs)  # the test set has unanswerable questions
+    v2 = any("NoAns_exact" in m.scores.splits for _, m in pairs)  # the test set has unanswerable questions
     rows = []
     for label, m in pairs:
-        no_answer = [_pct(m.get("NoAns_exact"))] if v2 else []
-        rows.append(
-            [
-                label,
-                m["correct"],
-                m["similar"],
-                m["incorrect"],
-                _pct(m["exact_match"]),
-                _pct(m["f1"]),
-                *no_answer,
-                round(m["eval_loss"], 3),
-            ]
-        )
+        s = m.scores
+        no_answer = [_pct(s.splits.get("NoAns_exact"))] if v2 else []
+        loss = "-" if s.eval_loss is None else round(s.eval_loss, 3)
+        rows.append([label, s.correct, s.similar, s.incorrect, _pct(s.exact_match), _pct(s.f1), *no_answer, loss])
     return [
         Heading("3. Fine-tuned against untuned"),
         Para(
@@ -231,14 +223,15 @@ def compare_blocks(results: dict[str, Any], folder: Path) -> list[Block]:
     ]
 
 
-def reliability_blocks(label: str, metrics: dict[str, Any], folder: Path) -> list[Block]:
+def reliability_blocks(label: str, scored: SliceEval, folder: Path) -> list[Block]:
     """The fine-tuned model's reliability diagram on the test slice (absent in results from before it)."""
-    if not metrics.get("reliability"):
+    if not scored.reliability:
         return []
+    s = scored.scores
     figure = reliability_diagram(
-        metrics["reliability"],
+        scored.reliability,
         folder / FIGURES / RELIABILITY_FIGURE,
-        title=f"{label}: ECE {metrics['ece']:.3f} calibrated, {metrics['ece_raw']:.3f} raw",
+        title=f"{label}: ECE {s.ece:.3f} calibrated, {s.ece_raw:.3f} raw",
     )
     return [
         Figure(figure, "Figure 5: how often the top answer is right (exact match) against its probability"),
@@ -249,16 +242,16 @@ def reliability_blocks(label: str, metrics: dict[str, Any], folder: Path) -> lis
     ]
 
 
-def question_blocks(questions: list[dict[str, Any]]) -> list[Block]:
+def question_blocks(questions: list[AskedQuestion]) -> list[Block]:
     rows = []
     for i, q in enumerate(questions):
-        for model, answers in q["answers"].items():
+        for model, answers in q.answers.items():
             shown = "; ".join(
-                f"{rank}. {repr(a['text']) if a['text'] else 'no answer in this context'} ({a['probability']:.3f})"
+                f"{rank}. {repr(a.text) if a.text else 'no answer in this context'} ({min(1.0, a.probability):.3f})"
                 for rank, a in enumerate(answers, 1)
             )
-            rows.append([i, q["question"], model, shown])
-    contexts = [[i, q["context"]] for i, q in enumerate(questions)]
+            rows.append([i, q.question, model, shown])
+    contexts = [[i, q.context] for i, q in enumerate(questions)]
     return [
         Heading("4. Answering questions"),
         Table(["id", "context"], contexts, "Contexts"),
@@ -270,43 +263,43 @@ def question_blocks(questions: list[dict[str, Any]]) -> list[Block]:
     ]
 
 
-def reproduce_blocks(results: dict[str, Any]) -> list[Block]:
-    named = {d["resolved"] for d in results["data"] if d["spec"] != d["resolved"]}
+def reproduce_blocks(results: StudyResults) -> list[Block]:
+    named = {d.resolved for d in results.data if d.spec != d.resolved}
     data = [
-        [d["spec"], d["resolved"], (d["sha256"] or "-")[:16], "; ".join(d["notes"]) or "-"]
-        for d in results["data"]
-        if d["spec"] != d["resolved"] or d["resolved"] not in named
+        [d.spec, d.resolved, (d.sha256 or "-")[:16], "; ".join(d.notes) or "-"]
+        for d in results.data
+        if d.spec != d.resolved or d.resolved not in named
     ]
-    stages = [[name, t["seconds"], "cached" if t["cached"] else "ran"] for name, t in results["stages"].items()]
+    stages = [[name, t.seconds, "cached" if t.cached else "ran"] for name, t in results.stages.items()]
     return [
         Heading("Reproduce"),
         Para(
             f"Re-run with `qatune run STUDY.yaml` (stages whose inputs did not change are skipped). "
-            f"Total wall time of this run: {results['seconds']} s."
+            f"Total wall time of this run: {results.seconds} s."
         ),
-        Table(["package", "version"], [[k, v] for k, v in results["versions"].items()], "Versions"),
+        Table(["package", "version"], [[k, v] for k, v in results.versions.items()], "Versions"),
         Table(["data spec", "file", "sha256 (first 16)", "notes"], data, "Data"),
         Table(["stage", "seconds", "this run"], stages, "Stages and wall times"),
-        Code(yaml.safe_dump(results["study"], sort_keys=False, allow_unicode=True), "yaml"),
+        Code(yaml.safe_dump(results.study, sort_keys=False, allow_unicode=True), "yaml"),
     ]
 
 
-def build(results: dict[str, Any], folder: Path, title: str | None = None) -> list[Block]:
-    blocks: list[Block] = [Heading(title or f"qatune study: {results['name']}", 1)]
-    if results.get("description"):
-        blocks.append(Para(results["description"]))
+def build(results: StudyResults, folder: Path, title: str | None = None) -> list[Block]:
+    blocks: list[Block] = [Heading(title or f"qatune study: {results.name}", 1)]
+    if results.description:
+        blocks.append(Para(results.description))
     blocks += [Heading("Summary")] + [Para(line) for line in summary(results)]
-    if results.get("sweep"):
-        blocks += sweep_blocks(results["sweep"], folder)
+    if results.sweep:
+        blocks += sweep_blocks(results.sweep, folder)
     blocks += experiment_blocks(results, folder)
-    if results.get("compare"):
-        blocks += compare_blocks(results, folder)
-    if results.get("questions"):
-        blocks += question_blocks(results["questions"])
+    if results.compare:
+        blocks += compare_blocks(results.compare, results, folder)
+    if results.questions:
+        blocks += question_blocks(results.questions)
     return blocks + reproduce_blocks(results)
 
 
-def write_report(results: dict[str, Any], report: ReportTarget) -> list[Path]:
+def write_report(results: StudyResults, report: ReportTarget) -> list[Path]:
     """report.md and/or report.html in the study folder, written atomically."""
     folder = Path(report.dir)
     blocks = build(results, folder, report.title)

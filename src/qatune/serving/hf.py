@@ -64,12 +64,11 @@ def request_model(context: Any, question: Any) -> type[BaseModel]:
 
 def hf_decoding(model: Decoding, parameters: Any) -> Decoding:
     """The model's decoding with the request's max_answer_len / align_to_words, where given."""
-    changes: dict[str, Any] = {}
     if parameters.max_answer_len is not None:
-        changes["max_answer_length"] = parameters.max_answer_len
+        model = dataclasses.replace(model, max_answer_length=parameters.max_answer_len)
     if parameters.align_to_words is not None:
-        changes["align_to_words"] = parameters.align_to_words
-    return dataclasses.replace(model, **changes)
+        model = dataclasses.replace(model, align_to_words=parameters.align_to_words)
+    return model
 
 
 def hf_answers(prediction: Prediction, top_k: int, impossible: bool | None) -> list[HFAnswer]:

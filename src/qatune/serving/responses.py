@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from qatune.errors import ModelError, QatuneError
+from qatune.io import JsonObject
 
 
 class SafeJSONResponse(JSONResponse):
@@ -68,7 +69,7 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
-def error_responses() -> dict[int | str, dict[str, Any]]:
+def error_responses() -> dict[int | str, JsonObject]:
     """The error statuses of the answering routes, for their OpenAPI `responses`."""
     return {
         401: {"model": ErrorResponse},

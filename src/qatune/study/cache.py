@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from qatune.errors import ConfigError
-from qatune.io import atomic_write_json, read_json
+from qatune.io import JsonObject, atomic_write_json, read_json
 from qatune.layout import STAGES_FILE
 
 FILE = STAGES_FILE
@@ -26,7 +27,15 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_hash(path: Path, memo: dict[str, Any]) -> str:
+class FileRecord(TypedDict):
+    """What `file_hash` remembers of a data file (in stages.json): its size and mtime when it was hashed."""
+
+    size: int
+    mtime: float
+    sha256: str
+
+
+def file_hash(path: Path, memo: dict[str, FileRecord]) -> str:
     """sha256 of a file, remembered by (size, mtime) so a rerun need not read big files again."""
     stat = path.stat()
     entry = memo.get(str(path))
@@ -40,12 +49,22 @@ def file_hash(path: Path, memo: dict[str, Any]) -> str:
     return sha.hexdigest()
 
 
+@dataclass(frozen=True)
+class StageRecord:
+    """A finished stage: the hash of its inputs, how long it took, when it finished, and its result as JSON."""
+
+    key: str
+    seconds: float
+    finished: str
+    result: Any  # the JSON the stage's work returned (each stage reads it back into its records)
+
+
 class StageCache:
     """The `stages.json` of a study folder: stage -> {key, seconds, finished, result}."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / FILE
-        self.state: dict[str, Any] = read_json(self.path, "study stages file") if self.path.exists() else {}
+        self.state: JsonObject = read_json(self.path, "study stages file") if self.path.exists() else {}
         if not isinstance(self.state, dict):
             self._damaged("not a JSON object")
         self.state.setdefault("stages", {})
@@ -63,23 +82,21 @@ class StageCache:
         )
 
     @property
-    def files(self) -> dict[str, Any]:
-        files: dict[str, Any] = self.state["files"]
+    def files(self) -> dict[str, FileRecord]:
+        """path -> {size, mtime, sha256} of the data files hashed so far (`file_hash`'s memo)."""
+        files: dict[str, FileRecord] = self.state["files"]
         return files
 
-    def get(self, stage: str, key: str) -> dict[str, Any] | None:
+    def get(self, stage: str, key: str) -> StageRecord | None:
         """The record of `stage` if it finished with these inputs, else None."""
-        record = self.state["stages"].get(stage)
-        return record if record and record["key"] == key else None
+        saved = self.state["stages"].get(stage)
+        if not saved or saved["key"] != key:
+            return None
+        return StageRecord(key, saved.get("seconds", 0.0), saved.get("finished", ""), saved.get("result"))
 
-    def put(self, stage: str, key: str, seconds: float, result: Any = None) -> dict[str, Any]:
-        record = {
-            "key": key,
-            "seconds": round(seconds, 1),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "result": result,
-        }
-        self.state["stages"][stage] = record
+    def put(self, stage: str, key: str, seconds: float, result: Any = None) -> StageRecord:
+        record = StageRecord(key, round(seconds, 1), time.strftime("%Y-%m-%dT%H:%M:%S"), result)
+        self.state["stages"][stage] = asdict(record)
         self.save()
         return record
 

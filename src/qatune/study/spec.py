@@ -14,12 +14,12 @@ from typing import Any
 
 from qatune.data.sources import check_spec
 from qatune.errors import ConfigError, DataError
-from qatune.io import load_yaml, read_json
+from qatune.io import JsonObject, load_yaml, read_json
 from qatune.paths import safe_name
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
-from qatune.training.config import SEED_MAX, TrainConfig, typed
+from qatune.training.config import SEED_MAX, Settings, SettingValue, TrainConfig, typed
 from qatune.training.trackers import parse_report_to
 
 _STUDY_WIDE = {  # NOT_TUNABLE's settings, and where a study sets them
@@ -48,7 +48,7 @@ class DataSpec:
 @dataclass
 class Experiment:
     name: str
-    settings: dict[str, Any]
+    settings: Settings
     from_sweep: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,12 +86,13 @@ class StudySpec:
     compare: Compare | None
     questions: Questions | None
     report: ReportSpec
-    raw: dict[str, Any]
+    raw: JsonObject  # the study file as written
     report_to: str = "none"  # trackers of the sweep's trials and the experiments (qatune.training.trackers)
 
 
-def _mapping(raw: Any, where: str, keys: tuple[str, ...], cls: type | None = None) -> dict[str, Any]:
-    """A section's mapping: unknown keys refused, and with `cls` each value checked against its field's type."""
+def _mapping(raw: Any, where: str, keys: tuple[str, ...], cls: type | None = None) -> JsonObject:
+    """A section's mapping as written: unknown keys refused, and with `cls` each value checked against its
+    field's type."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -146,7 +147,8 @@ def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Ex
         raise ConfigError(f"{where}: expected a mapping with a `name` and training settings")
     safe_name(raw["name"], f"{where}.name")
     where = f"experiments.{raw['name']}"
-    settings, picks = {}, {}
+    settings: Settings = {}
+    picks: dict[str, str] = {}
     for key, value in raw.items():
         if key == "name":
             continue
@@ -178,7 +180,7 @@ def _pick(pick: Any, where: str, key: str, sweep: SweepSpec | None) -> str:
     return str(pick)
 
 
-def _example_value(sweep: SweepSpec, key: str) -> Any:
+def _example_value(sweep: SweepSpec, key: str) -> SettingValue:
     """Some value the sweep can pick for `key`, to check the rest of an experiment's settings."""
     draw = {k: p.grid[0] if p.grid else p.bounds[0] for k, p in sweep.params.items()}
     return sweep.values(draw)[key]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from qatune.errors import ConfigError
-from qatune.training.config import field_types
+from qatune.training.config import SettingValue, field_types
 
 PARAM_KEYS = ("value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma")
 DISTRIBUTIONS = (
@@ -52,8 +52,8 @@ class Param:
     name: str
     kind: str
     distribution: BaseDistribution
-    transform: Callable[[Any], Any] = lambda x: x
-    grid: tuple[Any, ...] | None = None  # the values a grid search walks, when the parameter is discrete
+    transform: Callable[[Any], SettingValue] = lambda x: x  # from Optuna's draw (a number, or a category)
+    grid: tuple[SettingValue, ...] | None = None  # the values a grid search walks, when the parameter is discrete
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -65,11 +65,11 @@ class Param:
 
 
 @functools.cache
-def _hints() -> dict[str, Any]:
+def _hints() -> dict[str, type]:
     return {name: kind for name, (kind, _) in field_types().items()}
 
 
-def coerce(name: str, value: Any) -> Any:
+def coerce(name: str, value: SettingValue) -> SettingValue:
     """Give a value the type of its TrainConfig field (a q_uniform batch size 64.0 -> 64)."""
     kind = _hints()[name]
     if value is None or isinstance(value, kind) and not isinstance(value, bool) or kind is bool:
@@ -81,7 +81,7 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
-def number(where: str, body: dict[str, Any], key: str, default: float | None = None) -> float:
+def number(where: str, body: Mapping[str, object], key: str, default: float | None = None) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
@@ -92,13 +92,13 @@ def _rounder(q: float) -> Callable[[float], float]:
     return lambda x: round(round(x / q) * q, 12)
 
 
-def _infer_kind(where: str, body: dict[str, Any]) -> str:
+def _infer_kind(where: str, body: Mapping[str, object]) -> str:
     """W&B's rules for a parameter without `distribution`."""
     if "distribution" in body:
         kind = body["distribution"]
         if kind in UNSUPPORTED:
             raise ConfigError(
-                f"{where}.distribution: {kind!r} is not supported by qatune; use {UNSUPPORTED[kind]!r} instead"
+                f"{where}.distribution: {kind!r} is not supported by qatune; use {UNSUPPORTED[str(kind)]!r} instead"
             )
         if kind not in DISTRIBUTIONS:
             raise ConfigError(f"{where}.distribution: unknown {kind!r}; valid: {', '.join(DISTRIBUTIONS)}")
@@ -115,12 +115,13 @@ def _infer_kind(where: str, body: dict[str, Any]) -> str:
     raise ConfigError(f"{where}: give `value`, `values`, `min` and `max`, or a `distribution`")
 
 
-def _categorical(where: str, name: str, body: dict[str, Any], method: str) -> Param:
-    values = body.get("values")
-    if not isinstance(values, list) or not values:
-        raise ConfigError(f"{where}.values: expected a non-empty list, got {values!r}")
-    if any(isinstance(v, (dict, list)) for v in values):
+def _categorical(where: str, name: str, body: Mapping[str, object], method: str) -> Param:
+    raw = body.get("values")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where}.values: expected a non-empty list, got {raw!r}")
+    if any(isinstance(v, (dict, list)) for v in raw):
         raise ConfigError(f"{where}.values: each value must be a number, string or boolean")
+    values: list[SettingValue] = raw  # scalars as YAML wrote them; each one's type is checked by _check_corners
     probabilities = body.get("probabilities")
     if probabilities is None or method == "grid":
         return Param(name, "categorical", CategoricalDistribution(values), grid=tuple(values))
@@ -133,13 +134,13 @@ def _categorical(where: str, name: str, body: dict[str, Any], method: str) -> Pa
         raise ConfigError(f"{where}.probabilities: expected {len(values)} non-negative numbers summing to 1")
     edges = [sum(probabilities[: i + 1]) for i in range(len(values))]
 
-    def pick(u: float) -> Any:  # inverse CDF of the weighted choice
+    def pick(u: float) -> SettingValue:  # inverse CDF of the weighted choice
         return values[next((i for i, edge in enumerate(edges) if u < edge), len(values) - 1)]
 
     return Param(name, "categorical (weighted)", FloatDistribution(0.0, 1.0), pick, grid=tuple(values))
 
 
-def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Param:
+def _range_param(where: str, name: str, kind: str, body: Mapping[str, object]) -> Param:
     """The continuous and integer distributions: bounds checked, Optuna box + transform."""
     if kind in ("normal", "q_normal", "log_normal", "q_log_normal"):
         mu, sigma = number(where, body, "mu", 0.0), number(where, body, "sigma", 1.0)
@@ -161,7 +162,7 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
         if not all(isinstance(body[k], int) for k in ("min", "max")):
             raise ConfigError(f"{where}: int_uniform needs integer min and max")
         low_i, high_i = int(low), int(high)
-        grid: tuple[Any, ...] | None = tuple(range(low_i, high_i + 1)) if high_i - low_i < MAX_GRID else None
+        grid: tuple[SettingValue, ...] | None = tuple(range(low_i, high_i + 1)) if high_i - low_i < MAX_GRID else None
         return Param(name, kind, IntDistribution(low_i, high_i), grid=grid)
     if kind in ("log_uniform_values", "q_log_uniform_values") and low <= 0:
         raise ConfigError(f"{where}.min: {kind} needs min > 0 (the values themselves); for exponents use log_uniform")
@@ -184,7 +185,7 @@ def _range_param(where: str, name: str, kind: str, body: dict[str, Any]) -> Para
     return Param(name, kind, FloatDistribution(low, high, log=log))
 
 
-def parse_param(name: str, body: Any, method: str) -> tuple[Param | None, Any]:
+def parse_param(name: str, body: object, method: str) -> tuple[Param | None, SettingValue]:
     """Parse one entry of `parameters`: (searched parameter, None) or (None, constant value)."""
     where = f"parameters.{name}"
     if name in NOT_TUNABLE or name not in _hints():
@@ -205,7 +206,7 @@ def parse_param(name: str, body: Any, method: str) -> tuple[Param | None, Any]:
     if kind == "constant":
         if "value" not in body:
             raise ConfigError(f"{where}: distribution constant needs `value`")
-        return None, coerce(name, body["value"])
+        return None, coerce(name, body["value"])  # as YAML wrote it: _check_corners checks its type
     if kind == "categorical":
         param = _categorical(where, name, body, method)
     else:

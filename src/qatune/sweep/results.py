@@ -17,7 +17,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from qatune.fmt import cell
-from qatune.io import atomic_write_json, atomic_write_text
+from qatune.io import JsonObject, atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_SCORES, RESULTS_SUMMARY, RESULTS_TABLE, RESULTS_TRIALS
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import counted
@@ -49,7 +49,7 @@ class TrialRow:
     error: str | None
     history: Sequence[Mapping[str, Any]] = ()  # its evaluations (EVAL_POSITION + EVAL_SCORES each)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The JSON row (trials.json, `sweep show --json`): settings and metrics flat, as always."""
         head = {"trial": self.trial, "name": self.name, "state": self.state, **self.params, **self.metrics}
         tail = {k: getattr(self, k) for k in ("value", "evaluations", "seconds", "resumed_from", "worker", "error")}
@@ -179,13 +179,32 @@ class SweepReport:
     columns: list[str] = field(default_factory=list)  # the table's columns
     params: list[str] = field(default_factory=list)  # the searched settings
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The JSON object (`sweep show --json`, a study's sweep stage), in the order it always had."""
         head = {"name": self.name, "method": self.method, "metric": dict(self.metric), "counts": dict(self.counts)}
         best = self.best.to_dict() if self.best else None
         rows = [r.to_dict() for r in self.trials]
         tail = {"files": self.files, "columns": self.columns, "params": self.params}
         return {**head, "best": best, "top": self.top, "picks": self.picks, "trials": rows, **tail}
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> SweepReport:
+        """A report `to_dict` wrote (a study's cached sweep stage, its results.json)."""
+        params = list(saved.get("params") or ())
+        best = saved.get("best")
+        return cls(
+            saved["name"],
+            saved["method"],
+            dict(saved["metric"]),
+            dict(saved["counts"]),
+            TrialRow.from_dict(best, params) if best else None,
+            list(saved.get("top") or ()),
+            dict(saved.get("picks") or {}),
+            [TrialRow.from_dict(r, params) for r in saved.get("trials") or ()],
+            list(saved.get("files") or ()),
+            list(saved.get("columns") or ()),
+            params,
+        )
 
 
 def summary(trials: list[FrozenTrial], spec: SweepSpec, name: str, n_top: int = 10) -> SweepReport:

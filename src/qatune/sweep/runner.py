@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import optuna
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from qatune.errors import ConfigError
-from qatune.io import atomic_write_text
+from qatune.io import JsonObject, atomic_write_text
 from qatune.layout import (
     FIGURES,
     RESULTS_SUMMARY,
@@ -26,12 +26,27 @@ from qatune.paths import check_output_folder
 from qatune.sweep.results import SweepReport, TrialRow, counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from qatune.sweep.storage import Callback, SweepOptions, open_study, quiet_optuna
+from qatune.sweep.trial import TrialEvent
 from qatune.sweep.worker import Worker
 
 logger = logging.getLogger(__name__)
 
 
-def _spec(config: SweepSpec | dict[str, Any] | str | Path | None) -> SweepSpec | None:
+class SweepRun(TypedDict):
+    """What `run_sweep` returns (`qatune sweep --json` prints it): the sweep, why this worker stopped, how
+    many trials it ran, the trial counts by state, the best trial's row (as trials.json has it) and the picks."""
+
+    name: str
+    storage: str  # the URL with its password masked
+    metric: str
+    stopped: str
+    ran_here: int
+    counts: dict[str, int]
+    best: JsonObject | None
+    picks: dict[str, str]  # pick -> trial name
+
+
+def _spec(config: SweepSpec | JsonObject | str | Path | None) -> SweepSpec | None:
     if config is None or isinstance(config, SweepSpec):
         return config
     if isinstance(config, dict):
@@ -41,12 +56,12 @@ def _spec(config: SweepSpec | dict[str, Any] | str | Path | None) -> SweepSpec |
 
 @quiet_optuna()
 def run_sweep(
-    config: SweepSpec | dict[str, Any] | str | Path | None,
+    config: SweepSpec | JsonObject | str | Path | None,
     options: SweepOptions,
     *,
     progress_bar: bool = True,
     callback: Callback | None = None,
-) -> dict[str, Any]:
+) -> SweepRun:
     """Run trials of a sweep until its run cap, grid, target or `options.count`; resumable.
 
     `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
@@ -63,7 +78,7 @@ def run_sweep(
     bar = tqdm(total=total, desc=f"sweep {options.name}", unit="trial", disable=not progress_bar, dynamic_ncols=True)
     bar.update(sum(v for k, v in counts(study.get_trials(deepcopy=False)).items() if k not in ("running", "waiting")))
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(event: TrialEvent) -> None:
         if event["state"] == "running":
             logger.info("trial %d: %s", event["trial"], event["note"])
         else:
@@ -88,16 +103,16 @@ def run_sweep(
     finally:
         bar.close()
     report = summary(study.get_trials(deepcopy=False), spec, options.name)
-    return {
-        "name": options.name,
-        "storage": options.shown_url,
-        "metric": spec.metric.name,
-        "stopped": reason,
-        "ran_here": worker.ran,
-        "counts": dict(report.counts),
-        "best": report.best.to_dict() if report.best else None,
-        "picks": report.picks,
-    }
+    return SweepRun(
+        name=options.name,
+        storage=options.shown_url,
+        metric=spec.metric.name,
+        stopped=reason,
+        ran_here=worker.ran,
+        counts=dict(report.counts),
+        best=report.best.to_dict() if report.best else None,
+        picks=report.picks,
+    )
 
 
 @quiet_optuna()

@@ -7,16 +7,17 @@ every trial shares (model, data, slice sizes, epochs). Parameters are parsed in 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from optuna.distributions import BaseDistribution
 
 from qatune.errors import ConfigError
-from qatune.io import load_yaml
+from qatune.io import JsonObject, load_yaml
 from qatune.sweep.params import NOT_TUNABLE, Param, coerce, number, parse_param
-from qatune.training.config import BEST_MODEL_METRICS, TrainConfig
+from qatune.training.config import BEST_MODEL_METRICS, Settings, SettingValue, TrainConfig
 
 METHODS = ("grid", "random", "bayes")
 # Metrics a trial reports at every evaluation; the study's choice, train_loss, rewards over-fitting.
@@ -44,7 +45,9 @@ TOP_KEYS = (
 # Settings a sweep trial uses unless `base` says otherwise: the untuned baseline is the same for
 # every trial, so evaluating it once per trial would only cost time.
 # Trials skip the calibration fit: their models are dropped unless --keep-models (set it in `base` to fit).
-SWEEP_DEFAULTS: dict[str, Any] = {"eval_at_start": False, "calibration_questions": 0}
+SWEEP_DEFAULTS: Settings = {"eval_at_start": False, "calibration_questions": 0}
+# An evaluation record as a trial's metrics.jsonl holds it (`type`, EVAL_POSITION, EVAL_SCORES), however it is typed.
+Evaluation = TypeVar("Evaluation", bound=Mapping[str, object])
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,14 @@ class Metric:
     target: float | None = None
     summary: str = "last"  # which evaluation scores a trial: the last (W&B's default) or the best
 
-    def score(self, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The evaluation that scores a trial: the last one, or with `summary: best` the best one after
-        training began (the untuned model's step-0 evaluation is a baseline, not a candidate)."""
+    def score(self, evals: Sequence[Evaluation]) -> Evaluation | None:
+        """The evaluation that scores a trial (one of `evals`, as given): the last one, or with `summary: best`
+        the best one after training began (the untuned model's step-0 evaluation is a baseline, not a candidate)."""
         if self.summary == "last":
             return evals[-1] if evals else None
-        usable = [e for e in evals if e.get("step", 1) > 0 and _finite(e.get(self.name))]
+        usable = [e for e in evals if _after_start(e) and _finite(e.get(self.name))]
         pick = min if self.goal == "minimize" else max
-        return pick(usable, key=lambda e: e[self.name]) if usable else None
+        return pick(usable, key=lambda e: _number(e[self.name])) if usable else None
 
     def reached(self, value: float) -> bool:
         """Whether `value` meets the target (W&B finishes the sweep when any run does)."""
@@ -70,8 +73,17 @@ class Metric:
         return value <= self.target if self.goal == "minimize" else value >= self.target
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _after_start(evaluation: Mapping[str, object]) -> bool:
+    step = evaluation.get("step", 1)
+    return isinstance(step, (int, float)) and step > 0
 
 
 @dataclass(frozen=True)
@@ -88,13 +100,13 @@ class SweepSpec:
     method: str
     metric: Metric
     params: dict[str, Param]
-    fixed: dict[str, Any]
-    base: dict[str, Any]
+    fixed: Settings  # the parameters given one `value`
+    base: Settings
     early_terminate: Hyperband | None = None
     run_cap: int | None = None
     name: str | None = None
     project: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: JsonObject = field(default_factory=dict)  # the sweep config as written (with --base overrides merged)
 
     @property
     def grid_size(self) -> int | None:
@@ -106,18 +118,18 @@ class SweepSpec:
     def distributions(self) -> dict[str, BaseDistribution]:
         return {name: p.distribution for name, p in self.params.items()}
 
-    def values(self, sampled: dict[str, Any]) -> dict[str, Any]:
+    def values(self, sampled: Mapping[str, SettingValue]) -> Settings:
         """The settings of one trial: fixed values, plus each sampled draw transformed and typed."""
         out = dict(self.fixed)
         for name, param in self.params.items():
             out[name] = coerce(name, param.transform(sampled[name]))
         return out
 
-    def config(self, values: dict[str, Any], output_dir: str) -> TrainConfig:
+    def config(self, values: Settings, output_dir: str) -> TrainConfig:
         """The TrainConfig of a trial with these settings; with `summary: best` the trial keeps the
         weights of the evaluation that scores it (load_best_model_at_end on the sweep's metric)."""
-        best = {"load_best_model_at_end": True, "metric_for_best_model": self.metric.name}
-        keep = best if self.metric.summary == "best" else {}
+        best: Settings = {"load_best_model_at_end": True, "metric_for_best_model": self.metric.name}
+        keep: Settings = best if self.metric.summary == "best" else {}
         merged = {**SWEEP_DEFAULTS, **keep, **self.base, **values, "output_dir": output_dir}
         return TrainConfig.from_dict(merged)
 
@@ -172,7 +184,7 @@ def _hyperband(raw: Any) -> Hyperband | None:
     raise ConfigError(f"{where}: give min_iter, or max_iter and s")
 
 
-def parse_sweep(raw: Any, base_overrides: dict[str, Any] | None = None) -> SweepSpec:
+def parse_sweep(raw: Any, base_overrides: Settings | None = None) -> SweepSpec:
     """Validate a W&B sweep dict (plus `base`); every error names the key and the fix."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a sweep config is a mapping with method, metric and parameters, got {type(raw).__name__}")
@@ -185,7 +197,8 @@ def parse_sweep(raw: Any, base_overrides: dict[str, Any] | None = None) -> Sweep
     parameters = raw.get("parameters")
     if not isinstance(parameters, dict) or not parameters:
         raise ConfigError("parameters: expected a mapping of setting -> {values|min/max|distribution}")
-    params, fixed = {}, {}
+    params: dict[str, Param] = {}
+    fixed: Settings = {}
     for name, body in parameters.items():
         param, constant = parse_param(str(name), body, method)
         if param is None:
@@ -216,7 +229,7 @@ def parse_sweep(raw: Any, base_overrides: dict[str, Any] | None = None) -> Sweep
     return spec
 
 
-def _base(raw: Any, overrides: dict[str, Any] | None, searched: set[str]) -> dict[str, Any]:
+def _base(raw: Any, overrides: Settings | None, searched: set[str]) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -266,7 +279,7 @@ def _check_corners(spec: SweepSpec) -> None:
                 raise ConfigError(f"parameters.{name}: value {value!r} gives an invalid run{hint}: {exc}") from None
 
 
-def load_sweep(path: str | Path, base_overrides: dict[str, Any] | None = None) -> SweepSpec:
+def load_sweep(path: str | Path, base_overrides: Settings | None = None) -> SweepSpec:
     """Read a sweep config from YAML or JSON (JSON is YAML) and validate it."""
     path = Path(path)
     raw = load_yaml(path, "sweep config")

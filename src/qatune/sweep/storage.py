@@ -11,20 +11,20 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from qatune.errors import ConfigError
 from qatune.layout import SWEEP_DB
 from qatune.paths import make_folder
 from qatune.sweep.spec import SweepSpec, parse_sweep
+from qatune.sweep.trial import TrialEvent
 from qatune.training.config import SEED_MAX
 
 
@@ -48,7 +48,7 @@ def quiet_optuna() -> Iterator[None]:
 
 
 CONFIG_ATTR = "qatune_sweep"
-Callback = Callable[[dict[str, Any]], None]
+Callback = Callable[[TrialEvent], None]  # told each trial's start and end
 
 
 @dataclass
@@ -140,7 +140,9 @@ class _GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler, minus its `study.stop()` when the grid is done: that call only works
     inside `study.optimize`, and our workers decide when to stop themselves (`Worker.stop_reason`)."""
 
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:  # noqa: ARG002
+    def after_trial(  # noqa: ARG002
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         return None
 
 

@@ -20,11 +20,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from qatune.errors import QatuneError, TrainingInterrupted
 from qatune.io import atomic_write_json, read_json, read_jsonl
 from qatune.layout import HISTORY_FILE, TRIAL_CONFIG, TRIAL_FAILURE, TRIAL_LOCK, TRIAL_LOG
+from qatune.training.history import HistoryRecord, history_records
+
+if TYPE_CHECKING:
+    from qatune.training.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +36,19 @@ EXIT_INTERRUPTED = 130
 EXIT_CONFIG = 2
 
 
+class TrialEvent(TypedDict):
+    """What a sweep worker tells its callback about a trial: it started (`running`, the note lists its
+    settings) or ended (`complete`, `pruned` or `failed`, the note says why)."""
+
+    trial: int  # Optuna's trial number
+    state: str
+    note: str
+
+
 class TrialProcess:
     """The parent's handle on a running trial: start it, read its history, stop it."""
 
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, config: Settings) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / TRIAL_CONFIG, config)
@@ -50,8 +63,9 @@ class TrialProcess:
         )
         self.began = time.time()
 
-    def history(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.folder / HISTORY_FILE)
+    def history(self) -> list[HistoryRecord]:
+        """The child's metrics.jsonl records, as read (train and eval lines)."""
+        return history_records(read_jsonl(self.folder / HISTORY_FILE))
 
     def poll(self) -> int | None:
         return self.process.poll()

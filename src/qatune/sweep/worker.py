@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -25,12 +25,14 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from qatune.compat import study_storage, trial_id
 from qatune.errors import QatuneError, TrainingInterrupted
+from qatune.io import JsonObject
 from qatune.layout import CHECKPOINTS, EVAL_POSITION, EVAL_SCORES, TRIAL_CONFIG, TRIAL_FOLDER, TRIALS
 from qatune.paths import remove_owned
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
 from qatune.sweep.trial import TrialProcess
 from qatune.training.config import SEED_MAX
+from qatune.training.history import HistoryRecord, history_records, metric_value
 from qatune.training.trackers import Feed, RunInfo, open_feed, require
 
 logger = logging.getLogger(__name__)
@@ -200,17 +202,19 @@ class Worker:
     def _watch(self, trial: Trial, process: TrialProcess, feed: Feed) -> tuple[TrialState, float | None, str]:
         """Follow the child's metrics.jsonl: report each evaluation to Optuna (and every record to the
         trackers), prune when Optuna says so."""
-        metric, reported, fed, evals = self.spec.metric.name, 0, 0, []
+        metric, reported, fed = self.spec.metric.name, 0, 0
+        evals: list[HistoryRecord] = []
         while True:
             code = process.poll()
-            history = process.history()
+            history = history_records(process.history())
             for record in history[fed:]:
                 feed(record)
             fed = len(history)
             evals = [r for r in history if r.get("type") == "eval"]
             for step, record in enumerate(evals[reported:], start=reported + 1):
-                if record.get(metric) is not None:
-                    trial.report(float(record[metric]), step)
+                figure = metric_value(record, metric)
+                if figure is not None:
+                    trial.report(figure, step)
             if len(evals) > reported:
                 trial.set_user_attr("history", [compact(r) for r in evals])
                 reported = len(evals)
@@ -225,7 +229,7 @@ class Worker:
         if code != 0:
             return TrialState.FAIL, None, process.error()
         scored = self.spec.metric.score(evals)
-        value = scored.get(metric) if scored else None
+        value = metric_value(scored, metric) if scored else None
         if scored is None or value is None or not math.isfinite(value):
             which = "best" if self.spec.metric.summary == "best" else "final"
             return TrialState.FAIL, None, f"the {which} evaluation has no finite {metric}"
@@ -258,6 +262,6 @@ class Worker:
             self.callback({"trial": number, "state": state, "note": note})
 
 
-def compact(record: dict[str, Any]) -> dict[str, Any]:
-    """The part of an evaluation record a trial keeps in the storage."""
+def compact(record: HistoryRecord) -> JsonObject:
+    """The part of an evaluation record a trial keeps in the storage (a JSON user attribute: None where absent)."""
     return {k: record.get(k) for k in (*EVAL_POSITION, *EVAL_SCORES)}

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,12 @@ _POSITIVE_WHEN_SET = (
     "save_steps",
     "micro_batch_size",
 )
+
+SettingValue = str | int | float | bool | None
+"""One training setting's value: every TrainConfig field is one of these scalars."""
+Settings = dict[str, SettingValue]
+"""Training settings by TrainConfig field name (all or some of them): `to_dict`, a sweep's base and trial
+settings, a study experiment's settings."""
 
 
 @dataclass
@@ -214,12 +221,13 @@ class TrainConfig:
                 f"({self.micro_batch_size}), the batch that goes through the model at once"
             )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Settings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping, rejecting unknown keys with the list of valid ones."""
+    def from_dict(cls, values: Mapping[str, object]) -> TrainConfig:
+        """Build from a mapping of raw values (a file, flags, a sweep's settings), each checked against its
+        field's type; unknown keys are rejected with the list of valid ones."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -249,9 +257,10 @@ def field_types(cls: type | None = None) -> dict[str, tuple[type, bool]]:
     return out
 
 
-def typed(name: str, value: Any, cls: type | None = None, where: str = "") -> Any:
+def typed(name: str, value: object, cls: type | None = None, where: str = "") -> Any:
     """`value` checked against the field's type: YAML's `"no"`, `"3e-4"` or `true` for a number are
-    errors, not silently truthy or compared as strings; an int is accepted for a float field."""
+    errors, not silently truthy or compared as strings; an int is accepted for a float field. The
+    result has the type of field `name` (so: Any, statically)."""
     kind, optional = field_types(cls)[name]
     if value is None and optional:
         return value

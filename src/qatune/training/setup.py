@@ -171,7 +171,7 @@ def window_loader(windows: Windows, tokenizer: Any, config: TrainConfig, batch: 
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
     return DataLoader(
-        cast("Dataset[dict[str, Any]]", windows),  # a map-style dataset: __len__ and __getitem__
+        cast("Dataset[dict[str, object]]", windows),  # a map-style dataset: __len__ and __getitem__
         batch_size=batch,
         sampler=sampler,
         collate_fn=DataCollatorWithPadding(tokenizer),

@@ -16,12 +16,19 @@ from typing import Any
 from qatune.errors import ConfigError
 from qatune.evaluation.results import Scores
 from qatune.hardware import Precision
-from qatune.io import read_json
+from qatune.io import JsonObject, read_json
 from qatune.layout import CONFIG_FILE
 from qatune.models.settings import Calibration
 from qatune.training.config import TrainConfig
 
 SUMMARY_SCHEMA = 2  # 1: qatune.json before it carried a schema number (same fields)
+
+
+def saved_config(saved: Mapping[str, Any]) -> TrainConfig:
+    """The settings a finished run saved, taken as they are (not checked again: a data path may have moved
+    since); settings an older qatune had and this one dropped are left out."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,8 @@ class DataInfo:
     notes: tuple[str, ...] = ()
     windows: int | None = None  # training data: windows a pass over it
 
-    def to_dict(self) -> dict[str, Any]:
-        head: dict[str, Any] = {"source": self.source, "questions": self.questions}
+    def to_dict(self) -> JsonObject:
+        head: JsonObject = {"source": self.source, "questions": self.questions}
         if self.windows is not None:
             head["windows"] = self.windows
         return {**head, "notes": list(self.notes)}
@@ -55,7 +62,7 @@ class EvalRecord:
     train_loss: float | None
     scores: Scores
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         scores = {k: v for k, v in self.scores.to_dict().items() if k != "questions_per_second"}
         head = {"type": "eval", "step": self.step, "epoch": self.epoch, "windows_seen": self.windows_seen}
         return {**head, "elapsed": self.elapsed, "train_loss": self.train_loss, **scores}
@@ -81,7 +88,7 @@ class BestChoice:
     step: int
     loaded: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         head = {"metric": self.metric, "value": self.value, "step": self.step}
         return {**head, "loaded": True} if self.loaded else head
 
@@ -105,7 +112,7 @@ class RunSummary:
     calibration: Calibration | None
     schema: int = SUMMARY_SCHEMA
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         precision = None if self.precision is None else dataclasses.asdict(self.precision)
         if precision is not None:
             precision["bf16_flags"] = list(self.precision.bf16_flags)  # type: ignore[union-attr]
@@ -139,9 +146,8 @@ class RunSummary:
             }
         if precision:
             precision = {**precision, "bf16_flags": tuple(precision["bf16_flags"])}
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
         return cls(
-            config=TrainConfig(**{k: v for k, v in saved["config"].items() if k in fields}),
+            config=saved_config(saved["config"]),
             versions=dict(saved.get("versions") or {}),
             precision=None
             if not precision

@@ -18,14 +18,15 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from qatune.errors import ConfigError, QatuneError
-from qatune.io import atomic_write_json, read_json
+from qatune.io import JsonObject, atomic_write_json, read_json
 from qatune.layout import TENSORBOARD, TRACKER_IDS
+from qatune.training.history import HistoryRecord
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class RunInfo:
 
     name: str
     folder: Path
-    params: dict[str, Any]
+    params: Mapping[str, object]  # the settings, as the trackers show them (`_flat`)
     group: str | None = None
     project: str = "qatune"
 
@@ -75,15 +76,15 @@ class Feed:
     """Turns metrics.jsonl records into tracker metrics and hands them to every tracker."""
 
     trackers: list[Tracker]
-    last_train: dict[str, Any] | None = field(default=None)
+    last_train: HistoryRecord | None = field(default=None)
 
-    def __call__(self, record: dict[str, Any]) -> None:
+    def __call__(self, record: HistoryRecord) -> None:
         metrics = self.metrics(record)
         if metrics:
             for tracker in self.trackers:
                 tracker.log(metrics, int(record["step"]))
 
-    def metrics(self, record: dict[str, Any]) -> dict[str, float]:
+    def metrics(self, record: HistoryRecord) -> dict[str, float]:
         if record.get("type") == "eval":
             return _finite({f"eval/{k}": record.get(k) for k in EVAL_KEYS})
         if record.get("type") != "train":
@@ -95,13 +96,14 @@ class Feed:
             out["train/windows_per_s"] = rate
         return _finite(out)
 
-    def finish(self, summary: dict[str, Any], state: str) -> None:
+    def finish(self, summary: Mapping[str, object], state: str) -> None:
+        """End every tracker's run in `state`, with the final evaluation's figures (an eval record; {}: none)."""
         final = _finite({f"final/{k}": summary.get(k) for k in EVAL_KEYS})
         for tracker in self.trackers:
             tracker.finish(final, state)
 
 
-def _finite(values: dict[str, Any]) -> dict[str, float]:
+def _finite(values: Mapping[str, object]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in values.items()
@@ -109,7 +111,7 @@ def _finite(values: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _flat(params: dict[str, Any]) -> dict[str, str | int | float | bool]:
+def _flat(params: Mapping[str, object]) -> dict[str, str | int | float | bool]:
     """Settings as scalar parameters (lists and None as text), as every tracker takes them."""
     return {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in params.items()}
 
@@ -145,7 +147,7 @@ def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
     return Feed(opened)
 
 
-def _saved_ids(path: Path) -> dict[str, Any]:
+def _saved_ids(path: Path) -> JsonObject:
     """The tracker run ids of an earlier attempt of this run (to resume them); damaged: start new runs."""
     if not path.is_file():
         return {}

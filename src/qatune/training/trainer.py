@@ -35,6 +35,7 @@ from qatune.paths import exclusive, first_missing, removed_if_new
 from qatune.training import best
 from qatune.training import checkpoint as ckpt
 from qatune.training.config import TrainConfig
+from qatune.training.history import HistoryRecord, HistoryValues, Kind, eval_values
 from qatune.training.saving import FinishedRun, save_final
 from qatune.training.setup import Losses, build_parts, load_train_eval
 from qatune.training.summary import RunSummary
@@ -42,7 +43,7 @@ from qatune.training.trackers import Feed, RunInfo, open_feed, parse_report_to
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[dict[str, Any]], None]
+Callback = Callable[[HistoryRecord], None]
 
 
 class _Run:
@@ -93,8 +94,8 @@ class _Run:
             time.perf_counter() - self.began,
         )
 
-    def record(self, kind: str, values: dict[str, Any]) -> None:
-        entry = {
+    def record(self, kind: Kind, values: HistoryValues) -> None:
+        entry: HistoryRecord = {
             "type": kind,
             "step": self.progress.step,
             "epoch": round(self.progress.step / self.steps_per_epoch, 4),
@@ -129,8 +130,7 @@ class _Run:
                 self._diverged("model's output on the dev slice", math.nan, self.progress.step)
             train_loss = self.losses.take_since_eval()
             scores = result.scores
-            metrics = {k: v for k, v in scores.to_dict().items() if k != "questions_per_second"}
-            self.record("eval", {"train_loss": train_loss, **metrics})
+            self.record("eval", eval_values(train_loss, scores))
             best.record(self.config, self.progress, scores, unwrapped.model, self.out)
             line = (
                 f"step {self.progress.step}: EM {scores.exact_match:.2f} F1 {scores.f1:.2f} "
@@ -326,7 +326,7 @@ def _open_trackers(run: _Run) -> Feed:
     if feed.trackers:
         user = run.callback
 
-        def both(entry: dict[str, Any]) -> None:
+        def both(entry: HistoryRecord) -> None:
             feed(entry)
             if user:
                 user(entry)
