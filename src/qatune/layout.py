@@ -5,6 +5,33 @@ Every module that reads or writes these imports them from here, so the contract 
 
 from __future__ import annotations
 
+import os
+import re
+
+# Every temporary file or folder qatune makes, beside what it becomes: TEMP_PREFIX + that name + "." + 8
+# random characters (`temp_prefix`), so a later run recognises its own leftovers (`is_temp_name`) and
+# removes them from the folders it owns (`paths.remove_leftovers`), and nothing else.
+TEMP_PREFIX = ".qatune-tmp-"
+_RANDOM = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkstemp / mkdtemp put between prefix and suffix
+LEGACY_RUN_TEMPORARIES = (".tmp-model",)  # in a run folder: what qatune before TEMP_PREFIX called them
+LEGACY_CHECKPOINT_TEMPORARIES = (".tmp-step-*",)  # in its CHECKPOINTS folder
+
+
+def temp_prefix(name: str) -> str:
+    """The start of a temporary's name for a file or folder called `name` (cut to 150 bytes: a name
+    stays under the 255 bytes file systems allow)."""
+    return f"{TEMP_PREFIX}{os.fsdecode(os.fsencode(name)[:150])}."
+
+
+def is_temp_name(name: str, target: str | None = None) -> bool:
+    """Whether `name` is a temporary qatune made (for the file or folder called `target`, when given)."""
+    if target is not None:
+        prefix = temp_prefix(target)
+        return name.startswith(prefix) and bool(_RANDOM.fullmatch(name[len(prefix) :]))
+    stem, _, random = name.rpartition(".")
+    return len(stem) > len(TEMP_PREFIX) and stem.startswith(TEMP_PREFIX) and bool(_RANDOM.fullmatch(random))
+
+
 # In any folder qatune is writing (a run, a study) while it writes: held by one process at a time.
 LOCK_FILE = ".qatune.lock"
 
@@ -15,7 +42,7 @@ PROGRESS_FILE = "progress.json"  # where training stands; `completed` once the m
 CHECKPOINTS = "checkpoints"  # step-N folders a rerun resumes from
 CARD_FILE = "README.md"  # the model card, as the Hugging Face Hub reads it
 BEST_WEIGHTS = "best.safetensors"  # in CHECKPOINTS: the best evaluation's weights (load_best_model_at_end)
-SAVING_MODEL = ".tmp-model"  # the final model while it is written, then moved into the folder file by file
+SAVING_MODEL = "model"  # the final model is written into a temporary folder named for this, then moved in file by file
 TRACKER_IDS = "trackers.json"  # each tracker's run id, so a resumed run continues its tracker run
 TENSORBOARD = "tensorboard"  # TensorBoard event files (--report-to tensorboard)
 

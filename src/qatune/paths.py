@@ -5,6 +5,11 @@ missing, empty, or marked as qatune's own output of the same kind (the marker fi
 writes, such as `qatune.json` beside a trained model); anything else is refused unless the user
 passes --overwrite. A cleanup removes only a folder that carries qatune's marker and lies inside
 the folder qatune owns. Names that become folder names are validated as safe slugs first.
+
+A file qatune writes follows one rule (`io.output_target`): written through a symlink to the regular file
+it leads to (the link stays a link), straight to `-` or a character device, and never to a folder, a
+dangling link or another special file. Temporaries are named by `layout.temp_prefix`; a run removes its
+own leftovers from the folders it owns (`remove_leftovers`), and only those.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
-from qatune.errors import ConfigError
-from qatune.layout import LOCK_FILE
+from qatune.errors import ConfigError, OutputError
+from qatune.io import normal_mode, output_target
+from qatune.layout import LOCK_FILE, is_temp_name, temp_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +63,22 @@ def _check_writable_parent(path: Path, flag: str) -> None:
 
 
 def check_output_file(path: str | Path, flag: str, overwrite: bool = False) -> Path:
-    """Check before any work that `path` can be written: not a folder, its folder writable, and no
-    existing file replaced unless `overwrite` (the user's --overwrite)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{flag} {path}: the file exists; choose another name or pass --overwrite to replace it")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"{flag} {path}: cannot write this file (permission denied)")
-    _check_writable_parent(path, flag)
-    return path
+    """Check before any work that `path` can be written by the rule of `io.output_target` (a regular file,
+    through its symlink; a stream; nothing else), its folder writable, and no existing file replaced unless
+    `overwrite` (the user's --overwrite). Returns the file that will be written (a stream: `path` itself)."""
+    target = output_target(path, flag, ConfigError)
+    shown = f"{flag} {os.fspath(path)}"
+    if target.stream:  # written straight to, nothing replaced: no --overwrite needed
+        if target.kind == "device" and not os.access(target.path, os.W_OK):
+            raise ConfigError(f"{shown}: cannot write this device (permission denied)")
+        return Path(path)
+    real = target.path
+    if real.exists() and not overwrite:
+        raise ConfigError(f"{shown}: the file exists; choose another name or pass --overwrite to replace it")
+    if real.exists() and not os.access(real, os.W_OK):
+        raise ConfigError(f"{shown}: cannot write this file (permission denied)")
+    _check_writable_parent(real, flag)
+    return real
 
 
 def make_folder(folder: Path, flag: str) -> Path:
@@ -104,15 +117,35 @@ def exclusive(folder: Path, what: str) -> Iterator[None]:
         ) from None
     except (OSError, NotImplementedError) as exc:
         logger.debug("%s: not locked (%s)", folder, exc)
-        yield
+        with _holding(folder):
+            yield
         return
     try:
-        yield
+        with _holding(folder):
+            yield
         # Done: the finished folder keeps no lock file. Removed while still held, so a process that opened
         # it before can only find the work finished; an interrupted run keeps it (harmless, ignored).
         (folder / LOCK_FILE).unlink(missing_ok=True)
     finally:
         lock.release()
+
+
+_HELD: set[Path] = set()  # the folders this process holds (`exclusive`)
+
+
+@contextlib.contextmanager
+def _holding(folder: Path) -> Iterator[None]:
+    key = folder.resolve()
+    _HELD.add(key)
+    try:
+        yield
+    finally:
+        _HELD.discard(key)
+
+
+def holds(folder: Path) -> bool:
+    """Whether this process holds `folder` (inside `exclusive`), so no other qatune process writes there."""
+    return folder.resolve() in _HELD
 
 
 def first_missing(folder: Path) -> Path | None:
@@ -158,6 +191,10 @@ def check_output_folder(
     `overwrite` is the user's --overwrite; None where the command has no such flag.
     """
     folder = Path(folder)
+    if folder.is_symlink() and not folder.exists():
+        raise ConfigError(
+            f"{flag} {folder}: is a symlink to {os.readlink(folder)}, which does not exist; give a folder"
+        )
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{flag} {folder}: is a file, not a folder; choose another path")
     if folder.is_dir():
@@ -192,3 +229,93 @@ def remove_owned(folder: Path, owner: Path, markers: tuple[str, ...]) -> None:
             f"{folder}: holds files qatune did not write; move them away (qatune only replaces folders it made)"
         )
     shutil.rmtree(folder)
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether a live process holds the temporary `folder` (`temp_folder` keeps a lock file in it)."""
+    from filelock import FileLock, Timeout
+
+    if not (folder / LOCK_FILE).exists():
+        return False
+    try:
+        with FileLock(folder / LOCK_FILE, timeout=0, fallback_to_soft=False):
+            return False
+    except Timeout:
+        return True
+    except (OSError, NotImplementedError):  # no locks on this file system: as `exclusive`, nothing is held
+        return False
+
+
+def remove_leftovers(folder: Path, target: str | None = None, legacy: tuple[str, ...] = ()) -> list[Path]:
+    """Remove from `folder` the temporaries qatune processes left when they were killed: names that
+    `layout.is_temp_name` recognises (for `target` only, when given) or that match a `legacy` pattern,
+    plain files and folders only (never a symlink), a folder only when no live process holds it."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no such folder yet: nothing left
+        return []
+    removed = []
+    for entry in entries:
+        if not is_temp_name(entry.name, target) and not any(fnmatch(entry.name, p) for p in legacy):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False) and not _in_use(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif entry.is_file(follow_symlinks=False):
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        logger.info("removed %s, left by a qatune process that was stopped", path)
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def temp_folder(target: Path) -> Iterator[Path]:
+    """A new folder beside `target`, named as qatune's temporary for it and held (a lock file inside, so a
+    concurrent `remove_leftovers` leaves it alone) while the block writes it; removed afterwards, whatever
+    the block did not move away."""
+    from filelock import FileLock
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.name)))
+        normal_mode(tmp)  # it may become a folder the user reads
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
+    lock = FileLock(tmp / LOCK_FILE, timeout=0, fallback_to_soft=False)
+    with contextlib.suppress(OSError, NotImplementedError):
+        lock.acquire()
+    try:
+        yield tmp
+    finally:
+        lock.release()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """Write the folder `target` whole: the block fills a temporary folder, which then takes `target`'s place
+    (an existing `target` is moved aside first and removed once the new one is in; a symlink to a folder
+    stays a link and its folder is replaced). A failure leaves `target` as it was and no temporary."""
+    target = Path(os.path.realpath(target))
+    with temp_folder(target) as new:
+        yield new
+        try:
+            _put_in_place(new, target)
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot write it ({exc.strerror or exc}); choose a writable folder") from None
+        (target / LOCK_FILE).unlink(missing_ok=True)  # came with the folder: the finished one holds no lock
+
+
+def _put_in_place(new: Path, target: Path) -> None:
+    if not target.exists():
+        new.rename(target)
+        return
+    with temp_folder(target) as old:
+        target.rename(old / target.name)
+        try:
+            new.rename(target)
+        except OSError:
+            (old / target.name).rename(target)
+            raise

@@ -129,6 +129,8 @@ def test_wandb_gets_every_trial_and_evaluation(tiny_bert, tmp_path, monkeypatch)
     (A stand-in `wandb` module records the calls; the real one needs an account or WANDB_MODE=offline.)"""
     from qatune.sweep import SweepOptions, parse_sweep, run_sweep
 
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the stand-in needs no server; online W&B is checked first
+
     calls: list = []
 
     class FakeRun:

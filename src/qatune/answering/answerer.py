@@ -17,7 +17,7 @@ import numpy as np
 from qatune.answering.decoding import Answer, Decoding, Logits, Prediction, group_windows, predict
 from qatune.data.squad import Example, question_examples
 from qatune.data.windows import WindowConfig, Windows, tokenize_windows
-from qatune.errors import NonFiniteOutputs, QatuneError
+from qatune.errors import DataError, NonFiniteOutputs, QatuneError
 
 Progress = Callable[[int], None]
 
@@ -81,6 +81,41 @@ class Query:
     decoding: Decoding | None = None
 
 
+@dataclass(frozen=True)
+class WindowLimit:
+    """The most model windows one query may cost, counted after tokenising: the model's time grows with
+    windows, not characters (a context of digits or Chinese makes several times the windows of English
+    prose of the same length). `flag` names the setting in the error."""
+
+    windows: int
+    flag: str = "max_windows"
+
+    def apply(
+        self, checked: list[list[Example] | QatuneError], windows: Windows, seq_length: int
+    ) -> tuple[list[list[Example] | QatuneError], Windows]:
+        """Each query over the limit replaced by the error saying so, and the windows of the rest."""
+        per_example = np.bincount(windows.example_index, minlength=sum(len(c) for c in checked if isinstance(c, list)))
+        keep: list[bool] = []
+        out: list[list[Example] | QatuneError] = []
+        first = 0
+        for c in checked:
+            if isinstance(c, QatuneError):
+                out.append(c)
+                continue
+            count = int(per_example[first : first + len(c)].sum())
+            first += len(c)
+            fits = count <= self.windows
+            keep += [fits] * len(c)
+            out.append(c if fits else DataError(self.message(count, seq_length)))
+        return out, windows.of_examples(np.array(keep, dtype=bool))
+
+    def message(self, count: int, seq_length: int) -> str:
+        return (
+            f"the contexts and questions make {count} model windows of up to {seq_length} tokens; at most "
+            f"{self.windows} per request ({self.flag}): split them or shorten the contexts"
+        )
+
+
 class SpanAnswerer:
     """Top-k answers with probabilities and character spans, over any `WindowLogits` backend."""
 
@@ -91,9 +126,11 @@ class SpanAnswerer:
         window: WindowConfig,
         decoding: Decoding = Decoding(),
         max_context_chars: int | None = None,
+        max_windows: WindowLimit | None = None,
     ) -> None:
         self.tokenizer, self.logits, self.window, self.decoding = tokenizer, logits, window, decoding
         self.max_context_chars = max_context_chars  # None: the size guard, $QATUNE_MAX_CONTEXT_CHARS or 100,000
+        self.max_windows = max_windows  # the work one query may cost: None, unbounded
         self.fresh_head = False  # whether the model's QA head is untrained (a backend that knows sets it)
 
     def windows_of(self, examples: Sequence[Example]) -> Windows:
@@ -136,6 +173,10 @@ class SpanAnswerer:
         if not examples:
             return [c if isinstance(c, QatuneError) else [] for c in checked]
         windows = tokenize_windows(examples, self.tokenizer, self.window)
+        if self.max_windows is not None:
+            checked, windows = self.max_windows.apply(checked, windows, self.window.max_seq_length)
+        if not len(windows):
+            return [c if isinstance(c, QatuneError) else [] for c in checked]
         logits = self.logits(windows)
         groups = iter(group_windows(windows.example_index))
 

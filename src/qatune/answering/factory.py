@@ -6,7 +6,7 @@ backend is imported only when chosen, so answering from an export never imports 
 
 from __future__ import annotations
 
-from qatune.answering.answerer import SpanAnswerer
+from qatune.answering.answerer import SpanAnswerer, WindowLimit
 from qatune.data.windows import WindowConfig
 
 
@@ -18,16 +18,25 @@ def open_answerer(
     max_context_chars: int | None = None,
     dtype: str = "float32",
     batch_size: int | None = None,
+    max_windows: WindowLimit | None = None,
 ) -> tuple[SpanAnswerer, str]:
     """The answerer for `model` and its backend's name: an exported folder answers with onnxruntime
     alone (fast start), anything else through torch with `dtype` weights. `window` defaults to the
-    model's own settings, `batch_size` (windows a forward pass) to the backend's."""
+    model's own settings, `batch_size` (windows a forward pass) to the backend's; `max_windows` bounds
+    the work of one query (None: unbounded)."""
     from qatune.answering.onnx_backend import OnnxAnswerer, is_exported
 
     sized = {} if batch_size is None else {"batch_size": batch_size}
+    answerer: SpanAnswerer
     if is_exported(model):
-        return OnnxAnswerer(model, window=window, max_context_chars=max_context_chars, **sized), "onnxruntime"
-    from qatune.answering.torch_backend import Answerer
+        answerer, backend = (
+            OnnxAnswerer(model, window=window, max_context_chars=max_context_chars, **sized),
+            "onnxruntime",
+        )
+    else:
+        from qatune.answering.torch_backend import Answerer
 
-    answerer = Answerer(model, window, seed=seed, max_context_chars=max_context_chars, dtype=dtype, **sized)
-    return answerer, "torch"
+        answerer = Answerer(model, window, seed=seed, max_context_chars=max_context_chars, dtype=dtype, **sized)
+        backend = "torch"
+    answerer.max_windows = max_windows
+    return answerer, backend

@@ -117,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
     from qatune.paths import check_output_file, check_output_folder
     from qatune.report.evaluation import write_evaluation_report
-    from qatune.training.card import add_result, read_card
+    from qatune.training.card import add_result, check_card
 
     outputs = [
         check_output_file(path, flag, args.overwrite)
@@ -128,8 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--predictions and --metrics name the same file; give two names")
     if args.report:
         check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report", args.overwrite)
-    if args.update_card:
-        read_card(Path(args.model))  # a missing or damaged card is an error before the work, not after
+    if args.update_card:  # a missing, damaged or read-only card is an error before the work, not after
+        check_card(Path(args.model), "--update-card")
     window = model_window(args.model, args)
     dataset = load_data(args.data, "validation", skip_invalid=args.skip_invalid)
     dataset = dataset.select(args.limit, args.sample, args.seed)
@@ -170,10 +170,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from qatune.answering.torch_backend import Answerer
     from qatune.data.sources import load_data
     from qatune.evaluation.calibration import calibrate
-    from qatune.layout import CALIBRATION_FILE
     from qatune.models.loading import load_model
-    from qatune.models.settings import write_calibration
-    from qatune.paths import check_output_file
+    from qatune.training.card import check_calibration_folder, save_calibration
 
     folder = Path(args.model)
     if not folder.is_dir():
@@ -183,7 +181,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"--model {args.model}: an ONNX export carries the calibration of the model it came from; calibrate "
             f"that model and export it again"
         )
-    check_output_file(folder / CALIBRATION_FILE, "--model", overwrite=True)  # writable; refitting replaces it
+    check_calibration_folder(folder, "--model")  # what refitting rewrites can be written; the old fit is not read
     if args.data is None:
         from qatune.training.setup import held_out_questions
 
@@ -192,9 +190,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         dataset = load_data(args.data, "train", skip_invalid=args.skip_invalid).select(
             args.limit, args.sample, args.seed
         )
-    answerer = Answerer(load_model(args.model, seed=0), model_window(args.model, args), batch_size=args.batch_size)
+    loaded = load_model(args.model, seed=0, calibrated=False)  # a damaged calibration.json is what this replaces
+    answerer = Answerer(loaded, model_window(args.model, args), batch_size=args.batch_size)
     calibration = calibrate(answerer, dataset, progress_bar=not args.quiet, target=args.target)
-    path = write_calibration(folder, calibration)
+    path = save_calibration(folder, calibration)  # with qatune.json and the model card, under the folder's lock
     if args.json:
         emit(dataclasses.asdict(calibration))
         return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import shlex
 import sys
 import typing
@@ -49,6 +48,8 @@ THREADS_HELP = (
     "compute threads (default: $OMP_NUM_THREADS, else the CPUs this process may use: its affinity, e.g. "
     "taskset, capped by a container's CPU quota)"
 )
+
+VERBOSE_HELP = "also debug lines, and what the libraries qatune calls log (hidden by default)"
 
 TRAIN_HELP = {
     "model": "pre-trained model: default, a folder, or a hub id",
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qatune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("--threads", type=int_in(1, MAX_THREADS), default=None, metavar="N", help=THREADS_HELP)
     common = _common_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -165,6 +167,7 @@ def _common_parser() -> Parser:
     common.add_argument(
         "--threads", type=int_in(1, MAX_THREADS), default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP
     )
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return common
 
 
@@ -280,26 +283,17 @@ COMMANDS = {
 }
 
 
-def _setup_logging(quiet: bool) -> None:
-    class Format(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            prefix = "warning: " if record.levelno >= logging.WARNING else ""
-            return prefix + record.getMessage()
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Format())
-    root = logging.getLogger("qatune")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
-    root.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("-q (fewer lines) and -v (more lines) contradict each other; give one")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for model cards
-    _setup_logging(args.quiet)
     try:
-        with command_settings(args.threads, sigterm=args.command in CHECKPOINTING):
+        settings = command_settings(
+            args.threads, sigterm=args.command in CHECKPOINTING, quiet=args.quiet, verbose=args.verbose
+        )
+        with settings:
             return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)

@@ -65,9 +65,21 @@ def add_serve_parser(sub: argparse._SubParsersAction[Parser], common: Parser) ->
         "--api-key",
         default=os.environ.get("QATUNE_API_KEY"),
         help="require this key (X-API-Key: KEY or Authorization: Bearer KEY); also $QATUNE_API_KEY. "
-        "An empty key is an error; without either, anyone who reaches the port may ask",
+        "Printable ASCII; an empty key is an error; without either, anyone who reaches the port may ask",
     )
-    p.add_argument("--cors-origin", action="append", default=[], help="allow this browser origin (repeatable)")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow this browser origin, scheme://host[:port] as browsers send it, e.g. http://localhost:3000 "
+        "(repeatable); * allows any page, with a warning",
+    )
+    _add_limit_args(p)
+
+
+def _add_limit_args(p: argparse.ArgumentParser) -> None:
+    """What one request may cost, how concurrent requests share a forward pass, the weights' dtype and seed."""
     p.add_argument("--max-context-chars", type=positive_int, default=20_000, help="longest context (default: 20000)")
     p.add_argument("--max-question-chars", type=positive_int, default=1_000, help="longest question (default: 1000)")
     p.add_argument(

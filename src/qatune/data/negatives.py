@@ -13,22 +13,29 @@ actually holds its answer.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 
 from qatune.data.squad import Example, QADataset
 from qatune.data.text import normalize_answer
-from qatune.errors import ConfigError
+from qatune.errors import ConfigError, DataError
 
 SUFFIX = "-negative"
 
+logger = logging.getLogger(__name__)
 
-def add_negatives(dataset: QADataset, fraction: float, seed: int = 0, pool: QADataset | None = None) -> QADataset:
-    """`dataset` plus about `fraction` x its size unanswerable questions (module doc).
+
+def add_negatives(
+    dataset: QADataset, fraction: float, seed: int = 0, pool: QADataset | None = None, *, strict: bool = True
+) -> QADataset:
+    """`dataset` plus about `fraction` x its answerable questions (at least one) as unanswerable ones (module doc).
 
     Other paragraphs are looked up in `pool` (default: `dataset` itself), so a small slice of a large
     file still finds same-article paragraphs. A question whose article has no other paragraph free of
-    its answers gets no negative; the data set's notes say how many were made.
+    its answers gets no negative; the data set's notes say how many were made. With `strict` (the data
+    the user asked negatives for), none made is a DataError and fewer than asked a warning with the count;
+    without it (the held-out calibration questions), both are only in the notes.
     """
     if not 0 < fraction <= 1:
         raise ConfigError(f"negatives must be a fraction in (0, 1], got {fraction}")
@@ -37,7 +44,7 @@ def add_negatives(dataset: QADataset, fraction: float, seed: int = 0, pool: QADa
         paragraphs[e.title].setdefault(e.context, "")
     rng = random.Random(seed)
     positives = [e for e in dataset.examples if e.answers]
-    chosen = rng.sample(positives, round(fraction * len(positives)))
+    chosen = rng.sample(positives, max(1, round(fraction * len(positives))) if positives else 0)
     ids = {e.id for e in dataset.examples}
     negatives = []
     for e in chosen:
@@ -48,10 +55,32 @@ def add_negatives(dataset: QADataset, fraction: float, seed: int = 0, pool: QADa
         if qid in ids:
             raise ConfigError(f"{dataset.source}: question id {qid!r} already exists; cannot name its negative")
         negatives.append(Example(qid, e.question, rng.choice(free), (), (), e.title))
+    missing = len(chosen) - len(negatives)
     note = (
         f"added {len(negatives)} unanswerable questions (another paragraph of the same article, "
-        f"--negatives {fraction:g}; {len(chosen) - len(negatives)} questions had no such paragraph)"
+        f"--negatives {fraction:g}; {missing} questions had no such paragraph)"
     )
+    if strict and not negatives:
+        why = (
+            "it has no answerable question to pair with another paragraph"
+            if not chosen
+            else f"none of the {len(chosen)} questions chosen has another paragraph in its article (same title) "
+            f"without its answers"
+        )
+        raise DataError(
+            f"{dataset.source}: --negatives {fraction:g} can make no unanswerable question: {why}; use data whose "
+            f"articles have two or more paragraphs, or leave out --negatives"
+        )
+    if strict and missing:
+        logger.warning(
+            "%s: --negatives %g made %d of the %d unanswerable questions asked for (for %d of the questions "
+            "chosen, no other paragraph of its article is free of its answers)",
+            dataset.source,
+            fraction,
+            len(negatives),
+            len(chosen),
+            missing,
+        )
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
 
 

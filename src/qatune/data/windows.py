@@ -108,6 +108,20 @@ class Windows:
     def __getitem__(self, i: int) -> dict[str, object]:
         return self.item(i)
 
+    def of_examples(self, keep: np.ndarray) -> Windows:
+        """The windows of the examples where `keep` (bool per example) is true, the kept examples numbered
+        0, 1, ... in their order (as if only they had been tokenised)."""
+        chosen = np.flatnonzero(keep[self.example_index])
+        renumbered = np.cumsum(keep) - 1
+        return Windows(
+            [self.input_ids[i] for i in chosen],
+            None if self.token_type_ids is None else [self.token_type_ids[i] for i in chosen],
+            renumbered[self.example_index[chosen]],
+            [self.offsets[i] for i in chosen],
+            self.start_positions[chosen],
+            self.end_positions[chosen],
+        )
+
     def item(self, i: int, labels: bool = True) -> dict[str, object]:
         """One window as a dict of lists, the form collators expect."""
         out: dict[str, object] = {"input_ids": self.input_ids[i].tolist()}

@@ -89,13 +89,19 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def load_model(
-    name: str = DEFAULT_MODEL, seed: int = 0, device: str | None = None, dtype: str = "float32"
+    name: str = DEFAULT_MODEL,
+    seed: int = 0,
+    device: str | None = None,
+    dtype: str = "float32",
+    calibrated: bool = True,
 ) -> LoadedModel:
     """Load a model for extractive QA on `device` (default: CUDA if present, else CPU).
 
     A missing QA head is initialised from `seed` and reported. ``dtype="bfloat16"`` casts the
     weights for inference: on CPUs with AMX (and on GPUs) matrix products run several times faster,
-    at a small cost in agreement with float32 that `bench/eval.py` measures.
+    at a small cost in agreement with float32 that `bench/eval.py` measures. ``calibrated=False`` leaves
+    the folder's calibration.json unread (temperature 1.0, no threshold): what refitting it starts from,
+    so `qatune calibrate` replaces a damaged one instead of failing on it.
     """
     if dtype not in DTYPES:
         raise ModelError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -103,7 +109,7 @@ def load_model(
 
     path = resolve_model(name)
     window = saved_window(path) if Path(path).is_dir() else WindowConfig()
-    calibration = read_calibration(path) if Path(path).is_dir() else None
+    calibration = read_calibration(path) if calibrated and Path(path).is_dir() else None
     offline = not Path(path).is_dir() and not hub_reachable()
     torch.manual_seed(seed)
     try:

@@ -11,8 +11,7 @@ import contextlib
 import dataclasses
 import io
 import logging
-import shutil
-import tempfile
+import os
 import time
 import warnings
 from pathlib import Path
@@ -24,12 +23,12 @@ import torch
 from qatune.answering.onnx_backend import OnnxAnswerer
 from qatune.data.windows import WindowConfig
 from qatune.errors import ConfigError, ModelError
-from qatune.io import JsonObject, atomic_write_json, normal_mode
+from qatune.io import JsonObject, atomic_write_json
 from qatune.layout import ONNX_META as META_FILE
 from qatune.layout import ONNX_MODEL as MODEL_FILE
 from qatune.models.loading import LoadedModel, load_model, max_positions
 from qatune.models.settings import read_calibration, write_calibration
-from qatune.paths import check_output_folder
+from qatune.paths import check_output_folder, remove_leftovers, staged_folder
 
 logger = logging.getLogger(__name__)
 CHECK_CONTEXT = (
@@ -62,8 +61,10 @@ def export_onnx(
     """Write `output`/model.onnx (dynamic batch and length), tokenizer.json and qatune-onnx.json.
 
     `output` must be new, empty or an earlier export (else `overwrite`); it is replaced only once the
-    new export is complete and checked against the torch model, and a failure leaves nothing behind.
-    `window` defaults to the model's own settings.
+    new export is complete and checked against the torch model, and a failure leaves nothing behind
+    (a kill leaves a qatune temporary folder beside it, which the next export to `output` removes).
+    A symlink to a folder stays a link; the folder it leads to is replaced. `window` defaults to the
+    model's own settings.
     """
     began = time.perf_counter()
     out = check_output_folder(output, "--output", (META_FILE,), "an earlier qatune export", overwrite)
@@ -73,17 +74,10 @@ def export_onnx(
         raise ConfigError(f"max_answer_length must be > 0, got {max_answer_length}")
     loaded = load_model(model, seed=seed, device="cpu")
     window = loaded.checked_window(window or loaded.window)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-        normal_mode(tmp)  # it becomes the export folder
-    except OSError as exc:
-        raise ConfigError(f"--output {out}: cannot write there ({exc.strerror})") from None
-    try:
+    real = Path(os.path.realpath(out))
+    remove_leftovers(real.parent, target=real.name)  # an earlier export to it that was killed
+    with staged_folder(real) as tmp:
         meta = _write_export(loaded, model, tmp, window, max_answer_length, quantize)
-        _replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the export succeeded
     meta["seconds"] = round(time.perf_counter() - began, 1)
     return meta
 
@@ -147,17 +141,6 @@ def _write_export(
     atomic_write_json(tmp / META_FILE, meta)
     meta["max_logit_difference"] = _check(loaded, names, tmp)
     return meta
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Put `new` at `out`; an existing `out` is moved aside first and removed only once `new` is in place."""
-    if not out.exists():
-        new.rename(out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-    out.rename(old / out.name)
-    new.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check(loaded: LoadedModel, names: list[str], folder: Path) -> float:

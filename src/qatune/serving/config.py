@@ -1,7 +1,9 @@
 """What `qatune serve` runs with (`ServeConfig`): the models, the API key and every request limit."""
 
 import math
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from qatune.errors import ConfigError
 from qatune.training.config import SEED_MAX
@@ -33,12 +35,12 @@ class ServeConfig:
     seed: int = 0
 
     def check(self) -> "ServeConfig":
-        """Raise ConfigError for an empty API key (it must never mean "no auth") or a limit below 1."""
-        if self.api_key is not None and not self.api_key.strip():
-            raise ConfigError(
-                "the API key is empty (--api-key or $QATUNE_API_KEY); give a real key, or neither "
-                "to serve without authentication"
-            )
+        """Raise ConfigError for an API key that is empty (it must never mean "no auth") or not printable
+        ASCII, an origin that is not one, or a limit below 1."""
+        if self.api_key is not None:
+            check_api_key(self.api_key)
+        for origin in self.cors_origins:
+            check_origin(origin)
         self._check_limits()
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
             raise ConfigError(f"--seed must be between 0 and {SEED_MAX}, got {self.seed!r}")
@@ -59,3 +61,74 @@ class ServeConfig:
             or not (math.isfinite(wait) and 0 <= wait <= 1000)
         ):
             raise ConfigError(f"--batch-wait-ms must be between 0 and 1000, got {wait!r}")
+
+
+KEY_SOURCE = "the API key (--api-key or $QATUNE_API_KEY)"
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key every client cannot send byte for byte: empty, not printable ASCII (a header's bytes
+    are read as Latin-1, so `sécret` from a UTF-8 client never matches, and an undecodable byte such as
+    `\\xff` could not be compared), or with spaces at its ends (HTTP drops them). The key is not echoed."""
+    if not key.strip():
+        raise ConfigError(
+            "the API key is empty (--api-key or $QATUNE_API_KEY); give a real key, or neither to serve "
+            "without authentication"
+        )
+    bad = next((i for i, c in enumerate(key, 1) if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise ConfigError(
+            f"{KEY_SOURCE}: character {bad} is not printable ASCII; use letters, digits and punctuation, "
+            f"e.g. a key from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if key != key.strip():
+        raise ConfigError(f"{KEY_SOURCE} starts or ends with a space, which HTTP drops; remove it")
+
+
+_HOST = r"\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+ORIGIN = re.compile(rf"[a-z][a-z0-9+.-]*://(?:{_HOST})(?::[1-9][0-9]{{0,4}})?")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+ANY_ORIGIN_WARNING = (
+    "--cors-origin '*': any web page may call this server from its visitors' browsers (no cookies are sent; "
+    "with --api-key, only pages that hold the key get answers); list the origins instead where you can"
+)
+
+
+def check_origin(origin: str) -> None:
+    """Refuse a --cors-origin that is not `*` or an origin as a browser sends it: scheme://host[:port] in
+    lower case, without a path, a trailing /, or the scheme's default port (Starlette compares exactly, so
+    anything else would never match)."""
+    if origin == "*" or (ORIGIN.fullmatch(origin) and int(_port(origin) or 1) <= 65535 and not _default_port(origin)):
+        return
+    hint = _suggest(origin)
+    raise ConfigError(
+        f"--cors-origin {origin!r}: not an origin; give scheme://host[:port] as a browser sends it, e.g. "
+        f"https://example.com or http://localhost:3000 (no path, no trailing /), or * for any"
+        + (f"; did you mean {hint}?" if hint else "")
+    )
+
+
+def _port(origin: str) -> str | None:
+    host_port = origin.split("://", 1)[1]
+    return host_port.rsplit(":", 1)[1] if re.search(r":[0-9]+$", host_port) else None
+
+
+def _default_port(origin: str) -> bool:
+    port = _port(origin)
+    return port is not None and DEFAULT_PORTS.get(origin.split("://", 1)[0]) == int(port)
+
+
+def _suggest(origin: str) -> str | None:
+    """The origin the user probably meant (lower case, no path, no default port), if there is one."""
+    try:
+        parts = urlsplit(origin.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not host:
+        return None
+    scheme = parts.scheme.lower()
+    host = f"[{host}]" if ":" in host else host
+    keep = port is not None and DEFAULT_PORTS.get(scheme) != port
+    guess = f"{scheme}://{host}" + (f":{port}" if keep else "")
+    return guess if guess != origin and ORIGIN.fullmatch(guess) else None

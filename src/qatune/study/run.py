@@ -43,7 +43,7 @@ from qatune.study.cache import StageCache, digest, file_hash
 from qatune.study.spec import Compare, Experiment, StudySpec
 from qatune.sweep.results import SweepReport, TrialRow
 from qatune.training.config import TrainConfig
-from qatune.training.trackers import parse_report_to
+from qatune.training.trackers import check_trackers, parse_report_to
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +59,7 @@ class StudyRunner:
 
     def __init__(self, spec: StudySpec, progress_bar: bool = True) -> None:
         self.spec, self.progress_bar = spec, progress_bar
+        check_trackers(parse_report_to(spec.report_to))  # before the study's folder: a tracker that cannot take runs
         self.out = check_study_folder(spec)
         make_folder(self.out, "report.dir")
         self.cache = StageCache(self.out)

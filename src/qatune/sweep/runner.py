@@ -25,7 +25,14 @@ from qatune.layout import (
 from qatune.paths import check_output_folder
 from qatune.sweep.results import SweepReport, TrialRow, counts, summary, table_columns, top, trial_rows, write_results
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
-from qatune.sweep.storage import Callback, SweepOptions, open_study, quiet_optuna
+from qatune.sweep.storage import (
+    Callback,
+    SweepOptions,
+    open_existing_storage,
+    open_study,
+    quiet_optuna,
+    stored_spec,
+)
 from qatune.sweep.trial import TrialEvent
 from qatune.sweep.worker import Worker
 
@@ -117,18 +124,21 @@ def run_sweep(
 
 @quiet_optuna()
 def open_existing(options: SweepOptions) -> tuple[optuna.Study, SweepSpec]:
-    """The study and config of a sweep that must already exist (show, dashboard): else a ConfigError."""
+    """The study and config of a sweep that must already exist (show, dashboard), opened read-only: a
+    storage that does not hold it is a ConfigError, and nothing is written to it (`open_existing_storage`)."""
     if options.storage is None and not (options.directory / SWEEP_DB).exists():
         raise ConfigError(
             f"no sweep {options.name!r} in {options.directory} (no sweep.db there); run "
             f"`qatune sweep CONFIG --name {options.name}` first, or pass --dir / --storage"
         )
-    return open_study(None, options)
+    study = optuna.load_study(study_name=options.name, storage=open_existing_storage(options))
+    return study, stored_spec(study, options)
 
 
 def dashboard_app(options: SweepOptions) -> Any:
     """optuna-dashboard's WSGI app on the sweep's storage: every trial with its settings, values,
-    intermediate values and qatune's attributes (metrics, history, errors)."""
+    intermediate values and qatune's attributes (metrics, history, errors). The sweep is checked first,
+    read-only; the dashboard then writes only what its user does in it (notes, deleting a study)."""
     open_existing(options)  # a missing sweep is a ConfigError here, not an empty dashboard
     try:
         from optuna_dashboard import wsgi
@@ -136,7 +146,7 @@ def dashboard_app(options: SweepOptions) -> Any:
         raise ConfigError(
             "sweep dashboard needs optuna-dashboard: pip install optuna-dashboard (or qatune[dashboard])"
         ) from None
-    return wsgi(options.url)
+    return wsgi(open_existing_storage(options, read_only=False))  # its tables exist: none are created
 
 
 def show_sweep(options: SweepOptions, out: Path | None = None, *, n_top: int = 10, figures: bool = True) -> SweepReport:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -122,18 +124,111 @@ def open_storage(options: SweepOptions, attempts: int = 5) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=options.retries),
             )
         except (ImportError, ModuleNotFoundError) as exc:
-            raise ConfigError(
-                f"storage {options.shown_url}: missing database driver ({exc.__cause__ or exc}); for "
-                f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
-            ) from None
+            raise _driver_error(options, exc) from None
         except Exception as exc:  # SQLAlchemy raises many kinds; all mean the same to the user
             error = exc
             if "already exists" not in str(exc) and "UniqueViolation" not in str(exc):
                 break
             time.sleep(0.5 + attempt)
-    raise ConfigError(
-        f"storage {options.shown_url}: cannot open ({type(error).__name__}: {str(error).splitlines()[0]})"
-    ) from None
+    raise _open_error(options, error) from None
+
+
+def _driver_error(options: SweepOptions, exc: ImportError) -> ConfigError:
+    return ConfigError(
+        f"storage {options.shown_url}: missing database driver ({exc.__cause__ or exc}); for "
+        f"PostgreSQL `pip install 'qatune[postgres]'`, for MySQL `pip install 'qatune[mysql]'`"
+    )
+
+
+def _open_error(options: SweepOptions, exc: Exception) -> ConfigError:
+    return ConfigError(f"storage {options.shown_url}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+
+
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})  # a database without them holds no sweep
+ELSEWHERE = "pass the --storage (or --dir) the sweep ran with; nothing was changed"
+
+
+def open_existing_storage(options: SweepOptions, *, read_only: bool = True) -> RDBStorage:
+    """The storage of a sweep that must exist (show, dashboard), checked first and opened without creating
+    tables; a SQLite file read-only (`mode=ro`) unless `read_only=False`. A wrong URL, a missing, empty or
+    foreign file is a ConfigError and stays byte for byte as it was."""
+    check_sweep_exists(options)
+    path = _sqlite_file(options.url)
+    uri = _read_only_uri(path) if path is not None and read_only else None
+    engine = {"creator": lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)} if uri else None
+    try:
+        return RDBStorage(options.url, engine_kwargs=engine, skip_table_creation=True)
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise _driver_error(options, exc) from None
+    except Exception as exc:  # a schema Optuna cannot read, a database that went away
+        raise _open_error(options, exc) from None
+
+
+def check_sweep_exists(options: SweepOptions) -> None:
+    """Raise ConfigError unless the storage holds a study named `options.name`, reading only: no file is
+    created, no table added (Optuna's RDBStorage creates its tables when it opens a database)."""
+    where = f"no sweep {options.name!r} in {options.shown_url}"
+    path = _sqlite_file(options.url)
+    names = _sqlite_studies(path, where) if path is not None else _rdb_studies(options, where)
+    if options.name not in names:
+        listed = sorted(names)
+        held = ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+        raise ConfigError(
+            f"{where} ({f'it holds {held}' if names else 'it holds no sweep'}); start it with "
+            f"`qatune sweep CONFIG --name {options.name}`, or {ELSEWHERE}"
+        )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (relative to the working folder, as SQLAlchemy reads it), else None."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or "uri" in parsed.query:
+        raise ConfigError(f"storage {masked_url(url)}: give the sweep's SQLite file as sqlite:///PATH")
+    return Path(database)
+
+
+def _read_only_uri(path: Path) -> str:
+    return f"file:{quote(str(path.resolve()), safe='/')}?mode=ro"  # quoted: a ? or # in a path is no query
+
+
+def _sqlite_studies(path: Path, where: str) -> set[str]:
+    """The study names in a SQLite file, opened read-only; ConfigError if it is not an Optuna database."""
+    if not path.is_file() or path.stat().st_size == 0:
+        what = "is an empty file" if path.is_file() else "is not a file" if path.exists() else "does not exist"
+        raise ConfigError(f"{where}: {path} {what}; {ELSEWHERE}")
+    try:
+        with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not OPTUNA_TABLES <= tables:
+                raise ConfigError(f"{where}: {path} is a SQLite database without Optuna's tables; {ELSEWHERE}")
+            return {str(row[0]) for row in db.execute("SELECT study_name FROM studies")}
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{where}: cannot read {path} as a SQLite database ({exc}); {ELSEWHERE}") from None
+
+
+def _rdb_studies(options: SweepOptions, where: str) -> set[str]:
+    """The study names in a server database (PostgreSQL, MySQL), read with SELECTs only."""
+    import sqlalchemy.exc
+    from sqlalchemy import create_engine, inspect, text
+
+    try:
+        engine = create_engine(options.url)
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise _driver_error(options, exc) from None
+    try:
+        with engine.connect() as connection:
+            if not OPTUNA_TABLES <= set(inspect(connection).get_table_names()):
+                raise ConfigError(f"{where}: the database has no Optuna tables; {ELSEWHERE}")
+            return {str(row[0]) for row in connection.execute(text("SELECT study_name FROM studies"))}
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:  # cannot connect, no access: one line
+        raise _open_error(options, exc) from None
+    finally:
+        engine.dispose()
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -200,18 +295,12 @@ def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.St
     reproducible and a resumed one does not replay the draws it made before; on a shared storage
     (`--storage`) the worker's process id is added too, so simultaneous workers draw differently.
     """
-    storage = open_storage(options)
-    if spec is None:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        if options.name not in names:
-            raise ConfigError(
-                f"no sweep named {options.name!r} in {options.shown_url}; start it with "
-                f"`qatune sweep CONFIG --name {options.name} --storage URL`"
-            )
-        raw = optuna.load_study(study_name=options.name, storage=storage).user_attrs.get(CONFIG_ATTR)
-        if raw is None:
-            raise ConfigError(f"study {options.name!r} in {options.shown_url} was not made by qatune sweep")
-        spec = parse_sweep(raw)
+    if spec is None:  # joining: the sweep must exist, checked before Optuna's tables could be created
+        check_sweep_exists(options)
+        storage = open_storage(options)
+        spec = stored_spec(optuna.load_study(study_name=options.name, storage=storage), options)
+    else:
+        storage = open_storage(options)
     study = optuna.create_study(
         study_name=options.name,
         storage=storage,
@@ -230,6 +319,14 @@ def open_study(spec: SweepSpec | None, options: SweepOptions) -> tuple[optuna.St
             f"{options.directory} to start over"
         )
     return study, spec
+
+
+def stored_spec(study: optuna.Study, options: SweepOptions) -> SweepSpec:
+    """The sweep config qatune stored in the study; ConfigError for a study qatune did not make."""
+    raw = study.user_attrs.get(CONFIG_ATTR)
+    if raw is None:
+        raise ConfigError(f"study {options.name!r} in {options.shown_url} was not made by qatune sweep")
+    return parse_sweep(raw)
 
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:

@@ -33,7 +33,7 @@ from qatune.sweep.storage import Callback, SweepOptions, counted, root_number
 from qatune.sweep.trial import TrialProcess
 from qatune.training.config import SEED_MAX
 from qatune.training.history import HistoryRecord, history_records, metric_value
-from qatune.training.trackers import Feed, RunInfo, open_feed, require
+from qatune.training.trackers import Feed, RunInfo, check_trackers, open_feed
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ran, self.repeats = 0, 0
         self.explorer = optuna.samplers.RandomSampler(seed=(options.seed + os.getpid()) % (SEED_MAX + 1))
-        require(options.report_to)  # a missing tracker package stops the sweep before its first trial
+        check_trackers(options.report_to)  # a tracker that cannot take runs stops the sweep before its first trial
 
     def trials(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False)

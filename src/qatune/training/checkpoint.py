@@ -9,8 +9,17 @@ from typing import Any
 
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
-from qatune.layout import CHECKPOINTS, CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE, STAGE_MARKER, TRIAL_CONFIG
-from qatune.paths import check_output_folder, make_folder
+from qatune.layout import (
+    CHECKPOINTS,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    LEGACY_CHECKPOINT_TEMPORARIES,
+    LEGACY_RUN_TEMPORARIES,
+    PROGRESS_FILE,
+    STAGE_MARKER,
+    TRIAL_CONFIG,
+)
+from qatune.paths import check_output_folder, holds, make_folder, remove_leftovers, staged_folder
 from qatune.training.config import TrainConfig
 
 
@@ -35,14 +44,13 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def save_checkpoint(accelerator: Any, output_dir: Path, progress: Progress, keep: int = 1) -> Path:
-    """Save model, optimizer, scheduler and RNG state; the folder appears only once complete."""
+    """Save model, optimizer, scheduler and RNG state; the folder appears only once complete (written in a
+    qatune temporary folder beside it, which a kill leaves for the next save to remove)."""
     final = output_dir / CHECKPOINTS / f"step-{progress.step}"
-    tmp = output_dir / CHECKPOINTS / f".tmp-step-{progress.step}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.save_state(str(tmp))
-    atomic_write_json(tmp / PROGRESS_FILE, asdict(progress))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    remove_leftovers(final.parent, legacy=LEGACY_CHECKPOINT_TEMPORARIES)
+    with staged_folder(final) as tmp:
+        accelerator.save_state(str(tmp))
+        atomic_write_json(tmp / PROGRESS_FILE, asdict(progress))
     older = sorted((p for p in final.parent.glob("step-*") if p != final), key=lambda p: int(p.name.split("-")[1]))
     for old in older[: max(0, len(older) - keep + 1)]:
         shutil.rmtree(old, ignore_errors=True)
@@ -114,13 +122,23 @@ def check_output(config: TrainConfig, overwrite: bool) -> Progress | None:
 
 
 def prepare_output(config: TrainConfig, overwrite: bool) -> None:
-    """Make the checked output folder ready: with `overwrite`, the previous run's files go first."""
+    """Make the checked output folder ready: with `overwrite`, the previous run's files go first; once this
+    process holds the folder, the temporaries a killed run left there go too."""
     out = Path(config.output_dir)
     if overwrite and out.exists():
         for name in (CHECKPOINTS, HISTORY_FILE, CONFIG_FILE, PROGRESS_FILE):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     make_folder(out, "--output")
+    if holds(out):
+        remove_run_leftovers(out)
+
+
+def remove_run_leftovers(out: Path) -> None:
+    """Remove the temporaries killed qatune processes left in the run folder `out` and its checkpoints
+    (this process holds it, so none is being written)."""
+    remove_leftovers(out, legacy=LEGACY_RUN_TEMPORARIES)
+    remove_leftovers(out / CHECKPOINTS, legacy=LEGACY_CHECKPOINT_TEMPORARIES)
 
 
 def trim_history(output_dir: Path, step: int) -> None:

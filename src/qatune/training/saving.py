@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,14 @@ from qatune.answering.torch_backend import Answerer
 from qatune.data.squad import QADataset
 from qatune.evaluation.calibration import MIN_CALIBRATION_QUESTIONS, calibrate
 from qatune.hardware import Precision, package_versions
-from qatune.io import atomic_write_json, normal_mode, read_jsonl
-from qatune.layout import CONFIG_FILE, HISTORY_FILE, PROGRESS_FILE, SAVING_MODEL
+from qatune.io import atomic_write_json, read_jsonl, replace_file
+from qatune.layout import CONFIG_FILE, HISTORY_FILE, LOCK_FILE, PROGRESS_FILE, SAVING_MODEL
 from qatune.models.loading import LoadedModel
 from qatune.models.settings import Calibration, write_calibration
+from qatune.paths import temp_folder
 from qatune.training import best
 from qatune.training.card import write_card
-from qatune.training.checkpoint import Progress
+from qatune.training.checkpoint import Progress, remove_run_leftovers
 from qatune.training.config import TrainConfig
 from qatune.training.summary import BestChoice, DataInfo, EvalRecord, RunSummary
 
@@ -75,14 +75,14 @@ def _chosen_eval(history: list[EvalRecord], chosen: BestChoice | None) -> EvalRe
 
 
 def _save_weights(run: FinishedRun) -> None:
-    """The model and tokenizer files into the run folder, each replaced whole."""
-    tmp = run.out / SAVING_MODEL
-    run.model.save_pretrained(tmp, safe_serialization=True)
-    run.base.tokenizer.save_pretrained(tmp)
-    for item in tmp.iterdir():
-        normal_mode(item)  # transformers writes the weights through a 0600 temp file
-        os.replace(item, run.out / item.name)
-    tmp.rmdir()
+    """The model and tokenizer files into the run folder, each replaced whole: written into a qatune
+    temporary folder there (which a kill leaves for the next run to remove), then moved in one by one."""
+    with temp_folder(run.out / SAVING_MODEL) as tmp:
+        run.model.save_pretrained(tmp, safe_serialization=True)
+        run.base.tokenizer.save_pretrained(tmp)
+        for item in sorted(tmp.iterdir()):
+            if item.name != LOCK_FILE:  # the temporary folder's own; the run folder has its lock
+                replace_file(item, run.out / item.name)  # in the mode of the file it replaces, or the umask's
 
 
 def save_final(
@@ -91,6 +91,7 @@ def save_final(
     """Write the loadable model folder (safetensors + tokenizer), its calibration, the summary
     (qatune.json) and the model card."""
     out = run.out
+    remove_run_leftovers(out)  # the caller holds the run folder
     run.model.config.qatune_with_null = run.with_null
     chosen = best.restore(run.config, run.progress, run.model, out)
     _save_weights(run)

@@ -38,7 +38,7 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
     held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
     if config.negatives:  # the held-out questions get them too: the no-answer threshold is chosen on them
         train = add_negatives(train, config.negatives, config.seed, pool=full)
-        held = add_negatives(held, config.negatives, config.seed + 1, pool=full) if held else None
+        held = add_negatives(held, config.negatives, config.seed + 1, pool=full, strict=False) if held else None
     return train, dev, held
 
 

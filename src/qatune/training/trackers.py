@@ -10,18 +10,25 @@ tracker's run id is kept in the run folder (`trackers.json`), so a resumed run c
 - mlflow: $MLFLOW_TRACKING_URI, else MLflow's own default (./mlflow.db, SQLite: MLflow 3 no longer
   takes the ./mlruns file store); experiment `qatune` (or a sweep config's `project`).
 - wandb: project `qatune` (or the sweep config's `project`); WANDB_MODE=offline works as documented.
+
+`check_trackers`, before a run makes a folder or loads a model: each package is installed, each server answers
+within PROBE_SECONDS, each local store can be written; else one error, never a hang or a failed run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from qatune.errors import ConfigError, QatuneError
 from qatune.io import JsonObject, atomic_write_json, read_json
@@ -33,6 +40,7 @@ logger = logging.getLogger(__name__)
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 EVAL_KEYS = ("exact_match", "f1", "correct", "similar", "incorrect", "eval_loss", "train_loss", "ece", "ece_raw")
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
+PROBE_SECONDS = 5.0  # how long a tracker's server may take to answer `check_trackers`
 
 
 def parse_report_to(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -104,11 +112,8 @@ class Feed:
 
 
 def _finite(values: Mapping[str, object]) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in values.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
+    numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in numbers.items() if math.isfinite(v)}
 
 
 def _flat(params: Mapping[str, object]) -> dict[str, str | int | float | bool]:
@@ -117,8 +122,7 @@ def _flat(params: Mapping[str, object]) -> dict[str, str | int | float | bool]:
 
 
 def require(names: Sequence[str]) -> None:
-    """A ConfigError naming the install for the first tracker whose package is missing (checked before
-    a sweep asks for its first trial, not in the middle of one)."""
+    """A ConfigError naming the install for the first tracker whose package is missing."""
     import importlib
 
     for name in names:
@@ -131,14 +135,115 @@ def require(names: Sequence[str]) -> None:
             ) from None
 
 
+def check_trackers(names: Sequence[str]) -> None:
+    """A ConfigError (the problem and the fix) for the first tracker that is not installed, whose server does
+    not answer within PROBE_SECONDS, or whose local store cannot be written (module doc)."""
+    require(names)
+    for name in names:
+        if problem := {"mlflow": _mlflow_problem, "wandb": _wandb_problem}.get(name, lambda: None)():
+            raise ConfigError(f"--report-to {name}: {problem}")
+
+
+def _mlflow_problem() -> str | None:
+    """What keeps MLflow's tracking store ($MLFLOW_TRACKING_URI, else MLflow's default) from taking runs."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    where = f"$MLFLOW_TRACKING_URI={_shown(uri)}" if os.environ.get("MLFLOW_TRACKING_URI") else f"MLflow's store {uri}"
+    fix = "set MLFLOW_TRACKING_URI to a store you can write, e.g. sqlite:///mlflow.db"
+    scheme = urlsplit(uri).scheme.lower()
+    why = None
+    if scheme in ("http", "https"):
+        why, fix = _http_problem(uri.rstrip("/") + "/health"), f"start the tracking server, or {fix}"
+    elif scheme.startswith("sqlite"):
+        path = uri.partition(":///")[2].partition("?")[0]
+        why = _unwritable(Path(path), directory=False) if path and path != ":memory:" else None
+    elif scheme == "file" or (not scheme and uri not in ("databricks", "databricks-uc", "uc")):
+        allowed = getattr(mlflow.environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)
+        if allowed is not None and not allowed.get():  # MLflow 3 refuses file stores unless told otherwise
+            why, fix = "a file store, which this MLflow refuses", f"{fix} (or set MLFLOW_ALLOW_FILE_STORE=true)"
+        else:
+            why = _unwritable(Path(urlsplit(uri).path if scheme else uri), directory=True)
+    return f"{where}: {why}; {fix}" if why else None
+
+
+def _wandb_problem() -> str | None:
+    """What keeps W&B from taking runs online (the offline and disabled modes need no server)."""
+    settings = _wandb_settings()
+    mode = (os.environ.get("WANDB_MODE") or settings.get("mode") or "online").strip().lower()
+    disabled = (os.environ.get("WANDB_DISABLED") or settings.get("disabled") or "").strip().lower() in ("1", "true")
+    if mode in ("offline", "dryrun", "disabled") or disabled:
+        return None
+    base = os.environ.get("WANDB_BASE_URL") or settings.get("base_url") or "https://api.wandb.ai"
+    why = _http_problem(base)
+    fix = "check the network or WANDB_BASE_URL, or log offline with WANDB_MODE=offline (upload later: `wandb sync`)"
+    return f"the W&B server {_shown(base)}: {why}; {fix}" if why else None
+
+
+def _wandb_settings() -> dict[str, str]:
+    """[default] of W&B's settings files (`wandb login --host`, `wandb offline`): the machine's, then this folder's."""
+    import configparser
+
+    home = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb")
+    found: dict[str, str] = {}
+    for path in (home / "settings", Path(os.environ.get("WANDB_DIR") or ".") / "wandb" / "settings"):
+        parser = configparser.ConfigParser(interpolation=None)
+        with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+            parser.read(path, encoding="utf-8")
+            found.update(parser["default"] if parser.has_section("default") else {})
+    return found
+
+
+def _http_problem(url: str) -> str | None:
+    """None when an HTTP server answers `url` within PROBE_SECONDS (any status is an answer), else why not."""
+    import ssl
+    from urllib import error, request
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # reachability only: the tracker checks trust
+    try:
+        request.urlopen(url, timeout=PROBE_SECONDS, context=context).close()  # through $https_proxy, as trackers
+    except error.HTTPError as exc:
+        exc.close()
+    except Exception as exc:  # no answer, a refused connection, no HTTP, a bad URL
+        reason = exc.reason if isinstance(exc, error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            return f"no answer within {PROBE_SECONDS:g} s"
+        return "connection refused" if isinstance(reason, ConnectionRefusedError) else f"cannot be reached ({reason})"
+    return None
+
+
+def _unwritable(path: Path, directory: bool) -> str | None:
+    """Why `path` (a folder, else a file, with its folder) cannot be written or made there, or None."""
+    if path.exists():
+        if path.is_dir() != directory:
+            return f"{path} is {'not a folder' if directory else 'a folder'}"
+        writable = os.access(path, os.W_OK) and os.access(path if directory else path.parent, os.W_OK | os.X_OK)
+        return None if writable else f"{path} cannot be written (permission denied)"
+    parent = next(p for p in path.absolute().parents if p.exists())
+    why = "a file" if not parent.is_dir() else None if os.access(parent, os.W_OK | os.X_OK) else "not writable"
+    return f"{path} cannot be made ({parent} is {why})" if why else None
+
+
+def _shown(uri: str) -> str:  # without its password, to show in a message
+    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", uri)
+
+
 def open_feed(names: Sequence[str], run: RunInfo) -> Feed:
-    """A Feed to trackers `names` for `run`; a missing package is a ConfigError naming the install."""
+    """A Feed to trackers `names` for `run` (`check_trackers` first, where a run may still be refused);
+    a missing package, or a tracker that fails to start its run, is a ConfigError."""
     require(names)
     ids_path = run.folder / TRACKER_IDS
     ids = _saved_ids(ids_path)
     opened: list[Tracker] = []
     for name in names:
-        tracker = OPENERS[name](run, ids.get(name))
+        try:
+            tracker = OPENERS[name](run, ids.get(name))
+        except Exception as exc:  # the tracker's own error (a refused key, a server error): one line, not a traceback
+            with contextlib.suppress(Exception):
+                Feed(opened).finish({}, "failed")
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            raise ConfigError(f"--report-to {name}: it could not start a run ({why})") from exc
         ids[name] = tracker.run_id
         opened.append(tracker)
     if names:
@@ -186,6 +291,7 @@ class TensorBoard:
 class MLflow:
     def __init__(self, run: RunInfo, run_id: str | None) -> None:
         import mlflow
+        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(mlflow.get_tracking_uri())  # $MLFLOW_TRACKING_URI or MLflow's default
@@ -194,8 +300,6 @@ class MLflow:
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(run.project)
             tags = {"qatune.group": run.group} if run.group else {}
             run_id = self.client.create_run(experiment_id, run_name=run.name, tags=tags).info.run_id
-            from mlflow.entities import Param
-
             params = [Param(k, str(v)[:6000]) for k, v in _flat(run.params).items()]
             self.client.log_batch(run_id, params=params)
         else:
@@ -236,14 +340,9 @@ class Wandb:
         self.run.log(metrics, step=step)
 
     def finish(self, summary: dict[str, float], state: str) -> None:
-        self.run.summary["state"] = state
-        for key, value in summary.items():
-            self.run.summary[key] = value
+        self.run.summary.update({"state": state, **summary})
         self.run.finish(exit_code=0 if state in ("complete", "pruned") else 1)
 
 
-OPENERS: dict[str, Callable[[RunInfo, str | None], Tracker]] = {
-    "tensorboard": TensorBoard,
-    "mlflow": MLflow,
-    "wandb": Wandb,
-}
+Opener = Callable[[RunInfo, str | None], Tracker]
+OPENERS: dict[str, Opener] = {"tensorboard": TensorBoard, "mlflow": MLflow, "wandb": Wandb}

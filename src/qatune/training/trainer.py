@@ -39,7 +39,7 @@ from qatune.training.history import HistoryRecord, HistoryValues, Kind, eval_val
 from qatune.training.saving import FinishedRun, save_final
 from qatune.training.setup import Losses, build_parts, load_train_eval
 from qatune.training.summary import RunSummary
-from qatune.training.trackers import Feed, RunInfo, open_feed, parse_report_to
+from qatune.training.trackers import Feed, RunInfo, check_trackers, open_feed, parse_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -266,9 +266,11 @@ def train(
     if done is not None:
         logger.warning("%s already holds a finished run (step %d); pass --overwrite to train again", out, done.step)
         return RunSummary.read(out)
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun the first process holds the folder
+    if main:  # a tracker that cannot take the run is refused before any folder is made or model loaded
+        check_trackers(parse_report_to(config.report_to))
     created = first_missing(out)
     ckpt.prepare_output(config, overwrite=False)  # the folder exists, so it can be held before the slow loading
-    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun the first process holds the folder
     with exclusive(out, "a training run") if main else nullcontext():
         if not overwrite and ckpt.check_output(config, overwrite) is not None:  # finished before this one held it
             return RunSummary.read(out)
