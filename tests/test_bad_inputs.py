@@ -139,6 +139,9 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
     weights = load_weights(nan_model / "model.safetensors")
     next(w for name, w in weights.items() if "LayerNorm" in name).fill_(float("nan"))
     save_weights(weights, nan_model / "model.safetensors", metadata={"format": "pt"})
+    dup_calibration = root / "dup-calibration"  # calibration.json with a key given twice (json.loads keeps the last)
+    shutil.copytree(tiny_bert, dup_calibration)
+    (dup_calibration / "calibration.json").write_text('{"temperature": 1.5, "temperature": 0.2, "questions": 10}')
     corrupt_settings = root / "corrupt-settings"
     shutil.copytree(tiny_bert, corrupt_settings)
     (corrupt_settings / "qatune.json").write_text("{not json")
@@ -178,6 +181,7 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
         "corrupt_weights": corrupt_weights,
         "nan_model": nan_model,
         "corrupt_settings": corrupt_settings,
+        "dup_calibration": dup_calibration,
         "trained": trained,
         "bad_card": bad_card,
         "empty_list": empty_list,
@@ -239,6 +243,7 @@ def keyed_client(tiny_bert):
         max_batch=4,
         max_body_bytes=20_000,
         max_request_chars=6000,
+        max_request_windows=16,  # 4,800 characters of digits make more; of English, fewer
     )
     models = Models()
     models.load(config)

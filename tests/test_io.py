@@ -43,3 +43,27 @@ def test_json_written_is_strict_with_non_finite_numbers_as_null(tmp_path):
     assert strict((tmp_path / "a.json").read_text()) == expected
     assert strict((tmp_path / "b.jsonl").read_text()) == expected
     assert strict(dumps(record)) == expected
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"steps": 3, "steps": 4}', "steps: given twice"),
+        ('{"seconds": NaN}', "NaN is not a JSON number"),
+        ('{"a": {"b": -Infinity}}', "-Infinity is not a JSON number"),
+        ('{"a": 1', "malformed JSON at line 1"),
+    ],
+)
+def test_settings_files_are_read_strictly(tmp_path, text, words):
+    """One rule for every settings and run file qatune reads (qatune.json, progress.json, stages.json,
+    calibration.json, ...): json.loads would keep the last of two keys and read NaN."""
+    from qatune.errors import ConfigError
+    from qatune.io import parse_json, read_json
+
+    path = tmp_path / "qatune.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words) as caught:
+        read_json(path, "run file")
+    assert str(caught.value).startswith(f"{path}: ")
+    if "malformed" not in words:
+        parse_json(text, "data")  # data files are read as JSON reads them (their fields are checked after)

@@ -188,3 +188,17 @@ def test_an_export_through_a_link_replaces_the_folder_it_leads_to(tiny_bert, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "exports"]
     assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["v1"]  # no temporaries beside it
     assert ".qatune.lock" not in {p.name for p in real.iterdir()}
+
+
+def test_a_figure_is_written_through_a_symlink_and_leaves_no_temporary(tmp_path):
+    """Figures follow the rule of every write: the link kept, its target replaced whole, no .tmp left."""
+    from qatune.figures import _pyplot, _save
+
+    real, link = tmp_path / "real.png", tmp_path / "figure.png"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    figure = _pyplot().figure()
+    figure.gca().plot([0, 1], [1, 0])
+    _save(figure, link)
+    assert link.is_symlink() and real.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "real.png"]

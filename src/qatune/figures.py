@@ -7,6 +7,7 @@ own optimisation-history and parameter-importance plots for a sweep.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,11 +32,17 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     """Write a figure atomically (temp file + rename), then free it."""
+    from qatune.io import new_temp_file, replace_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)
-    _pyplot().close(fig)
+    fd, tmp = new_temp_file(path)  # qatune's own temporary name: found and removed after a kill -9
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        replace_file(tmp, path)  # by the rule of every write: through a symlink, never replacing it
+    finally:
+        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
     return path
 
 

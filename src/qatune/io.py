@@ -1,4 +1,5 @@
-"""Small file helpers: where a write goes, atomic writes (temp file + rename), strict JSON, JSON Lines."""
+"""Small file helpers: where a write goes, atomic writes (temp file + rename), strict JSON, JSON Lines
+(YAML files: `qatune.yamlfile`)."""
 
 from __future__ import annotations
 
@@ -262,10 +263,32 @@ def append_jsonl(path: str | Path, record: Mapping[str, object]) -> None:
         raise _cannot_write(path, exc) from None
 
 
-def parse_json(text: str, where: str, error: type[QatuneError] = ConfigError) -> Any:
-    """JSON from `text`; malformed or absurdly nested JSON is one `error` naming `where`."""
+class _Refused(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _Refused(f"{key}: given twice (each key may appear once)")
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> None:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, where: str, error: type[QatuneError] = ConfigError, strict: bool = False) -> Any:
+    """JSON from `text`; malformed or absurdly nested JSON is one `error` naming `where`. `strict` (every
+    settings file) also refuses a key given twice (json keeps the last) and NaN/Infinity (not JSON)."""
     try:
+        if strict:
+            return json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
         return json.loads(text)
+    except _Refused as exc:
+        raise error(f"{where}: damaged ({exc})") from None
     except json.JSONDecodeError as exc:
         raise error(f"{where}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
@@ -273,8 +296,9 @@ def parse_json(text: str, where: str, error: type[QatuneError] = ConfigError) ->
 
 
 def read_json(path: str | Path, what: str, error: type[QatuneError] = ConfigError) -> Any:
-    """A JSON file qatune reads (its own run files, user lists); every failure is one `error` naming it."""
-    return parse_json(read_text_file(path, what, error), str(path), error)
+    """A JSON file qatune reads (its own run and settings files, user lists), strictly (`parse_json`);
+    every failure is one `error` naming it."""
+    return parse_json(read_text_file(path, what, error), str(path), error, strict=True)
 
 
 def read_text_file(path: str | Path, what: str, error: type[QatuneError] = ConfigError) -> str:
@@ -288,56 +312,3 @@ def read_text_file(path: str | Path, what: str, error: type[QatuneError] = Confi
         raise error(f"{path}: is a folder, not a {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read this {what} ({type(exc).__name__}: {exc})") from None
-
-
-def _yaml_loader() -> type:
-    """PyYAML's safe loader, stricter and friendlier for config files.
-
-    - a key given twice in one mapping is an error (PyYAML silently keeps the last one);
-    - `1e-4` is a float, as in JSON and YAML 1.2 (YAML 1.1 wants `1.0e-4` and reads `1e-4` as a string).
-    """
-    import re
-
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    mark = key_node.start_mark
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (each key may appear once in a mapping)", mark
-                    )
-                seen.add(key)
-            return super().construct_mapping(node, deep)
-
-    float_re = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", float_re, list("-+0123456789."))
-    return Loader
-
-
-def yaml_value(text: str, where: str) -> Any:
-    """One value written in YAML (`--base lr=1e-4`), read by the same rules as config files."""
-    return _parse_yaml(text, where)
-
-
-def _parse_yaml(text: str, where: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        place = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
-        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
-        raise ConfigError(f"{place}: {problem}") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError(f"{where}: not readable YAML/JSON ({type(exc).__name__})") from None
-
-
-def load_yaml(path: str | Path, kind: str) -> Any:
-    """Parse a YAML (or JSON) file; a missing, unreadable or malformed file is one ConfigError naming
-    the file, and for syntax errors the line and column."""
-    return _parse_yaml(read_text_file(path, f"{kind} file"), str(path))

@@ -88,3 +88,46 @@ def test_unanswerable_points_at_cls(tokenizer):
 def test_bad_window_settings(config):
     with pytest.raises(ConfigError):
         config.check()
+
+
+def _long_context_data(tmp_path):
+    """A data file whose second question's context makes many windows at a short window."""
+    import json
+
+    long = "The river runs to the sea past the old mill. " * 40
+    paragraphs = [
+        {
+            "context": "Paris is in France.",
+            "qas": [{"id": "short", "question": "Where?", "answers": [{"text": "France", "answer_start": 12}]}],
+        },
+        {
+            "context": long,
+            "qas": [{"id": "long-one", "question": "Where?", "answers": [{"text": "sea", "answer_start": 22}]}],
+        },
+    ]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps({"data": [{"title": "T", "paragraphs": paragraphs}]}))
+    return path
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_the_data_work_bound_is_windows_a_question(command, tiny_bert, tmp_path, monkeypatch, capsys):
+    """$QATUNE_MAX_WINDOWS bounds what one question of a data file may cost, counted after tokenising:
+    the error names the file and the question, and training leaves no folder behind."""
+    from qatune.cli.main import main
+
+    data = _long_context_data(tmp_path)
+    window = ["--max-seq-length", "48", "--doc-stride", "8", "--max-query-length", "8"]
+    args = {
+        "evaluate": ["evaluate", "--model", str(tiny_bert), "--data", str(data)],
+        "train": ["train", "--model", str(tiny_bert), "--train-data", str(data), "--eval-data", str(data)]
+        + ["--output", str(tmp_path / "out")],
+    }[command]
+    monkeypatch.setenv("QATUNE_MAX_WINDOWS", "8")
+    assert main([*args, *window, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "question 'long-one'" in err and "over the limit of 8 a question" in err and str(data) in err, err
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("QATUNE_MAX_WINDOWS", "eight")
+    assert main([*args, *window, "-q"]) == 2
+    assert "$QATUNE_MAX_WINDOWS: expected a positive number" in capsys.readouterr().err

@@ -121,6 +121,27 @@ def test_long_context_many_windows(client):
     assert response.status_code == 200 and response.json()["answers"]
 
 
+def test_the_work_bound_is_windows_not_characters(tiny_bert):
+    """--max-request-windows: 4,800 characters of prose pass, as many of digits (more windows) get a 422
+    naming the flag; the batch route counts its items together, and the server answers on afterwards."""
+    config = ServeConfig(model=str(tiny_bert), max_request_windows=16)
+    loaded = Models()
+    loaded.load(config)
+    prose = ("The river runs to the sea past the old mill. " * 120)[:4800]
+    digits = "1,2;3.4-5/6 " * 400
+    try:
+        with TestClient(create_app(config, loaded)) as client:
+            assert client.post("/v1/answer", json={"context": prose, "question": "Where?"}).status_code == 200
+            refused = client.post("/v1/answer", json={"context": digits, "question": "Where?"})
+            assert refused.status_code == 422 and "--max-request-windows" in refused.json()["detail"]
+            items = [{"context": prose, "question": "Where?"}] * 4
+            batch = client.post("/v1/answer:batch", json={"items": items})
+            assert batch.status_code == 422 and "at most 16 per request" in batch.json()["detail"]
+            assert client.post("/v1/answer", json={"context": prose, "question": "Where?"}).status_code == 200
+    finally:
+        loaded.close()
+
+
 def test_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and 'data-testid="question"' in page.text and "/v1/answer" in page.text

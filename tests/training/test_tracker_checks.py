@@ -229,14 +229,14 @@ def test_a_tracker_that_fails_to_start_its_run_is_one_error(tmp_path, monkeypatc
     assert opened == ["fine", "failed"]  # the run it had started is ended, not left running
 
 
-def test_a_sweep_checks_its_trackers_before_its_first_trial(tiny_bert, tmp_path, monkeypatch, closed_port):
+def test_a_sweep_checks_its_trackers_before_its_folder_and_database(tiny_bert, tmp_path, monkeypatch, closed_port):
     from qatune.sweep import SweepOptions, parse_sweep, run_sweep
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port)
     spec = parse_sweep(yaml.safe_load(write_config(tmp_path / "s.yaml", tiny_bert, run_cap=1).read_text()))
     with pytest.raises(ConfigError, match="--report-to mlflow: .*connection refused"):
-        run_sweep(spec, SweepOptions("s", tmp_path / "s", report_to=("mlflow",)), progress_bar=False)
-    assert not (tmp_path / "s" / "trials").exists()
+        run_sweep(spec, SweepOptions("s", tmp_path / "sweeps", report_to=("mlflow",)), progress_bar=False)
+    assert not (tmp_path / "sweeps").exists()
 
 
 def test_a_study_checks_its_trackers_before_its_folder(tiny_bert, tmp_path, monkeypatch, closed_port):

@@ -85,10 +85,11 @@ class Query:
 class WindowLimit:
     """The most model windows one query may cost, counted after tokenising: the model's time grows with
     windows, not characters (a context of digits or Chinese makes several times the windows of English
-    prose of the same length). `flag` names the setting in the error."""
+    prose of the same length). `flag` names the setting in the error, `per` what one query is."""
 
     windows: int
     flag: str = "max_windows"
+    per: str = "request"
 
     def apply(
         self, checked: list[list[Example] | QatuneError], windows: Windows, seq_length: int
@@ -110,9 +111,12 @@ class WindowLimit:
         return out, windows.of_examples(np.array(keep, dtype=bool))
 
     def message(self, count: int, seq_length: int) -> str:
+        one = self.per == "question"  # a local user may raise the bound; a client can only split
+        subject = "the context and question" if one else "the contexts and questions"
+        fix = f"shorten the context or raise {self.flag}" if one else "split them or shorten the contexts"
         return (
-            f"the contexts and questions make {count} model windows of up to {seq_length} tokens; at most "
-            f"{self.windows} per request ({self.flag}): split them or shorten the contexts"
+            f"{subject} make {count} model windows of up to {seq_length} tokens; at most "
+            f"{self.windows} per {self.per} ({self.flag}): {fix}"
         )
 
 

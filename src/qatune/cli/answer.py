@@ -104,6 +104,13 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
         type=positive_int,
         help="refuse longer contexts (default: $QATUNE_MAX_CONTEXT_CHARS, else 100000)",
     )
+    p.add_argument(
+        "--max-windows",
+        type=positive_int,
+        help="refuse a question whose context makes more model windows than this, counted after "
+        "tokenising: what the model's time grows with (default: $QATUNE_MAX_WINDOWS, else 1024, about 40 s "
+        "on 2 CPU cores; 100,000 characters make about 140 windows of English, 650 of Chinese)",
+    )
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
     add_window_args(p)
 
@@ -113,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.answering.onnx_backend import is_exported
     from qatune.data.sources import load_data
     from qatune.evaluation.scoring import evaluate
-    from qatune.io import atomic_write_json
+    from qatune.io import atomic_write_json, output_target
     from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
     from qatune.paths import check_output_file, check_output_folder
     from qatune.report.evaluation import write_evaluation_report
@@ -124,7 +131,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for path, flag in ((args.predictions, "--predictions"), (args.metrics, "--metrics"))
         if path
     ]  # before the work
-    if len({p.resolve() for p in outputs}) < len(outputs):
+    files = [p.resolve() for p in outputs if not output_target(p).stream]  # streams (/dev/null, -) may repeat
+    if len(set(files)) < len(files):
         raise ConfigError("--predictions and --metrics name the same file; give two names")
     if args.report:
         check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report", args.overwrite)
@@ -248,12 +256,31 @@ def _prediction_json(prediction: Prediction) -> JsonObject:
 
 
 def _answerer(model: str, args: argparse.Namespace) -> SpanAnswerer:
+    from qatune.answering.answerer import WindowLimit
     from qatune.answering.factory import open_answerer
+    from qatune.data.windows import max_windows
 
     answerer, _ = open_answerer(
-        model, window=model_window(model, args), seed=args.seed, max_context_chars=args.max_context_chars
+        model,
+        window=model_window(model, args),
+        seed=args.seed,
+        max_context_chars=args.max_context_chars,
+        max_windows=WindowLimit(args.max_windows or max_windows(), "--max-windows", "question"),
     )
     return answerer
+
+
+def _predict(model: str, pairs: list[tuple[str, str]], args: argparse.Namespace) -> list[Prediction]:
+    """Each question's prediction by `model`, all in one batched pass; the window bound holds per question,
+    and a question over it is an error naming it."""
+    from qatune.answering.answerer import Query
+    from qatune.errors import QatuneError
+
+    results = _answerer(model, args).predict_queries([Query([pair], args.top_k) for pair in pairs])
+    for i, result in enumerate(results):
+        if isinstance(result, QatuneError):
+            raise type(result)(f"{args.questions}: question {i + 1}: {result}" if args.questions else str(result))
+    return [result[0] for result in results if not isinstance(result, QatuneError)]
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -262,7 +289,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     pairs = _questions(args)
     question_examples(pairs, args.max_context_chars)  # every pair checked (empty, size) before a model loads
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
-    results = {m: _answerer(m, args).predict_many(pairs, args.top_k) for m in models}
+    results = {m: _predict(m, pairs, args) for m in models}
     objects = []
     for i, (_, question) in enumerate(pairs):
         obj: JsonObject = {"question": question, **_prediction_json(results[args.model][i]), "model": args.model}

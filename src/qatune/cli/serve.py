@@ -92,8 +92,16 @@ def _add_limit_args(p: argparse.ArgumentParser) -> None:
         "--max-request-chars",
         type=positive_int,
         default=100_000,
-        help="most characters of contexts and questions in one request, which bounds how long one "
-        "request holds the model (default: 100000, about 12 s on 2 CPU cores)",
+        help="most characters of contexts and questions in one request (default: 100000)",
+    )
+    p.add_argument(
+        "--max-request-windows",
+        type=positive_int,
+        default=256,
+        help="most model windows (--max-seq-length tokens each) the contexts of one request may make, "
+        "counted after tokenising: what bounds how long one request holds the model; over it, 422 "
+        "(default: 256, about 10 s on 2 CPU cores for the default model; 20,000 characters make 28 windows "
+        "of English, 131 of Chinese)",
     )
     p.add_argument(
         "--batch-questions",
@@ -166,7 +174,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     models.load(config)  # here, not in uvicorn's startup: a bad model is one error: line, not a traceback
     app = create_app(config, models)
     print(f"serving {args.model} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    # uvicorn's start-up and access lines are other libraries' logs: shown with -v, like the rest (README)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
 
 

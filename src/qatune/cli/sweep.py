@@ -126,7 +126,7 @@ def _add_show_args(p: argparse.ArgumentParser) -> None:
 def _overrides(pairs: list[str]) -> Settings:
     """--base KEY=VALUE pairs, each VALUE read as YAML (so 500 is a number and none is null); the sweep checks
     them as it checks its `base`."""
-    from qatune.io import yaml_value
+    from qatune.yamlfile import yaml_value
 
     out: Settings = {}
     for pair in pairs:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from qatune.answering.answerer import SpanAnswerer
 from qatune.answering.decoding import Decoding, Logits, Prediction, predict_examples
 from qatune.data.squad import Example, QADataset
-from qatune.data.windows import Windows
+from qatune.data.windows import Windows, check_windows
 from qatune.evaluation.metrics import (
     Reliability,
     best_over_golds,
@@ -47,6 +47,7 @@ def dataset_logits(answerer: SpanAnswerer, dataset: QADataset, progress_bar: boo
     """Windows of every question of `dataset` and their logits (with the mean gold-span loss where the
     backend can compute it)."""
     windows = answerer.windows_of(dataset.examples)
+    check_windows(windows, dataset, answerer.window.max_seq_length)
     with tqdm(
         total=len(windows), desc="evaluating", unit="window", disable=not progress_bar, dynamic_ncols=True
     ) as bar:

@@ -8,7 +8,6 @@ field is one ModelError naming the file and the field, before anything is answer
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from qatune.errors import ModelError
-from qatune.io import JsonObject, atomic_write_json, read_text_file
+from qatune.io import JsonObject, atomic_write_json, read_json
 from qatune.layout import CALIBRATION_FILE, ONNX_META
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
@@ -97,37 +96,12 @@ def calibration_problem(saved: object) -> str | None:
     return None
 
 
-class _Refused(ValueError):
-    pass
-
-
-def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    seen: dict[str, object] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _Refused(f"{key}: given twice (each key may appear once)")
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> None:
-    raise _Refused(f"{name} is not a JSON number")
-
-
 def _strict_json(path: Path, remedy: str) -> Any:
-    """The JSON in `path`, read strictly: malformed JSON, a key given twice, NaN or Infinity refused.
-    (`io.read_json` takes the last of two equal keys and reads NaN, which a settings file must not.)"""
-    text = read_text_file(path, "calibration file", ModelError)
+    """The JSON in `path`, read by the strict rules of every settings file (`io.read_json`), with `remedy`."""
     try:
-        return json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
-    except _Refused as exc:
-        raise ModelError(f"{path}: damaged ({exc}); {remedy}") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(
-            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; {remedy}"
-        ) from None
-    except RecursionError:
-        raise ModelError(f"{path}: JSON nested too deeply to read; {remedy}") from None
+        return read_json(path, "calibration file", ModelError)
+    except ModelError as exc:
+        raise ModelError(f"{exc}; {remedy}") from None
 
 
 def refit_remedy(folder: str | Path) -> str:

@@ -8,7 +8,14 @@ from urllib.parse import urlsplit
 from qatune.errors import ConfigError
 from qatune.training.config import SEED_MAX
 
-LIMITS = ("max_context_chars", "max_question_chars", "max_batch", "max_body_bytes", "max_request_chars")
+LIMITS = (
+    "max_context_chars",
+    "max_question_chars",
+    "max_batch",
+    "max_body_bytes",
+    "max_request_chars",
+    "max_request_windows",
+)
 
 
 @dataclass
@@ -23,9 +30,12 @@ class ServeConfig:
     max_question_chars: int = 1_000
     max_batch: int = 32
     max_body_bytes: int = 1_000_000
-    # The work of one request: about 8,000 characters a second for the default model on 2 CPU cores, so
-    # 100,000 keeps any request near 12 s (a batch of 32 contexts of 20,000 characters took 77 s).
+    # The work of one request is its model windows, counted after tokenising: characters alone do not
+    # bound it (20,000 characters make 28 windows of English, 74 of digits, 131 of Chinese;
+    # bench/results/window_cost.json: 34-41 ms a window on 2 cores, float32), so 256 windows is about
+    # 10 s. The characters bound the tokenising, which is cheap beside the model.
     max_request_chars: int = 100_000
+    max_request_windows: int = 256
     # Micro-batching: one forward pass takes up to this many questions of concurrent requests, waiting
     # at most batch_wait_ms for as many requests as it expects (`answering.batching`); 1 answers requests one at
     # a time (the old behaviour).

@@ -20,9 +20,10 @@ class Loaded:
 
 
 def _open(model: str, config: ServeConfig) -> Loaded:
-    """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard,
-    opened by the micro-batcher's thread: the one thread that runs it."""
-    from qatune.answering.answerer import SpanAnswerer
+    """The answerer of `model` (ONNX folder or torch), with the server's limits as its size guard and
+    the windows one request may cost as its work bound, opened by the micro-batcher's thread: the one
+    thread that runs it."""
+    from qatune.answering.answerer import SpanAnswerer, WindowLimit
     from qatune.answering.batching import MicroBatcher
     from qatune.answering.factory import open_answerer
     from qatune.answering.onnx_backend import is_exported
@@ -33,7 +34,8 @@ def _open(model: str, config: ServeConfig) -> Loaded:
 
     def opener() -> SpanAnswerer:
         dtype = "float32" if is_exported(model) else inference_dtype(config.dtype)  # an export: no torch
-        answerer, name = open_answerer(model, seed=config.seed, max_context_chars=chars, dtype=dtype)
+        limit = WindowLimit(config.max_request_windows, "--max-request-windows")
+        answerer, name = open_answerer(model, seed=config.seed, max_context_chars=chars, dtype=dtype, max_windows=limit)
         backend.append(name)
         return answerer
 

@@ -259,6 +259,7 @@ def run_study(spec: StudySpec, *, progress_bar: bool = True) -> StudyResults:
     """Run (or resume) every stage of `spec`; write results.json and the report; return the results."""
     runner = StudyRunner(spec, progress_bar)
     with exclusive(runner.out, "this study"):
+        runner.cache = StageCache(runner.out)  # read again under the lock: a run that held it may have added stages
         return _run_stages(runner, spec)
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from qatune.data.sources import check_spec
 from qatune.errors import ConfigError, DataError
-from qatune.io import JsonObject, load_yaml, read_json
+from qatune.io import JsonObject, read_json
 from qatune.paths import safe_name
 from qatune.sweep.params import NOT_TUNABLE
 from qatune.sweep.results import PICKS
 from qatune.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from qatune.training.config import SEED_MAX, Settings, SettingValue, TrainConfig, typed
 from qatune.training.trackers import parse_report_to
+from qatune.yamlfile import load_yaml
 
 _STUDY_WIDE = {  # NOT_TUNABLE's settings, and where a study sets them
     "output_dir": "each experiment gets its own folder",

@@ -35,6 +35,7 @@ from qatune.sweep.storage import (
 )
 from qatune.sweep.trial import TrialEvent
 from qatune.sweep.worker import Worker
+from qatune.training.trackers import check_trackers
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def run_sweep(
     `config` is a W&B sweep dict, a YAML/JSON path, a parsed spec, or None to join an existing
     sweep whose config is read from `options.storage`. Returns counts, the stop reason and the best trial.
     """
+    check_trackers(options.report_to)  # before the sweep's folder or database: a tracker that cannot take runs
     check_output_folder(options.directory, "sweep folder", (SWEEP_CONFIG, SWEEP_DB, STAGE_MARKER), "a qatune sweep")
     study, spec = open_study(_spec(config), options)
     import yaml

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 from optuna.distributions import BaseDistribution
 
 from qatune.errors import ConfigError
-from qatune.io import JsonObject, load_yaml
+from qatune.io import JsonObject
 from qatune.sweep.params import NOT_TUNABLE, Param, coerce, number, parse_param
 from qatune.training.config import BEST_MODEL_METRICS, Settings, SettingValue, TrainConfig
+from qatune.yamlfile import load_yaml
 
 METHODS = ("grid", "random", "bayes")
 # Metrics a trial reports at every evaluation; the study's choice, train_loss, rewards over-fitting.

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from qatune.evaluation.results import Scores
+from qatune.io import new_temp_file
 from qatune.layout import BEST_WEIGHTS, CHECKPOINTS
 from qatune.training.checkpoint import Progress
 from qatune.training.config import TrainConfig
@@ -45,9 +46,13 @@ def record(config: TrainConfig, progress: Progress, scores: Scores, model: torch
 
             path = out / CHECKPOINTS / BEST_WEIGHTS
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{BEST_WEIGHTS}.tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            os.replace(tmp, path)
+            fd, tmp = new_temp_file(path)  # qatune's own temporary name (the folder is the run's own)
+            os.close(fd)
+            try:
+                save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
     else:
         progress.evals_since_best += 1
 

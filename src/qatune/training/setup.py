@@ -18,7 +18,7 @@ from qatune.compat import accelerate_precision, reset_accelerate_precision
 from qatune.data.negatives import add_negatives
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
-from qatune.data.windows import Windows
+from qatune.data.windows import WindowConfig, Windows, check_windows, tokenize_windows
 from qatune.errors import ConfigError, DataError, ModelError
 from qatune.hardware import Precision
 from qatune.io import read_json
@@ -40,6 +40,30 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
         train = add_negatives(train, config.negatives, config.seed, pool=full)
         held = add_negatives(held, config.negatives, config.seed + 1, pool=full, strict=False) if held else None
     return train, dev, held
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a run trains on (with its windows), evaluates on, and calibrates on."""
+
+    train: QADataset
+    dev: QADataset | None
+    held: QADataset | None
+    windows: Windows  # the training questions'
+
+
+def windowed(
+    sets: tuple[QADataset, QADataset | None, QADataset | None], tokenizer: Any, window: WindowConfig
+) -> TrainingData:
+    """`load_train_eval`'s sets with the training windows, every question of all three checked against the
+    work bound first (a dev question over it would otherwise fail the first evaluation, minutes in)."""
+    train, dev, held = sets
+    for other in (dev, held):
+        if other is not None:
+            check_windows(tokenize_windows(other.examples, tokenizer, window), other, window.max_seq_length)
+    windows = tokenize_windows(train.examples, tokenizer, window)
+    check_windows(windows, train, window.max_seq_length)
+    return TrainingData(train, dev, held, windows)
 
 
 def held_out_questions(model_dir: str | Path, size: int) -> QADataset:

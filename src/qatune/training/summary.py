@@ -160,7 +160,7 @@ class RunSummary:
             seconds=saved.get("seconds", 0.0),
             final_eval=EvalRecord.from_dict(saved["final_eval"]) if saved.get("final_eval") else None,
             best=BestChoice(**best) if best else None,
-            calibration=Calibration(**calibration) if calibration else None,
+            calibration=Calibration.from_dict(calibration) if calibration else None,  # checked: it is exported
             schema=schema,
         )
 

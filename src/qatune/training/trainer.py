@@ -22,8 +22,6 @@ import torch
 from tqdm.auto import tqdm
 
 from qatune.answering.torch_backend import Answerer
-from qatune.data.squad import QADataset
-from qatune.data.windows import tokenize_windows
 from qatune.errors import NonFiniteOutputs, TrainingDiverged, TrainingInterrupted
 from qatune.evaluation.scoring import evaluate
 from qatune.hardware import package_versions, resolve_precision
@@ -37,7 +35,7 @@ from qatune.training import checkpoint as ckpt
 from qatune.training.config import TrainConfig
 from qatune.training.history import HistoryRecord, HistoryValues, Kind, eval_values
 from qatune.training.saving import FinishedRun, save_final
-from qatune.training.setup import Losses, build_parts, load_train_eval
+from qatune.training.setup import Losses, TrainingData, build_parts, load_train_eval, windowed
 from qatune.training.summary import RunSummary
 from qatune.training.trackers import Feed, RunInfo, check_trackers, open_feed, parse_report_to
 
@@ -53,17 +51,16 @@ class _Run:
         self,
         config: TrainConfig,
         loaded: LoadedModel,
-        train: QADataset,
-        dev: QADataset | None,
+        data: TrainingData,
         callback: Callback | None,
         progress_bar: bool,
     ) -> None:
-        self.config, self.loaded, self.dev, self.callback = config, loaded, dev, callback
+        self.config, self.loaded, self.dev, self.callback = config, loaded, data.dev, callback
         self.out = Path(config.output_dir)
         cuda = torch.cuda.is_available()
         self.precision = resolve_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
-        self.windows = tokenize_windows(train.examples, loaded.tokenizer, config.window)
-        self.with_null = train.has_impossible
+        self.windows = data.windows
+        self.with_null = data.train.has_impossible
         self.own_attention = getattr(loaded.model.config, "_attn_implementation", None)
         self.train_attention = training_attention(self.precision)
         parts = build_parts(config, loaded.model, loaded.tokenizer, self.windows, self.precision)
@@ -275,19 +272,18 @@ def train(
         if not overwrite and ckpt.check_output(config, overwrite) is not None:  # finished before this one held it
             return RunSummary.read(out)
         with removed_if_new(out, created):  # bad data or model: an error, and no folder left behind
-            train_set, dev, held = load_train_eval(config)
+            sets = load_train_eval(config)
             loaded = loaded or load_model(config.model, seed=config.seed)
             loaded.checked_window(config.window)
+            data = windowed(sets, loaded.tokenizer, config.window)
         ckpt.prepare_output(config, overwrite)
-        return _fit(config, loaded, train_set, dev, held, callback, progress_bar, command)
+        return _fit(config, loaded, data, callback, progress_bar, command)
 
 
 def _fit(
     config: TrainConfig,
     loaded: LoadedModel,
-    train_set: QADataset,
-    dev: QADataset | None,
-    held: QADataset | None,
+    data: TrainingData,
     callback: Callback | None,
     progress_bar: bool,
     command: str | None,
@@ -295,7 +291,7 @@ def _fit(
     """The training itself, in the prepared output folder this process holds."""
     out = Path(config.output_dir)
     atomic_write_json(out / CONFIG_FILE, {"config": config.to_dict(), "versions": package_versions()})
-    run = _Run(config, loaded, train_set, dev, callback, progress_bar)
+    run = _Run(config, loaded, data, callback, progress_bar)
     feed = _open_trackers(run)
     run.resume()
     try:
@@ -314,7 +310,7 @@ def _fit(
             f"interrupted at step {saved} of {run.total_steps}; run the same command again to resume"
         ) from None
     if run.accelerator.is_main_process:
-        summary = save_final(run.finished(), train_set, dev, held, command)
+        summary = save_final(run.finished(), data.train, data.dev, data.held, command)
         feed.finish(summary.final_eval.to_dict() if summary.final_eval else {}, "complete")
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         return summary
