@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
+pytest_plugins = ["documents.docfiles"]  # the document files of tests/documents (docs, texts, make_pdf)
+
 if TYPE_CHECKING:
     from qatune.training.config import TrainConfig
 

@@ -10,7 +10,19 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "qatune"
 # The pipeline's order; the top-level modules (errors, io, layout, ...) come before all of it.
-ORDER = ["data", "models", "answering", "evaluation", "training", "sweep", "report", "study", "serving", "cli"]
+ORDER = [
+    "data",
+    "models",
+    "answering",
+    "documents",
+    "evaluation",
+    "training",
+    "sweep",
+    "report",
+    "study",
+    "serving",
+    "cli",
+]
 BESIDE = {"publishing": "serving"}  # export and push sit beside serving, after the study
 
 

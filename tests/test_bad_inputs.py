@@ -163,6 +163,8 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
     bad_card = root / "bad-card"
     shutil.copytree(trained, bad_card)
     (bad_card / "README.md").write_text("---\nlicense: [unclosed\n---\nmy notes\n")
+    bad_pdf = root / "bad.pdf"  # the only file given to `qatune index`, and it cannot be read
+    bad_pdf.write_bytes(b"%PDF-1.4\nnot a real pdf")
     empty_list = root / "empty.json"
     empty_list.write_text("[]")
     number_context = root / "number.json"
@@ -185,6 +187,7 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
         "trained": trained,
         "bad_card": bad_card,
         "empty_list": empty_list,
+        "bad_pdf": bad_pdf,
         "number_context": number_context,
         "study": study,
         "sweep": sweep,

@@ -26,6 +26,9 @@ _LAZY = {
     "DataError": "qatune.errors",
     "ModelError": "qatune.errors",
     "ConfigError": "qatune.errors",
+    "DocumentIndex": "qatune.documents.index",
+    "build_index": "qatune.documents.build",
+    "ask_index": "qatune.documents.reader",
 }
 
 __all__ = sorted(_LAZY)

@@ -50,6 +50,12 @@ TENSORBOARD = "tensorboard"  # TensorBoard event files (--report-to tensorboard)
 ONNX_MODEL = "model.onnx"
 ONNX_META = "qatune-onnx.json"  # window settings, input names, ...; marks a qatune export
 
+# A document index (`qatune index`).
+INDEX_META = "qatune-index.json"  # format version, the files and their hashes; marks a qatune index
+INDEX_PASSAGES = "passages.jsonl"  # one passage a line: file, page, character span, text
+INDEX_EMBEDDINGS = "embeddings.npy"  # the dense side: one unit vector a passage, in passage order
+INDEX_LEXICAL = "bm25"  # the lexical side: a bm25s index over the passages
+
 # A study folder (`qatune run`) and the folders its stages own.
 STAGES_FILE = "stages.json"  # finished stages and their input hashes; marks a qatune study
 STAGE_MARKER = ".stage-key"  # in each stage's folder: the inputs it holds work for

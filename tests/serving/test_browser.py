@@ -35,23 +35,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_bert):
+def _serve(*args: str):
+    """A real `qatune serve` process with `args`, once healthy; stopped after."""
     port = _free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "qatune.cli",
-            "serve",
-            "--model",
-            str(tiny_bert),
-            "--compare-with",
-            str(tiny_bert),
-            "--port",
-            str(port),
-            "-q",
-        ],
+        [sys.executable, "-m", "qatune.cli", "serve", *args, "--port", str(port), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -71,6 +59,40 @@ def server(tiny_bert):
     proc.wait(30)
 
 
+@pytest.fixture(scope="module")
+def server(tiny_bert):
+    yield from _serve("--model", str(tiny_bert), "--compare-with", str(tiny_bert))
+
+
+DOCUMENTS = {
+    "warranty.txt": "The warranty covers parts and labour for two years from the date of purchase, but not water "
+    "damage or repairs made by anyone other than an authorised service centre.",
+    "battery.md": "# Battery\n\nThe battery lasts about nine hours of video playback, and charging it from empty "
+    "takes ninety minutes with the supplied charger.",
+    "shipping.html": "<html><body><p>Orders are shipped within three working days; customers in Norway and Iceland "
+    "pay an extra fee for delivery.</p></body></html>",
+}
+
+
+@pytest.fixture(scope="module")
+def documents_server(tiny_bert, tmp_path_factory):
+    from qatune.documents.build import build_index
+
+    root = tmp_path_factory.mktemp("documents")
+    (root / "docs").mkdir()
+    for name, text in DOCUMENTS.items():
+        (root / "docs" / name).write_text(text)
+    build_index([root / "docs"], root / "idx", progress_bar=False)
+    yield from _serve("--model", str(tiny_bert), "--index", str(root / "idx"))
+
+
+def _chromium():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("no chromium; apt-get install chromium to run the browser test")
+
+
 def _post(url: str, payload: dict) -> tuple[int, dict, float]:
     request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
     began = time.perf_counter()
@@ -79,10 +101,7 @@ def _post(url: str, payload: dict) -> tuple[int, dict, float]:
 
 
 def test_page_in_headless_chromium(server):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (see .ci/run)")
-        pytest.skip("no chromium; apt-get install chromium to run the browser test")
+    _chromium()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -117,6 +136,45 @@ def test_page_in_headless_chromium(server):
             page.close()
         browser.close()
     assert (ARTIFACTS / "serve-page-desktop.png").stat().st_size > 10_000
+
+
+def test_documents_mode_in_headless_chromium(documents_server):
+    """Ask the documents: answers with their source file named and the cited passage highlighted."""
+    _chromium()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        for name, viewport in (("desktop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            page = browser.new_page(viewport=viewport)
+            page.goto(documents_server + "/")
+            page.wait_for_selector("[data-testid=mode-documents]", state="visible")
+            assert "3 files" in page.inner_text("[data-testid=modes]")
+            page.check("[data-testid=mode-documents]")
+            assert not page.is_visible("[data-testid=context]")  # no context to paste in this mode
+            page.fill("[data-testid=question]", "How long does the battery last?")
+            with page.expect_response("**/v1/ask") as response:
+                page.click("[data-testid=ask]")
+            body = response.value.json()
+            page.wait_for_selector("[data-testid=doc-answer]")
+            assert page.locator("[data-testid=not-found]").count() == (0 if body["found"] else 1)
+            answers = page.locator("[data-testid=doc-answer]")
+            assert answers.count() == len(body["answers"])
+            for i, answer in enumerate(body["answers"]):
+                assert answer["file"].rsplit("/", 1)[1] in answers.nth(i).locator("[data-testid=source]").inner_text()
+            highlight = page.inner_text("[data-testid=doc-highlight]")
+            assert highlight == body["answers"][0]["text"] and highlight in page.inner_text(
+                "[data-testid=passage-view]"
+            )
+            if answers.count() > 1:
+                answers.nth(1).click()
+                assert page.inner_text("[data-testid=doc-highlight]") == body["answers"][1]["text"]
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], f"{name}: page scrolls sideways ({width}px)"
+            page.screenshot(path=str(ARTIFACTS / f"serve-documents-{name}.png"), full_page=True)
+            page.close()
+        browser.close()
 
 
 def test_concurrent_load_has_no_errors(server):

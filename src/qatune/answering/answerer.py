@@ -72,13 +72,22 @@ def batched_logits(
     return Logits(starts, ends)
 
 
+JOINT_SEPARATOR = "\n\n"  # between the contexts of a joint query, in the one context they are decoded as
+
+
 @dataclass(frozen=True)
 class Query:
-    """One caller's questions and how their answers are decoded (None: the model's own decoding)."""
+    """One caller's questions and how their answers are decoded (None: the model's own decoding).
+
+    `joint`: the pairs are one question asked of several contexts (retrieved passages): each context is
+    windowed alone, and all are decoded as one context, the contexts joined by JOINT_SEPARATOR, so every
+    span of every context shares one softmax and equal answers merge across them; one Prediction, its
+    spans in that joined text."""
 
     pairs: Sequence[tuple[str, str]]
     top_k: int = 3
     decoding: Decoding | None = None
+    joint: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,12 +193,19 @@ class SpanAnswerer:
         logits = self.logits(windows)
         groups = iter(group_windows(windows.example_index))
 
-        def answer(context: str, query: Query) -> Prediction:
-            group = next(groups)  # examples were windowed in order: the next group is this example's
-            start, end = [logits.start[i] for i in group], [logits.end[i] for i in group]
-            offsets = [windows.offsets[i] for i in group]
+        def answer(examples: list[Example], query: Query) -> Prediction:
+            """The examples' windows (the next groups: examples were windowed in order), decoded as one
+            context: a single example's own, or a joint query's contexts joined."""
+            start, end, offsets, context = [], [], [], ""
+            for example in examples:
+                for i in next(groups):
+                    start.append(logits.start[i])
+                    end.append(logits.end[i])
+                    offsets.append(np.where(windows.offsets[i] >= 0, windows.offsets[i] + len(context), -1))
+                context += example.context + (JOINT_SEPARATOR if query.joint else "")
             return predict(context, start, end, offsets, query.top_k, query.decoding or self.decoding)
 
-        return [
-            c if isinstance(c, QatuneError) else [answer(e.context, q) for e in c] for q, c in zip(queries, checked)
-        ]
+        def answers(examples: list[Example], query: Query) -> list[Prediction]:
+            return [answer(examples, query)] if query.joint else [answer([e], query) for e in examples]
+
+        return [c if isinstance(c, QatuneError) else answers(c, q) for q, c in zip(queries, checked)]

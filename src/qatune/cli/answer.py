@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qatune.cli.common import Parser, add_window_args, emit, int_in, model_window, positive_int
+from qatune.cli.common import Parser, add_window_args, answerer_for, emit, int_in, model_window, positive_int
 from qatune.errors import ConfigError, DataError
 from qatune.io import JsonObject
 from qatune.models.settings import TARGETS
 
 if TYPE_CHECKING:
-    from qatune.answering.answerer import SpanAnswerer
     from qatune.answering.decoding import Prediction
 
 
@@ -112,6 +111,21 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
         "on 2 CPU cores; 100,000 characters make about 140 windows of English, 650 of Chinese)",
     )
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
+    p.add_argument(
+        "--index", help="answer from this document index (`qatune index`) instead of a context: cited answers"
+    )
+    p.add_argument(
+        "--passages",
+        type=int_in(1, 100),
+        default=10,
+        help="with --index: passages retrieved and read per question (default: 10)",
+    )
+    p.add_argument(
+        "--retrieval",
+        choices=["fused", "bm25", "dense"],
+        default="fused",
+        help="with --index: how passages are retrieved (default: fused, BM25 and embeddings by reciprocal rank)",
+    )
     add_window_args(p)
 
 
@@ -255,28 +269,13 @@ def _prediction_json(prediction: Prediction) -> JsonObject:
     return out
 
 
-def _answerer(model: str, args: argparse.Namespace) -> SpanAnswerer:
-    from qatune.answering.answerer import WindowLimit
-    from qatune.answering.factory import open_answerer
-    from qatune.data.windows import max_windows
-
-    answerer, _ = open_answerer(
-        model,
-        window=model_window(model, args),
-        seed=args.seed,
-        max_context_chars=args.max_context_chars,
-        max_windows=WindowLimit(args.max_windows or max_windows(), "--max-windows", "question"),
-    )
-    return answerer
-
-
 def _predict(model: str, pairs: list[tuple[str, str]], args: argparse.Namespace) -> list[Prediction]:
     """Each question's prediction by `model`, all in one batched pass; the window bound holds per question,
     and a question over it is an error naming it."""
     from qatune.answering.answerer import Query
     from qatune.errors import QatuneError
 
-    results = _answerer(model, args).predict_queries([Query([pair], args.top_k) for pair in pairs])
+    results = answerer_for(model, args).predict_queries([Query([pair], args.top_k) for pair in pairs])
     for i, result in enumerate(results):
         if isinstance(result, QatuneError):
             raise type(result)(f"{args.questions}: question {i + 1}: {result}" if args.questions else str(result))
@@ -285,6 +284,11 @@ def _predict(model: str, pairs: list[tuple[str, str]], args: argparse.Namespace)
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from qatune.data.squad import question_examples
+
+    if args.index:
+        from qatune.cli.documents import cmd_ask_index
+
+        return cmd_ask_index(args)
 
     pairs = _questions(args)
     question_examples(pairs, args.max_context_chars)  # every pair checked (empty, size) before a model loads

@@ -11,6 +11,7 @@ from qatune.io import dumps
 from qatune.training.config import SEED_MAX
 
 if TYPE_CHECKING:
+    from qatune.answering.answerer import SpanAnswerer
     from qatune.data.windows import WindowConfig
 
 
@@ -117,3 +118,19 @@ def model_window(model: str, args: argparse.Namespace) -> WindowConfig:
     window = saved_window(model).updated(**window_overrides(args))
     window.check()
     return window
+
+
+def answerer_for(model: str, args: argparse.Namespace) -> SpanAnswerer:
+    """The answerer `ask` uses for `model`: its window with the flags on top, the size and work bounds."""
+    from qatune.answering.answerer import WindowLimit
+    from qatune.answering.factory import open_answerer
+    from qatune.data.windows import max_windows
+
+    answerer, _ = open_answerer(
+        model,
+        window=model_window(model, args),
+        seed=args.seed,
+        max_context_chars=args.max_context_chars,
+        max_windows=WindowLimit(args.max_windows or max_windows(), "--max-windows", "question"),
+    )
+    return answerer

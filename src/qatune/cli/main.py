@@ -21,6 +21,7 @@ from qatune.cli.answer import (
     cmd_evaluate,
 )
 from qatune.cli.common import Parser, emit, finite_float, float_or_model, int_in, seed_int
+from qatune.cli.documents import add_index_parser, cmd_index
 from qatune.cli.serve import add_export_parser, add_push_parser, add_serve_parser, cmd_export, cmd_push, cmd_serve
 from qatune.cli.settings import command_settings
 from qatune.cli.study import add_run_parser, cmd_run
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub, common)
     add_calibrate_parser(sub, common)
     add_ask_parser(sub, common)
+    add_index_parser(sub, common)
 
     add_sweep_parser(sub, common)
     add_run_parser(sub, common)
@@ -275,6 +277,7 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "push": cmd_push,
     "ask": cmd_ask,
+    "index": cmd_index,
     "data": cmd_data,
     "sweep": cmd_sweep,
     "run": cmd_run,

@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from qatune.serving.config import ServeConfig
+from qatune.serving.documents import add_document_routes
 from qatune.serving.middleware import add_middleware, api_key_check
 from qatune.serving.models import Models
 from qatune.serving.responses import SafeJSONResponse, add_error_handlers
@@ -40,6 +41,7 @@ def create_app(config: ServeConfig, models: Models | None = None) -> FastAPI:
     auth = api_key_check(config.api_key)
     add_answer_routes(app, config, models, auth)
     add_hf_routes(app, config, models, auth)
+    add_document_routes(app, config, models, auth)
     add_info_routes(app, models, auth)
     add_page(app)
     add_error_handlers(app)

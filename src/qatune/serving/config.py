@@ -24,6 +24,7 @@ class ServeConfig:
 
     model: str = "default"
     compare_with: str | None = None
+    index: str | None = None  # a document index (`qatune index`): POST /v1/ask answers from it
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     max_context_chars: int = 20_000

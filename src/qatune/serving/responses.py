@@ -61,8 +61,15 @@ class ModelInfo(BaseModel):
     backend: str
 
 
+class IndexInfo(BaseModel):
+    index: str
+    files: int
+    passages: int
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+    documents: IndexInfo | None = None
 
 
 class ErrorResponse(BaseModel):

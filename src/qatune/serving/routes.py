@@ -22,6 +22,7 @@ from qatune.serving.responses import (
     AnswerResponse,
     BatchResponse,
     ErrorResponse,
+    IndexInfo,
     ModelInfo,
     ModelsResponse,
     error_responses,
@@ -32,7 +33,7 @@ Auth = Callable[..., None]
 HF_DOC = "The Hugging Face inference format: `InferenceClient(model=URL).question_answering(...)` works."
 
 
-def _require_ready(models: Models) -> None:
+def require_ready(models: Models) -> None:
     """503 while the models are still loading."""
     if not models.ready:
         raise HTTPException(503, "the model is still loading")
@@ -51,7 +52,7 @@ def _check_request_chars(items: list[Any], limit: int) -> None:
 
 def _answer(models: Models, config: ServeConfig, items: list[Any], top_k: int) -> list[AnswerResponse]:
     """Each item's answers from the primary model (and the comparison model's, if any), in one pass each."""
-    _require_ready(models)
+    require_ready(models)
     _check_request_chars(items, config.max_request_chars)
     pairs = [(item.context, item.question) for item in items]
     began = time.perf_counter()
@@ -89,7 +90,7 @@ def add_hf_routes(app: FastAPI, config: ServeConfig, models: Models, auth: Auth)
 
     def hf(request: HFRequest) -> HFAnswer | list[HFAnswer]:  # type: ignore[valid-type]  # built from config
         """One question in the Hugging Face inference format (`parameters` as HF's: see the schema)."""
-        _require_ready(models)
+        require_ready(models)
         ask = functools.partial(models.predict, "primary")
         return answer_hf(request, ask, models.loaded["primary"].answerer.decoding)
 
@@ -109,10 +110,15 @@ def add_info_routes(app: FastAPI, models: Models, auth: Auth) -> None:
 
     @app.get("/v1/models", response_model=ModelsResponse, dependencies=[Depends(auth)])
     def list_models() -> ModelsResponse:
+        index = models.index
+        documents = (
+            IndexInfo(index=str(index.folder), files=len(index.files), passages=len(index.passages)) if index else None
+        )
         return ModelsResponse(
             models=[
                 ModelInfo(name=loaded.name, role=role, backend=loaded.backend) for role, loaded in models.loaded.items()
-            ]
+            ],
+            documents=documents,
         )
 
     @app.get("/healthz", responses={503: {"model": ErrorResponse}})

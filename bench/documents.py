@@ -1,0 +1,174 @@
+"""Open SQuAD dev: SQuAD v1.1 indexed as documents, each dev question asked without its paragraph.
+
+Each article is one document (a .txt file, its paragraphs separated by blank lines), indexed by
+`qatune index`'s own code (split into passages by qatune). Two collections: the dev articles, and all
+train + dev articles. For each dev question: retrieval recall@1/5/10/20 (a retrieved passage holds one
+of its answers as typed; and, for comparison with the issue's anchors, overlaps its gold paragraph),
+for BM25 alone, dense alone and fused, measured in the same run; queries per second; the index's build
+time, size on disk and the process's peak RSS. With --model, also end-to-end EM/F1 (official SQuAD
+normalisation) of `ask --index` reading --passages passages, the same model given the gold paragraph
+(the upper bound), and the median answer time per question.
+
+    python bench/documents.py [--collection dev|all] [--limit N] [--model M --passages 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median, save, table  # noqa: E402
+
+KS = (1, 5, 10, 20)
+
+
+def articles(data_dir: Path, collection: str) -> tuple[list[dict], list[dict]]:
+    """(articles to index, dev articles whose questions are asked)."""
+    dev = json.load(gzip.open(data_dir / "dev-v1.1.json.gz"))["data"]
+    if collection == "dev":
+        return dev, dev
+    train = json.load(gzip.open(data_dir / "train-v1.1-rebuilt.json.gz"))["data"]  # its contexts are the official ones
+    return train + dev, dev
+
+
+def write_documents(folder: Path, docs: list[dict]) -> dict[tuple[str, int], tuple[str, int, int]]:
+    """One .txt a article; returns (title, paragraph number) -> (file, start, end) of each paragraph."""
+    spans = {}
+    for n, article in enumerate(docs):
+        path = folder / f"{n:05d}.txt"
+        text, at = "", 0
+        for i, paragraph in enumerate(article["paragraphs"]):
+            at = len(text)
+            text += paragraph["context"] + "\n\n"
+            spans[(article["title"], i)] = (str(path.resolve()), at, at + len(paragraph["context"]))
+        path.write_text(text)
+    return spans
+
+
+def questions(dev: list[dict], spans: dict, limit: int | None) -> list[dict]:
+    out = [
+        {
+            "question": q["question"],
+            "answers": [a["text"] for a in q["answers"]],
+            "gold": spans[(a["title"], i)],
+            "context": p["context"],
+        }
+        for a in dev
+        for i, p in enumerate(a["paragraphs"])
+        for q in p["qas"]
+    ]
+    return out[:limit] if limit else out
+
+
+def recall(index, asked: list[dict], mode: str) -> dict:
+    began = time.perf_counter()
+    hits = index.search([q["question"] for q in asked], max(KS), mode)
+    seconds = time.perf_counter() - began
+    holds = {k: 0 for k in KS}
+    gold = {k: 0 for k in KS}
+    for q, found in zip(asked, hits):
+        passages = [index.passages[h.passage] for h in found]
+        first_answer = next((r for r, p in enumerate(passages) if any(a in p.text for a in q["answers"])), None)
+        file, start, end = q["gold"]
+        first_gold = next(
+            (r for r, p in enumerate(passages) if p.file == file and p.start < end and start < p.end), None
+        )
+        for k in KS:
+            holds[k] += first_answer is not None and first_answer < k
+            gold[k] += first_gold is not None and first_gold < k
+    n = len(asked)
+    row = {"mode": mode, "questions_per_s": round(n / seconds, 1)}
+    row |= {f"answer@{k}": round(100 * holds[k] / n, 1) for k in KS}
+    row |= {f"gold@{k}": round(100 * gold[k] / n, 1) for k in KS}
+    return row
+
+
+def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str) -> dict:
+    from qatune.answering.factory import open_answerer
+    from qatune.documents.reader import ask_index
+    from qatune.evaluation.metrics import best_over_golds
+    from qatune.hardware import inference_dtype
+
+    answerer, _ = open_answerer(model, dtype=inference_dtype("auto"))
+    em = f1 = gold_em = gold_f1 = 0.0
+    times = []
+    for q in asked:
+        began = time.perf_counter()
+        (result,) = ask_index(index, answerer, [q["question"]], 1, passages, mode)
+        times.append(time.perf_counter() - began)
+        text = result.answers[0].text if result.answers else ""
+        e, f = best_over_golds(text, q["answers"])
+        em, f1 = em + e, f1 + f
+        direct = answerer.ask(q["context"], q["question"], 1)
+        e, f = best_over_golds(direct[0].text if direct else "", q["answers"])
+        gold_em, gold_f1 = gold_em + e, gold_f1 + f
+    n = len(asked)
+    return {
+        "model": model,
+        "passages": passages,
+        "mode": mode,
+        "exact_match": round(100 * em / n, 2),
+        "f1": round(100 * f1 / n, 2),
+        "gold_paragraph_exact_match": round(100 * gold_em / n, 2),
+        "gold_paragraph_f1": round(100 * gold_f1 / n, 2),
+        "median_ms_per_question": round(1000 * median(times), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collection", choices=["dev", "all"], default="dev")
+    parser.add_argument("--limit", type=int, help="the first N dev questions only")
+    parser.add_argument("--model", help="also score end to end with this reader")
+    parser.add_argument("--passages", type=int, default=10)
+    parser.add_argument("--data-dir", default=os.environ.get("QATUNE_DATA_DIR", "../shared/data/squad"))
+    args = parser.parse_args()
+    import torch
+
+    from qatune.documents.build import build_index
+    from qatune.documents.index import DocumentIndex
+    from qatune.hardware import compute_threads
+
+    torch.set_num_threads(compute_threads().count)
+    docs, dev = articles(Path(args.data_dir), args.collection)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "docs"
+        folder.mkdir()
+        spans = write_documents(folder, docs)
+        asked = questions(dev, spans, args.limit)
+        began = time.perf_counter()
+        summary = build_index([folder], Path(tmp) / "idx", progress_bar=True)
+        build_seconds = time.perf_counter() - began
+        size = sum(p.stat().st_size for p in (Path(tmp) / "idx").rglob("*") if p.is_file())
+        index = DocumentIndex.open(Path(tmp) / "idx")
+        rows = [recall(index, asked, mode) for mode in ("bm25", "dense", "fused")]
+        reader = end_to_end(index, asked, args.model, args.passages, "fused") if args.model else None
+    print(table(rows, list(rows[0])))
+    if reader:
+        print(json.dumps(reader, indent=2))
+    payload = {
+        "collection": args.collection,
+        "documents": len(docs),
+        "paragraphs": sum(len(a["paragraphs"]) for a in docs),
+        "passages": summary.passages,
+        "questions": len(asked),
+        "build_seconds": round(build_seconds, 1),
+        "index_mb": round(size / 1e6, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+        "retrieval": rows,
+        "end_to_end": reader,
+        "command": " ".join(["python", "bench/documents.py", *sys.argv[1:]]),
+    }
+    print(save(f"documents-{args.collection}" + ("-reader" if args.model else ""), payload))
+
+
+if __name__ == "__main__":
+    main()

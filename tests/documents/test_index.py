@@ -1,0 +1,115 @@
+"""qatune.documents: building, updating and opening an index; retrieval by each side and fused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qatune.documents.build import build_index
+from qatune.documents.dense import Embedder
+from qatune.documents.index import FORMAT, DocumentIndex
+from qatune.errors import ConfigError, DataError
+from qatune.layout import INDEX_META
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+def _open(folder, embedder) -> DocumentIndex:
+    index = DocumentIndex.open(folder)
+    index._embedder = embedder
+    return index
+
+
+def test_a_folder_is_indexed_and_what_cannot_be_read_is_named(docs, tmp_path, embedder):
+    summary = build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    assert (summary.files, summary.added, summary.unchanged, summary.removed) == (4, 4, 0, 0)
+    assert summary.pages == 2 and summary.passages == summary.embedded >= 5
+    skipped = {name.rsplit("/", 1)[1]: why for name, why in summary.skipped}
+    assert set(skipped) == {"broken.pdf", "latin1.txt", "image.md"} and "UTF-8" in skipped["latin1.txt"]
+    index = _open(tmp_path / "idx", embedder)
+    assert len(index.passages) == summary.passages and index.embeddings.shape == (summary.passages, 384)
+    for passage in index.passages:  # every passage is an exact span of its file's text (text files as written)
+        if passage.file.endswith((".txt", ".md")):
+            assert open(passage.file).read()[passage.start : passage.end] == passage.text
+
+
+@pytest.mark.parametrize("mode", ["fused", "bm25", "dense"])
+def test_each_retrieval_finds_the_passage(docs, tmp_path, embedder, mode):
+    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    index = _open(tmp_path / "idx", embedder)
+    questions = ["How long does the battery last?", "What does the warranty not cover?", "Who pays extra for delivery?"]
+    hits = index.search(questions, k=2, mode=mode)
+    files = [index.passages[h[0].passage].file.rsplit("/", 1)[1] for h in hits]
+    assert files == ["battery.md", "warranty.txt", "shipping.html"]
+    assert all(1 <= len(h) <= 2 and [x.score for x in h] == sorted((x.score for x in h), reverse=True) for h in hits)
+
+
+def test_updating_reads_only_what_changed(docs, tmp_path, embedder, texts):
+    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    (docs / "warranty.txt").write_text(f"Warranty\n\n{texts['warranty']} Batteries are covered for one year.\n")
+    (docs / "manuals" / "shipping.html").unlink()
+    (docs / "returns.txt").write_text("Returns are accepted within thirty days when the box is unopened and intact.")
+    summary = build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    assert (summary.added, summary.updated, summary.unchanged, summary.removed) == (1, 1, 2, 1)
+    index = _open(tmp_path / "idx", embedder)
+    assert summary.embedded == sum(1 for p in index.passages if p.file.endswith(("warranty.txt", "returns.txt")))
+    assert not any(p.file.endswith("shipping.html") for p in index.passages)
+    (hit,) = index.search(["How long may I return an unopened box?"], k=1)[0]
+    assert index.passages[hit.passage].file.endswith("returns.txt")
+    fresh = build_index([docs], tmp_path / "fresh", progress_bar=False, embedder=embedder)
+    again = _open(tmp_path / "fresh", embedder)
+    # the same vectors as a fresh build (up to bfloat16 rounding, which depends on the batch's padding)
+    assert fresh.passages == summary.passages and abs(again.embeddings - index.embeddings).max() < 5e-3
+
+
+def test_output_folders_follow_the_rules(docs, tmp_path, embedder):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="not empty and is not a qatune index"):
+        build_index([docs], work, progress_bar=False, embedder=embedder)
+    with pytest.raises(ConfigError, match="is a file"):
+        build_index([docs], work / "notes.txt", progress_bar=False, embedder=embedder)
+    assert (work / "notes.txt").read_text() == "precious" and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+
+
+def test_nothing_to_index_is_an_error_and_writes_nothing(tmp_path, embedder):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "bad.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DataError, match="nothing to index.*bad.txt: binary"):
+        build_index([tmp_path / "only"], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        build_index([tmp_path / "missing"], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    assert not (tmp_path / "idx").exists()
+
+
+def test_an_index_from_a_newer_qatune_or_a_plain_folder_is_refused(docs, tmp_path, embedder):
+    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    meta = json.loads((tmp_path / "idx" / INDEX_META).read_text())
+    (tmp_path / "idx" / INDEX_META).write_text(json.dumps({**meta, "format": FORMAT + 1}))
+    with pytest.raises(ConfigError, match="newer qatune"):
+        DocumentIndex.open(tmp_path / "idx")
+    with pytest.raises(ConfigError, match="is not a qatune index"):
+        DocumentIndex.open(docs)
+    with pytest.raises(ConfigError, match="does not exist"):
+        DocumentIndex.open(tmp_path / "nowhere")
+
+
+def test_a_named_pipe_with_a_text_name_is_skipped_not_read(docs, tmp_path, embedder):
+    import os
+
+    os.mkfifo(docs / "pipe.txt")  # reading it would block forever
+    summary = build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    assert ("pipe.txt", "not a regular file") in {(f.rsplit("/", 1)[1], why) for f, why in summary.skipped}
+
+
+@pytest.mark.parametrize("name", ["embeddings.npy", "passages.jsonl", "bm25/params.index.json"])
+def test_a_damaged_index_is_one_error(docs, tmp_path, embedder, name):
+    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    (tmp_path / "idx" / name).write_bytes(b"\x00garbage")
+    with pytest.raises(ConfigError, match="damaged qatune index.*run `qatune index` again"):
+        DocumentIndex.open(tmp_path / "idx")
