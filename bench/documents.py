@@ -65,7 +65,9 @@ def questions(dev: list[dict], spans: dict, limit: int | None) -> list[dict]:
         for i, p in enumerate(a["paragraphs"])
         for q in p["qas"]
     ]
-    return out[:limit] if limit else out
+    if not limit or limit >= len(out):
+        return out
+    return [out[i * len(out) // limit] for i in range(limit)]  # evenly spaced: every article has its share
 
 
 def recall(index, asked: list[dict], mode: str) -> dict:
@@ -126,7 +128,7 @@ def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collection", choices=["dev", "all"], default="dev")
-    parser.add_argument("--limit", type=int, help="the first N dev questions only")
+    parser.add_argument("--limit", type=int, help="N dev questions only, evenly spaced over the dev set")
     parser.add_argument("--model", help="also score end to end with this reader")
     parser.add_argument("--passages", type=int, default=10)
     parser.add_argument("--data-dir", default=os.environ.get("QATUNE_DATA_DIR", "../shared/data/squad"))

@@ -30,3 +30,29 @@ def test_table_and_csv_show_every_row():
     report = to_markdown([Table(["f1"], [[40.0], [1 / 3]])], Path("."))
     assert text[1].split()[1] == "40" and "| 40 |" in report and "| 0.3333 |" in report  # one number format
     assert to_csv(rows, ["name", "f1"]).splitlines() == ["name,f1", "a,40.0", "b,"]
+
+
+def test_a_trial_another_worker_is_still_drawing_has_no_settings_yet():
+    """Two workers share a storage: the other's new trial may hold some of its parameters only (Optuna
+    draws them one at a time); reading the sweep then must not fail (it once raised KeyError)."""
+    import optuna
+
+    from qatune.sweep.results import trial_rows
+    from qatune.sweep.spec import parse_sweep
+
+    spec = parse_sweep(
+        {
+            "method": "grid",
+            "metric": {"name": "exact_match", "goal": "maximize"},
+            "parameters": {"learning_rate": {"values": [1e-4, 1e-3]}, "train_batch_size": {"values": [8, 16]}},
+        }
+    )
+    study = optuna.create_study()
+    drawing = study.ask()
+    drawing.suggest_categorical("learning_rate", [1e-4, 1e-3])  # train_batch_size not drawn yet
+    done = study.ask()
+    for name, choices in (("learning_rate", [1e-4, 1e-3]), ("train_batch_size", [8, 16])):
+        done.suggest_categorical(name, choices)
+    (first, second) = trial_rows(study.get_trials(deepcopy=False), spec)
+    assert first.params == {"learning_rate": None, "train_batch_size": None}
+    assert second.params["train_batch_size"] in (8, 16) and second.params["learning_rate"] in (1e-4, 1e-3)

@@ -49,8 +49,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         + f" ({summary.added} new, {summary.updated} changed, {summary.unchanged} unchanged, {summary.removed} removed"
         + f", {len(summary.skipped)} skipped; {summary.embedded} passages embedded)"
     )
-    for file, why in summary.skipped:
-        print(f"  skipped {file}: {why}")
+    # the skipped files were each named in a warning: line as they were met
     print(f'ask it with: qatune ask --index {args.output} --model MODEL --question "..."')
     return 0
 

@@ -21,6 +21,7 @@ from qatune.io import JsonObject, atomic_write_json, atomic_write_text
 from qatune.layout import EVAL_SCORES, RESULTS_SUMMARY, RESULTS_TABLE, RESULTS_TRIALS
 from qatune.sweep.spec import SweepSpec
 from qatune.sweep.storage import counted
+from qatune.training.config import Settings
 
 METRIC_COLUMNS = EVAL_SCORES
 # The study's Table 1: the extreme explorations it fine-tuned again.
@@ -74,8 +75,17 @@ class TrialRow:
         )
 
 
+def _values(t: FrozenTrial, spec: SweepSpec) -> Settings:
+    """A trial's settings: as it saved them, else from its draws; none while another worker (sharing the
+    storage) is still drawing them, one parameter at a time."""
+    saved: Settings | None = t.user_attrs.get("values")
+    if saved:
+        return saved
+    return spec.values(t.params) if t.params and set(spec.params) <= set(t.params) else {}
+
+
 def _row(t: FrozenTrial, spec: SweepSpec) -> TrialRow:
-    values = t.user_attrs.get("values") or (spec.values(t.params) if t.params else {})
+    values = _values(t, spec)
     metrics = t.user_attrs.get("metrics") or {}
     retried = t.system_attrs.get("retry_history") or []
     history = t.user_attrs.get("history") or []
