@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qatune.errors import DataError
+from qatune.errors import DataError, QatuneError
 from qatune.io import JsonObject, parse_json
 
 logger = logging.getLogger(__name__)
@@ -29,14 +29,20 @@ MAX_CHARS_ENV = "QATUNE_MAX_CONTEXT_CHARS"
 DEFAULT_MAX_CHARS = 100_000
 
 
+def env_count(name: str, default: int, unit: str, error: type[QatuneError] = DataError) -> int:
+    """A positive count from the environment variable `name` (unset or blank: `default`); anything else
+    is one `error` naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise error(f"${name}: expected a positive number of {unit}, got {raw!r}")
+    return int(raw)
+
+
 def max_context_chars() -> int:
     """The size guard in force: $QATUNE_MAX_CONTEXT_CHARS, else 100,000 characters."""
-    raw = os.environ.get(MAX_CHARS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_CHARS
-    if not raw.isdigit() or int(raw) < 1:
-        raise DataError(f"${MAX_CHARS_ENV}: expected a positive number of characters, got {raw!r}")
-    return int(raw)
+    return env_count(MAX_CHARS_ENV, DEFAULT_MAX_CHARS, "characters")
 
 
 def check_text(text: str, what: str, where: str, limit: int) -> None:

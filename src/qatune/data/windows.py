@@ -9,7 +9,6 @@ fast tokenizers alike, because it relies only on ``sequence_ids`` and offset map
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from qatune.data.squad import Example, QADataset
+from qatune.data.squad import Example, QADataset, env_count
 from qatune.errors import ConfigError, DataError, ModelError
 from qatune.io import read_json
 from qatune.layout import CONFIG_FILE, ONNX_META
@@ -252,12 +251,7 @@ DEFAULT_MAX_WINDOWS = 1024
 
 def max_windows() -> int:
     """The work bound in force: $QATUNE_MAX_WINDOWS, else 1,024 windows a question."""
-    raw = os.environ.get(MAX_WINDOWS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_WINDOWS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"${MAX_WINDOWS_ENV}: expected a positive number of windows, got {raw!r}")
-    return int(raw)
+    return env_count(MAX_WINDOWS_ENV, DEFAULT_MAX_WINDOWS, "windows", ConfigError)
 
 
 def check_windows(windows: Windows, dataset: QADataset, seq_length: int) -> None:

@@ -81,7 +81,7 @@ def build_index(
         if not root.exists():
             raise ConfigError(f"{root}: no such file or folder; give the documents to index")
     old = DocumentIndex.open(out) if (out / INDEX_META).is_file() and not overwrite else None
-    reuse = old is not None and _settings(old.folder) == {"max_words": max_words}
+    reuse = old is not None and old.settings == {"max_words": max_words}
     summary = IndexSummary(str(out))
     found = [p for p in find_files(roots) if not _inside(p, out)]
     files = [
@@ -109,12 +109,6 @@ def build_index(
 
 def _inside(path: Path, folder: Path) -> bool:
     return folder.resolve() in path.resolve().parents
-
-
-def _settings(folder: Path) -> object:
-    from qatune.io import read_json
-
-    return read_json(folder / INDEX_META, "index file").get("settings")
 
 
 def _read(path: Path, old: DocumentIndex | None, max_words: int, summary: IndexSummary) -> _File | None:

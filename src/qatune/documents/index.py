@@ -78,6 +78,7 @@ class DocumentIndex:
     files: dict[str, FileEntry]
     embeddings: np.ndarray
     lexical: Lexical
+    settings: Any = None  # how its passages were cut ({"max_words": N}): an update reuses them only if equal
     _embedder: Embedder | None = field(default=None, repr=False)
 
     @classmethod
@@ -95,7 +96,7 @@ class DocumentIndex:
             raise ConfigError(f"{damaged} ({type(exc).__name__}: {exc}); run `qatune index` again") from None
         if len(passages) != meta.get("passages") or embeddings.ndim != 2 or embeddings.shape[0] != len(passages):
             raise ConfigError(f"{damaged} (its passages do not match); run `qatune index` again")
-        return cls(folder, passages, files, embeddings, lexical)
+        return cls(folder, passages, files, embeddings, lexical, meta.get("settings"))
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
