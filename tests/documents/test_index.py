@@ -77,6 +77,19 @@ def test_output_folders_follow_the_rules(docs, tmp_path, embedder):
     assert (work / "notes.txt").read_text() == "precious" and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
 
 
+def test_a_second_writer_of_one_index_is_refused_and_changes_nothing(docs, tmp_path, embedder):
+    from qatune.paths import exclusive
+
+    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "idx").iterdir())
+    (docs / "new.txt").write_text("A passage that the refused writer must not add to the index. " * 3)
+    with exclusive(tmp_path / "idx", "this index"):  # as a `qatune index` still running would hold it
+        with pytest.raises(ConfigError, match="another qatune process is writing this index"):
+            build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "idx").iterdir()) == before
+    assert build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder).added == 1
+
+
 def test_nothing_to_index_is_an_error_and_writes_nothing(tmp_path, embedder):
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "bad.txt").write_bytes(b"\xff\xfe\x00")

@@ -5,11 +5,13 @@ file whose hash (and the passage settings) match the index being updated keeps i
 embeddings, so re-running on the same paths embeds only what changed, and files no longer found drop
 out. The new index is written beside the old one and swapped in whole (`paths.staged_folder`), so a
 server reading the old one never sees half of the new one. A file that cannot be read is skipped with
-its reason (`IndexSummary.skipped`); nothing indexable at all is an error.
+its reason (`IndexSummary.skipped`); nothing indexable at all is an error. A second `qatune index` to
+the same index while one runs is refused (`paths.exclusive`), as one of the two updates would be lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import stat
@@ -29,7 +31,7 @@ from qatune.documents.passages import MAX_WORDS, split_passages
 from qatune.errors import ConfigError, DataError
 from qatune.io import JsonObject, atomic_write_json, write_jsonl
 from qatune.layout import INDEX_EMBEDDINGS, INDEX_LEXICAL, INDEX_META, INDEX_PASSAGES
-from qatune.paths import check_output_folder, remove_leftovers, staged_folder
+from qatune.paths import check_output_folder, exclusive, remove_leftovers, staged_folder
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +76,26 @@ def build_index(
     embedder: Embedder | None = None,
 ) -> IndexSummary:
     """Index the documents under `paths` into the folder `output` (updated in place when it is an index)."""
-    began = time.perf_counter()
     out = check_output_folder(output, "--output", (INDEX_META,), "a qatune index", overwrite)
     roots = [Path(p) for p in paths]
     for root in roots:
         if not root.exists():
             raise ConfigError(f"{root}: no such file or folder; give the documents to index")
+    with contextlib.ExitStack() as held:
+        if out.is_dir():  # a second writer of the same index is refused, not raced (last swap would win)
+            held.enter_context(exclusive(out, "this index"))
+        return _build(roots, out, max_words, overwrite, progress_bar, embedder)
+
+
+def _build(
+    roots: list[Path],
+    out: Path,
+    max_words: int,
+    overwrite: bool,
+    progress_bar: bool,
+    embedder: Embedder | None,
+) -> IndexSummary:
+    began = time.perf_counter()
     old = DocumentIndex.open(out) if (out / INDEX_META).is_file() and not overwrite else None
     reuse = old is not None and old.settings == {"max_words": max_words}
     summary = IndexSummary(str(out))
