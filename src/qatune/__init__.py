@@ -27,6 +27,7 @@ _LAZY = {
     "ModelError": "qatune.errors",
     "ConfigError": "qatune.errors",
     "DocumentIndex": "qatune.documents.index",
+    "open_index": "qatune.documents.backends",
     "build_index": "qatune.documents.build",
     "ask_index": "qatune.documents.reader",
 }

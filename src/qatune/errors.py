@@ -33,3 +33,7 @@ class TrainingDiverged(QatuneError):
 
 class TrainingInterrupted(QatuneError):
     """Training stopped on Ctrl-C or SIGTERM after writing a checkpoint it can resume from."""
+
+
+class Unavailable(QatuneError):
+    """A service qatune reads from (a database) cannot be reached now; the same call may work later."""

@@ -319,3 +319,15 @@ def _put_in_place(new: Path, target: Path) -> None:
         except OSError:
             (old / target.name).rename(target)
             raise
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password (user:password@ or ?password=) replaced by ***, so it can be printed, logged
+    and saved."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
+        return url.split("://", 1)[0] + "://..." if "://" in url else "(unparsable database URL)"
+    return re.sub(r"(?i)((?:^|[?&])[a-z]*password=)[^&]*", r"\1***", shown)  # libpq also takes ?password=

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qatune.data.negatives import add_negatives, to_squad_v2
+from qatune.data.negatives import add_mined_negatives, add_negatives, to_squad_v2
 from qatune.data.sources import load_data
 from qatune.data.squad import load_file
 from qatune.errors import ConfigError
@@ -33,6 +33,35 @@ def test_bad_fraction_is_refused():
     for bad in (0, 1.5, -0.2):
         with pytest.raises(ConfigError, match="negatives"):
             add_negatives(dataset, bad)
+        with pytest.raises(ConfigError, match="mined negatives"):
+            add_mined_negatives(dataset, bad)
+
+
+def test_mined_negatives_are_what_bm25_ranks_highest_without_the_answer(squad_dir):
+    from qatune.data.lexical import Lexical
+
+    dev = load_file(squad_dir / "dev-v1.1.json.gz")
+    made = add_mined_negatives(dev.select(sample=300, seed=1), 0.5, seed=3, pool=dev)
+    originals = {e.id: e for e in dev.examples}
+    negatives = [e for e in made.examples if not e.answers]
+    assert 140 <= len(negatives) <= 150 and "BM25" in made.notes[-1]
+    contexts = list(dict.fromkeys(e.context for e in dev.examples))
+    ranked = Lexical.build(contexts).search([n.question for n in negatives], 20)
+    same_article = 0
+    for negative, (found, _) in zip(negatives, ranked):
+        source = originals[negative.id.removesuffix("-mined")]
+        assert negative.question == source.question and negative.context != source.context
+        for gold in source.answers:
+            assert normalize_answer(gold) not in normalize_answer(negative.context)
+
+        # the best-ranked paragraph that is neither its own nor holds an answer, in the BM25 ranking
+        def holds(c, golds=source.answers):
+            return any(g.lower() in c.lower() or normalize_answer(g) in normalize_answer(c) for g in golds)
+
+        allowed = [c for c in (contexts[i] for i in found) if c != source.context and not holds(c)]
+        assert negative.context == allowed[0]
+        same_article += negative.title == source.title
+    assert 0.5 < same_article / len(negatives) < 1  # mostly on topic, but not only from the same article
 
 
 def test_v2_file_round_trip(tmp_path, squad_dir):

@@ -92,3 +92,32 @@ def test_training_with_negatives_that_cannot_be_made_stops_before_the_model(tmp_
     with pytest.raises(DataError, match="--negatives 0.5 can make no unanswerable question"):
         train(config, progress_bar=False)
     assert not out.exists()
+
+
+def test_mined_negatives_come_from_any_article_and_say_what_they_made(tmp_path, capsys, caplog):
+    """One-paragraph articles leave --negatives nothing to pair; the retriever finds the other articles'
+    paragraphs (those sharing a word with the question), and the training set loads with them."""
+    from qatune.training.setup import load_train_eval
+
+    rivers = [
+        ("The river Elbe flows through Dresden.", "Which river flows through Dresden?", "Elbe"),
+        ("The river Rhine flows through Cologne.", "Which river flows through Cologne?", "Rhine"),
+        *PARAGRAPHS[1:],  # sharing no word with the other questions: no negative for these two
+    ]
+    source = write_squad(
+        tmp_path / "v1.json",
+        [article(c, [(f"q{i}", q, a, None)], title=f"A{i}") for i, (c, q, a) in enumerate(rivers)],
+    )
+    out = tmp_path / "v2.json"
+    assert main(["data", str(source), "--mined-negatives", "1", "--output", str(out), "--json"]) == 0
+    made = {e.question: e.context for e in load_file(out) if e.is_impossible}
+    assert made == {rivers[0][1]: rivers[1][0], rivers[1][1]: rivers[0][0]}
+    assert "the best BM25-ranked paragraph without the answer" in json.loads(capsys.readouterr().out)["notes"][-1]
+    assert main(["data", str(source), "--mined-negatives", "0.5"]) == 2
+    assert "--mined-negatives makes a new data set" in capsys.readouterr().err
+    config = tiny_config(
+        "m", tmp_path / "run", train_data=str(source), eval_data=None, train_limit=None, mined_negatives=1.0
+    )
+    train, _, _ = load_train_eval(config)
+    assert sum(e.id.endswith("-mined") for e in train) == 2
+    assert "--mined-negatives 1 made 2 of the 4 unanswerable questions" in caplog.text

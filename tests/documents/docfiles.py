@@ -82,3 +82,53 @@ def texts() -> dict[str, object]:
 @pytest.fixture
 def make_pdf():
     return pdf_bytes
+
+
+@pytest.fixture
+def pg_index():
+    """A PostgreSQL URL whose search path is a fresh, empty schema (dropped after the test): one index."""
+    import os
+    import uuid
+
+    base = os.environ.get("QATUNE_TEST_POSTGRES")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("CI must start PostgreSQL and set QATUNE_TEST_POSTGRES (see .ci/run)")
+        pytest.skip("set QATUNE_TEST_POSTGRES=postgresql://... to test the PostgreSQL index")
+    import psycopg
+
+    schema = f"idx_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["folder", "postgresql"])
+def index_location(request, tmp_path) -> str:
+    """Where a test's index goes, for each backend: a folder, and a PostgreSQL database."""
+    return str(tmp_path / "idx") if request.param == "folder" else request.getfixturevalue("pg_index")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """One embedder for the documents tests (loading it takes seconds)."""
+    from qatune.documents.dense import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture
+def opened(embedder):
+    """Open an index (folder or URL) for reading with the shared embedder."""
+    from qatune.documents.backends import open_index
+
+    def open_with(location):
+        index = open_index(location)
+        index._embedder = embedder
+        return index
+
+    return open_with

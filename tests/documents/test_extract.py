@@ -55,6 +55,7 @@ def test_pdf_pages_are_numbered(tmp_path, texts, make_pdf):
         ("broken.pdf", b"%PDF-1.4\nnot really", "not a readable PDF"),
         ("latin1.txt", "caf\xe9".encode("latin-1"), "not UTF-8"),
         ("image.md", b"\x89PNG\r\n\x1a\n\x00\x00binary", "binary"),
+        ("late.txt", b"text " * 4000 + b"\x00 and a NUL past the first 8 KB", "binary"),
         ("huge.txt", b"a" * (MAX_FILE_BYTES + 1), "over 50 MB"),
     ],
 )

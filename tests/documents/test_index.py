@@ -7,30 +7,24 @@ import json
 import pytest
 
 from qatune.documents.build import build_index
-from qatune.documents.dense import Embedder
-from qatune.documents.index import FORMAT, DocumentIndex
+from qatune.documents.index import DocumentIndex
+from qatune.documents.records import FORMAT
 from qatune.errors import ConfigError, DataError
 from qatune.layout import INDEX_META
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
+def _all(index) -> list:
+    """Every passage of the index, by way of its public search (dense ranks every passage)."""
+    return [h.passage for h in index.search(["anything"], k=index.info().passages, mode="dense")[0]]
 
 
-def _open(folder, embedder) -> DocumentIndex:
-    index = DocumentIndex.open(folder)
-    index._embedder = embedder
-    return index
-
-
-def test_a_folder_is_indexed_and_what_cannot_be_read_is_named(docs, tmp_path, embedder):
+def test_a_folder_is_indexed_and_what_cannot_be_read_is_named(docs, tmp_path, embedder, opened):
     summary = build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
     assert (summary.files, summary.added, summary.unchanged, summary.removed) == (4, 4, 0, 0)
     assert summary.pages == 2 and summary.passages == summary.embedded >= 5
     skipped = {name.rsplit("/", 1)[1]: why for name, why in summary.skipped}
     assert set(skipped) == {"broken.pdf", "latin1.txt", "image.md"} and "UTF-8" in skipped["latin1.txt"]
-    index = _open(tmp_path / "idx", embedder)
+    index = opened(tmp_path / "idx")
     assert len(index.passages) == summary.passages and index.embeddings.shape == (summary.passages, 384)
     for passage in index.passages:  # every passage is an exact span of its file's text (text files as written)
         if passage.file.endswith((".txt", ".md")):
@@ -38,32 +32,48 @@ def test_a_folder_is_indexed_and_what_cannot_be_read_is_named(docs, tmp_path, em
 
 
 @pytest.mark.parametrize("mode", ["fused", "bm25", "dense"])
-def test_each_retrieval_finds_the_passage(docs, tmp_path, embedder, mode):
-    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
-    index = _open(tmp_path / "idx", embedder)
+def test_each_retrieval_finds_the_passage(docs, index_location, embedder, mode, opened):
+    build_index([docs], index_location, progress_bar=False, embedder=embedder)
+    index = opened(index_location)
     questions = ["How long does the battery last?", "What does the warranty not cover?", "Who pays extra for delivery?"]
     hits = index.search(questions, k=2, mode=mode)
-    files = [index.passages[h[0].passage].file.rsplit("/", 1)[1] for h in hits]
+    files = [h[0].passage.file.rsplit("/", 1)[1] for h in hits]
     assert files == ["battery.md", "warranty.txt", "shipping.html"]
     assert all(1 <= len(h) <= 2 and [x.score for x in h] == sorted((x.score for x in h), reverse=True) for h in hits)
 
 
-def test_updating_reads_only_what_changed(docs, tmp_path, embedder, texts):
-    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+def test_updating_reads_only_what_changed(docs, index_location, tmp_path, embedder, texts, opened):
+    build_index([docs], index_location, progress_bar=False, embedder=embedder)
     (docs / "warranty.txt").write_text(f"Warranty\n\n{texts['warranty']} Batteries are covered for one year.\n")
     (docs / "manuals" / "shipping.html").unlink()
     (docs / "returns.txt").write_text("Returns are accepted within thirty days when the box is unopened and intact.")
-    summary = build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
+    summary = build_index([docs], index_location, progress_bar=False, embedder=embedder)
     assert (summary.added, summary.updated, summary.unchanged, summary.removed) == (1, 1, 2, 1)
-    index = _open(tmp_path / "idx", embedder)
-    assert summary.embedded == sum(1 for p in index.passages if p.file.endswith(("warranty.txt", "returns.txt")))
-    assert not any(p.file.endswith("shipping.html") for p in index.passages)
+    index = opened(index_location)
+    passages = _all(index)
+    assert index.info().passages == summary.passages == len(passages) and index.info().files == summary.files == 4
+    assert summary.embedded == sum(1 for p in passages if p.file.endswith(("warranty.txt", "returns.txt")))
+    assert not any(p.file.endswith("shipping.html") for p in passages)
     (hit,) = index.search(["How long may I return an unopened box?"], k=1)[0]
-    assert index.passages[hit.passage].file.endswith("returns.txt")
+    assert hit.passage.file.endswith("returns.txt")
     fresh = build_index([docs], tmp_path / "fresh", progress_bar=False, embedder=embedder)
-    again = _open(tmp_path / "fresh", embedder)
+    again = opened(tmp_path / "fresh")
+    assert fresh.passages == summary.passages and sorted(_all(again), key=str) == sorted(passages, key=str)
     # the same vectors as a fresh build (up to bfloat16 rounding, which depends on the batch's padding)
-    assert fresh.passages == summary.passages and abs(again.embeddings - index.embeddings).max() < 5e-3
+    question = ["Are batteries covered by the warranty?"]
+    ours, theirs = (i.search(question, k=fresh.passages, mode="dense")[0] for i in (index, again))
+    assert max(abs(a.score - b.score) for a, b in zip(ours, theirs)) < 5e-3
+
+
+def test_files_outside_the_paths_given_stay_and_files_deleted_under_them_go(docs, index_location, embedder, opened):
+    build_index([docs / "manuals"], index_location, progress_bar=False, embedder=embedder)
+    summary = build_index([docs / "warranty.txt"], index_location, progress_bar=False, embedder=embedder)
+    assert (summary.added, summary.removed, summary.files) == (1, 0, 4)  # the 3 readable manuals stay
+    (docs / "manuals" / "battery.md").unlink()
+    summary = build_index([docs], index_location, progress_bar=False, embedder=embedder)
+    assert (summary.added, summary.unchanged, summary.removed, summary.files) == (0, 3, 1, 3)
+    files = {p.file.rsplit("/", 1)[1] for p in _all(opened(index_location))}
+    assert files == {"warranty.txt", "specs.pdf", "shipping.html"}
 
 
 def test_output_folders_follow_the_rules(docs, tmp_path, embedder):
@@ -126,3 +136,12 @@ def test_a_damaged_index_is_one_error(docs, tmp_path, embedder, name):
     (tmp_path / "idx" / name).write_bytes(b"\x00garbage")
     with pytest.raises(ConfigError, match="damaged qatune index.*run `qatune index` again"):
         DocumentIndex.open(tmp_path / "idx")
+
+
+def test_other_passage_settings_are_refused_unless_overwrite(docs, index_location, embedder):
+    """Cutting again with another --max-words would have to drop the files indexed from other paths."""
+    build_index([docs / "manuals"], index_location, progress_bar=False, embedder=embedder)
+    with pytest.raises(ConfigError, match="--max-words 150; give the same, or --overwrite"):
+        build_index([docs], index_location, max_words=60, progress_bar=False, embedder=embedder)
+    summary = build_index([docs], index_location, max_words=60, overwrite=True, progress_bar=False, embedder=embedder)
+    assert (summary.added, summary.files) == (4, 4)

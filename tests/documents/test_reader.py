@@ -10,22 +10,17 @@ import pytest
 
 from qatune.answering.factory import open_answerer
 from qatune.cli.main import main
+from qatune.documents.backends import open_index
 from qatune.documents.build import build_index
-from qatune.documents.dense import Embedder
-from qatune.documents.index import DocumentIndex
 from qatune.documents.reader import ask_index
 from qatune.errors import DataError
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
-
-
 @pytest.fixture
-def index(docs, tmp_path, embedder) -> DocumentIndex:
-    build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
-    opened = DocumentIndex.open(tmp_path / "idx")
+def index(docs, index_location, embedder):
+    """The documents indexed, in each backend (a folder, a PostgreSQL database)."""
+    build_index([docs], index_location, progress_bar=False, embedder=embedder)
+    opened = open_index(index_location)
     opened._embedder = embedder
     return opened
 
@@ -51,7 +46,7 @@ def test_one_passage_reads_as_the_same_context_asked_directly(index, answerer):
     """Shared normalisation over one passage is the plain answer over that context."""
     question = "What does the warranty not cover?"
     (result,) = ask_index(index, answerer, [question], top_k=3, passages=1)
-    passage = index.passages[index.search([question], 1)[0][0].passage]
+    passage = index.search([question], 1)[0][0].passage
     direct = answerer.predict_many([(passage.text, question)], 3)[0]
     assert [a.text for a in result.answers] == [a.text for a in direct.answers]
     assert result.answers[0].probability == pytest.approx(direct.answers[0].probability, abs=1e-6)
@@ -70,13 +65,15 @@ def test_a_model_s_no_answer_decision_says_not_found(index, answerer):
     assert not refused.found and answered.found and answered.answers
     with pytest.raises(DataError, match="empty question"):
         ask_index(index, answerer, ["  "])
+    with pytest.raises(DataError, match="NUL"):
+        ask_index(index, answerer, ["Who\x00?"])
 
 
-def test_ask_index_from_the_command_line(index, tiny_bert, capsys):
-    args = ["ask", "--index", str(index.folder), "--model", str(tiny_bert), "--question", "Who pays extra?", "-q"]
+def test_ask_index_from_the_command_line(index, index_location, tiny_bert, capsys):
+    args = ["ask", "--index", index_location, "--model", str(tiny_bert), "--question", "Who pays extra?", "-q"]
     assert main([*args, "--passages", "3", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert body["passages"] == 3 and body["index"] == str(index.folder) and body["answers"]
+    assert body["passages"] == 3 and body["index"] == index.info().location and body["answers"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("Q: Who pays extra?") and "[[" in out and "]]" in out
@@ -90,8 +87,8 @@ def test_ask_index_from_the_command_line(index, tiny_bert, capsys):
         (["--passages", "0"], "--passages"),
     ],
 )
-def test_ask_index_refuses_what_it_cannot_use(index, tiny_bert, capsys, extra, words):
-    args = ["ask", "--index", str(index.folder), "--model", str(tiny_bert), "--question", "Who?", *extra]
+def test_ask_index_refuses_what_it_cannot_use(index, index_location, tiny_bert, capsys, extra, words):
+    args = ["ask", "--index", index_location, "--model", str(tiny_bert), "--question", "Who?", *extra]
     try:
         code = main(args)
     except SystemExit as exc:

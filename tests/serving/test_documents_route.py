@@ -63,6 +63,7 @@ def test_ask_answers_from_the_documents_with_citations(client, tiny_bert):
         ({"question": "Who?", "passages": 51}, "passages"),
         ({"question": "Who?", "top_k": "3"}, "top_k"),
         ({"question": "Who?", "context": "x"}, "context"),
+        ({"question": "Who\u0000?"}, "NUL"),
     ],
 )
 def test_bad_requests_are_422(client, payload, words):
@@ -78,3 +79,31 @@ def test_without_an_index_there_is_no_ask_route(tiny_bert):
 def test_a_folder_that_is_not_an_index_is_refused_before_the_model(tmp_path, tiny_bert):
     with pytest.raises(ConfigError, match="is not a qatune index"):
         Models().load(ServeConfig(model=str(tiny_bert), index=str(tmp_path)))
+
+
+def test_two_servers_share_a_postgresql_index_that_a_writer_updates(tmp_path, tiny_bert, pg_index):
+    """Servers read one database index; a `qatune index` run adds a file; both answer from it; a
+    database that goes away is a 503, not a 500."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "warranty.txt").write_text(DOCS["warranty.txt"])
+    build_index([tmp_path / "docs"], pg_index, progress_bar=False)
+    config = ServeConfig(model=str(tiny_bert), index=pg_index, max_question_chars=200)
+    servers = [Models(), Models()]
+    for models in servers:
+        models.load(config)
+    clients = [TestClient(create_app(config, models)) for models in servers]
+    (tmp_path / "docs" / "battery.txt").write_text(DOCS["battery.txt"])
+    build_index([tmp_path / "docs"], pg_index, progress_bar=False)
+    try:
+        for client in clients:
+            listed = client.get("/v1/models").json()["documents"]
+            assert (listed["files"], listed["index"].startswith("postgresql://")) == (2, True)
+            response = client.post("/v1/ask", json={"question": "How long does the battery last?", "passages": 1})
+            assert response.status_code == 200, response.text
+            assert response.json()["answers"][0]["file"].endswith("battery.txt")
+        servers[0].index.url = "postgresql://qatune:pw@127.0.0.1:1/gone"  # as if the database went away
+        response = clients[0].post("/v1/ask", json={"question": "How long does the battery last?"})
+        assert response.status_code == 503 and "cannot connect" in response.text and "pw@" not in response.text
+    finally:
+        for models in servers:
+            models.close()

@@ -112,7 +112,9 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
     )
     p.add_argument("--compare-with", help="a second model to answer the same questions, side by side")
     p.add_argument(
-        "--index", help="answer from this document index (`qatune index`) instead of a context: cited answers"
+        "--index",
+        help="answer from this document index (`qatune index`: a folder or a postgresql:// URL) instead of a "
+        "context: cited answers",
     )
     p.add_argument(
         "--passages",
@@ -124,7 +126,8 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
         "--retrieval",
         choices=["fused", "bm25", "dense"],
         default="fused",
-        help="with --index: how passages are retrieved (default: fused, BM25 and embeddings by reciprocal rank)",
+        help="with --index: how passages are retrieved (default: fused, BM25 and embeddings, each side's "
+        "scores standardised and averaged)",
     )
     add_window_args(p)
 

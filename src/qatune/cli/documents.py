@@ -16,13 +16,20 @@ def add_index_parser(sub: argparse._SubParsersAction[Parser], common: Parser) ->
         description="Read files and folders (recursively) of plain text, Markdown, HTML and PDF, cut them into "
         "passages the reader's window holds, and build a retrieval index: BM25 and all-MiniLM-L6-v2 "
         "embeddings, fused. Run it again on the same paths to update the index: only changed files are "
-        "read and embedded again, deleted ones drop out. Files that cannot be read are skipped and named.",
-        epilog="example: qatune index docs/ --output docs.idx && qatune ask --index docs.idx --model runs/minilm "
-        '--question "What does the warranty cover?"',
+        "read and embedded again, files deleted under those paths drop out, files indexed from other paths stay. "
+        "Files that cannot be read are skipped and named. The index is a folder, or a PostgreSQL database that "
+        "several servers read and several writers update (--output postgresql://...).",
+        epilog="examples:\n  qatune index docs/ --output docs.idx && qatune ask --index docs.idx --model runs/minilm "
+        '--question "What does the warranty cover?"\n'
+        "  qatune index docs/ --output postgresql://user:password@host/db   (needs pip install 'qatune[postgres]')",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files and folders to index")
     p.add_argument(
-        "--output", required=True, help="the index folder: new, empty, or an index to update (swapped in whole)"
+        "--output",
+        required=True,
+        help="the index: a folder (new, empty, or an index to update; swapped in whole) or a PostgreSQL URL "
+        "(postgresql://...; updated in one transaction)",
     )
     p.add_argument(
         "--max-words",
@@ -30,7 +37,12 @@ def add_index_parser(sub: argparse._SubParsersAction[Parser], common: Parser) ->
         default=150,
         help="longest passage in words (default: 150, about 200 tokens: what a 256-token window holds)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output that is not an index")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="index everything anew: replace a non-empty --output folder that is not an index, or empty the "
+        "index (qatune's own tables only, in a database)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -44,19 +56,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         emit(summary.to_dict())
         return 0
     print(
-        f"indexed {summary.files} files into {summary.output} in {summary.seconds} s: {summary.passages} passages"
-        + (f" from {summary.pages} PDF pages" if summary.pages else "")
-        + f" ({summary.added} new, {summary.updated} changed, {summary.unchanged} unchanged, {summary.removed} removed"
-        + f", {len(summary.skipped)} skipped; {summary.embedded} passages embedded)"
+        f"indexed {summary.output} in {summary.seconds} s: it holds {summary.files} files, {summary.passages} "
+        f"passages; of the files found, {summary.added} new, {summary.updated} changed, {summary.unchanged} "
+        f"unchanged"
+        + (f" ({summary.pages} PDF pages)" if summary.pages else "")
+        + f", {len(summary.skipped)} skipped; {summary.removed} removed, {summary.embedded} passages embedded"
     )
     # the skipped files were each named in a warning: line as they were met
-    print(f'ask it with: qatune ask --index {args.output} --model MODEL --question "..."')
+    print(f'ask it with: qatune ask --index {summary.output} --model MODEL --question "..."')
     return 0
 
 
 def cmd_ask_index(args: argparse.Namespace) -> int:
     """`ask --index`: the question(s) answered from the index's passages, cited."""
-    from qatune.documents.index import DocumentIndex
+    from qatune.documents.backends import open_index
     from qatune.documents.reader import ask_index
 
     given = [flag for flag, value in (("--context", args.context), ("--context-file", args.context_file)) if value]
@@ -64,11 +77,11 @@ def cmd_ask_index(args: argparse.Namespace) -> int:
         raise ConfigError(f"--index answers from the index's documents: drop {(given or ['--compare-with'])[0]}")
     if args.question is None:
         raise DataError("no question: pass --question TEXT")
-    index = DocumentIndex.open(args.index)
+    index = open_index(args.index)
     found = ask_index(index, answerer_for(args.model, args), [args.question], args.top_k, args.passages, args.retrieval)
     result = found[0]
     if args.json:
-        emit({**result.to_dict(), "model": args.model, "index": args.index})
+        emit({**result.to_dict(), "model": args.model, "index": index.info().location})  # a URL's password masked
         return 0
     print(f"Q: {result.question}")
     if not result.found:

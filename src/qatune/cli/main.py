@@ -77,6 +77,9 @@ TRAIN_HELP = {
     "(mixed precision: bfloat16 compute, float32 weights and optimizer)",
     "negatives": "add this fraction of unanswerable questions to the training data, each paired with another "
     "paragraph of its article that holds none of its answers (SQuAD v2-style; README, Unanswerable questions)",
+    "mined_negatives": "add this fraction of unanswerable questions, each paired with the paragraph of the training "
+    "file that BM25 ranks highest for it among those without its answers (what a retriever hands a reader of "
+    "`ask --index`; may be combined with --negatives)",
     "dropout": "dropout probability of every dropout layer while training, or 'model' for the model's own "
     "(0.1 for BERT-style models); 0 is faster on CPUs and scored higher in one-epoch fine-tunes (README, Speed)",
     "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "
@@ -205,8 +208,14 @@ def _add_data_parser(sub: argparse._SubParsersAction[Parser], common: Parser) ->
         help="add this fraction (0-1] of unanswerable questions: each paired with another paragraph of the "
         "same article that holds none of its answers (easier than SQuAD v2's adversarial ones); needs --output",
     )
+    p.add_argument(
+        "--mined-negatives",
+        type=finite_float,
+        help="add this fraction (0-1] of unanswerable questions: each paired with the paragraph BM25 ranks "
+        "highest for it among those (of any article) that hold none of its answers; needs --output",
+    )
     p.add_argument("--output", help="write the (v2-style) data set here as SQuAD v2.0 JSON")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives and --mined-negatives (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
 
 
@@ -237,18 +246,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from qatune.data.negatives import add_negatives, to_squad_v2
+    from qatune.data.negatives import add_mined_negatives, add_negatives, to_squad_v2
     from qatune.data.sources import load_data
     from qatune.io import atomic_write_json
     from qatune.paths import check_output_file
 
-    if args.negatives is not None and not args.output:
-        raise ConfigError("--negatives makes a new data set: give --output FILE to write it to")
+    for flag, value in (("--negatives", args.negatives), ("--mined-negatives", args.mined_negatives)):
+        if value is not None and not args.output:
+            raise ConfigError(f"{flag} makes a new data set: give --output FILE to write it to")
     if args.output:
         check_output_file(args.output, "--output", args.overwrite)
     dataset = load_data(args.spec, "train", skip_invalid=args.skip_invalid)
     if args.negatives is not None:
         dataset = add_negatives(dataset, args.negatives, args.seed)
+    if args.mined_negatives is not None:
+        dataset = add_mined_negatives(dataset, args.mined_negatives, args.seed + 2)
     if args.output:
         atomic_write_json(args.output, to_squad_v2(dataset))
     info = {

@@ -59,7 +59,11 @@ def add_serve_parser(sub: argparse._SubParsersAction[Parser], common: Parser) ->
     )
     p.add_argument("--model", default="default", help="model: default, a folder (torch or exported), or a hub id")
     p.add_argument("--compare-with", help="a second model answering every request side by side")
-    p.add_argument("--index", help="a document index (`qatune index`): POST /v1/ask answers questions from it, cited")
+    p.add_argument(
+        "--index",
+        help="a document index (`qatune index`: a folder, or a postgresql:// URL several servers share): "
+        "POST /v1/ask answers questions from it, cited",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int_in(1, 65535), default=8000, help="port (default: 8000)")
     p.add_argument(

@@ -223,8 +223,8 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from qatune.paths import masked_url
     from qatune.sweep import load_sweep, run_sweep
-    from qatune.sweep.storage import masked_url
 
     if args.config == "show":
         return _show(args)

@@ -6,6 +6,11 @@ question's gold answers, as an unanswerable example. Same-article paragraphs sha
 vocabulary, so these are harder than random paragraphs, but still easier than SQuAD v2's
 adversarial questions, which were written to look answerable from their own paragraph.
 
+`--mined-negatives FRACTION` pairs a share of the questions with what a retriever would hand the reader
+instead: the paragraph that BM25 ranks highest for the question, among every paragraph of the pool
+(any article) except its own, that holds none of its answers. Most passages a reader of retrieved
+documents sees are of this kind: on topic, sharing the question's words, and without its answer.
+
 "Contains none of the gold answers" is checked on normalised text (lower-case, no punctuation or
 articles, as the SQuAD metric): erring towards excluding paragraphs, never towards a negative that
 actually holds its answer.
@@ -22,6 +27,8 @@ from qatune.data.text import normalize_answer
 from qatune.errors import ConfigError, DataError
 
 SUFFIX = "-negative"
+MINED_SUFFIX = "-mined"
+MINED_DEPTH = 20  # BM25 candidates looked at for a mined negative (a question whose 20 best all hold it gets none)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +87,61 @@ def add_negatives(
             len(negatives),
             len(chosen),
             missing,
+        )
+    return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
+
+
+def add_mined_negatives(
+    dataset: QADataset, fraction: float, seed: int = 0, pool: QADataset | None = None, *, strict: bool = True
+) -> QADataset:
+    """`dataset` plus about `fraction` x its answerable questions as unanswerable ones, each paired with its
+    best BM25-ranked paragraph of `pool` (default: `dataset`) that is not its own and holds none of its
+    answers (module doc); the notes, errors and warnings as `add_negatives`'s."""
+    from qatune.data.lexical import Lexical
+
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"mined negatives must be a fraction in (0, 1], got {fraction}")
+    titles = {e.context: e.title for e in (pool or dataset).examples + dataset.examples}
+    contexts = list(titles)
+    normalised = dict.fromkeys(contexts, "")
+    rng = random.Random(seed)
+    positives = [e for e in dataset.examples if e.answers]
+    chosen = rng.sample(positives, max(1, round(fraction * len(positives))) if positives else 0)
+    ranked = Lexical.build(contexts).search([e.question for e in chosen], MINED_DEPTH) if chosen else []
+    ids = {e.id for e in dataset.examples}
+    negatives = []
+    for e, (found, _) in zip(chosen, ranked):
+        context = next(
+            (c for c in (contexts[i] for i in found) if c != e.context and not _holds(normalised, c, e.answers)), None
+        )
+        if context is None:
+            continue
+        if e.id + MINED_SUFFIX in ids:
+            raise ConfigError(
+                f"{dataset.source}: question id {e.id + MINED_SUFFIX!r} already exists; cannot name its negative"
+            )
+        negatives.append(Example(e.id + MINED_SUFFIX, e.question, context, (), (), titles[context]))
+    missing = len(chosen) - len(negatives)
+    note = (
+        f"added {len(negatives)} unanswerable questions (the best BM25-ranked paragraph without the answer, "
+        f"--mined-negatives {fraction:g}; {missing} questions had none in their {MINED_DEPTH} best)"
+    )
+    if strict and not negatives:
+        raise DataError(
+            f"{dataset.source}: --mined-negatives {fraction:g} can make no unanswerable question: no other "
+            f"paragraph without the answers shares a word with the questions; use data with more paragraphs, "
+            f"or leave out --mined-negatives"
+        )
+    if strict and missing:
+        logger.warning(
+            "%s: --mined-negatives %g made %d of the %d unanswerable questions asked for (for %d of the questions "
+            "chosen, no paragraph among the %d BM25 ranks best is free of its answers)",
+            dataset.source,
+            fraction,
+            len(negatives),
+            len(chosen),
+            missing,
+            MINED_DEPTH,
         )
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
 

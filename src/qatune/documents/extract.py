@@ -79,7 +79,7 @@ def extract(path: Path, data: bytes) -> Extracted:
 
 
 def _utf8(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:  # no text file holds one (and no database text column can)
         raise Unreadable("binary, not text")
     try:
         return data.decode("utf-8-sig")
@@ -113,7 +113,7 @@ def _pdf(data: bytes) -> Extracted:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise Unreadable("an encrypted PDF")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [(page.extract_text() or "").replace("\x00", " ") for page in reader.pages]
     except Unreadable:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:

@@ -1,72 +1,25 @@
-"""A document index folder: its passages, the lexical (BM25) and dense (embedding) sides, and retrieval
-that fuses them. Written by `documents.build`; read here.
-
-Retrieval: each side ranks its CANDIDATES best passages; fusion puts each side's scores on one scale
-(standardised over its candidates: BM25 scores and cosines live on different scales) and ranks the
-union by their mean, a passage missing from one side taking that side's lowest. Measured on the
-20,963-paragraph open-SQuAD collection (bench/documents.py, gold paragraph in the top 5): BM25 86.6%,
-dense 78.4%, reciprocal rank fusion 87.8% (k = 60) or 90.0% (k = 10), this 91.0%.
+"""The embedded document index: a folder holding its passages, the lexical (BM25) and dense
+(embedding) sides, and its record (format, files and their hashes). Retrieval fuses the two sides as
+every backend does (`documents.records`). `FolderWriter` writes a whole new folder beside the old one
+and swaps it in (`paths.staged_folder`), so a server reading the old one never sees half of the new one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qatune.data.lexical import Lexical
 from qatune.documents.dense import EMBEDDER, Embedder, search
-from qatune.documents.lexical import Lexical
+from qatune.documents.records import FORMAT, FileEntry, Hit, IndexInfo, NewFile, Passage, Side, rank
 from qatune.errors import ConfigError
-from qatune.io import JsonObject, read_json, read_jsonl
+from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
 from qatune.layout import INDEX_EMBEDDINGS, INDEX_LEXICAL, INDEX_META, INDEX_PASSAGES
-
-FORMAT = 1  # of the index folder; an index of a newer format is refused, not misread
-CANDIDATES = 100  # passages each side ranks before fusion
-MODES = ("fused", "bm25", "dense")
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A passage: its file, the 1-based PDF page it starts on (None elsewhere), its character span in
-    the file's extracted text, and that text."""
-
-    file: str
-    page: int | None
-    start: int
-    end: int
-    text: str
-
-    def to_dict(self) -> JsonObject:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, saved: JsonObject) -> Passage:
-        return cls(saved["file"], saved["page"], saved["start"], saved["end"], saved["text"])
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """An indexed file: the SHA-256 and size of its bytes, and its passages' first number and count."""
-
-    sha256: str
-    size: int
-    first: int
-    passages: int
-    pages: int | None = None
-
-    def to_dict(self) -> JsonObject:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A retrieved passage: its number in the index and its retrieval score (fused, BM25 or cosine)."""
-
-    passage: int
-    score: float
+from qatune.paths import remove_leftovers, staged_folder
 
 
 @dataclass
@@ -105,34 +58,16 @@ class DocumentIndex:
 
     def search(self, questions: Sequence[str], k: int = 10, mode: str = "fused") -> list[list[Hit]]:
         """The `k` best passages for each question, best first, by `mode` (fused, bm25 or dense)."""
-        if mode not in MODES:
-            raise ConfigError(f"retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
         if not self.passages:
             raise ConfigError(f"{self.folder}: the index holds no passages; index some documents first")
-        wanted = k if mode != "fused" else max(k, CANDIDATES)
-        lexical = self.lexical.search(questions, wanted) if mode != "dense" else None
-        dense = search(self.embeddings, self.embedder()(questions), wanted) if mode != "bm25" else None
-        if lexical is None or dense is None:
-            ranked = lexical if lexical is not None else dense
-            assert ranked is not None
-            return [[Hit(int(i), float(s)) for i, s in zip(ids[:k], scores[:k])] for ids, scores in ranked]
-        return [fuse([lex, den], k) for lex, den in zip(lexical, dense)]
+        ranked = rank(questions, k, mode, self.lexical.search, self._dense)
+        return [[Hit(i, s, self.passages[i]) for i, s in found] for found in ranked]
 
+    def _dense(self, questions: Sequence[str], k: int) -> list[Side]:
+        return search(self.embeddings, self.embedder()(questions), k)
 
-def fuse(sides: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> list[Hit]:
-    """The `k` best of the union of each side's (passages, scores), by the mean of their standardised
-    scores (module doc)."""
-    fused: dict[int, np.ndarray] = {}
-    lowest = []
-    for side, (passages, scores) in enumerate(sides):
-        z = (scores - scores.mean()) / (scores.std() + 1e-9) if scores.size else scores
-        lowest.append(float(z.min()) if z.size else 0.0)
-        for passage, value in zip(passages.tolist(), z.tolist()):
-            fused.setdefault(passage, np.full(len(sides), np.nan))[side] = value
-    floor = np.asarray(lowest)
-    mean = {p: float(np.where(np.isnan(v), floor, v).mean()) for p, v in fused.items()}
-    best = sorted(mean.items(), key=lambda item: (-item[1], item[0]))[:k]
-    return [Hit(passage, score) for passage, score in best]
+    def info(self) -> IndexInfo:
+        return IndexInfo(str(self.folder), len(self.files), len(self.passages))
 
 
 def read_meta(folder: Path) -> Any:
@@ -152,3 +87,53 @@ def read_meta(folder: Path) -> Any:
     if meta.get("embedder") != EMBEDDER or not isinstance(meta.get("files"), dict):
         raise ConfigError(f"{folder / INDEX_META}: not a qatune index file of this qatune (embedder, files)")
     return meta
+
+
+class FolderWriter:
+    """The write side of a folder index, for `documents.build` (module doc). An index whose passages were
+    cut with other settings is refused (files indexed from other paths would be lost): --overwrite
+    rebuilds it whole."""
+
+    def __init__(self, out: Path, max_words: int, overwrite: bool) -> None:
+        self.out, self.location, self.max_words = out, str(out), max_words
+        self.old = DocumentIndex.open(out) if (out / INDEX_META).is_file() and not overwrite else None
+        if self.old is not None and self.old.settings != {"max_words": max_words}:
+            raise ConfigError(
+                f"--output {out}: its passages were cut with --max-words {(self.old.settings or {}).get('max_words')}; "
+                f"give the same, or --overwrite to index everything again with {max_words}"
+            )
+        self.known: dict[str, FileEntry] = dict(self.old.files) if self.old else {}
+
+    def write(self, files: Sequence[NewFile], removed: set[str], unchanged: set[str]) -> IndexInfo:
+        """The new folder: the old index's files not `removed` nor written again, then `files` (no other
+        writer can have changed the folder meanwhile: `build_index` holds it)."""
+        written = {f.key for f in files}
+        kept = [self._kept(key, e) for key, e in self.known.items() if key not in removed and key not in written]
+        every = [*kept, *files]
+        passages = [p for f in every for p in f.passages]
+        entries, first = {}, 0
+        for f in every:
+            entries[f.key] = FileEntry(f.entry.sha256, f.entry.size, first, len(f.passages), f.entry.pages).to_dict()
+            first += len(f.passages)
+        vectors = np.concatenate([f.vectors for f in every if len(f.vectors)])
+        lexical = Lexical.build([p.text for p in passages])
+        real = self.out.resolve()
+        remove_leftovers(real.parent, target=real.name)  # an earlier index build to it that was killed
+        with staged_folder(real) as new:
+            write_jsonl(new / INDEX_PASSAGES, [p.to_dict() for p in passages])
+            np.save(new / INDEX_EMBEDDINGS, vectors.astype(np.float32), allow_pickle=False)
+            lexical.save(new / INDEX_LEXICAL)
+            meta = {
+                "format": FORMAT,
+                "embedder": EMBEDDER,
+                "settings": {"max_words": self.max_words},
+                "passages": len(passages),
+                "files": entries,
+            }
+            atomic_write_json(new / INDEX_META, meta)
+        return IndexInfo(self.location, len(every), len(passages))
+
+    def _kept(self, key: str, entry: FileEntry) -> NewFile:
+        assert self.old is not None
+        span = slice(entry.first, entry.first + entry.passages)
+        return NewFile(key, entry, self.old.passages[span], self.old.embeddings[span])

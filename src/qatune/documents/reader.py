@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from qatune.answering.answerer import JOINT_SEPARATOR, Query, SpanAnswerer
 from qatune.answering.decoding import Answer, Decoding, Prediction
-from qatune.documents.index import DocumentIndex, Hit, Passage
+from qatune.documents.records import Hit, Passage, PassageIndex
 from qatune.errors import DataError, QatuneError
 from qatune.io import JsonObject
 
@@ -58,7 +58,7 @@ class DocumentAnswers:
 
 
 def ask_index(
-    index: DocumentIndex,
+    index: PassageIndex,
     answerer: SpanAnswerer,
     questions: list[str],
     top_k: int = 3,
@@ -68,33 +68,32 @@ def ask_index(
     """Each question's top-k cited answers from its `passages` best retrieved passages, all questions'
     passages read in one batched pass (module doc)."""
     hits = retrieve(index, questions, passages, mode)
-    results = answerer.predict_queries([joint_query(index, q, h, top_k) for q, h in zip(questions, hits)])
+    results = answerer.predict_queries([joint_query(q, h, top_k) for q, h in zip(questions, hits)])
     for result in results:
         if isinstance(result, QatuneError):
             raise result
-    return [
-        cite(index, q, h, r[0], answerer.decoding) for q, h, r in zip(questions, hits, results) if isinstance(r, list)
-    ]
+    return [cite(q, h, r[0], answerer.decoding) for q, h, r in zip(questions, hits, results) if isinstance(r, list)]
 
 
-def retrieve(index: DocumentIndex, questions: list[str], passages: int, mode: str = "fused") -> list[list[Hit]]:
-    """The `passages` best passages of each question; an empty question is a DataError naming it."""
+def retrieve(index: PassageIndex, questions: list[str], passages: int, mode: str = "fused") -> list[list[Hit]]:
+    """The `passages` best passages of each question; an empty question (or one with a NUL) is a DataError
+    naming it."""
     for i, question in enumerate(questions):
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"question {i}: empty question")
+        if "\x00" in question:  # no text search (nor a database) takes one
+            raise DataError(f"question {i}: holds a NUL character; remove it")
     return index.search(questions, passages, mode)
 
 
-def joint_query(index: DocumentIndex, question: str, hits: list[Hit], top_k: int) -> Query:
+def joint_query(question: str, hits: list[Hit], top_k: int) -> Query:
     """The model's query for one question over its retrieved passages (read jointly)."""
-    return Query([(index.passages[h.passage].text, question) for h in hits], top_k, joint=True)
+    return Query([(h.passage.text, question) for h in hits], top_k, joint=True)
 
 
-def cite(
-    index: DocumentIndex, question: str, hits: list[Hit], prediction: Prediction, decoding: Decoding
-) -> DocumentAnswers:
+def cite(question: str, hits: list[Hit], prediction: Prediction, decoding: Decoding) -> DocumentAnswers:
     """The joint prediction's answers cited in their passages; `found` by the model's no-answer decision."""
-    found = [index.passages[h.passage] for h in hits]
+    found = [h.passage for h in hits]
     if not found:
         return DocumentAnswers(question, [], 1.0, False, 0)
     shifts, at = [], 0

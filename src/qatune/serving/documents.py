@@ -72,7 +72,7 @@ def add_document_routes(app: FastAPI, config: ServeConfig, models: Models, auth:
         assert index is not None
         question = request.question  # type: ignore[attr-defined]
         hits = retrieve(index, [question], request.passages)[0]  # type: ignore[attr-defined]
-        prediction = primary.batcher.ask(joint_query(index, question, hits, request.top_k))[0]  # type: ignore[attr-defined]
-        result = cite(index, question, hits, prediction, primary.answerer.decoding)
+        prediction = primary.batcher.ask(joint_query(question, hits, request.top_k))[0]  # type: ignore[attr-defined]
+        result = cite(question, hits, prediction, primary.answerer.decoding)
         took = round((time.perf_counter() - began) * 1000, 2)
         return DocumentResponse(**result.to_dict(), model=primary.name, took_ms=took)

@@ -5,6 +5,7 @@ from typing import Any
 
 from qatune.answering.answerer import Query
 from qatune.answering.decoding import Decoding, Prediction
+from qatune.documents.records import PassageIndex
 from qatune.serving.config import ServeConfig
 from qatune.serving.responses import ModelAnswers
 
@@ -51,16 +52,16 @@ class Models:
 
     def __init__(self) -> None:
         self.loaded: dict[str, Loaded] = {}
-        self.index: Any = None  # documents.index.DocumentIndex, with `serve --index`
+        self.index: PassageIndex | None = None  # with `serve --index`: a folder or a PostgreSQL index
         self.ready = False
 
     def load(self, config: ServeConfig) -> None:
         """Open the models and answer one question with each: a model that cannot answer (damaged weights
         giving NaN) is an error here, before the server takes requests (and the first request is warm)."""
         if config.index:  # first: a path that is not an index is an error before any model loads
-            from qatune.documents.index import DocumentIndex
+            from qatune.documents.backends import open_index
 
-            self.index = DocumentIndex.open(config.index)
+            self.index = open_index(config.index)
             self.index.search(["probe"], 1)  # the embedder loaded and warm before the first request
         self.loaded["primary"] = _open(config.model, config)
         if config.compare_with:

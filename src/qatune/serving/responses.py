@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from qatune.errors import ModelError, QatuneError
+from qatune.errors import ModelError, QatuneError, Unavailable
 from qatune.io import JsonObject
 
 
@@ -86,8 +86,9 @@ def error_responses() -> dict[int | str, JsonObject]:
 
 
 async def qatune_error(request: Request, exc: QatuneError) -> JSONResponse:
-    """A QatuneError as JSON: 503 when the model is at fault (ModelError), else 422 for the request."""
-    status = 503 if isinstance(exc, ModelError) else 422  # the model, not the request, is at fault
+    """A QatuneError as JSON: 503 when the server is at fault (its model, or a database it reads), else
+    422 for the request."""
+    status = 503 if isinstance(exc, ModelError | Unavailable) else 422  # the server, not the request
     return SafeJSONResponse({"detail": str(exc)}, status_code=status)
 
 

@@ -110,10 +110,8 @@ def add_info_routes(app: FastAPI, models: Models, auth: Auth) -> None:
 
     @app.get("/v1/models", response_model=ModelsResponse, dependencies=[Depends(auth)])
     def list_models() -> ModelsResponse:
-        index = models.index
-        documents = (
-            IndexInfo(index=str(index.folder), files=len(index.files), passages=len(index.passages)) if index else None
-        )
+        held = models.index.info() if models.index else None
+        documents = IndexInfo(index=held.location, files=held.files, passages=held.passages) if held else None
         return ModelsResponse(
             models=[
                 ModelInfo(name=loaded.name, role=role, backend=loaded.backend) for role, loaded in models.loaded.items()

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from qatune.errors import ConfigError
 from qatune.layout import SWEEP_DB
-from qatune.paths import make_folder
+from qatune.paths import make_folder, masked_url
 from qatune.sweep.spec import SweepSpec, parse_sweep
 from qatune.sweep.trial import TrialEvent
 from qatune.training.config import SEED_MAX
@@ -80,16 +80,6 @@ class SweepOptions:
     def shown_url(self) -> str:
         """The storage URL with its password masked: what messages and result files may show."""
         return masked_url(self.url)
-
-
-def masked_url(url: str) -> str:
-    """`url` with any password replaced by ***, so it can be printed, logged and saved."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
-        return url.split("://", 1)[0] + "://..." if "://" in url else "(unparsable storage URL)"
 
 
 def check_url(url: str) -> None:

@@ -15,7 +15,7 @@ from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune.compat import accelerate_precision, reset_accelerate_precision
-from qatune.data.negatives import add_negatives
+from qatune.data.negatives import add_mined_negatives, add_negatives
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
 from qatune.data.windows import WindowConfig, Windows, check_windows, tokenize_windows
@@ -36,9 +36,11 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
         dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
     held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
-    if config.negatives:  # the held-out questions get them too: the no-answer threshold is chosen on them
-        train = add_negatives(train, config.negatives, config.seed, pool=full)
-        held = add_negatives(held, config.negatives, config.seed + 1, pool=full, strict=False) if held else None
+    # the held-out questions get negatives too: the no-answer threshold is chosen on them
+    for fraction, add, seed in ((config.negatives, add_negatives, 0), (config.mined_negatives, add_mined_negatives, 2)):
+        if fraction:
+            train = add(train, fraction, config.seed + seed, pool=full)
+            held = add(held, fraction, config.seed + seed + 1, pool=full, strict=False) if held else None
     return train, dev, held
 
 

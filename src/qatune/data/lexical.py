@@ -1,5 +1,6 @@
-"""The lexical side of retrieval: BM25 over the passages (bm25s, with Snowball's English stemmer and
-stop words), saved in and loaded from the index folder."""
+"""BM25 over a list of texts (bm25s, with Snowball's English stemmer and stop words): the lexical side
+of a document index (`documents`, saved in and loaded from its folder), and the retriever that mines
+unanswerable training questions (`data.negatives`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,143 @@
+"""What every document index is made of and how it ranks, whatever stores it: the records (a passage,
+an indexed file, a retrieved hit), the `PassageIndex` seam the reader and the server use, and the
+retrieval that both backends share (each side's candidates, fused).
+
+Fusion puts each side's scores on one scale (standardised over its candidates: BM25 scores and
+cosines live on different scales) and ranks the union by their mean, a passage missing from one side
+taking that side's lowest. Measured on the 20,963-paragraph open-SQuAD collection (bench/documents.py,
+gold paragraph in the top 5): BM25 86.6%, dense 78.4%, reciprocal rank fusion 87.8% (k = 60) or 90.0%
+(k = 10), this 91.0%.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+from qatune.errors import ConfigError
+from qatune.io import JsonObject
+
+FORMAT = 1  # of an index (folder or database); an index of a newer format is refused, not misread
+CANDIDATES = 100  # passages each side ranks before fusion
+MODES = ("fused", "bm25", "dense")
+
+Side = tuple[np.ndarray, np.ndarray]  # one question's candidates on one side: passage ids, scores best first
+Ranker = Callable[[Sequence[str], int], list[Side]]  # questions, k -> each question's side
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage: its file, the 1-based PDF page it starts on (None elsewhere), its character span in
+    the file's extracted text, and that text."""
+
+    file: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: JsonObject) -> Passage:
+        return cls(saved["file"], saved["page"], saved["start"], saved["end"], saved["text"])
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """An indexed file: the SHA-256 and size of its bytes, and its passages' first number and count."""
+
+    sha256: str
+    size: int
+    first: int
+    passages: int
+    pages: int | None = None
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file read for an index: its key (resolved path), record, passages and their unit vectors."""
+
+    key: str
+    entry: FileEntry
+    passages: list[Passage]
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage: its id in the index, its retrieval score (fused, BM25 or cosine) and itself."""
+
+    id: int
+    score: float
+    passage: Passage
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What an index holds, for the server's /v1/models and the CLI: where it is (a folder, or a database
+    URL with its password masked), its files and passages."""
+
+    location: str
+    files: int
+    passages: int
+
+
+class IndexWriter(Protocol):
+    """The write side of a backend, for `documents.build`: the files the index holds (`known`, by key;
+    empty when it is new or rebuilt) and one update that takes `removed` out and puts `files` in,
+    refused if a file counted `unchanged` is no longer in the index as it was `known`."""
+
+    location: str
+    known: dict[str, FileEntry]
+
+    def write(self, files: Sequence[NewFile], removed: set[str], unchanged: set[str]) -> IndexInfo: ...
+
+
+class PassageIndex(Protocol):
+    """The seam between an index's storage and its readers (`ask --index`, `serve --index`): the
+    embedded folder (`documents.index`) and PostgreSQL (`documents.postgres`)."""
+
+    def search(self, questions: Sequence[str], k: int = 10, mode: str = "fused") -> list[list[Hit]]:
+        """The `k` best passages for each question, best first, by `mode` (fused, bm25 or dense)."""
+        ...
+
+    def info(self) -> IndexInfo:
+        """Where the index is and what it holds."""
+        ...
+
+
+def rank(questions: Sequence[str], k: int, mode: str, lexical: Ranker, dense: Ranker) -> list[list[tuple[int, float]]]:
+    """Each question's `k` best (passage id, score) by `mode`, from the two sides' rankers (module doc)."""
+    if mode not in MODES:
+        raise ConfigError(f"retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
+    wanted = k if mode != "fused" else max(k, CANDIDATES)
+    words = lexical(questions, wanted) if mode != "dense" else None
+    vectors = dense(questions, wanted) if mode != "bm25" else None
+    if words is None or vectors is None:
+        ranked = words if words is not None else vectors
+        assert ranked is not None
+        return [[(int(i), float(s)) for i, s in zip(ids[:k], scores[:k])] for ids, scores in ranked]
+    return [fuse([lex, den], k) for lex, den in zip(words, vectors)]
+
+
+def fuse(sides: Sequence[Side], k: int) -> list[tuple[int, float]]:
+    """The `k` best of the union of each side's (passages, scores), by the mean of their standardised
+    scores (module doc)."""
+    fused: dict[int, np.ndarray] = {}
+    lowest = []
+    for side, (passages, scores) in enumerate(sides):
+        z = (scores - scores.mean()) / (scores.std() + 1e-9) if scores.size else scores
+        lowest.append(float(z.min()) if z.size else 0.0)
+        for passage, value in zip(passages.tolist(), z.tolist()):
+            fused.setdefault(passage, np.full(len(sides), np.nan))[side] = value
+    floor = np.asarray(lowest)
+    mean = {p: float(np.where(np.isnan(v), floor, v).mean()) for p, v in fused.items()}
+    return sorted(mean.items(), key=lambda item: (-item[1], item[0]))[:k]
