@@ -119,8 +119,11 @@ def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str) -
         direct = answerer.ask(q["context"], q["question"], 1)
         e, f = best_over_golds(direct[0].text if direct else "", q["answers"])
         sums["gold_em"], sums["gold_f1"] = sums["gold_em"] + e, sums["gold_f1"] + f
-        others = [h for h in index.search([q["question"]], passages + 40, mode)[0] if h.passage.file != q["gold"][0]]
+        others = [h for h in index.search([q["question"]], passages + 90, mode)[0] if h.passage.file != q["gold"][0]]
         hits = others[:passages]
+        if not hits:  # every passage retrieved is from its own document: nothing else to be refused on
+            sums["refused_without_gold"] += 1
+            continue
         prediction = answerer.predict_queries([joint_query(q["question"], hits, 1)])[0][0]
         sums["refused_without_gold"] += not cite(q["question"], hits, prediction, answerer.decoding).found
     n = len(asked)

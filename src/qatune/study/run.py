@@ -46,9 +46,6 @@ from qatune.training.config import TrainConfig
 from qatune.training.trackers import check_trackers, parse_report_to
 
 logger = logging.getLogger(__name__)
-# Settings added after studies were cached: at these defaults they are left out of a stage's key, so an
-# older study's finished fine-tunes stay cached.
-LATER_SETTINGS: dict[str, object] = {"mined_negatives": 0.0}
 T = TypeVar("T")
 
 
@@ -178,7 +175,6 @@ class StudyRunner:
             )
         ]
         settings = {k: v for k, v in config.to_dict().items() if k != "report_to"}  # trackers do not change weights
-        settings = {k: v for k, v in settings.items() if LATER_SETTINGS.get(k, ...) != v}
         key = digest(settings, shas)
         folder = Path(config.output_dir)
 

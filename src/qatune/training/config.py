@@ -43,6 +43,7 @@ _POSITIVE_WHEN_SET = (
 SettingValue = str | int | float | bool | None
 """One training setting's value: every TrainConfig field is one of these scalars."""
 Settings = dict[str, SettingValue]
+LATER_DEFAULTS: Settings = {"mined_negatives": 0.0}  # settings newer than the oldest folders, at their defaults
 """Training settings by TrainConfig field name (all or some of them): `to_dict`, a sweep's base and trial
 settings, a study experiment's settings."""
 
@@ -224,7 +225,11 @@ class TrainConfig:
             )
 
     def to_dict(self) -> Settings:
-        return dataclasses.asdict(self)
+        """Every setting, except those added since folders were first written while they are at their
+        defaults: an older qatune.json or study result reads back and writes out unchanged, and a
+        study's cache keys stay (`LATER_DEFAULTS`)."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> TrainConfig:
