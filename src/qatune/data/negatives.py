@@ -44,14 +44,10 @@ def add_negatives(
     the user asked negatives for), none made is a DataError and fewer than asked a warning with the count;
     without it (the held-out calibration questions), both are only in the notes.
     """
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"negatives must be a fraction in (0, 1], got {fraction}")
+    rng, chosen = _choose(dataset, fraction, seed, "negatives")
     paragraphs: dict[str, dict[str, str]] = defaultdict(dict)  # title -> context -> normalised context
     for e in (pool or dataset).examples + dataset.examples:
         paragraphs[e.title].setdefault(e.context, "")
-    rng = random.Random(seed)
-    positives = [e for e in dataset.examples if e.answers]
-    chosen = rng.sample(positives, max(1, round(fraction * len(positives))) if positives else 0)
     ids = {e.id for e in dataset.examples}
     negatives = []
     for e in chosen:
@@ -99,14 +95,10 @@ def add_mined_negatives(
     answers (module doc); the notes, errors and warnings as `add_negatives`'s."""
     from qatune.data.lexical import Lexical
 
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"mined negatives must be a fraction in (0, 1], got {fraction}")
+    _, chosen = _choose(dataset, fraction, seed, "mined negatives")
     titles = {e.context: e.title for e in (pool or dataset).examples + dataset.examples}
     contexts = list(titles)
     normalised = dict.fromkeys(contexts, "")
-    rng = random.Random(seed)
-    positives = [e for e in dataset.examples if e.answers]
-    chosen = rng.sample(positives, max(1, round(fraction * len(positives))) if positives else 0)
     ranked = Lexical.build(contexts).search([e.question for e in chosen], MINED_DEPTH) if chosen else []
     ids = {e.id for e in dataset.examples}
     negatives = []
@@ -144,6 +136,16 @@ def add_mined_negatives(
             MINED_DEPTH,
         )
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
+
+
+def _choose(dataset: QADataset, fraction: float, seed: int, what: str) -> tuple[random.Random, list[Example]]:
+    """The seeded generator and the answerable questions it picks to pair (about `fraction` of them, at
+    least one); a fraction outside (0, 1] is a ConfigError naming `what`."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"{what} must be a fraction in (0, 1], got {fraction}")
+    rng = random.Random(seed)
+    positives = [e for e in dataset.examples if e.answers]
+    return rng, rng.sample(positives, max(1, round(fraction * len(positives))) if positives else 0)
 
 
 def _holds(normalised: dict[str, str], context: str, answers: tuple[str, ...]) -> bool:
