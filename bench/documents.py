@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, save, table  # noqa: E402
+from qatune.documents.records import RETRIEVAL_WEIGHT  # noqa: E402
 
 KS = (1, 5, 10, 20)
 
@@ -95,7 +96,7 @@ def recall(index, asked: list[dict], mode: str, backend: str = "folder") -> dict
     return row
 
 
-def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str) -> dict:
+def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str, weight: float) -> dict:
     """EM/F1 of the best answer (always taken), the model's no-answer decision on the same questions
     (found, and EM counting "not found" as wrong), its decision on each question asked of the collection
     without the question's own document (truly unanswerable there: "not found" is right), the gold paragraph's
@@ -110,7 +111,7 @@ def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str) -
     times = []
     for q in asked:
         began = time.perf_counter()
-        (result,) = ask_index(index, answerer, [q["question"]], 1, passages, mode)
+        (result,) = ask_index(index, answerer, [q["question"]], 1, passages, mode, weight)
         times.append(time.perf_counter() - began)
         e, f = best_over_golds(result.answers[0].text if result.answers else "", q["answers"])
         sums["em"], sums["f1"] = sums["em"] + e, sums["f1"] + f
@@ -124,10 +125,11 @@ def end_to_end(index, asked: list[dict], model: str, passages: int, mode: str) -
         if not hits:  # every passage retrieved is from its own document: nothing else to be refused on
             sums["refused_without_gold"] += 1
             continue
-        prediction = answerer.predict_queries([joint_query(q["question"], hits, 1)])[0][0]
+        prediction = answerer.predict_queries([joint_query(q["question"], hits, 1, weight)])[0][0]
         sums["refused_without_gold"] += not cite(q["question"], hits, prediction, answerer.decoding).found
     n = len(asked)
-    row = {"model": model, "passages": passages, "mode": mode, "no_answer_threshold": answerer.decoding.null_threshold}
+    row = {"model": model, "passages": passages, "mode": mode, "retrieval_weight": weight}
+    row["no_answer_threshold"] = answerer.decoding.null_threshold
     row |= {k: round(100 * v / n, 2) for k, v in sums.items()}
     return row | {"median_ms_per_question": round(1000 * median(times), 1)}
 
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="N dev questions only, evenly spaced over the dev set")
     parser.add_argument("--model", help="also score end to end with this reader")
     parser.add_argument("--passages", type=int, default=10)
+    parser.add_argument("--retrieval-weight", type=float, default=RETRIEVAL_WEIGHT, help="as `ask --retrieval-weight`")
     parser.add_argument("--data-dir", default=os.environ.get("QATUNE_DATA_DIR", "../shared/data/squad"))
     parser.add_argument("--postgres", help="also index into this PostgreSQL URL (qatune tables emptied), measure it")
     parser.add_argument("--name", help="result file name under bench/results (default: documents-COLLECTION[-reader])")
@@ -171,7 +174,8 @@ def main() -> None:
             postgres_build = round(time.perf_counter() - began, 1)
             shared = open_index(args.postgres)
             rows += [recall(shared, asked, mode, "postgresql") for mode in ("bm25", "dense", "fused")]
-        reader = end_to_end(index, asked, args.model, args.passages, "fused") if args.model else None
+        weight = args.retrieval_weight
+        reader = end_to_end(index, asked, args.model, args.passages, "fused", weight) if args.model else None
     print(table(rows, list(rows[0])))
     if reader:
         print(json.dumps(reader, indent=2))

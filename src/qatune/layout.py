@@ -53,7 +53,8 @@ ONNX_META = "qatune-onnx.json"  # window settings, input names, ...; marks a qat
 # A document index (`qatune index`).
 INDEX_META = "qatune-index.json"  # format version, the files and their hashes; marks a qatune index
 INDEX_PASSAGES = "passages.jsonl"  # one passage a line: file, page, character span, text
-INDEX_EMBEDDINGS = "embeddings.npy"  # the dense side: one unit vector a passage, in passage order
+INDEX_EMBEDDINGS = "embeddings.npy"  # the dense side: a unit vector a sentence (float16), in passage order
+INDEX_UNITS = "units.npy"  # how many of those vectors each passage has
 INDEX_LEXICAL = "bm25"  # the lexical side: a bm25s index over the passages
 
 # A study folder (`qatune run`) and the folders its stages own.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qatune.documents.build import build_index
@@ -25,7 +27,8 @@ def test_a_folder_is_indexed_and_what_cannot_be_read_is_named(docs, tmp_path, em
     skipped = {name.rsplit("/", 1)[1]: why for name, why in summary.skipped}
     assert set(skipped) == {"broken.pdf", "latin1.txt", "image.md"} and "UTF-8" in skipped["latin1.txt"]
     index = opened(tmp_path / "idx")
-    assert len(index.passages) == summary.passages and index.embeddings.shape == (summary.passages, 384)
+    assert len(index.passages) == summary.passages and index.units.shape == (summary.passages,)
+    assert index.embeddings.shape == (index.units.sum(), 384) and index.units.sum() > summary.passages  # sentences
     for passage in index.passages:  # every passage is an exact span of its file's text (text files as written)
         if passage.file.endswith((".txt", ".md")):
             assert open(passage.file).read()[passage.start : passage.end] == passage.text
@@ -130,12 +133,48 @@ def test_a_named_pipe_with_a_text_name_is_skipped_not_read(docs, tmp_path, embed
     assert ("pipe.txt", "not a regular file") in {(f.rsplit("/", 1)[1], why) for f, why in summary.skipped}
 
 
-@pytest.mark.parametrize("name", ["embeddings.npy", "passages.jsonl", "bm25/params.index.json"])
+@pytest.mark.parametrize("name", ["embeddings.npy", "units.npy", "passages.jsonl", "bm25/params.index.json"])
 def test_a_damaged_index_is_one_error(docs, tmp_path, embedder, name):
     build_index([docs], tmp_path / "idx", progress_bar=False, embedder=embedder)
     (tmp_path / "idx" / name).write_bytes(b"\x00garbage")
     with pytest.raises(ConfigError, match="damaged qatune index.*run `qatune index` again"):
         DocumentIndex.open(tmp_path / "idx")
+
+
+def _as_format_1(location: str) -> None:
+    """Rewrite an index as qatune's format 1 held it: one float32 vector a passage (here its first sentence's)."""
+    if location.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            rows = conn.execute("SELECT id, embedding FROM qatune_index_passages").fetchall()
+            for id_, stored in rows:
+                first = np.frombuffer(bytes(stored), np.float16)[:384].astype(np.float32).tobytes()
+                conn.execute("UPDATE qatune_index_passages SET embedding = %s WHERE id = %s", (first, id_))
+            conn.execute("UPDATE qatune_index_meta SET value = '1' WHERE name = 'format'")
+        return
+    folder = Path(location)
+    units = np.load(folder / "units.npy")
+    vectors = np.load(folder / "embeddings.npy")
+    np.save(folder / "embeddings.npy", vectors[np.concatenate([[0], np.cumsum(units)[:-1]])].astype(np.float32))
+    (folder / "units.npy").unlink()
+    meta = json.loads((folder / INDEX_META).read_text())
+    (folder / INDEX_META).write_text(json.dumps({**meta, "format": 1}))
+
+
+def test_an_index_of_format_1_is_read_and_updated_only_with_overwrite(docs, index_location, embedder, opened):
+    build_index([docs], index_location, progress_bar=False, embedder=embedder)
+    before = opened(index_location).search(["How long does the battery last?"], k=3)[0]
+    _as_format_1(index_location)
+    after = opened(index_location).search(["How long does the battery last?"], k=3)[0]
+    assert len(after) == 3 and {h.passage for h in after} & {h.passage for h in before}
+    with pytest.raises(ConfigError, match="format 1, made by an older qatune.*--overwrite"):
+        build_index([docs], index_location, progress_bar=False, embedder=embedder)
+    summary = build_index([docs], index_location, overwrite=True, progress_bar=False, embedder=embedder)
+    again = opened(index_location)
+    assert summary.files == 4 and [h.passage for h in again.search(["How long does the battery last?"], k=3)[0]] == [
+        h.passage for h in before
+    ]
 
 
 def test_other_passage_settings_are_refused_unless_overwrite(docs, index_location, embedder):

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from qatune.answering.answerer import Query
 from qatune.answering.factory import open_answerer
 from qatune.cli.main import main
 from qatune.documents.backends import open_index
 from qatune.documents.build import build_index
 from qatune.documents.reader import ask_index
-from qatune.errors import DataError
+from qatune.errors import ConfigError, DataError
 
 
 @pytest.fixture
@@ -53,6 +54,29 @@ def test_one_passage_reads_as_the_same_context_asked_directly(index, answerer):
     assert result.no_answer_probability == pytest.approx(direct.no_answer_probability, abs=1e-6)
 
 
+def test_the_retrieval_weight_moves_answers_to_the_better_ranked_passages(index, answerer):
+    question = "How long does the battery last?"
+    hits = index.search([question], 4)[0]
+    assert len({round(h.score, 3) for h in hits}) == 4  # distinct scores, so a weight tells them apart
+    (alone,) = ask_index(index, answerer, [question], top_k=3, passages=4, retrieval_weight=0)
+    (trusting,) = ask_index(index, answerer, [question], top_k=3, passages=4, retrieval_weight=1000)
+    direct = answerer.predict_many([(hits[0].passage.text, question)], 3)[0]
+    assert any(a.retrieval_rank > 1 for a in alone.answers)  # the untrained reader's spans come from anywhere
+    assert [a.retrieval_rank for a in trusting.answers] == [1] * len(trusting.answers)
+    assert [a.text for a in trusting.answers] == [a.text for a in direct.answers]
+    # the best passage's spans and the null answer keep their scores: only the others' count for less
+    assert trusting.answers[0].score == pytest.approx(direct.answers[0].score, abs=1e-4)
+    with pytest.raises(ConfigError, match="retrieval weight"):
+        ask_index(index, answerer, [question], retrieval_weight=float("nan"))
+
+
+def test_a_query_s_priors_are_one_finite_number_a_context():
+    with pytest.raises(ConfigError, match="2 finite numbers"):
+        Query([("a b", "q"), ("c d", "q")], joint=True, priors=[0.0])
+    with pytest.raises(ConfigError, match="finite"):
+        Query([("a b", "q")], joint=True, priors=[float("inf")])
+
+
 def test_a_model_s_no_answer_decision_says_not_found(index, answerer):
     saved = answerer.decoding
     try:
@@ -85,6 +109,8 @@ def test_ask_index_from_the_command_line(index, index_location, tiny_bert, capsy
         (["--context", "x"], "drop --context"),
         (["--compare-with", "default"], "drop --compare-with"),
         (["--passages", "0"], "--passages"),
+        (["--retrieval-weight", "-1"], "--retrieval-weight"),
+        (["--retrieval-weight", "nan"], "--retrieval-weight"),
     ],
 )
 def test_ask_index_refuses_what_it_cannot_use(index, index_location, tiny_bert, capsys, extra, words):

@@ -51,6 +51,9 @@ def test_ask_answers_from_the_documents_with_citations(client, tiny_bert):
         name = answer["file"].rsplit("/", 1)[1]
         assert DOCS[name][answer["start"] : answer["end"]] == answer["text"]
         assert answer["passage"][answer["passage_start"] : answer["passage_end"]] == answer["text"]
+    trusting = {"question": "How long does the battery last?", "passages": 2, "retrieval_weight": 100}
+    response = client.post("/v1/ask", json=trusting)
+    assert response.status_code == 200 and {a["retrieval_rank"] for a in response.json()["answers"]} == {1}
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,9 @@ def test_ask_answers_from_the_documents_with_citations(client, tiny_bert):
         ({"question": "Who?", "top_k": "3"}, "top_k"),
         ({"question": "Who?", "context": "x"}, "context"),
         ({"question": "Who\u0000?"}, "NUL"),
+        ({"question": "Who?", "retrieval_weight": -1}, "retrieval_weight"),
+        ({"question": "Who?", "retrieval_weight": 101}, "retrieval_weight"),
+        ({"question": "Who?", "retrieval_weight": "much"}, "retrieval_weight"),
     ],
 )
 def test_bad_requests_are_422(client, payload, words):

@@ -8,6 +8,7 @@ same code for both, so both answer alike. numpy-only: the ONNX path never import
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ import numpy as np
 from qatune.answering.decoding import Answer, Decoding, Logits, Prediction, group_windows, predict
 from qatune.data.squad import Example, question_examples
 from qatune.data.windows import WindowConfig, Windows, tokenize_windows
-from qatune.errors import DataError, NonFiniteOutputs, QatuneError
+from qatune.errors import ConfigError, DataError, NonFiniteOutputs, QatuneError
 
 Progress = Callable[[int], None]
 
@@ -82,12 +83,21 @@ class Query:
     `joint`: the pairs are one question asked of several contexts (retrieved passages): each context is
     windowed alone, and all are decoded as one context, the contexts joined by JOINT_SEPARATOR, so every
     span of every context shares one softmax and equal answers merge across them; one Prediction, its
-    spans in that joined text."""
+    spans in that joined text. `priors` (joint only): one score a context, added to every span of it (not
+    to the null answer), so a context's answers count for more or less by where it came from (the
+    documents reader: the retrieval score)."""
 
     pairs: Sequence[tuple[str, str]]
     top_k: int = 3
     decoding: Decoding | None = None
     joint: bool = False
+    priors: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.priors is not None and (
+            len(self.priors) != len(self.pairs) or not all(math.isfinite(p) for p in self.priors)
+        ):
+            raise ConfigError(f"a query's priors: expected {len(self.pairs)} finite numbers, one a context")
 
 
 @dataclass(frozen=True)
@@ -197,9 +207,12 @@ class SpanAnswerer:
             """The examples' windows (the next groups: examples were windowed in order), decoded as one
             context: a single example's own, or a joint query's contexts joined."""
             start, end, offsets, context = [], [], [], ""
-            for example in examples:
+            for number, example in enumerate(examples):
+                prior = query.priors[number] if query.joint and query.priors else 0.0
                 for i in next(groups):
-                    start.append(logits.start[i])
+                    # a span scores start + end: shifting every start but the null's (index 0) shifts each span once
+                    s = logits.start[i]
+                    start.append(np.concatenate([s[:1], s[1:] + prior]) if prior else s)
                     end.append(logits.end[i])
                     offsets.append(np.where(windows.offsets[i] >= 0, windows.offsets[i] + len(context), -1))
                 context += example.context + (JOINT_SEPARATOR if query.joint else "")

@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qatune.cli.common import Parser, add_window_args, answerer_for, emit, int_in, model_window, positive_int
+from qatune.cli.common import (
+    Parser,
+    add_window_args,
+    answerer_for,
+    emit,
+    float_in,
+    int_in,
+    model_window,
+    positive_int,
+)
+from qatune.documents.records import RETRIEVAL_WEIGHT
 from qatune.errors import ConfigError, DataError
 from qatune.io import JsonObject
 from qatune.models.settings import TARGETS
@@ -128,6 +138,13 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
         default="fused",
         help="with --index: how passages are retrieved (default: fused, BM25 and embeddings, each side's "
         "scores standardised and averaged)",
+    )
+    p.add_argument(
+        "--retrieval-weight",
+        type=float_in(0, 100),
+        default=RETRIEVAL_WEIGHT,
+        help="with --index: how much an answer's passage's retrieval score counts beside the reader's "
+        f"(default: {RETRIEVAL_WEIGHT:g}, chosen on open SQuAD; 0: the reader alone)",
     )
     add_window_args(p)
 

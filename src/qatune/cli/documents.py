@@ -78,7 +78,9 @@ def cmd_ask_index(args: argparse.Namespace) -> int:
     if args.question is None:
         raise DataError("no question: pass --question TEXT")
     index = open_index(args.index)
-    found = ask_index(index, answerer_for(args.model, args), [args.question], args.top_k, args.passages, args.retrieval)
+    answerer = answerer_for(args.model, args)
+    weight = args.retrieval_weight
+    found = ask_index(index, answerer, [args.question], args.top_k, args.passages, args.retrieval, weight)
     result = found[0]
     if args.json:
         emit({**result.to_dict(), "model": args.model, "index": index.info().location})  # a URL's password masked

@@ -21,11 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from qatune.documents.backends import open_writer
-from qatune.documents.dense import Embedder
+from qatune.documents.dense import Embedder, embed_passages, units
 from qatune.documents.extract import MAX_FILE_BYTES, Unreadable, extract, find_files
 from qatune.documents.passages import MAX_WORDS, split_passages
 from qatune.documents.postgres import is_database_url
@@ -179,13 +178,15 @@ def _skip(summary: IndexSummary, path: Path, why: str) -> _File | None:
 
 
 def _embed(files: list[_File], embedder: Embedder, progress_bar: bool, summary: IndexSummary) -> list[NewFile]:
-    """The files with their passages' vectors (one batched pass over every new passage)."""
+    """The files with their passages' sentence vectors (one batched pass over every new passage)."""
     texts = [p.text for f in files for p in f.passages]
     summary.embedded = len(texts)
-    with tqdm(total=len(texts), desc="embedding", unit="passage", disable=not progress_bar or not texts) as bar:
-        vectors = embedder(texts, bar.update) if texts else np.zeros((0, 0), dtype=np.float32)
-    out, first = [], 0
+    total = sum(len(units(t)) for t in texts)
+    with tqdm(total=total, desc="embedding", unit="sentence", disable=not progress_bar or not texts) as bar:
+        vectors, counts = embed_passages(embedder, texts, bar.update)
+    out, first, at = [], 0, 0
     for f in files:
-        out.append(NewFile(f.key, f.entry, f.passages, vectors[first : first + len(f.passages)]))
-        first += len(f.passages)
+        mine = counts[first : first + len(f.passages)]
+        out.append(NewFile(f.key, f.entry, f.passages, vectors[at : at + int(mine.sum())], mine))
+        first, at = first + len(f.passages), at + int(mine.sum())
     return out

@@ -18,7 +18,7 @@ from qatune.documents.dense import EMBEDDER, Embedder, search
 from qatune.documents.records import FORMAT, FileEntry, Hit, IndexInfo, NewFile, Passage, Side, rank
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
-from qatune.layout import INDEX_EMBEDDINGS, INDEX_LEXICAL, INDEX_META, INDEX_PASSAGES
+from qatune.layout import INDEX_EMBEDDINGS, INDEX_LEXICAL, INDEX_META, INDEX_PASSAGES, INDEX_UNITS
 from qatune.paths import remove_leftovers, staged_folder
 
 
@@ -29,9 +29,11 @@ class DocumentIndex:
     folder: Path
     passages: list[Passage]
     files: dict[str, FileEntry]
-    embeddings: np.ndarray
+    embeddings: np.ndarray  # every passage's sentence vectors, stacked (float32 in memory)
+    units: np.ndarray  # how many of them each passage has (one, in an index of format 1)
     lexical: Lexical
     settings: Any = None  # how its passages were cut ({"max_words": N}): an update reuses them only if equal
+    format: int = FORMAT
     _embedder: Embedder | None = field(default=None, repr=False)
 
     @classmethod
@@ -42,14 +44,17 @@ class DocumentIndex:
         damaged = f"{folder}: a damaged qatune index"
         try:
             passages = [Passage.from_dict(p) for p in read_jsonl(folder / INDEX_PASSAGES)]
-            embeddings = np.load(folder / INDEX_EMBEDDINGS, allow_pickle=False)
+            embeddings = np.load(folder / INDEX_EMBEDDINGS, allow_pickle=False).astype(np.float32)
+            one_each = meta["format"] == 1  # format 1 held one vector a passage, no counts
+            units = np.ones(len(passages), np.int32) if one_each else np.load(folder / INDEX_UNITS, allow_pickle=False)
             files = {name: FileEntry(**entry) for name, entry in meta["files"].items()}
             lexical = Lexical.load(folder / INDEX_LEXICAL)
         except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
             raise ConfigError(f"{damaged} ({type(exc).__name__}: {exc}); run `qatune index` again") from None
-        if len(passages) != meta.get("passages") or embeddings.ndim != 2 or embeddings.shape[0] != len(passages):
+        matching = units.shape == (len(passages),) and (units >= 1).all() and embeddings.ndim == 2
+        if len(passages) != meta.get("passages") or not matching or embeddings.shape[0] != units.sum():
             raise ConfigError(f"{damaged} (its passages do not match); run `qatune index` again")
-        return cls(folder, passages, files, embeddings, lexical, meta.get("settings"))
+        return cls(folder, passages, files, embeddings, units, lexical, meta.get("settings"), meta["format"])
 
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -64,7 +69,7 @@ class DocumentIndex:
         return [[Hit(i, s, self.passages[i]) for i, s in found] for found in ranked]
 
     def _dense(self, questions: Sequence[str], k: int) -> list[Side]:
-        return search(self.embeddings, self.embedder()(questions), k)
+        return search(self.embeddings, self.units, self.embedder()(questions), k)
 
     def info(self) -> IndexInfo:
         return IndexInfo(str(self.folder), len(self.files), len(self.passages))
@@ -97,6 +102,11 @@ class FolderWriter:
     def __init__(self, out: Path, max_words: int, overwrite: bool) -> None:
         self.out, self.location, self.max_words = out, str(out), max_words
         self.old = DocumentIndex.open(out) if (out / INDEX_META).is_file() and not overwrite else None
+        if self.old is not None and self.old.format < FORMAT:
+            raise ConfigError(
+                f"--output {out}: an index of format {self.old.format}, made by an older qatune (one vector a "
+                f"passage, not a sentence); --overwrite to index everything again"
+            )
         if self.old is not None and self.old.settings != {"max_words": max_words}:
             raise ConfigError(
                 f"--output {out}: its passages were cut with --max-words {(self.old.settings or {}).get('max_words')}; "
@@ -116,12 +126,14 @@ class FolderWriter:
             entries[f.key] = FileEntry(f.entry.sha256, f.entry.size, first, len(f.passages), f.entry.pages).to_dict()
             first += len(f.passages)
         vectors = np.concatenate([f.vectors for f in every if len(f.vectors)])
+        units = np.concatenate([f.units for f in every]).astype(np.int32)
         lexical = Lexical.build([p.text for p in passages])
         real = self.out.resolve()
         remove_leftovers(real.parent, target=real.name)  # an earlier index build to it that was killed
         with staged_folder(real) as new:
             write_jsonl(new / INDEX_PASSAGES, [p.to_dict() for p in passages])
-            np.save(new / INDEX_EMBEDDINGS, vectors.astype(np.float32), allow_pickle=False)
+            np.save(new / INDEX_EMBEDDINGS, vectors.astype(np.float16), allow_pickle=False)
+            np.save(new / INDEX_UNITS, units, allow_pickle=False)
             lexical.save(new / INDEX_LEXICAL)
             meta = {
                 "format": FORMAT,
@@ -136,4 +148,6 @@ class FolderWriter:
     def _kept(self, key: str, entry: FileEntry) -> NewFile:
         assert self.old is not None
         span = slice(entry.first, entry.first + entry.passages)
-        return NewFile(key, entry, self.old.passages[span], self.old.embeddings[span])
+        at = int(self.old.units[: entry.first].sum())
+        units = self.old.units[span]
+        return NewFile(key, entry, self.old.passages[span], self.old.embeddings[at : at + int(units.sum())], units)

@@ -55,7 +55,7 @@ def _pieces(text: str, start: int, end: int, max_words: int) -> list[Span]:
     of the one before."""
     if words(text[start:end]) <= max_words:
         return [Span(start, end)]
-    units = [u for s in _sentences(text, start, end) for u in _fit(text, s, max_words)]
+    units = [u for s in sentences(text, start, end) for u in _fit(text, s, max_words)]
     pieces: list[Span] = []
     first = 0
     while first < len(units):
@@ -69,7 +69,8 @@ def _pieces(text: str, start: int, end: int, max_words: int) -> list[Span]:
     return pieces
 
 
-def _sentences(text: str, start: int, end: int) -> list[Span]:
+def sentences(text: str, start: int, end: int) -> list[Span]:
+    """The sentences of `text[start:end]` (cut after . ! ? and their CJK forms), without the space between."""
     spans, at = [], start
     for cut in _SENTENCE_END.finditer(text, start, end):
         if cut.start() > at:

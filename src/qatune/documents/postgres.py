@@ -6,10 +6,11 @@ servers read one index that many writers update.
   what/who/which/how too, and a word repeated in a question counts once) fills a term table, and BM25
   is scored in SQL with bm25s's formula (Lucene's idf and term weight, k1 1.5, b 0.75). PostgreSQL's
   ts_rank has no inverse document frequency, so ranking by it would let frequent words decide.
-- Dense side: each passage's vector is stored beside it (pgvector is not something every PostgreSQL
-  has). A reader holds the vectors in memory (1.5 kB a passage) and loads them again only when a
-  writer has changed the index (its generation number), so fused retrieval ranks exactly as the
-  embedded index does, not only re-ranks the full-text candidates.
+- Dense side: each passage's sentence vectors (`documents.dense`) are stored beside it, as float16
+  (pgvector is not something every PostgreSQL has). A reader holds the vectors in memory (1.5 kB a
+  sentence, as float32) and loads them again only when a writer has changed the index (its generation
+  number), so fused retrieval ranks exactly as the embedded index does, not only re-ranks the
+  full-text candidates.
 - Writers: an update is one transaction under an advisory lock. Readers see the index before it or
   after it, never half of it; a second writer waits for the first instead of losing its update.
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from qatune.documents.dense import EMBEDDER, Embedder, search
+from qatune.documents.dense import DIMENSIONS, EMBEDDER, Embedder, search
 from qatune.documents.records import FORMAT, FileEntry, Hit, IndexInfo, NewFile, Passage, Side, rank
 from qatune.errors import ConfigError, Unavailable
 from qatune.paths import masked_url
@@ -134,7 +135,7 @@ class PostgresIndex:
     def __init__(self, url: str, embedder: Embedder | None = None) -> None:
         self.url = url
         self._embedder = embedder
-        self._vectors: tuple[str, np.ndarray, np.ndarray] | None = None  # generation, ids, vectors
+        self._vectors: tuple[str, np.ndarray, np.ndarray, np.ndarray] | None = None  # generation, ids, vectors, units
         self._lock = threading.Lock()  # one load of the vectors at a time (the server searches from threads)
 
     @classmethod
@@ -170,8 +171,8 @@ class PostgresIndex:
                 return [self._bm25(conn, q, wanted, n, float(avgdl) or 1.0) for q in asked]
 
             def dense(asked: Sequence[str], wanted: int) -> list[Side]:
-                ids, vectors = self._load_vectors(conn, meta.get("generation", ""))
-                return [(ids[rows], scores) for rows, scores in search(vectors, self.embedder()(asked), wanted)]
+                ids, vectors, units = self._load_vectors(conn, meta)
+                return [(ids[rows], scores) for rows, scores in search(vectors, units, self.embedder()(asked), wanted)]
 
             ranked = rank(questions, k, mode, lexical, dense)
             passages = _passages(conn, sorted({i for found in ranked for i, _ in found}))
@@ -182,15 +183,20 @@ class PostgresIndex:
         rows = conn.execute(BM25, {"question": question, "n": n, "avgdl": avgdl, "k": k}).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64), np.asarray([r[1] for r in rows], dtype=np.float64)
 
-    def _load_vectors(self, conn: Any, generation: str) -> tuple[np.ndarray, np.ndarray]:
-        """Every passage's id and vector, as of `generation` (loaded again only when it changed)."""
+    def _load_vectors(self, conn: Any, meta: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every passage's id, its sentence vectors stacked and their numbers, as of the index's generation
+        (loaded again only when it changed). Format 1 held one float32 vector a passage."""
+        generation = meta.get("generation", "")
         with self._lock:
             if self._vectors is None or self._vectors[0] != generation:
                 rows = conn.execute("SELECT id, embedding FROM qatune_index_passages ORDER BY id").fetchall()
+                stored = np.float32 if meta["format"] == "1" else np.float16
+                each = [np.frombuffer(bytes(r[1]), dtype=stored).reshape(-1, DIMENSIONS) for r in rows]
                 ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-                vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), -1)
-                self._vectors = (generation, ids, vectors)
-            return self._vectors[1], self._vectors[2]
+                units = np.asarray([len(v) for v in each], dtype=np.int32)
+                vectors = np.concatenate(each).astype(np.float32) if each else np.zeros((0, DIMENSIONS), np.float32)
+                self._vectors = (generation, ids, vectors, units)
+            return self._vectors[1], self._vectors[2], self._vectors[3]
 
 
 def _passages(conn: Any, ids: list[int]) -> dict[int, Passage]:
@@ -216,7 +222,13 @@ class PostgresWriter:
         return {r[0]: FileEntry(r[1], r[2], 0, r[3], r[4]) for r in rows}
 
     def _check(self, meta: dict[str, str]) -> None:
-        """Passages are cut alike in one index: other --max-words is refused (unless --overwrite)."""
+        """Passages are cut and embedded alike in one index: other --max-words, or an index of an older format,
+        is refused (unless --overwrite)."""
+        if int(meta["format"]) < FORMAT and not self.overwrite:
+            raise ConfigError(
+                f"--output {self.location}: an index of format {meta['format']}, made by an older qatune (one "
+                f"vector a passage, not a sentence); --overwrite to index everything again"
+            )
         settings = json.loads(meta.get("settings", "{}"))
         if settings != {"max_words": self.max_words} and not self.overwrite:
             raise ConfigError(
@@ -273,8 +285,8 @@ def _insert(conn: Any, files: Sequence[NewFile]) -> None:
         columns = "file, page, start_char, end_char, text, embedding"
         with cur.copy(f"COPY qatune_index_passages ({columns}) FROM STDIN") as copy:
             for f in files:
-                for p, v in zip(f.passages, f.vectors):
-                    copy.write_row((f.key, p.page, p.start, p.end, p.text, np.asarray(v, np.float32).tobytes()))
+                for p, v in zip(f.passages, f.by_passage()):
+                    copy.write_row((f.key, p.page, p.start, p.end, p.text, np.asarray(v, np.float16).tobytes()))
     keys = [f.key for f in files]
     conn.execute(
         "INSERT INTO qatune_index_terms (term, passage, tf) SELECT t.lexeme, p.id, "

@@ -6,17 +6,25 @@ shares one softmax (shared normalisation, as Clark & Gardner 2018 train for; the
 temperature applies as for one context), answers that exact match cannot tell apart merge across
 passages as they do within one, and the no-answer probability is that no passage holds an answer.
 Each answer is then cited back to its passage, file, page and character span in the file's text.
+
+A reader trained on single paragraphs scores spans in a passage without the answer about as high as in
+one with it, so the retriever's judgement is added, as BERTserini interpolates retriever and reader
+scores: every span of a passage loses `retrieval_weight` times how far the passage's retrieval score
+(standardised over the question's candidates) stands below the best passage's. The best passage's spans
+and the null answer keep their scores. The default weight was chosen on 1,000 open-SQuAD dev questions
+kept apart from those the benchmark scores (bench/retrieval_weight.py; README).
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import asdict, dataclass
 
 from qatune.answering.answerer import JOINT_SEPARATOR, Query, SpanAnswerer
 from qatune.answering.decoding import Answer, Decoding, Prediction
-from qatune.documents.records import Hit, Passage, PassageIndex
-from qatune.errors import DataError, QatuneError
+from qatune.documents.records import RETRIEVAL_WEIGHT, Hit, Passage, PassageIndex
+from qatune.errors import ConfigError, DataError, QatuneError
 from qatune.io import JsonObject
 
 
@@ -64,11 +72,13 @@ def ask_index(
     top_k: int = 3,
     passages: int = 10,
     mode: str = "fused",
+    retrieval_weight: float = RETRIEVAL_WEIGHT,
 ) -> list[DocumentAnswers]:
     """Each question's top-k cited answers from its `passages` best retrieved passages, all questions'
     passages read in one batched pass (module doc)."""
     hits = retrieve(index, questions, passages, mode)
-    results = answerer.predict_queries([joint_query(q, h, top_k) for q, h in zip(questions, hits)])
+    queries = [joint_query(q, h, top_k, retrieval_weight) for q, h in zip(questions, hits)]
+    results = answerer.predict_queries(queries)
     for result in results:
         if isinstance(result, QatuneError):
             raise result
@@ -86,9 +96,14 @@ def retrieve(index: PassageIndex, questions: list[str], passages: int, mode: str
     return index.search(questions, passages, mode)
 
 
-def joint_query(question: str, hits: list[Hit], top_k: int) -> Query:
-    """The model's query for one question over its retrieved passages (read jointly)."""
-    return Query([(h.passage.text, question) for h in hits], top_k, joint=True)
+def joint_query(question: str, hits: list[Hit], top_k: int, retrieval_weight: float = RETRIEVAL_WEIGHT) -> Query:
+    """The model's query for one question over its retrieved passages (read jointly), each passage's spans
+    weighed by its retrieval score (module doc)."""
+    if not (math.isfinite(retrieval_weight) and retrieval_weight >= 0):
+        raise ConfigError(f"retrieval weight {retrieval_weight}: expected a number at least 0")
+    best = max((h.score for h in hits), default=0.0)
+    priors = [retrieval_weight * (h.score - best) for h in hits]
+    return Query([(h.passage.text, question) for h in hits], top_k, joint=True, priors=priors)
 
 
 def cite(question: str, hits: list[Hit], prediction: Prediction, decoding: Decoding) -> DocumentAnswers:

@@ -5,8 +5,10 @@ retrieval that both backends share (each side's candidates, fused).
 Fusion puts each side's scores on one scale (standardised over its candidates: BM25 scores and
 cosines live on different scales) and ranks the union by their mean, a passage missing from one side
 taking that side's lowest. Measured on the 20,963-paragraph open-SQuAD collection (bench/documents.py,
-gold paragraph in the top 5): BM25 86.6%, dense 78.4%, reciprocal rank fusion 87.8% (k = 60) or 90.0%
-(k = 10), this 91.0%.
+gold paragraph in the top 5, one dense vector a passage): BM25 86.6%, dense 78.4%, reciprocal rank
+fusion 87.8% (k = 60) or 90.0% (k = 10), this 91.0%; with a dense vector a sentence (`documents.dense`)
+dense alone 83.5%, this 92.0%. A single side's scores are standardised alike, so that a hit's score
+means the same whatever the mode (the reader weighs it: `documents.reader`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import numpy as np
 from qatune.errors import ConfigError
 from qatune.io import JsonObject
 
-FORMAT = 1  # of an index (folder or database); an index of a newer format is refused, not misread
+FORMAT = 2  # of an index (folder or database); a newer one is refused, not misread (2: a vector a sentence)
 CANDIDATES = 100  # passages each side ranks before fusion
 MODES = ("fused", "bm25", "dense")
+RETRIEVAL_WEIGHT = 1.5  # how much the reader trusts the retrieval score (documents.reader's doc)
 
 Side = tuple[np.ndarray, np.ndarray]  # one question's candidates on one side: passage ids, scores best first
 Ranker = Callable[[Sequence[str], int], list[Side]]  # questions, k -> each question's side
@@ -63,17 +66,24 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class NewFile:
-    """A file read for an index: its key (resolved path), record, passages and their unit vectors."""
+    """A file read for an index: its key (resolved path), record, passages, and their sentences' unit
+    vectors (`documents.dense`), stacked in passage order, `units` of them for each passage."""
 
     key: str
     entry: FileEntry
     passages: list[Passage]
     vectors: np.ndarray
+    units: np.ndarray
+
+    def by_passage(self) -> list[np.ndarray]:
+        """Each passage's sentence vectors."""
+        return np.split(self.vectors, np.cumsum(self.units)[:-1]) if len(self.units) else []
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved passage: its id in the index, its retrieval score (fused, BM25 or cosine) and itself."""
+    """A retrieved passage: its id in the index, its retrieval score and itself. The score is standardised
+    over the question's candidates (`fuse`), whatever the mode, so the reader can weigh it on one scale."""
 
     id: int
     score: float
@@ -118,26 +128,25 @@ def rank(questions: Sequence[str], k: int, mode: str, lexical: Ranker, dense: Ra
     """Each question's `k` best (passage id, score) by `mode`, from the two sides' rankers (module doc)."""
     if mode not in MODES:
         raise ConfigError(f"retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
-    wanted = k if mode != "fused" else max(k, CANDIDATES)
+    wanted = max(k, CANDIDATES)  # one side alone is standardised over as many candidates as fusion sees
     words = lexical(questions, wanted) if mode != "dense" else None
     vectors = dense(questions, wanted) if mode != "bm25" else None
-    if words is None or vectors is None:
-        ranked = words if words is not None else vectors
-        assert ranked is not None
-        return [[(int(i), float(s)) for i, s in zip(ids[:k], scores[:k])] for ids, scores in ranked]
-    return [fuse([lex, den], k) for lex, den in zip(words, vectors)]
+    sides = [side for side in (words, vectors) if side is not None]
+    return [fuse(list(one), k) for one in zip(*sides)]
 
 
 def fuse(sides: Sequence[Side], k: int) -> list[tuple[int, float]]:
     """The `k` best of the union of each side's (passages, scores), by the mean of their standardised
-    scores (module doc)."""
-    fused: dict[int, np.ndarray] = {}
-    lowest = []
-    for side, (passages, scores) in enumerate(sides):
+    scores (module doc), ties by passage id."""
+    if not sides:
+        return []
+    ids = np.unique(np.concatenate([passages for passages, _ in sides]))
+    total = np.zeros(len(ids))
+    for passages, scores in sides:
         z = (scores - scores.mean()) / (scores.std() + 1e-9) if scores.size else scores
-        lowest.append(float(z.min()) if z.size else 0.0)
-        for passage, value in zip(passages.tolist(), z.tolist()):
-            fused.setdefault(passage, np.full(len(sides), np.nan))[side] = value
-    floor = np.asarray(lowest)
-    mean = {p: float(np.where(np.isnan(v), floor, v).mean()) for p, v in fused.items()}
-    return sorted(mean.items(), key=lambda item: (-item[1], item[0]))[:k]
+        column = np.full(len(ids), float(z.min()) if z.size else 0.0)  # missing from this side: its lowest
+        column[np.searchsorted(ids, passages)] = z
+        total += column
+    mean = total / len(sides)
+    order = np.lexsort((ids, -mean))[:k]
+    return [(int(ids[i]), float(mean[i])) for i in order]

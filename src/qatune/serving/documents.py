@@ -5,12 +5,13 @@ micro-batcher as one joint query (`documents.reader`), so it shares forward pass
 """
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from qatune.documents.reader import cite, joint_query, retrieve
+from qatune.documents.records import RETRIEVAL_WEIGHT
 from qatune.serving.config import ServeConfig
 from qatune.serving.models import Models
 from qatune.serving.responses import NO_ANSWER, error_responses
@@ -18,6 +19,15 @@ from qatune.serving.routes import require_ready
 from qatune.serving.schemas import json_int, text_types
 
 MAX_PASSAGES = 50
+Weight = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="how much an answer's passage's retrieval score counts beside the reader's (0: the reader alone)",
+    ),
+]
 
 
 class CitedOut(BaseModel):
@@ -54,6 +64,7 @@ def ask_request(config: ServeConfig) -> Any:
         question=(question, ...),
         top_k=(json_int(1, 10, "how many answers, best first"), 3),
         passages=(json_int(1, MAX_PASSAGES, "passages retrieved and read"), 10),
+        retrieval_weight=(Weight, RETRIEVAL_WEIGHT),
     )
 
 
@@ -72,7 +83,8 @@ def add_document_routes(app: FastAPI, config: ServeConfig, models: Models, auth:
         assert index is not None
         question = request.question  # type: ignore[attr-defined]
         hits = retrieve(index, [question], request.passages)[0]  # type: ignore[attr-defined]
-        prediction = primary.batcher.ask(joint_query(question, hits, request.top_k))[0]  # type: ignore[attr-defined]
+        query = joint_query(question, hits, request.top_k, request.retrieval_weight)  # type: ignore[attr-defined]
+        prediction = primary.batcher.ask(query)[0]
         result = cite(question, hits, prediction, primary.answerer.decoding)
         took = round((time.perf_counter() - began) * 1000, 2)
         return DocumentResponse(**result.to_dict(), model=primary.name, took_ms=took)
