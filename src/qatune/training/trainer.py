@@ -76,6 +76,7 @@ class _Run:
             disable=not (progress_bar and self.accelerator.is_main_process),
         )
         self.losses, self.began = Losses(), time.perf_counter()
+        self.logged = 0  # the last step whose train record was written
 
     def finished(self) -> FinishedRun:
         """The finished run as the saver takes it."""
@@ -151,6 +152,7 @@ class _Run:
             return
         self.progress = ckpt.load_checkpoint(self.accelerator, latest)
         ckpt.trim_history(self.out, self.progress.step)
+        self.logged = self.progress.step  # its records up to here are kept
         self.bar.update(self.progress.step)
         logger.info("resumed from %s (step %d of %d)", latest, self.progress.step, self.total_steps)
 
@@ -162,11 +164,7 @@ class _Run:
         rate = p.windows_seen / max(time.perf_counter() - self.began, 1e-9)
         self.bar.set_postfix(loss=f"{self.losses.mean():.3f}", windows_s=f"{rate:.1f}")
         self.bar.update(1)
-        if p.step % c.logging_steps == 0:
-            self.record(
-                "train",
-                {"loss": self.losses.take(), "learning_rate": self.scheduler.get_last_lr()[0]},
-            )
+        self.log_step()
         if c.eval_steps and p.step % c.eval_steps == 0 and p.step < self.total_steps:
             self.evaluate()
             if best.should_stop(c, p):
@@ -181,6 +179,15 @@ class _Run:
         if p.step % c.effective_save_steps == 0 and p.step < self.total_steps:
             ckpt.save_checkpoint(self.accelerator, self.out, p) if self.accelerator.is_main_process else None
             self.accelerator.wait_for_everyone()
+
+    def log_step(self) -> None:
+        """The step's train record, if it is a logging step and not yet written: also called when an
+        interrupt lands between a step's end and its record, before the checkpoint of that step is saved
+        (a resume starts after it, so the record would be lost)."""
+        p = self.progress
+        if p.step % self.config.logging_steps == 0 and p.step > self.logged:
+            self.logged = p.step
+            self.record("train", {"loss": self.losses.take(), "learning_rate": self.scheduler.get_last_lr()[0]})
 
     def _diverged(self, what: str, value: float, step: int | None = None) -> NoReturn:
         """Stop before a non-finite loss or gradient reaches the weights (or once the weights give
@@ -305,6 +312,7 @@ def _fit(
         feed.finish({}, "interrupted")
         saved = run.progress.step
         if run.accelerator.is_main_process and saved > 0:
+            run.log_step()
             ckpt.save_checkpoint(run.accelerator, out, run.progress)
         raise TrainingInterrupted(
             f"interrupted at step {saved} of {run.total_steps}; run the same command again to resume"
