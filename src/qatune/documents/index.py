@@ -118,7 +118,8 @@ class FolderWriter:
         """The new folder: the old index's files not `removed` nor written again, then `files` (no other
         writer can have changed the folder meanwhile: `build_index` holds it)."""
         written = {f.key for f in files}
-        kept = [self._kept(key, e) for key, e in self.known.items() if key not in removed and key not in written]
+        starts = np.concatenate([[0], np.cumsum(self.old.units)]) if self.old else np.zeros(1, np.int64)
+        kept = [self._kept(k, e, starts) for k, e in self.known.items() if k not in removed and k not in written]
         every = [*kept, *files]
         passages = [p for f in every for p in f.passages]
         entries, first = {}, 0
@@ -145,9 +146,9 @@ class FolderWriter:
             atomic_write_json(new / INDEX_META, meta)
         return IndexInfo(self.location, len(every), len(passages))
 
-    def _kept(self, key: str, entry: FileEntry) -> NewFile:
+    def _kept(self, key: str, entry: FileEntry, starts: np.ndarray) -> NewFile:
+        """A file the old index holds, as it is (`starts`: where each old passage's vectors begin)."""
         assert self.old is not None
         span = slice(entry.first, entry.first + entry.passages)
-        at = int(self.old.units[: entry.first].sum())
-        units = self.old.units[span]
-        return NewFile(key, entry, self.old.passages[span], self.old.embeddings[at : at + int(units.sum())], units)
+        vectors = self.old.embeddings[starts[entry.first] : starts[entry.first + entry.passages]]
+        return NewFile(key, entry, self.old.passages[span], vectors, self.old.units[span])
