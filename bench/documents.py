@@ -1,6 +1,6 @@
 """Open SQuAD dev: SQuAD v1.1 indexed as documents, each dev question asked without its paragraph.
 
-Each article is one document (a .txt file, its paragraphs separated by blank lines), indexed by
+Each article is one document (a .txt file named by its title, its paragraphs separated by blank lines), indexed by
 `qatune index`'s own code (split into passages by qatune). Two collections: the dev articles, and all
 train + dev articles. For each dev question: retrieval recall@1/5/10/20 (a retrieved passage holds one
 of its answers as typed; and, for comparison with the issue's anchors, overlaps its gold paragraph),
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, save, table  # noqa: E402
@@ -43,16 +44,22 @@ def articles(data_dir: Path, collection: str) -> tuple[list[dict], list[dict]]:
 
 
 def write_documents(folder: Path, docs: list[dict]) -> dict[tuple[str, int], tuple[str, int, int]]:
-    """One .txt a article; returns (title, paragraph number) -> (file, start, end) of each paragraph."""
+    """One .txt a article, named by its title as a person would save it ("Super_Bowl_50.txt"; qatune
+    indexes a file's name with its passages); returns (title, paragraph number) -> (file, start, end) of
+    each paragraph."""
     spans = {}
-    for n, article in enumerate(docs):
-        path = folder / f"{n:05d}.txt"
+    for article in docs:
+        path = folder / (unquote(article["title"]).replace("/", "-") + ".txt")
         text, at = "", 0
         for i, paragraph in enumerate(article["paragraphs"]):
             at = len(text)
             text += paragraph["context"] + "\n\n"
             spans[(article["title"], i)] = (str(path.resolve()), at, at + len(paragraph["context"]))
         path.write_text(text)
+    written = {file for file, _, _ in spans.values()}
+    others = [p.name for p in folder.iterdir() if str(p.resolve()) not in written]
+    if others:
+        sys.exit(f"error: {folder} holds files this run did not write ({', '.join(others[:3])}); give a new --work")
     return spans
 
 

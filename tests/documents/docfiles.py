@@ -61,7 +61,8 @@ def docs(tmp_path) -> Path:
     (folder / "warranty.txt").write_text(f"Warranty\n\n{WARRANTY}\n")
     (folder / "manuals" / "battery.md").write_text(f"# Battery\n\n{BATTERY}\n")
     (folder / "manuals" / "shipping.html").write_text(
-        f"<html><head><title>x</title><script>var hidden = 'ignore me';</script></head><body><nav>Home | Shop</nav>"
+        "<html><head><title>Shop help:\n  shipping</title>"
+        f"<script>var hidden = 'ignore me';</script></head><body><nav>Home | Shop</nav>"
         f"<h1>Shipping</h1><p>{SHIPPING}</p></body></html>"
     )
     (folder / "manuals" / "specs.pdf").write_bytes(pdf_bytes(PDF_PAGES))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qatune.documents.extract import MAX_FILE_BYTES, Unreadable, extract, find_files
+from qatune.documents.extract import MAX_FILE_BYTES, Extracted, Unreadable, extract, find_files, title
 
 
 def test_files_are_found_recursively_in_order_without_hidden_or_unknown_ones(docs):
@@ -39,6 +39,14 @@ def test_html_keeps_the_visible_text_only(docs, texts):
     text = extract(path, path.read_bytes()).text
     assert texts["shipping"] in text and "Shipping" in text
     assert "ignore me" not in text and "Home | Shop" not in text
+
+
+def test_a_file_is_titled_by_its_html_title_or_else_its_name(docs):
+    path = docs / "manuals" / "shipping.html"
+    assert title(path, extract(path, path.read_bytes())) == "Shop help: shipping"
+    assert title(Path("Super_Bowl_50.txt"), Extracted("text")) == "Super Bowl 50"
+    assert title(Path("notes.html"), extract(Path("notes.html"), b"<p>No head</p>")) == "notes"
+    assert title(Path("long.txt"), Extracted("text", title="word " * 100)) == ("word " * 40)[:-1]
 
 
 def test_pdf_pages_are_numbered(tmp_path, texts, make_pdf):

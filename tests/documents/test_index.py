@@ -141,40 +141,59 @@ def test_a_damaged_index_is_one_error(docs, tmp_path, embedder, name):
         DocumentIndex.open(tmp_path / "idx")
 
 
-def _as_format_1(location: str) -> None:
-    """Rewrite an index as qatune's format 1 held it: one float32 vector a passage (here its first sentence's)."""
+def _as_older(location: str, version: int) -> None:
+    """Rewrite an index as an older qatune's format held it: format 2 as it is (its lexical side without
+    titles is not told apart here); format 1 also with one float32 vector a passage (its first sentence's)."""
     if location.startswith("postgresql"):
         import psycopg
 
         with psycopg.connect(location, autocommit=True) as conn:
             rows = conn.execute("SELECT id, embedding FROM qatune_index_passages").fetchall()
-            for id_, stored in rows:
+            for id_, stored in rows if version == 1 else []:
                 first = np.frombuffer(bytes(stored), np.float16)[:384].astype(np.float32).tobytes()
                 conn.execute("UPDATE qatune_index_passages SET embedding = %s WHERE id = %s", (first, id_))
-            conn.execute("UPDATE qatune_index_meta SET value = '1' WHERE name = 'format'")
+            conn.execute("UPDATE qatune_index_meta SET value = %s WHERE name = 'format'", (str(version),))
         return
     folder = Path(location)
-    units = np.load(folder / "units.npy")
-    vectors = np.load(folder / "embeddings.npy")
-    np.save(folder / "embeddings.npy", vectors[np.concatenate([[0], np.cumsum(units)[:-1]])].astype(np.float32))
-    (folder / "units.npy").unlink()
+    if version == 1:
+        units = np.load(folder / "units.npy")
+        vectors = np.load(folder / "embeddings.npy")
+        np.save(folder / "embeddings.npy", vectors[np.concatenate([[0], np.cumsum(units)[:-1]])].astype(np.float32))
+        (folder / "units.npy").unlink()
     meta = json.loads((folder / INDEX_META).read_text())
-    (folder / INDEX_META).write_text(json.dumps({**meta, "format": 1}))
+    (folder / INDEX_META).write_text(json.dumps({**meta, "format": version}))
 
 
-def test_an_index_of_format_1_is_read_and_updated_only_with_overwrite(docs, index_location, embedder, opened):
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_index_of_an_older_format_is_read_and_updated_only_with_overwrite(
+    docs, index_location, embedder, opened, version
+):
     build_index([docs], index_location, progress_bar=False, embedder=embedder)
     before = opened(index_location).search(["How long does the battery last?"], k=3)[0]
-    _as_format_1(index_location)
+    _as_older(index_location, version)
     after = opened(index_location).search(["How long does the battery last?"], k=3)[0]
     assert len(after) == 3 and {h.passage for h in after} & {h.passage for h in before}
-    with pytest.raises(ConfigError, match="format 1, made by an older qatune.*--overwrite"):
+    with pytest.raises(ConfigError, match=f"format {version}, made by an older qatune.*--overwrite"):
         build_index([docs], index_location, progress_bar=False, embedder=embedder)
     summary = build_index([docs], index_location, overwrite=True, progress_bar=False, embedder=embedder)
     again = opened(index_location)
     assert summary.files == 4 and [h.passage for h in again.search(["How long does the battery last?"], k=3)[0]] == [
         h.passage for h in before
     ]
+
+
+def test_a_files_title_is_indexed_with_each_of_its_passages(tmp_path, index_location, embedder, opened):
+    """No passage says "quokka": its file's name does. Untitled, the wombat's passage (weigh twice) wins."""
+    folder = tmp_path / "animals"
+    folder.mkdir()
+    (folder / "Quokka.txt").write_text("It lives on Rottnest Island near Perth. It weighs about three kilograms.")
+    (folder / "Wombat.txt").write_text("It digs burrows. Adults weigh a lot: it weighs about thirty kilograms.")
+    build_index([folder], index_location, progress_bar=False, embedder=embedder)
+    (folder / "Zebra.txt").write_text("It has stripes. It weighs about three hundred kilograms.")
+    assert build_index([folder], index_location, progress_bar=False, embedder=embedder).unchanged == 2
+    for mode in ("bm25", "fused"):  # the kept files' titles are indexed as before
+        (hit,) = opened(index_location).search(["How much does a quokka weigh?"], k=1, mode=mode)[0]
+        assert hit.passage.file.endswith("Quokka.txt") and "three kilograms" in hit.passage.text
 
 
 def test_other_passage_settings_are_refused_unless_overwrite(docs, index_location, embedder):

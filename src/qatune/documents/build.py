@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from qatune.documents.backends import open_writer
 from qatune.documents.dense import Embedder, embed_passages, units
-from qatune.documents.extract import MAX_FILE_BYTES, Unreadable, extract, find_files
+from qatune.documents.extract import MAX_FILE_BYTES, Unreadable, extract, find_files, title
 from qatune.documents.passages import MAX_WORDS, split_passages
 from qatune.documents.postgres import is_database_url
 from qatune.documents.records import FileEntry, IndexWriter, NewFile, Passage
@@ -167,7 +167,7 @@ def _read(path: Path, known: dict[str, FileEntry], max_words: int, summary: Inde
     summary.updated += before is not None
     summary.added += before is None
     pages = len(extracted.page_starts) or None
-    return _File(key, FileEntry(sha, len(data), 0, len(passages), pages), passages)
+    return _File(key, FileEntry(sha, len(data), 0, len(passages), pages, title(path, extracted)), passages)
 
 
 def _skip(summary: IndexSummary, path: Path, why: str) -> _File | None:

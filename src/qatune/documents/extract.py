@@ -21,15 +21,18 @@ HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 PDF_SUFFIXES = (".pdf",)
 SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
 MAX_FILE_BYTES = 50_000_000  # a bigger file is skipped: a 50 MB PDF is thousands of pages
+MAX_TITLE = 200  # characters of a title kept: it is indexed with every passage of its file
 _BLOCKS = "p, div, li, h1, h2, h3, h4, h5, h6, pre, blockquote, td, th, dt, dd, section, article, br, tr"
 
 
 @dataclass(frozen=True)
 class Extracted:
-    """A file's text and the character offset where each of its pages starts (none: a file without pages)."""
+    """A file's text, the character offset where each of its pages starts (none: a file without pages),
+    and the title it gives itself (an HTML page's <title>; "" when it has none)."""
 
     text: str
     page_starts: tuple[int, ...] = ()
+    title: str = ""
 
     def page_of(self, offset: int) -> int | None:
         """The 1-based page holding character `offset`; None for a file without pages."""
@@ -75,7 +78,14 @@ def extract(path: Path, data: bytes) -> Extracted:
     if suffix in PDF_SUFFIXES:
         return _pdf(data)
     text = _utf8(data)
-    return Extracted(_html(text)) if suffix in HTML_SUFFIXES else Extracted(text)
+    return _html(text) if suffix in HTML_SUFFIXES else Extracted(text)
+
+
+def title(path: Path, extracted: Extracted) -> str:
+    """What a file is about in a few words, indexed with each of its passages (`documents.records`): the
+    title it gives itself, else its name (underscores as spaces: "Super_Bowl_50.txt" is "Super Bowl 50")."""
+    named = extracted.title or " ".join(path.stem.replace("_", " ").split())
+    return named[:MAX_TITLE].strip()
 
 
 def _utf8(data: bytes) -> str:
@@ -87,20 +97,23 @@ def _utf8(data: bytes) -> str:
         raise Unreadable(f"not UTF-8 text (byte {exc.start}); convert it to UTF-8") from None
 
 
-def _html(text: str) -> str:
-    """The visible text of an HTML page: scripts, styles and navigation dropped, one block a paragraph."""
+def _html(text: str) -> Extracted:
+    """The visible text of an HTML page (scripts, styles and navigation dropped, one block a paragraph)
+    and its <title>."""
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(text)
+    head = tree.css_first("title")
+    title = " ".join(head.text().split()) if head is not None else ""
     for node in tree.css("script, style, noscript, template, nav, header, footer, svg"):
         node.decompose()
     body = tree.body or tree.root
     if body is None:
-        return ""
+        return Extracted("", title=title)
     for node in body.css(_BLOCKS):
         node.insert_after("\n\n")
     lines = (" ".join(line.split()) for line in body.text(separator=" ").split("\n\n"))
-    return "\n\n".join(line for line in lines if line)
+    return Extracted("\n\n".join(line for line in lines if line), title=title)
 
 
 def _pdf(data: bytes) -> Extracted:

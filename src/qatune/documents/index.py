@@ -7,7 +7,7 @@ and swaps it in (`paths.staged_folder`), so a server reading the old one never s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,18 @@ import numpy as np
 
 from qatune.data.lexical import Lexical
 from qatune.documents.dense import EMBEDDER, Embedder, search
-from qatune.documents.records import FORMAT, FileEntry, Hit, IndexInfo, NewFile, Passage, Side, rank
+from qatune.documents.records import (
+    FORMAT,
+    FileEntry,
+    Hit,
+    IndexInfo,
+    NewFile,
+    Passage,
+    Side,
+    lexical_text,
+    older_format,
+    rank,
+)
 from qatune.errors import ConfigError
 from qatune.io import atomic_write_json, read_json, read_jsonl, write_jsonl
 from qatune.layout import INDEX_EMBEDDINGS, INDEX_LEXICAL, INDEX_META, INDEX_PASSAGES, INDEX_UNITS
@@ -103,10 +114,7 @@ class FolderWriter:
         self.out, self.location, self.max_words = out, str(out), max_words
         self.old = DocumentIndex.open(out) if (out / INDEX_META).is_file() and not overwrite else None
         if self.old is not None and self.old.format < FORMAT:
-            raise ConfigError(
-                f"--output {out}: an index of format {self.old.format}, made by an older qatune (one vector a "
-                f"passage, not a sentence); --overwrite to index everything again"
-            )
+            raise older_format(str(out), self.old.format)
         if self.old is not None and self.old.settings != {"max_words": max_words}:
             raise ConfigError(
                 f"--output {out}: its passages were cut with --max-words {(self.old.settings or {}).get('max_words')}; "
@@ -124,11 +132,11 @@ class FolderWriter:
         passages = [p for f in every for p in f.passages]
         entries, first = {}, 0
         for f in every:
-            entries[f.key] = FileEntry(f.entry.sha256, f.entry.size, first, len(f.passages), f.entry.pages).to_dict()
+            entries[f.key] = replace(f.entry, first=first, passages=len(f.passages)).to_dict()
             first += len(f.passages)
         vectors = np.concatenate([f.vectors for f in every if len(f.vectors)])
         units = np.concatenate([f.units for f in every]).astype(np.int32)
-        lexical = Lexical.build([p.text for p in passages])
+        lexical = Lexical.build([lexical_text(f.entry.title, p.text) for f in every for p in f.passages])
         real = self.out.resolve()
         remove_leftovers(real.parent, target=real.name)  # an earlier index build to it that was killed
         with staged_folder(real) as new:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from qatune.documents.dense import DIMENSIONS, EMBEDDER, Embedder, search
-from qatune.documents.records import FORMAT, FileEntry, Hit, IndexInfo, NewFile, Passage, Side, rank
+from qatune.documents.records import FORMAT, FileEntry, Hit, IndexInfo, NewFile, Passage, Side, older_format, rank
 from qatune.errors import ConfigError, Unavailable
 from qatune.paths import masked_url
 
@@ -225,10 +225,7 @@ class PostgresWriter:
         """Passages are cut and embedded alike in one index: other --max-words, or an index of an older format,
         is refused (unless --overwrite)."""
         if int(meta["format"]) < FORMAT and not self.overwrite:
-            raise ConfigError(
-                f"--output {self.location}: an index of format {meta['format']}, made by an older qatune (one "
-                f"vector a passage, not a sentence); --overwrite to index everything again"
-            )
+            raise older_format(self.location, int(meta["format"]))
         settings = json.loads(meta.get("settings", "{}"))
         if settings != {"max_words": self.max_words} and not self.overwrite:
             raise ConfigError(
@@ -288,11 +285,12 @@ def _insert(conn: Any, files: Sequence[NewFile]) -> None:
                 for p, v in zip(f.passages, f.by_passage()):
                     copy.write_row((f.key, p.page, p.start, p.end, p.text, np.asarray(v, np.float16).tobytes()))
     keys = [f.key for f in files]
-    conn.execute(
+    conn.execute(  # each passage's terms with its file's title's, as `records.lexical_text` joins them
         "INSERT INTO qatune_index_terms (term, passage, tf) SELECT t.lexeme, p.id, "
-        "coalesce(array_length(t.positions, 1), 1) FROM qatune_index_passages p, "
-        "unnest(to_tsvector('english', p.text)) t WHERE p.file = ANY(%s)",
-        (keys,),
+        "coalesce(array_length(t.positions, 1), 1) FROM qatune_index_passages p "
+        "JOIN unnest(%s::text[], %s::text[]) AS f(file, title) ON f.file = p.file, "
+        "unnest(to_tsvector('english', f.title || E'\\n' || p.text)) t",
+        (keys, [f.entry.title for f in files]),
     )
     conn.execute(
         "UPDATE qatune_index_passages p SET length = s.total FROM (SELECT passage, sum(tf) AS total "
