@@ -104,16 +104,16 @@ def _html(text: str) -> Extracted:
 
     tree = LexborHTMLParser(text)
     head = tree.css_first("title")
-    title = " ".join(head.text().split()) if head is not None else ""
+    named = " ".join(head.text().split()) if head is not None else ""
     for node in tree.css("script, style, noscript, template, nav, header, footer, svg"):
         node.decompose()
     body = tree.body or tree.root
     if body is None:
-        return Extracted("", title=title)
+        return Extracted("", title=named)
     for node in body.css(_BLOCKS):
         node.insert_after("\n\n")
     lines = (" ".join(line.split()) for line in body.text(separator=" ").split("\n\n"))
-    return Extracted("\n\n".join(line for line in lines if line), title=title)
+    return Extracted("\n\n".join(line for line in lines if line), title=named)
 
 
 def _pdf(data: bytes) -> Extracted:
