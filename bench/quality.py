@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--negatives", type=float, default=0.0, help="train with this fraction of unanswerable questions"
     )
+    parser.add_argument("--negative-kinds", help="the kinds of --negatives (default: qatune's)")
     parser.add_argument(
         "--mined-negatives", type=float, default=0.0, help="and this fraction paired with BM25-mined paragraphs"
     )
@@ -67,7 +68,7 @@ def main() -> None:
         import json
 
         summary = json.loads((Path(args.output) / "qatune.json").read_text())
-        config, rate, train_minutes = TrainConfig.from_dict(summary["config"]), args.rate, summary["seconds"] / 60
+        config, rate, train_minutes = TrainConfig.from_saved(summary["config"]), args.rate, summary["seconds"] / 60
         questions = config.train_sample
     else:
         rate = args.rate or calibrate()
@@ -90,6 +91,7 @@ def main() -> None:
             eval_data=args.dev,
             eval_sample=args.eval_sample,
             negatives=args.negatives,
+            **({"negative_kinds": args.negative_kinds} if args.negative_kinds else {}),
             mined_negatives=args.mined_negatives,
             model=args.model,
             eval_steps=max(50, questions // 32 // 6),

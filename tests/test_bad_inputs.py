@@ -100,6 +100,8 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
             }
         )
     )
+    german = root / "german.json"  # a language the word-changing negatives do not read
+    german.write_text(data.read_text().replace("Who is Vin?", "Wer ist Vin?"))
     nested = root / "nested.json"
     nested.write_text("[" * 100_000 + "]" * 100_000)
     nested_jsonl = root / "nested.jsonl"
@@ -177,6 +179,7 @@ def inputs(tmp_path_factory, tiny_bert) -> dict[str, str]:
         "model": tiny_bert,
         "data": data,
         "nested": nested,
+        "german": german,
         "nested_jsonl": nested_jsonl,
         "big": big,
         "big_data": big_data,

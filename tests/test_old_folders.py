@@ -104,3 +104,17 @@ def test_a_run_summary_from_another_version_is_read_or_refused_by_name(tmp_path)
         (tmp_path / "qatune.json").write_text(json.dumps({**saved, "schema": schema}))
         with pytest.raises(ConfigError, match="qatune.json: not the summary of a finished run .*schema"):
             RunSummary.read(tmp_path)
+
+
+def test_a_run_from_before_negative_kinds_keeps_its_same_article_negatives():
+    """A folder written before `negative_kinds` trained with same-article negatives only: a resume or a
+    calibration refit must rebuild exactly those, not the newer default mix."""
+    from qatune.training.config import TrainConfig
+    from qatune.training.summary import saved_config
+
+    old = {**TrainConfig(output_dir="o").to_dict(), "negatives": 0.33}
+    assert "negative_kinds" not in old
+    assert TrainConfig.from_saved(old).negative_kinds == saved_config(old).negative_kinds == "article"
+    assert TrainConfig.from_dict(old).negative_kinds == "article,entity,number,antonym"  # new: the default mix
+    plain = TrainConfig(output_dir="o").to_dict()  # no negatives: no kinds written, old study keys stay
+    assert "negative_kinds" not in plain and TrainConfig.from_saved(plain) == TrainConfig(output_dir="o")

@@ -97,6 +97,65 @@ def test_loader_on_arbitrary_bytes(tmp_path, content):
     _load(tmp_path, "bytes.json", content)
 
 
+def _convert(tmp_path, name, content: bytes) -> None:
+    """`data convert` succeeds with answers at their offsets, or raises qatune's DataError."""
+    from qatune.data.formats import convert
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    try:
+        dataset, summary = convert(path)
+    except DataError:
+        return
+    assert summary.questions == len(dataset.examples) > 0
+    for example in dataset:
+        for text, start in zip(example.answers, example.answer_starts):
+            assert example.context[start : start + len(text)] == text
+
+
+cells = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=25)
+
+
+@SETTINGS
+@given(rows=st.lists(st.tuples(cells, cells, cells), max_size=5), delimiter=st.sampled_from(",;\t|"))
+def test_converting_a_spreadsheet_never_crashes(tmp_path, rows, delimiter):
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter)
+    writer.writerows([("context", "question", "answer"), *rows])
+    _convert(tmp_path, "rows.csv", out.getvalue().encode())
+
+
+label_studio = st.lists(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {
+                "id": st.integers(0, 5),
+                "data": st.fixed_dictionaries({"text": texts}, optional={"question": texts}),
+                "annotations": st.lists(
+                    st.fixed_dictionaries(
+                        {"result": st.lists(st.fixed_dictionaries({"value": json_values}), max_size=3)},
+                        optional={"was_cancelled": st.booleans()},
+                    ),
+                    max_size=2,
+                ),
+            }
+        ),
+    ),
+    max_size=4,
+)
+
+
+@SETTINGS
+@given(doc=st.one_of(label_studio, squad_docs, json_values), binary=st.binary(max_size=60))
+def test_converting_exports_never_crashes(tmp_path, doc, binary):
+    _convert(tmp_path, "export.json", json.dumps(doc).encode())
+    _convert(tmp_path, "bytes.jsonl", binary)
+
+
 FLAGS = [
     "--learning-rate",
     "--train-batch-size",

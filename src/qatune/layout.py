@@ -99,5 +99,6 @@ CALIBRATION_FILE = "calibration.json"
 # An evaluation report folder (`qatune evaluate --report DIR`).
 EVAL_REPORT = "evaluation.json"  # the metrics and the reliability bins; marks a qatune evaluation report
 EVAL_PREDICTIONS = "predictions.json"
+EVAL_ERRORS = "errors.json"  # where the model fails (evaluation.analysis): breakdowns, confident wrong answers
 RELIABILITY_FIGURE = "reliability.png"
 RELIABILITY_TABLE = "reliability.csv"

@@ -126,7 +126,10 @@ def test_calibrate_then_evaluate_report(tiny_bert, copy_model, tmp_path):
     assert saved["ece"] == metrics["ece"] and set(saved["reliability"]) == {"calibrated", "raw"}
     assert sum(b["questions"] for b in saved["reliability"]["raw"]) == metrics["total"]
     assert (report / "reliability.png").stat().st_size > 1000 and (report / "reliability.csv").exists()
-    qatune(*args)  # its own earlier report is replaced
+    errors = json.loads((report / "errors.json").read_text())
+    assert sum(g["questions"] for g in errors["by_question_word"]) == metrics["total"]
+    assert len(errors["most_confident_wrong"]) == min(20, metrics["total"] - metrics["correct"])
+    assert "weakest question words: " in qatune(*args[:-1]).stdout  # its own earlier report is replaced
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     refused = qatune("evaluate", "--model", str(model), "--report", str(tmp_path / "mine"), check=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qatune.data.negatives import add_mined_negatives, add_negatives, to_squad_v2
+from qatune.data.negatives import add_mined_negatives, add_negatives
 from qatune.data.sources import load_data
-from qatune.data.squad import load_file
+from qatune.data.squad import load_file, to_squad
 from qatune.errors import ConfigError
 from qatune.evaluation.metrics import normalize_answer
 
@@ -68,7 +68,7 @@ def test_v2_file_round_trip(tmp_path, squad_dir):
     from qatune.io import atomic_write_json
 
     made = add_negatives(load_file(squad_dir / "dev-v1.1.json.gz").select(limit=300), 0.4, seed=0)
-    atomic_write_json(tmp_path / "v2.json", to_squad_v2(made))
+    atomic_write_json(tmp_path / "v2.json", to_squad(made))
     loaded = load_file(tmp_path / "v2.json")
     assert sorted(loaded.examples, key=lambda e: e.id) == sorted(made.examples, key=lambda e: e.id)
     assert loaded.has_impossible and sum(e.is_impossible for e in loaded.examples) == sum(not e.answers for e in made)
@@ -84,7 +84,7 @@ def v2_model(tmp_path_factory, tiny_bert, squad_dir):
 
     folder = tmp_path_factory.mktemp("v2")
     dev = load_file(squad_dir / "dev-v1.1.json.gz")
-    atomic_write_json(folder / "v2.json", to_squad_v2(add_negatives(dev.select(limit=400), 0.5, 0, pool=dev)))
+    atomic_write_json(folder / "v2.json", to_squad(add_negatives(dev.select(limit=400), 0.5, 0, pool=dev)))
     config = TrainConfig(
         model=str(tiny_bert),
         train_data=str(folder / "v2.json"),

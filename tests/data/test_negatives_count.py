@@ -30,12 +30,13 @@ def one_paragraph_articles(path):
 
 def test_no_negative_possible_is_an_error_and_writes_nothing(tmp_path, capsys):
     source, out = one_paragraph_articles(tmp_path / "v1.json"), tmp_path / "v2.json"
-    assert main(["data", str(source), "--negatives", "1", "--output", str(out)]) == 2
+    args = ["data", str(source), "--negatives", "1", "--negative-kinds", "article", "--output", str(out)]
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
-    assert "--negatives 1 can make no unanswerable question" in err
-    assert "none of the 3 questions chosen has another paragraph in its article" in err
-    assert "two or more paragraphs, or leave out --negatives" in err
+    assert "--negatives 1 (kinds article) can make 0 of the 3 unanswerable questions asked for" in err
+    assert "article: another paragraph of the same article without the answers" in err
+    assert "lower --negatives, add kinds (known: article, entity, number, antonym, negation)" in err
     assert not out.exists()
 
 
@@ -49,11 +50,12 @@ def test_fewer_negatives_than_asked_is_a_warning_with_the_count(tmp_path, capsys
     }
     alone = article(mountain[0], [("m", mountain[1], mountain[2], None)], title="Alone")
     source, out = write_squad(tmp_path / "v1.json", [two, alone]), tmp_path / "v2.json"
-    assert main(["data", str(source), "--negatives", "1", "--output", str(out), "--json"]) == 0
+    args = ["data", str(source), "--negatives", "1", "--negative-kinds", "article", "--output", str(out), "--json"]
+    assert main(args) == 0
     captured = capsys.readouterr()
     assert captured.err == (
-        f"warning: {source}: --negatives 1 made 2 of the 3 unanswerable questions asked for (for 1 of the "
-        "questions chosen, no other paragraph of its article is free of its answers)\n"
+        f"warning: {source}: --negatives 1 made 2 of the 3 unanswerable questions asked for (kinds article fit "
+        "none of the other 1)\n"
     )
     assert json.loads(captured.out)["unanswerable"] == 2
     assert sum(e.is_impossible for e in load_file(out)) == 2
@@ -74,7 +76,7 @@ def test_a_fraction_of_a_few_questions_asks_for_at_least_one(tmp_path):
 
 def test_the_library_raises_only_where_negatives_were_asked_for(tmp_path):
     dataset = load_file(one_paragraph_articles(tmp_path / "v1.json"))
-    with pytest.raises(DataError, match="can make no unanswerable question"):
+    with pytest.raises(DataError, match="can make 0 of the 2 unanswerable questions"):
         add_negatives(dataset, 0.5)
     lenient = add_negatives(dataset, 0.5, strict=False)  # the held-out calibration questions
     assert len(lenient) == len(dataset) and "added 0 unanswerable questions" in lenient.notes[-1]
@@ -88,8 +90,16 @@ def test_training_with_negatives_that_cannot_be_made_stops_before_the_model(tmp_
 
     monkeypatch.setattr("qatune.training.trainer.load_model", never)
     source, out = one_paragraph_articles(tmp_path / "v1.json"), tmp_path / "run"
-    config = tiny_config(tiny_bert, out, train_data=str(source), eval_data=None, negatives=0.5, train_limit=None)
-    with pytest.raises(DataError, match="--negatives 0.5 can make no unanswerable question"):
+    config = tiny_config(
+        tiny_bert,
+        out,
+        train_data=str(source),
+        eval_data=None,
+        negatives=0.5,
+        negative_kinds="article",
+        train_limit=None,
+    )
+    with pytest.raises(DataError, match=r"--negatives 0.5 \(kinds article\) can make 0 of the 2"):
         train(config, progress_bar=False)
     assert not out.exists()
 

@@ -155,9 +155,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.data.sources import load_data
     from qatune.evaluation.scoring import evaluate
     from qatune.io import atomic_write_json, output_target
-    from qatune.layout import EVAL_REPORT, RELIABILITY_FIGURE
+    from qatune.layout import EVAL_REPORT
     from qatune.paths import check_output_file, check_output_folder
-    from qatune.report.evaluation import write_evaluation_report
+    from qatune.report.evaluation import report_lines, write_evaluation_report
     from qatune.training.card import add_result, check_card
 
     outputs = [
@@ -203,7 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     uncalibrated = "" if temperature == 1.0 else f" (uncalibrated {m.ece_raw:.3f})"
     print(f"  calibration error (ECE, 10 bins) {m.ece:.3f}{uncalibrated}")
     if args.report:
-        print(f"report: {args.report}/ ({EVAL_REPORT}, {RELIABILITY_FIGURE})")
+        print("\n".join(report_lines(Path(args.report))))
     return 0
 
 

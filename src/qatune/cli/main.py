@@ -20,13 +20,14 @@ from qatune.cli.answer import (
     cmd_calibrate,
     cmd_evaluate,
 )
-from qatune.cli.common import Parser, emit, finite_float, float_or_model, int_in, seed_int
+from qatune.cli.common import Parser, emit, finite_float, float_or_model, int_in
+from qatune.cli.data import add_data_parser, cmd_data
 from qatune.cli.documents import add_index_parser, cmd_index
 from qatune.cli.serve import add_export_parser, add_push_parser, add_serve_parser, cmd_export, cmd_push, cmd_serve
 from qatune.cli.settings import command_settings
 from qatune.cli.study import add_run_parser, cmd_run
 from qatune.cli.sweep import add_sweep_parser, cmd_sweep
-from qatune.errors import ConfigError, QatuneError, TrainingInterrupted
+from qatune.errors import QatuneError, TrainingInterrupted
 from qatune.hardware import MAX_THREADS
 
 DESCRIPTION = (
@@ -75,8 +76,12 @@ TRAIN_HELP = {
     "skip_invalid": "drop questions whose answer_start does not match the text, with a count",
     "precision": "auto (bf16 on CPUs with AMX or AVX512-BF16, CUDA autocast on GPUs, else fp32), fp32, or bf16 "
     "(mixed precision: bfloat16 compute, float32 weights and optimizer)",
-    "negatives": "add this fraction of unanswerable questions to the training data, each paired with another "
-    "paragraph of its article that holds none of its answers (SQuAD v2-style; README, Unanswerable questions)",
+    "negatives": "turn this fraction of the training questions into unanswerable ones of --negative-kinds "
+    "(SQuAD v2-style; README, Unanswerable questions); the held-out calibration questions get them too",
+    "negative_kinds": "comma-separated kinds of --negatives: article (another paragraph of the same article), "
+    "entity (a name of the question swapped for a same-type name the paragraph never mentions), number (a "
+    "number changed), antonym (largest -> smallest, first -> last ...), negation ('not' inserted; noisy: "
+    "README)",
     "mined_negatives": "add this fraction of unanswerable questions, each paired with the paragraph of the training "
     "file that BM25 ranks highest for it among those without its answers (what a retriever hands a reader of "
     "`ask --index`; may be combined with --negatives)",
@@ -152,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_push_parser(sub, common)
 
-    _add_data_parser(sub, common)
+    add_data_parser(sub, common)
     return parser
 
 
@@ -191,34 +196,6 @@ def _add_train_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
-def _add_data_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    """`qatune data`: validate a data set, optionally adding unanswerable questions and writing it out."""
-    p = sub.add_parser(
-        "data",
-        parents=[common],
-        help="validate a data file and print its counts; make a SQuAD v2-style file from a v1.1 one",
-        epilog="example: qatune data dev-v1.1.json --negatives 0.5 --output dev-v2-style.json",
-    )
-    p.add_argument("spec", help="file or data spec")
-    p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "--negatives",
-        type=finite_float,
-        help="add this fraction (0-1] of unanswerable questions: each paired with another paragraph of the "
-        "same article that holds none of its answers (easier than SQuAD v2's adversarial ones); needs --output",
-    )
-    p.add_argument(
-        "--mined-negatives",
-        type=finite_float,
-        help="add this fraction (0-1] of unanswerable questions: each paired with the paragraph BM25 ranks "
-        "highest for it among those (of any article) that hold none of its answers; needs --output",
-    )
-    p.add_argument("--output", help="write the (v2-style) data set here as SQuAD v2.0 JSON")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives and --mined-negatives (default: 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from qatune.training.config import TrainConfig
     from qatune.training.trainer import train
@@ -241,42 +218,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"dev: EM {m.exact_match:.2f}  F1 {m.f1:.2f}  correct {m.correct}  "
             f"similar {m.similar}  incorrect {m.incorrect}  (of {m.total})"
-        )
-    return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from qatune.data.negatives import add_mined_negatives, add_negatives, to_squad_v2
-    from qatune.data.sources import load_data
-    from qatune.io import atomic_write_json
-    from qatune.paths import check_output_file
-
-    for flag, value in (("--negatives", args.negatives), ("--mined-negatives", args.mined_negatives)):
-        if value is not None and not args.output:
-            raise ConfigError(f"{flag} makes a new data set: give --output FILE to write it to")
-    if args.output:
-        check_output_file(args.output, "--output", args.overwrite)
-    dataset = load_data(args.spec, "train", skip_invalid=args.skip_invalid)
-    if args.negatives is not None:
-        dataset = add_negatives(dataset, args.negatives, args.seed)
-    if args.mined_negatives is not None:
-        dataset = add_mined_negatives(dataset, args.mined_negatives, args.seed + 2)
-    if args.output:
-        atomic_write_json(args.output, to_squad_v2(dataset))
-    info = {
-        "source": dataset.source,
-        "questions": len(dataset),
-        "contexts": len({e.context for e in dataset}),
-        "unanswerable": sum(e.is_impossible for e in dataset),
-        "skipped": dataset.skipped,
-        "notes": dataset.notes,
-    }
-    if args.json:
-        emit(info)
-    else:
-        print(
-            f"{info['source']}: {info['questions']} questions on {info['contexts']} contexts, "
-            f"{info['unanswerable']} unanswerable, {info['skipped']} skipped: OK"
         )
     return 0
 

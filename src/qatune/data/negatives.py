@@ -1,10 +1,14 @@
 """Unanswerable questions made from answerable ones: SQuAD v2-style data from v1.1 files.
 
-No SQuAD v2 training set is available offline, so `--negatives FRACTION` pairs a seeded share of the
-questions with another paragraph of the same article (the same `title`) that contains none of the
-question's gold answers, as an unanswerable example. Same-article paragraphs share the topic and
-vocabulary, so these are harder than random paragraphs, but still easier than SQuAD v2's
-adversarial questions, which were written to look answerable from their own paragraph.
+No SQuAD v2 training set is available offline, so `--negatives FRACTION` turns a seeded share of the
+answerable questions into unanswerable ones, each of one of the `negative_kinds`:
+
+- `article`: the question paired with another paragraph of the same article (the same `title`) that
+  contains none of its gold answers. Same-article paragraphs share the topic and vocabulary, so these
+  are harder than random paragraphs, but a model learns from them to notice a change of topic only.
+- `entity`, `number`, `antonym`, `negation` (`data.adversarial`): the question itself changed so that
+  its own paragraph no longer answers it, as SQuAD 2.0's crowd workers wrote theirs: same topic, a
+  plausible answer of the right type in the paragraph (kept as `plausible_answers`).
 
 `--mined-negatives FRACTION` pairs a share of the questions with what a retriever would hand the reader
 instead: the paragraph that BM25 ranks highest for the question, among every paragraph of the pool
@@ -20,71 +24,128 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 
+from qatune.data.adversarial import ENGLISH_ONLY, Perturber, english
 from qatune.data.squad import Example, QADataset
 from qatune.data.text import normalize_answer
 from qatune.errors import ConfigError, DataError
 
 SUFFIX = "-negative"
 MINED_SUFFIX = "-mined"
+KINDS = ("article", "entity", "number", "antonym", "negation")
+DEFAULT_KINDS = "article,entity,number,antonym"  # measured: README, Unanswerable questions
 MINED_DEPTH = 20  # BM25 candidates looked at for a mined negative (a question whose 20 best all hold it gets none)
 
 logger = logging.getLogger(__name__)
 
 
-def add_negatives(
-    dataset: QADataset, fraction: float, seed: int = 0, pool: QADataset | None = None, *, strict: bool = True
-) -> QADataset:
-    """`dataset` plus about `fraction` x its answerable questions (at least one) as unanswerable ones (module doc).
+def parse_kinds(spec: str) -> tuple[str, ...]:
+    """The kinds named in a comma-separated `spec` (`negative_kinds`), each once, in the order given."""
+    kinds = tuple(dict.fromkeys(k.strip() for k in spec.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        what = f"unknown kind(s) {', '.join(map(repr, unknown))}" if unknown else f"no kind named in {spec!r}"
+        raise ConfigError(f"negative_kinds: {what}; known: {', '.join(KINDS)} (comma-separated)")
+    return kinds
 
-    Other paragraphs are looked up in `pool` (default: `dataset` itself), so a small slice of a large
-    file still finds same-article paragraphs. A question whose article has no other paragraph free of
-    its answers gets no negative; the data set's notes say how many were made. With `strict` (the data
-    the user asked negatives for), none made is a DataError and fewer than asked a warning with the count;
-    without it (the held-out calibration questions), both are only in the notes.
+
+def add_negatives(
+    dataset: QADataset,
+    fraction: float,
+    seed: int = 0,
+    pool: QADataset | None = None,
+    *,
+    strict: bool = True,
+    kinds: Sequence[str] = ("article",),
+    perturber: Perturber | None = None,
+) -> QADataset:
+    """`dataset` plus about `fraction` x its answerable questions (at least one) as unanswerable ones of
+    `kinds` (module doc): each question chosen gets one, of the first kind that can make one from it, the
+    question-changing kinds in a seeded order before `article` (which fits almost every question, and is
+    the easiest to tell).
+
+    Other paragraphs and names are looked up in `pool` (default: `dataset` itself), so a small slice of a
+    large file still finds same-article ones; the `perturber` (made on `pool` with the sentence model, so
+    that `entity` finds same-type names) may be shared by several calls on the same pool. With
+    `strict` (the data the user asked negatives for), fewer than half the questions asked for is a
+    DataError and fewer than asked a warning with the count; without it (the held-out calibration
+    questions), both are only in the notes. The notes give the count of each kind.
     """
+    source = pool or dataset
+    if strict and set(kinds) & set(ENGLISH_ONLY) and not english([e.question for e in dataset.examples]):
+        raise DataError(
+            f"{dataset.source}: the negative kinds {', '.join(k for k in kinds if k in ENGLISH_ONLY)} change English "
+            f"words, and these questions do not read as English; use --negative-kinds "
+            f"{','.join(k for k in kinds if k not in ENGLISH_ONLY) or 'article,entity,number'}"
+        )
     rng, chosen = _choose(dataset, fraction, seed, "negatives")
     paragraphs: dict[str, dict[str, str]] = defaultdict(dict)  # title -> context -> normalised context
-    for e in (pool or dataset).examples + dataset.examples:
+    for e in source.examples + dataset.examples:
         paragraphs[e.title].setdefault(e.context, "")
+    perturber = perturber or Perturber(source.examples + dataset.examples)
     ids = {e.id for e in dataset.examples}
-    negatives = []
+    negatives, made = [], Counter[str]()
     for e in chosen:
-        free = [c for c in paragraphs[e.title] if c != e.context and not _holds(paragraphs[e.title], c, e.answers)]
-        if not free:
+        changes = [k for k in kinds if k != "article"]  # the question changed first; another paragraph else
+        for kind in [*rng.sample(changes, len(changes)), *(["article"] if "article" in kinds else [])]:
+            negative = _negative(e, kind, rng, paragraphs, perturber)
+            if negative is not None:
+                break
+        else:
             continue
-        qid = e.id + SUFFIX
-        if qid in ids:
-            raise ConfigError(f"{dataset.source}: question id {qid!r} already exists; cannot name its negative")
-        negatives.append(Example(qid, e.question, rng.choice(free), (), (), e.title))
+        if negative.id in ids:
+            raise ConfigError(f"{dataset.source}: question id {negative.id!r} already exists; cannot name its negative")
+        negatives.append(negative)
+        made[kind] += 1
+    _report(dataset, fraction, kinds, len(chosen), made, strict)
+    mix = ", ".join(f"{k} {made[k]}" for k in kinds)
     missing = len(chosen) - len(negatives)
     note = (
-        f"added {len(negatives)} unanswerable questions (another paragraph of the same article, "
-        f"--negatives {fraction:g}; {missing} questions had no such paragraph)"
+        f"added {len(negatives)} unanswerable questions (--negatives {fraction:g}: {mix}; {missing} questions had none)"
     )
-    if strict and not negatives:
-        why = (
-            "it has no answerable question to pair with another paragraph"
-            if not chosen
-            else f"none of the {len(chosen)} questions chosen has another paragraph in its article (same title) "
-            f"without its answers"
-        )
-        raise DataError(
-            f"{dataset.source}: --negatives {fraction:g} can make no unanswerable question: {why}; use data whose "
-            f"articles have two or more paragraphs, or leave out --negatives"
-        )
-    if strict and missing:
-        logger.warning(
-            "%s: --negatives %g made %d of the %d unanswerable questions asked for (for %d of the questions "
-            "chosen, no other paragraph of its article is free of its answers)",
-            dataset.source,
-            fraction,
-            len(negatives),
-            len(chosen),
-            missing,
-        )
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
+
+
+def _negative(
+    e: Example, kind: str, rng: random.Random, paragraphs: dict[str, dict[str, str]], perturber: Perturber
+) -> Example | None:
+    """The unanswerable question of `kind` made from `e`, or None where this kind can make none."""
+    plausible = tuple(zip(e.answers, e.answer_starts))
+    if kind == "article":
+        free = [c for c in paragraphs[e.title] if c != e.context and not _holds(paragraphs[e.title], c, e.answers)]
+        return Example(e.id + SUFFIX, e.question, rng.choice(free), (), (), e.title) if free else None
+    question = perturber.perturb(e, kind, rng)
+    if question is None:
+        return None
+    return Example(f"{e.id}-{kind}", question, e.context, (), (), e.title, plausible)
+
+
+def _report(
+    dataset: QADataset, fraction: float, kinds: Sequence[str], asked: int, made: Counter[str], strict: bool
+) -> None:
+    """Too few negatives made: a DataError under half of those asked, a warning under all of them (strict only)."""
+    total = sum(made.values())
+    if not strict or total == asked:
+        return
+    named = ",".join(kinds)
+    if total < asked / 2:
+        raise DataError(
+            f"{dataset.source}: --negatives {fraction:g} (kinds {named}) can make {total} of the {asked} unanswerable "
+            f"questions asked for: each kind needs something to change (article: another paragraph of the same "
+            f"article without the answers; entity, number, antonym: a name, number or word of the question that its "
+            f"paragraph holds); lower --negatives, add kinds (known: {', '.join(KINDS)}), or leave out --negatives"
+        )
+    logger.warning(
+        "%s: --negatives %g made %d of the %d unanswerable questions asked for (kinds %s fit none of the other %d)",
+        dataset.source,
+        fraction,
+        total,
+        asked,
+        named,
+        asked - total,
+    )
 
 
 def add_mined_negatives(
@@ -155,17 +216,3 @@ def _holds(normalised: dict[str, str], context: str, answers: tuple[str, ...]) -
         normalised[context] = normalize_answer(context)
     lowered = context.lower()
     return any(a.lower() in lowered or (normalize_answer(a) or a) in normalised[context] for a in answers)
-
-
-def to_squad_v2(dataset: QADataset) -> dict[str, object]:
-    """The data set as a SQuAD v2.0 document (articles by title, paragraphs by context, `is_impossible`)."""
-    articles: dict[str, dict[str, list[dict[str, object]]]] = defaultdict(lambda: defaultdict(list))
-    for e in dataset.examples:
-        answers = [{"text": t, "answer_start": s} for t, s in zip(e.answers, e.answer_starts)]
-        qa = {"id": e.id, "question": e.question, "answers": answers, "is_impossible": not e.answers}
-        articles[e.title][e.context].append(qa)
-    data = [
-        {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
-        for title, paragraphs in articles.items()
-    ]
-    return {"version": "v2.0", "data": data}

@@ -11,6 +11,7 @@ import gzip
 import logging
 import os
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class Example:
     answers: tuple[str, ...] = ()
     answer_starts: tuple[int, ...] = ()
     title: str = ""
+    plausible: tuple[tuple[str, int], ...] = ()  # an unanswerable question's plausible answers (text, start)
 
     @property
     def is_impossible(self) -> bool:
@@ -182,8 +184,23 @@ def squad_rows(doc: Any, source: str) -> Iterator[tuple[str, Row]]:
                         "context": context,
                         "question": qa.get("question"),
                         "answers": {"text": texts, "answer_start": starts},
+                        "plausible": _plausible(qa, context),
                     },
                 )
+
+
+def _plausible(qa: JsonObject, context: str) -> list[tuple[str, int]]:
+    """A v2 question's `plausible_answers` (kept for analysis only): those whose text is at their offset."""
+    found = qa.get("plausible_answers")
+    return [
+        (a["text"], a["answer_start"])
+        for a in (found if isinstance(found, list) else ())
+        if isinstance(a, dict)
+        and isinstance(a.get("text"), str)
+        and type(a.get("answer_start")) is int
+        and a["text"]
+        and context[a["answer_start"] : a["answer_start"] + len(a["text"])] == a["text"]
+    ]
 
 
 def jsonl_rows(text: str, source: str) -> Iterator[tuple[str, Row]]:
@@ -233,7 +250,8 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
                 break
         else:
             title = row.get("title") or ""
-            examples.append(Example(qid, question, context, texts, starts, str(title)))
+            plausible = tuple(row.get("plausible") or ()) if not texts else ()
+            examples.append(Example(qid, question, context, texts, starts, str(title), plausible))
     if bad_offsets and not skip_invalid:
         raise DataError(
             f"{len(bad_offsets)} question(s) have an answer_start that does not match the answer text; "
@@ -277,3 +295,23 @@ def question_examples(pairs: Sequence[tuple[str, str]], max_chars: int | None = 
         check_text(context, "the context", f"question {i}", limit)
         check_text(question, "the question", f"question {i}", limit)
     return [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
+
+
+def to_squad(dataset: QADataset) -> JsonObject:
+    """The data set as a SQuAD document (articles by title, paragraphs by context): v2.0, with
+    `is_impossible` and any `plausible_answers`, when some questions are unanswerable; else v1.1."""
+    v2 = dataset.has_impossible
+    articles: dict[str, dict[str, list[JsonObject]]] = defaultdict(lambda: defaultdict(list))
+    for e in dataset.examples:
+        qa: JsonObject = {"id": e.id, "question": e.question}
+        qa["answers"] = [{"text": t, "answer_start": s} for t, s in zip(e.answers, e.answer_starts)]
+        if v2:
+            qa["is_impossible"] = not e.answers
+        if e.plausible:
+            qa["plausible_answers"] = [{"text": t, "answer_start": s} for t, s in e.plausible]
+        articles[e.title][e.context].append(qa)
+    data = [
+        {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
+        for title, paragraphs in articles.items()
+    ]
+    return {"version": "v2.0" if v2 else "1.1", "data": data}

@@ -1,4 +1,6 @@
-"""`qatune evaluate --report DIR`: the metrics, the predictions and how well the confidence is calibrated.
+"""`qatune evaluate --report DIR`: the metrics, the predictions, how well the confidence is calibrated,
+and where the model fails (`errors.json`: EM/F1 by question word, answer and context length, and the
+20 most confident wrong answers).
 
 The reliability bins (10 equal-width bins of the top-1 probability, exact match in each) are given for
 the calibrated probability the model answers with and for the raw span softmax, as a table (CSV), in
@@ -12,12 +14,13 @@ import io
 from pathlib import Path
 
 from qatune.data.squad import QADataset
+from qatune.evaluation.analysis import analyse
 from qatune.evaluation.metrics import Reliability
 from qatune.evaluation.results import EvalResult
 from qatune.evaluation.scoring import reliability_bins
 from qatune.figures import reliability_diagram
-from qatune.io import JsonObject, atomic_write_json, atomic_write_text
-from qatune.layout import EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
+from qatune.io import JsonObject, atomic_write_json, atomic_write_text, read_json
+from qatune.layout import EVAL_ERRORS, EVAL_PREDICTIONS, EVAL_REPORT, RELIABILITY_FIGURE, RELIABILITY_TABLE
 from qatune.paths import make_folder
 
 
@@ -40,5 +43,16 @@ def write_evaluation_report(folder: Path, summary: JsonObject, result: EvalResul
     m = result.scores
     title = f"{Path(summary['model']).name}: ECE {m.ece:.3f} calibrated, {m.ece_raw:.3f} raw ({m.total} questions)"
     figure = reliability_diagram(bins, folder / RELIABILITY_FIGURE, title=title)
+    atomic_write_json(folder / EVAL_ERRORS, analyse(result, dataset).to_dict())
     atomic_write_json(folder / EVAL_REPORT, {**summary, "reliability": bins})  # last: marks a whole report
-    return [folder / EVAL_REPORT, folder / EVAL_PREDICTIONS, folder / RELIABILITY_TABLE, figure]
+    return [folder / EVAL_REPORT, folder / EVAL_PREDICTIONS, folder / RELIABILITY_TABLE, figure, folder / EVAL_ERRORS]
+
+
+def report_lines(folder: Path) -> list[str]:
+    """What `evaluate --report` prints: where the report is, and the question words answered worst."""
+    worst = sorted(read_json(folder / EVAL_ERRORS, "error analysis")["by_question_word"], key=lambda g: g["f1"])
+    shown = ", ".join(f"{g['name']} F1 {g['f1']:.1f} ({g['questions']})" for g in worst[:3])
+    return [
+        f"report: {folder}/ ({EVAL_REPORT}, {RELIABILITY_FIGURE}, {EVAL_ERRORS})",
+        f"  weakest question words: {shown}",
+    ]

@@ -195,7 +195,7 @@ def main(folder: str) -> int:
         (path / TRIAL_FAILURE).unlink(missing_ok=True)  # an earlier attempt's: this attempt reports its own
         logging.getLogger("qatune").info("trial process %d started", os.getpid())
         try:
-            config = TrainConfig.from_dict(read_json(path / TRIAL_CONFIG, "trial file"))
+            config = TrainConfig.from_saved(read_json(path / TRIAL_CONFIG, "trial file"))
             with sigterm_as_interrupt():  # the worker stops a trial with SIGTERM: checkpoint first
                 train(config, progress_bar=False)
         except TrainingInterrupted as exc:

@@ -94,7 +94,7 @@ def saved_config(folder: Path) -> TrainConfig:
     file = folder / CONFIG_FILE
     raw = read_json(file, "run file")
     try:
-        return TrainConfig.from_dict(raw["config"])
+        return TrainConfig.from_saved(raw["config"])
     except (KeyError, TypeError) as exc:
         raise ConfigError(
             f"{file}: not a qatune run file ({type(exc).__name__}: {exc}); choose another --output or pass --overwrite"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qatune.data.negatives import DEFAULT_KINDS, parse_kinds
 from qatune.data.sources import check_spec
 from qatune.data.windows import WindowConfig
 from qatune.errors import ConfigError, DataError
@@ -82,7 +83,8 @@ class TrainConfig:
     skip_invalid: bool = False
     data_dir: str | None = None
     precision: str = "auto"  # auto: bf16 on CPUs with AMX/AVX512-BF16, CUDA autocast on GPUs, else fp32
-    negatives: float = 0.0  # add this fraction of unanswerable same-article questions (qatune.data.negatives)
+    negatives: float = 0.0  # add this fraction of unanswerable questions (qatune.data.negatives) ...
+    negative_kinds: str = DEFAULT_KINDS  # ... of these kinds (comma-separated; older folders: article)
     mined_negatives: float = 0.0  # and this fraction paired with their best BM25-ranked paragraph without the answer
     # Every dropout layer's probability while training; None: the model's own. 0 by default: a CPU step is
     # 1.56x faster without the masks, and on the same 4,000 questions EM rose 41.9 -> 49.7 (README, Speed).
@@ -189,6 +191,7 @@ class TrainConfig:
         for name in ("negatives", "mined_negatives"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a fraction in [0, 1] (0: none), got {getattr(self, name)}")
+        parse_kinds(self.negative_kinds)
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
@@ -229,6 +232,8 @@ class TrainConfig:
         defaults: an older qatune.json or study result reads back and writes out unchanged, and a
         study's cache keys stay (`LATER_DEFAULTS`)."""
         values = dataclasses.asdict(self)
+        if not self.negatives:
+            del values["negative_kinds"]  # no negatives: their kinds do not change the run
         return {k: v for k, v in values.items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
 
     @classmethod
@@ -241,6 +246,11 @@ class TrainConfig:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
         return cls(**{name: typed(name, value) for name, value in values.items()}).check()
 
+    @classmethod
+    def from_saved(cls, values: Mapping[str, object]) -> TrainConfig:
+        """`from_dict` of a config qatune wrote (`upgraded`)."""
+        return cls.from_dict(upgraded(values))
+
     def same_run(self, other: TrainConfig) -> bool:
         """Whether `other` describes the same training (so a checkpoint of one resumes the other)."""
         ignore = {"eval_steps", "save_steps", "logging_steps", "eval_batch_size", "data_dir", "output_dir"}
@@ -248,6 +258,14 @@ class TrainConfig:
         ignore |= {"load_best_model_at_end", "metric_for_best_model", "early_stopping_patience", "report_to"}
         mine, theirs = self.to_dict(), other.to_dict()
         return all(mine[k] == theirs[k] for k in mine if k not in ignore)
+
+
+def upgraded(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Saved settings as this qatune reads them: a run from before `negative_kinds` existed made its
+    negatives of the `article` kind only."""
+    if values.get("negatives") and "negative_kinds" not in values:
+        return {**values, "negative_kinds": "article"}
+    return values
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune.compat import accelerate_precision, reset_accelerate_precision
-from qatune.data.negatives import add_mined_negatives, add_negatives
+from qatune.data.negatives import add_mined_negatives, add_negatives, parse_kinds
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
 from qatune.data.windows import WindowConfig, Windows, check_windows, tokenize_windows
@@ -23,6 +23,7 @@ from qatune.errors import ConfigError, DataError, ModelError
 from qatune.hardware import Precision
 from qatune.io import read_json
 from qatune.layout import CONFIG_FILE
+from qatune.models.embedding import perturber_for
 from qatune.training.config import TrainConfig
 
 
@@ -36,11 +37,22 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
         dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
     held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
-    # the held-out questions get negatives too: the no-answer threshold is chosen on them
-    for fraction, add, seed in ((config.negatives, add_negatives, 0), (config.mined_negatives, add_mined_negatives, 2)):
-        if fraction:
-            train = add(train, fraction, config.seed + seed, pool=full)
-            held = add(held, fraction, config.seed + seed + 1, pool=full, strict=False) if held else None
+    # the held-out questions get negatives too (other seeds, the same kinds): the no-answer threshold is chosen on them
+    if config.negatives:
+        kinds = parse_kinds(config.negative_kinds)
+        perturber = perturber_for(full.examples, kinds)
+        train = add_negatives(train, config.negatives, config.seed, full, kinds=kinds, perturber=perturber)
+        if held:
+            held = add_negatives(
+                held, config.negatives, config.seed + 1, full, strict=False, kinds=kinds, perturber=perturber
+            )
+    if config.mined_negatives:
+        train = add_mined_negatives(train, config.mined_negatives, config.seed + 2, pool=full)
+        held = (
+            add_mined_negatives(held, config.mined_negatives, config.seed + 3, pool=full, strict=False)
+            if held
+            else None
+        )
     return train, dev, held
 
 
@@ -78,7 +90,9 @@ def held_out_questions(model_dir: str | Path, size: int) -> QADataset:
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
         raise ModelError(f"{path}: has no training config; pass --data FILE")
     try:
-        config = dataclasses.replace(TrainConfig.from_dict(saved["config"]), calibration_questions=size, eval_data=None)
+        config = dataclasses.replace(
+            TrainConfig.from_saved(saved["config"]), calibration_questions=size, eval_data=None
+        )
     except ConfigError as exc:
         raise ModelError(f"{path}: {exc}") from None
     held = load_train_eval(config)[2]

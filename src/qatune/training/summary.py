@@ -19,16 +19,16 @@ from qatune.hardware import Precision
 from qatune.io import JsonObject, read_json
 from qatune.layout import CONFIG_FILE
 from qatune.models.settings import Calibration
-from qatune.training.config import TrainConfig
+from qatune.training.config import TrainConfig, upgraded
 
 SUMMARY_SCHEMA = 2  # 1: qatune.json before it carried a schema number (same fields)
 
 
 def saved_config(saved: Mapping[str, Any]) -> TrainConfig:
     """The settings a finished run saved, taken as they are (not checked again: a data path may have moved
-    since); settings an older qatune had and this one dropped are left out."""
+    since); settings an older qatune had and this one dropped are left out (`config.upgraded`)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+    return TrainConfig(**{k: v for k, v in upgraded(saved).items() if k in fields})
 
 
 @dataclass(frozen=True)

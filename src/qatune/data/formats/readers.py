@@ -1,0 +1,186 @@
+"""Readers of what annotation tools and spreadsheets export, each yielding `Source` questions.
+
+Every reader names the file, row or task and field of what it cannot use; a question it cannot use is
+skipped with its reason (`Skip`), and only a file with nothing usable is an error (`convert`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from qatune.errors import DataError
+
+COLUMNS = ("context", "question", "answer")  # a spreadsheet's required columns (also: id, title, answer_start)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One question as a source file holds it, before its answers are located."""
+
+    where: str  # file and row / task, for reports
+    context: str
+    question: str
+    answers: tuple[tuple[str, int | None], ...]  # text and the offset the file gave (None: text only)
+    unanswerable: bool = False
+    id: str | None = None
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A question that cannot be used, and why (one of the summary's reasons)."""
+
+    where: str
+    reason: str
+
+
+Item = Source | Skip
+
+
+def table_rows(text: str, source: str) -> Iterator[Item]:
+    """CSV (the delimiter sniffed among , ; tab |) with context, question, answer columns: an empty
+    answer is an unanswerable question; `answer_start`, `id` and `title` columns are used when present."""
+    try:
+        dialect: Any = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        found = ", ".join(map(repr, header)) or "none"
+        raise DataError(
+            f"{source}: no column {', '.join(map(repr, missing))} (columns found: {found}); a spreadsheet needs "
+            f"the columns {', '.join(COLUMNS)} in its first row"
+        )
+    reader.fieldnames = header
+    for row in reader:
+        where = f"{source}: row {reader.line_num}"
+        if None in row:
+            yield Skip(where, "more cells than columns")
+            continue
+        yield _text_row({k: v or "" for k, v in row.items()}, where)
+
+
+def jsonl_text_rows(records: list[tuple[str, Any]]) -> Iterator[Item]:
+    """JSON Lines with the spreadsheet's fields (context, question, answer as text)."""
+    for where, row in records:
+        if not isinstance(row, dict) or not all(isinstance(row.get(c, ""), str) for c in COLUMNS):
+            yield Skip(where, "not an object with text fields context, question, answer")
+            continue
+        yield _text_row({k: v if isinstance(v, str) else str(v) for k, v in row.items()}, where)
+
+
+def _text_row(row: dict[str, str], where: str) -> Item:
+    hint = row.get("answer_start", "").strip()
+    if hint and not hint.isdigit():
+        return Skip(where, "answer_start not a whole number")
+    answer = row.get("answer", "")
+    answers = ((answer, int(hint) if hint else None),) if answer.strip() else ()
+    return Source(
+        where, row["context"], row["question"], answers, not answers, row.get("id") or None, row.get("title", "")
+    )
+
+
+def doccano_rows(records: list[tuple[str, Any]]) -> Iterator[Item]:
+    """doccano's span-labelling JSONL: `text`, `label` (or `labels`) as [[start, end, tag], ...], and the
+    question as a `question` field; a row with no span is unanswerable."""
+    for where, row in records:
+        spans = row.get("label", row.get("labels")) if isinstance(row, dict) else None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(spans, list):
+            yield Skip(where, "not a doccano row (text and label: [[start, end, tag], ...])")
+            continue
+        if not isinstance(row.get("question"), str):
+            yield Skip(where, "no question field")
+            continue
+        good = [s for s in spans if isinstance(s, list) and len(s) >= 2 and all(type(x) is int for x in s[:2])]
+        if len(good) != len(spans) or any(not 0 <= s[0] < s[1] <= len(row["text"]) for s in good):
+            yield Skip(where, "a span is not [start, end, tag] within the text")
+            continue
+        answers = tuple((row["text"][s[0] : s[1]], s[0]) for s in good)
+        yield Source(where, row["text"], row["question"], answers, not answers, _id(row.get("id")))
+
+
+def label_studio_tasks(tasks: list[Any], source: str) -> Iterator[Item]:
+    """Label Studio's JSON export of a QA project: each task's `data` holds the text (`text`, `context`
+    or `paragraph`) and maybe the question; its first finished annotation the answer spans (value
+    start, end, text) and maybe the question (a text area). A finished annotation without a span is an
+    unanswerable question; a task without one is unlabelled."""
+    for n, task in enumerate(tasks):
+        where = f"{source}: task {task.get('id', n) if isinstance(task, dict) else n}"
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            yield Skip(where, "not a Label Studio task (no data)")
+            continue
+        context = next((data[k] for k in ("text", "context", "paragraph") if isinstance(data.get(k), str)), None)
+        done = [a for a in _list(task, "annotations") if isinstance(a, dict) and not a.get("was_cancelled")]
+        if context is None:
+            yield Skip(where, "no text in data (text, context or paragraph)")
+        elif not done:
+            yield Skip(where, "unlabelled")
+        else:
+            yield _annotation(where, context, data, done[0], _id(task.get("id")))
+
+
+def _annotation(where: str, context: str, data: dict[str, Any], annotation: dict[str, Any], qid: str | None) -> Item:
+    results = [r for r in _list(annotation, "result") if isinstance(r, dict) and isinstance(r.get("value"), dict)]
+    spans = [r["value"] for r in results if "start" in r["value"] and "end" in r["value"]]
+    typed = [r["value"].get("text") for r in results if r.get("type") == "textarea"]
+    question = data.get("question") if isinstance(data.get("question"), str) else None
+    if question is None and typed and isinstance(typed[0], list) and typed[0] and isinstance(typed[0][0], str):
+        question = typed[0][0]
+    if question is None:
+        return Skip(where, "no question (data.question or a text area)")
+    answers = []
+    for span in spans:
+        start, end, text = span.get("start"), span.get("end"), span.get("text")
+        if type(start) is not int or type(end) is not int or not 0 <= start < end <= len(context):
+            return Skip(where, "a span's start/end is not within the text")
+        answers.append((text if isinstance(text, str) and text else context[start:end], start))
+    return Source(where, context, question, tuple(answers), not answers, qid)
+
+
+def squad_questions(doc: Any, source: str) -> Iterator[Item]:
+    """SQuAD JSON whose offsets may be broken: `answer_end` instead of `answer_start`, or contexts
+    stripped after the offsets were taken; each answer's offset is only a hint (`locate`)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise DataError(f'{source}: expected a SQuAD object {{"data": [...]}}')
+    for a, article in enumerate(doc["data"]):
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        for p, para in enumerate(_list(article, "paragraphs")):
+            context = para.get("context") if isinstance(para, dict) else None
+            for q, qa in enumerate(_list(para, "qas")):
+                where = f"{source}: article {a}, paragraph {p}, question {q}"
+                if not isinstance(context, str) or not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+                    yield Skip(where, "not a SQuAD question (context, question)")
+                    continue
+                given = [_squad_answer(x) for x in _list(qa, "answers") if isinstance(x, dict)]
+                answers = tuple((t, hint) for t, hint in given if t is not None)
+                if len(answers) != len(given):
+                    yield Skip(where, "an answer without text")
+                    continue
+                yield Source(
+                    where, context, qa["question"], answers, bool(qa.get("is_impossible")), _id(qa.get("id")), title
+                )
+
+
+def _squad_answer(answer: dict[str, Any]) -> tuple[str | None, int | None]:
+    text = answer.get("text") if isinstance(answer.get("text"), str) and answer.get("text") else None
+    start, end = answer.get("answer_start"), answer.get("answer_end")
+    if type(start) is int:
+        return text, start
+    return text, end - len(text) if type(end) is int and text else None
+
+
+def _list(container: Any, key: str) -> list[Any]:
+    """`container[key]` where it is a list, else nothing: a file may hold any value anywhere."""
+    found = container.get(key) if isinstance(container, dict) else None
+    return found if isinstance(found, list) else []
+
+
+def _id(value: Any) -> str | None:
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
