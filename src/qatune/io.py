@@ -293,6 +293,8 @@ def parse_json(text: str, where: str, error: type[QatuneError] = ConfigError, st
         raise error(f"{where}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise error(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # a number of over 4,300 digits
+        raise error(f"{where}: damaged ({exc})") from None
 
 
 def read_json(path: str | Path, what: str, error: type[QatuneError] = ConfigError) -> Any:

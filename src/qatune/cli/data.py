@@ -8,9 +8,15 @@ qatune data split IN --dev 0.1 --output-dir DIR     DIR/train.json and DIR/dev.j
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from typing import TYPE_CHECKING
 
 from qatune.cli.common import Parser, emit, finite_float, seed_int
 from qatune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from qatune.data.formats import Summary
 
 ACTIONS = ("convert", "split")
 EXAMPLES = """examples:
@@ -82,20 +88,33 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace, path: str) -> int:
+    from pathlib import Path
+
     from qatune.data.formats import convert
     from qatune.data.squad import to_squad
-    from qatune.io import atomic_write_json
+    from qatune.io import atomic_write_json, output_target
     from qatune.paths import check_output_file
 
     if not args.output:
         raise ConfigError("convert writes a SQuAD file: give --output OUT.json")
-    check_output_file(args.output, "--output", args.overwrite)
+    target = check_output_file(args.output, "--output", args.overwrite)
+    stream = output_target(args.output).stream
+    if not stream and not target.name.endswith(".json"):
+        raise ConfigError(f"--output {args.output}: convert writes SQuAD JSON; give a name ending in .json")
+    if not stream and Path(path).exists() and target.resolve() == Path(path).resolve():
+        raise ConfigError(f"--output {args.output} is the input file; write the SQuAD file beside it")
     dataset, summary = convert(path, args.format)
     atomic_write_json(args.output, to_squad(dataset))
+    with contextlib.redirect_stdout(sys.stderr) if stream else contextlib.nullcontext():
+        _print_summary(summary, path, args)  # the data went to stdout: the summary goes to stderr
+    return 0
+
+
+def _print_summary(summary: Summary, path: str, args: argparse.Namespace) -> None:
     if args.json:
         emit({**summary.to_dict(), "output": args.output})
-        return 0
-    a, skipped = summary.answers, sum(summary.skipped.values())
+        return
+    a = summary.answers
     print(
         f"{path} ({summary.format}): {summary.questions} questions on {summary.contexts} contexts "
         f"({summary.unanswerable} unanswerable) -> {args.output}\n"
@@ -104,9 +123,8 @@ def _convert(args: argparse.Namespace, path: str) -> int:
     )
     for reason, n in summary.skipped.most_common():
         print(f"skipped {n}: {reason} (first: {summary.examples[reason]})")
-    if not skipped:
+    if not summary.skipped:
         print("skipped: none")
-    return 0
 
 
 def _split(args: argparse.Namespace, path: str) -> int:

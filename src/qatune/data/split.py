@@ -42,6 +42,12 @@ def split(dataset: QADataset, dev: float, seed: int = 0, by: str = "context") ->
         count += len(groups[key])
     picked = [e for e in dataset.examples if (e.title if by == "title" else e.context) in held]
     rest = [e for e in dataset.examples if (e.title if by == "title" else e.context) not in held]
+    both = {e.context for e in picked} & {e.context for e in rest}
+    if both:
+        raise DataError(
+            f"{dataset.source}: {len(both)} context(s) appear under several titles, so a split by title puts them "
+            f"on both sides; split by context (--by context), or give each paragraph one title"
+        )
     note = f"split by {by} (--dev {dev:g}, --seed {seed}): {len(held)} of {len(groups)} {by}s in dev"
     return (
         QADataset(rest, dataset.source, 0, [*dataset.notes, note]),

@@ -11,6 +11,7 @@ import gzip
 import logging
 import os
 import random
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder; give a data file (.json, .json.gz or .jsonl)") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
     try:
         return raw.decode("utf-8-sig")
@@ -245,7 +246,7 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
         for text, start in zip(texts, starts):
             if not isinstance(text, str) or not isinstance(start, int) or isinstance(start, bool):
                 raise DataError(f"{where}: answers must be strings with integer answer_start values")
-            if not text or context[start : start + len(text)] != text:
+            if not text or start < 0 or context[start : start + len(text)] != text:
                 bad_offsets.append(f"{where}: answer {text!r} is not at answer_start {start}")
                 break
         else:

@@ -20,12 +20,13 @@ from qatune.data.formats.readers import (
     Skip,
     Source,
     doccano_rows,
+    hf_rows,
     jsonl_text_rows,
     label_studio_tasks,
     squad_questions,
     table_rows,
 )
-from qatune.data.squad import Example, QADataset, read_text
+from qatune.data.squad import Example, QADataset, check_text, max_context_chars, read_text
 from qatune.errors import ConfigError, DataError
 from qatune.io import parse_json
 
@@ -68,8 +69,9 @@ def convert(path: str | Path, format: str = "auto") -> tuple[QADataset, Summary]
     summary = Summary(str(path), found)
     examples: list[Example] = []
     seen: set[tuple[str, str]] = set()
+    ids: set[str] = set()
     for n, item in enumerate(items):
-        example = _example(item, summary, seen, n)
+        example = _example(item, summary, (seen, ids), n)
         if example is not None:
             examples.append(example)
     if not examples:
@@ -94,6 +96,8 @@ def _items(path: Path, text: str, format: str) -> tuple[str, Iterable[Item]]:
         first = records[0][1] if records else {}
         if format == "doccano" or (isinstance(first, dict) and ("label" in first or "labels" in first)):
             return "doccano", doccano_rows(records)
+        if isinstance(first, dict) and "answers" in first:
+            return "jsonl", hf_rows(records)
         return "jsonl", jsonl_text_rows(records)
     doc = parse_json(text, str(path), DataError)
     if format == "squad" or (format == "json" and isinstance(doc, dict) and "data" in doc):
@@ -106,20 +110,28 @@ def _items(path: Path, text: str, format: str) -> tuple[str, Iterable[Item]]:
     )
 
 
-def _example(item: Item, summary: Summary, seen: set[tuple[str, str]], n: int) -> Example | None:
+def _example(item: Item, summary: Summary, taken: tuple[set[tuple[str, str]], set[str]], n: int) -> Example | None:
     """The item as an example with its answers located, or None (the reason counted)."""
     if isinstance(item, Skip):
         return _skip(summary, item.where, item.reason)
     source: Source = item
+    seen, ids = taken
     if not source.context.strip() or not source.question.strip():
         return _skip(summary, source.where, "empty context" if not source.context.strip() else "empty question")
+    try:
+        for text, what in ((source.context, "a context"), (source.question, "a question")):
+            check_text(text, what, source.where, max_context_chars())
+    except DataError as exc:
+        return _skip(summary, source.where, str(exc).split(": ", 1)[-1].split(";")[0])
     if (source.context, source.question.strip()) in seen:
         return _skip(summary, source.where, "duplicate question")
-    seen.add((source.context, source.question.strip()))
-    qid = source.id or f"q{n}"  # the item's place in the file: unique among generated ids
-    if ("id", qid) in seen:
+    if source.id is not None and source.id in ids:
         return _skip(summary, source.where, "duplicate id")
-    seen.add(("id", qid))
+    seen.add((source.context, source.question.strip()))
+    qid = source.id or f"q{n}"
+    while qid in ids:  # a generated id that a row of the file already holds
+        qid += "-"
+    ids.add(qid)
     texts, starts = [], []
     for text, hint in source.answers:
         place = locate(source.context, text, source.question, hint)

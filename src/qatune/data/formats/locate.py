@@ -34,7 +34,7 @@ class Located:
 
 def locate(context: str, text: str, question: str = "", hint: int | None = None) -> Located:
     """Where `text` lies in `context` by the module's rule (`hint`: the offset the source gave)."""
-    if hint is not None and context[hint : hint + len(text)] == text:
+    if hint is not None and hint >= 0 and context[hint : hint + len(text)] == text:
         return Located("exact", text, hint)
     found = [(text, m.start()) for m in re.finditer(re.escape(text), context)] if text else []
     if not found and text.strip():

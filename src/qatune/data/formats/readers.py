@@ -57,27 +57,33 @@ def table_rows(text: str, source: str) -> Iterator[Item]:
             f"{source}: no column {', '.join(map(repr, missing))} (columns found: {found}); a spreadsheet needs "
             f"the columns {', '.join(COLUMNS)} in its first row"
         )
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataError(f"{source}: column {', '.join(map(repr, twice))} given twice; keep one of each")
     reader.fieldnames = header
-    for row in reader:
-        where = f"{source}: row {reader.line_num}"
-        if None in row:
-            yield Skip(where, "more cells than columns")
-            continue
-        yield _text_row({k: v or "" for k, v in row.items()}, where)
+    try:
+        for row in reader:
+            where = f"{source}: row {reader.line_num}"
+            if None in row or None in row.values():
+                yield Skip(where, "more cells than columns" if None in row else "fewer cells than columns")
+                continue
+            yield _text_row(row, where)
+    except csv.Error as exc:  # a cell over the csv module's 131,072 characters
+        raise DataError(f"{source}: row {reader.line_num}: {exc}; split the text, or give JSON Lines") from None
 
 
 def jsonl_text_rows(records: list[tuple[str, Any]]) -> Iterator[Item]:
     """JSON Lines with the spreadsheet's fields (context, question, answer as text)."""
     for where, row in records:
-        if not isinstance(row, dict) or not all(isinstance(row.get(c, ""), str) for c in COLUMNS):
+        if not isinstance(row, dict) or not all(isinstance(row.get(c), str) for c in COLUMNS):
             yield Skip(where, "not an object with text fields context, question, answer")
             continue
-        yield _text_row({k: v if isinstance(v, str) else str(v) for k, v in row.items()}, where)
+        yield _text_row({k: v if isinstance(v, str) else str(v) for k, v in row.items() if v is not None}, where)
 
 
 def _text_row(row: dict[str, str], where: str) -> Item:
     hint = row.get("answer_start", "").strip()
-    if hint and not hint.isdigit():
+    if hint and not (hint.isascii() and hint.isdigit() and len(hint) < 12):
         return Skip(where, "answer_start not a whole number")
     answer = row.get("answer", "")
     answers = ((answer, int(hint) if hint else None),) if answer.strip() else ()
@@ -144,13 +150,31 @@ def _annotation(where: str, context: str, data: dict[str, Any], annotation: dict
     return Source(where, context, question, tuple(answers), not answers, qid)
 
 
+def hf_rows(records: list[tuple[str, Any]]) -> Iterator[Item]:
+    """JSON Lines in the Hugging Face SQuAD layout (`answers: {text: [...], answer_start: [...]}`)."""
+    for where, row in records:
+        answers = row.get("answers") if isinstance(row, dict) else None
+        texts = answers.get("text") if isinstance(answers, dict) else None
+        starts = answers.get("answer_start") if isinstance(answers, dict) else None
+        if not isinstance(row, dict) or not isinstance(texts, list) or not isinstance(starts, list):
+            yield Skip(where, "not a row of context, question, answers {text, answer_start}")
+        elif not all(isinstance(row.get(k), str) for k in ("context", "question")) or not all(
+            isinstance(t, str) and t for t in texts
+        ):
+            yield Skip(where, "context, question or an answer text is not text")
+        else:
+            hints = [s if type(s) is int else None for s in starts] + [None] * len(texts)
+            found = tuple(zip(texts, hints))
+            yield Source(where, row["context"], row["question"], found, not found, _id(row.get("id")), _title(row))
+
+
 def squad_questions(doc: Any, source: str) -> Iterator[Item]:
     """SQuAD JSON whose offsets may be broken: `answer_end` instead of `answer_start`, or contexts
     stripped after the offsets were taken; each answer's offset is only a hint (`locate`)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f'{source}: expected a SQuAD object {{"data": [...]}}')
     for a, article in enumerate(doc["data"]):
-        title = article.get("title", "") if isinstance(article, dict) else ""
+        title = _title(article)
         for p, para in enumerate(_list(article, "paragraphs")):
             context = para.get("context") if isinstance(para, dict) else None
             for q, qa in enumerate(_list(para, "qas")):
@@ -160,26 +184,35 @@ def squad_questions(doc: Any, source: str) -> Iterator[Item]:
                     continue
                 given = [_squad_answer(x) for x in _list(qa, "answers") if isinstance(x, dict)]
                 answers = tuple((t, hint) for t, hint in given if t is not None)
-                if len(answers) != len(given):
-                    yield Skip(where, "an answer without text")
-                    continue
-                yield Source(
-                    where, context, qa["question"], answers, bool(qa.get("is_impossible")), _id(qa.get("id")), title
-                )
+                impossible = qa.get("is_impossible", False)
+                if len(answers) != len(given) or not isinstance(impossible, bool):
+                    yield Skip(
+                        where,
+                        "an answer without text" if isinstance(impossible, bool) else "is_impossible not true/false",
+                    )
+                elif not answers and not impossible:
+                    yield Skip(where, 'no answers (mark it "is_impossible": true if it has none)')
+                else:
+                    yield Source(where, context, qa["question"], answers, impossible, _id(qa.get("id")), title)
 
 
 def _squad_answer(answer: dict[str, Any]) -> tuple[str | None, int | None]:
     text = answer.get("text") if isinstance(answer.get("text"), str) and answer.get("text") else None
     start, end = answer.get("answer_start"), answer.get("answer_end")
     if type(start) is int:
-        return text, start
-    return text, end - len(text) if type(end) is int and text else None
+        return text, start if start >= 0 else None
+    return text, end - len(text) if type(end) is int and text and end >= len(text) else None
 
 
 def _list(container: Any, key: str) -> list[Any]:
     """`container[key]` where it is a list, else nothing: a file may hold any value anywhere."""
     found = container.get(key) if isinstance(container, dict) else None
     return found if isinstance(found, list) else []
+
+
+def _title(container: Any) -> str:
+    title = container.get("title") if isinstance(container, dict) else None
+    return title if isinstance(title, str) else ""
 
 
 def _id(value: Any) -> str | None:
