@@ -93,13 +93,13 @@ class _Names:
     vectors: np.ndarray  # of the names themselves (the sentence model)
     roles: np.ndarray  # of the words around them in the article, centred: a person's "he said", a place's "in"
     the: np.ndarray  # whether the article mostly writes "the" before the name
-    words: list[set[str]] = field(init=False)
+    stems: list[set[str]] = field(init=False)
     lowered: list[str] = field(init=False)
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.lowered = [n.lower() for n in self.names]
-        self.words = [_stems(n) for n in self.names]
+        self.stems = [_stems(n) for n in self.names]
         self.index = {n: i for i, n in enumerate(self.names)}
 
 
@@ -116,10 +116,10 @@ class Perturber:
     _texts: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        articles: dict[str, dict[str, None]] = {}
         for e in self.pool:
-            texts = self._texts.setdefault(e.title, [])
-            if e.context not in texts:
-                texts.append(e.context)
+            articles.setdefault(e.title, {})[e.context] = None
+        self._texts = {title: list(contexts) for title, contexts in articles.items()}
 
     def perturb(self, example: Example, kind: str, rng: random.Random) -> str | None:
         """The question changed by `kind` so that its paragraph no longer answers it; None where this kind
@@ -163,9 +163,9 @@ class Perturber:
             [
                 lower not in lowered
                 and lower not in question
-                and not words & taken
-                and not any(lower in a or a in lower or words & w for a, w in answers)
-                for lower, words in zip(article.lowered, article.words)
+                and not stems & taken
+                and not any(lower in a or a in lower or stems & w for a, w in answers)
+                for lower, stems in zip(article.lowered, article.stems)
             ],
             dtype=bool,
         )

@@ -120,9 +120,9 @@ def _example(item: Item, summary: Summary, taken: tuple[set[tuple[str, str]], se
         return _skip(summary, source.where, "empty context" if not source.context.strip() else "empty question")
     try:
         for text, what in ((source.context, "a context"), (source.question, "a question")):
-            check_text(text, what, source.where, max_context_chars())
+            check_text(text, what, "", max_context_chars())  # no place: the reason is counted, not the row
     except DataError as exc:
-        return _skip(summary, source.where, str(exc).split(": ", 1)[-1].split(";")[0])
+        return _skip(summary, source.where, str(exc).removeprefix(": ").split(";")[0])
     if (source.context, source.question.strip()) in seen:
         return _skip(summary, source.where, "duplicate question")
     if source.id is not None and source.id in ids:
