@@ -9,7 +9,7 @@ QATUNE := $(VENV)/bin/qatune
 # Real SQuAD, if it is beside the checkout; otherwise qatune falls back to its embedded sample (and says so).
 export QATUNE_DATA_DIR ?= $(abspath ../shared/data/squad)
 
-.PHONY: install run lint test test-fast test-slow clean
+.PHONY: install run own-data lint test test-fast test-slow clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ install: $(VENV)/.installed
 
 run: install
 	$(QATUNE) run examples/quickstart.yaml
+
+# Fine-tune on your own labelled data (README, Your own labelled data): the documentation example.
+own-data: install
+	$(QATUNE) data convert examples/own-data/qatune-docs.csv --output runs/own-data/docs.json --overwrite
+	$(QATUNE) data split runs/own-data/docs.json --dev 0.2 --by title --seed 0 --output-dir runs/own-data --overwrite
+	$(QATUNE) run examples/own-data/study.yaml
 
 test: lint test-fast test-slow
 

@@ -113,7 +113,7 @@ def test_a_short_top_level_and_readable_modules_and_functions():
 # to_dict/from_dict, and these places, each a file or wire edge.
 JSON_EDGES = {
     "qatune.io": {"JsonObject", "read_jsonl"},  # the alias itself; JSON Lines as read
-    "qatune.data.squad": {"Row", "_plausible", "to_squad"},  # a question as the file holds it; the file written
+    "qatune.data.squad": {"Row", "plausible_answers", "to_squad"},  # a question as the file holds it; the file written
     "qatune.data.formats.readers": {"_annotation", "_squad_answer"},  # an annotation tool's export as read
     "qatune.evaluation.results": {"EvalResult.metrics"},  # Scores.to_dict under its older name
     "qatune.training.trackers": {"_saved_ids"},  # tracker-ids.json as read

@@ -30,7 +30,7 @@ def test_convert_then_split_without_a_shared_context(tmp_path, capsys):
     assert (
         summary["questions"] == 5 and summary["unanswerable"] == 1 and summary["skipped"] == {"answer not located": 1}
     )
-    assert summary["first_skipped"] == {"answer not located": f"{source}: row 7"}
+    assert summary["first_skipped"] == {"answer not located": f"{source}: line 7"}
     written = json.loads(out.read_text())
     assert written["version"] == "v2.0" and len(load_file(out)) == 5  # v2: one question has no answer
 
@@ -65,3 +65,9 @@ def test_nothing_is_overwritten_and_options_belong_to_their_action(tmp_path, cap
     assert main(["data", "split", str(converted), "--dev", "0.5", "--output-dir", str(tmp_path)]) == 2
     assert "dev.json: the file exists" in capsys.readouterr().err
     assert (tmp_path / "dev.json").read_text() == "mine" and not (tmp_path / "train.json").exists()
+    inside = tmp_path / "mine"
+    inside.mkdir()
+    (inside / "train.json").write_bytes(converted.read_bytes())
+    argv = ["data", "split", str(inside / "train.json"), "--dev", "0.5", "--output-dir", str(inside), "--overwrite"]
+    assert main(argv) == 2 and "is the input file" in capsys.readouterr().err  # --overwrite or not
+    assert (inside / "train.json").read_bytes() == converted.read_bytes() and not (inside / "dev.json").exists()

@@ -3,6 +3,7 @@ by one rule and every skip counted."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -43,7 +44,7 @@ def test_a_spreadsheet_with_text_answers(tmp_path):
     assert summary.format == "csv" and summary.questions == 4 and summary.unanswerable == 1
     assert dict(summary.skipped) == {"answer not located": 2, "duplicate question": 1}
     assert summary.answers["resolved"] == 1 and summary.answers["ambiguous"] == summary.answers["missing"] == 1
-    assert summary.examples["duplicate question"] == f"{path}: row 7"
+    assert summary.examples["duplicate question"] == f"{path}: line 7"
     answers = {e.question: (e.answers, e.answer_starts) for e in dataset.examples}
     assert answers["On which river is Warsaw?"] == (("Vistula",), (86,))
     assert answers["What is quoted?"] == (("quoted",), (2,))
@@ -96,6 +97,63 @@ def test_doccano_and_broken_squad_offsets(tmp_path):
     dataset, summary = convert(squad)
     assert [(e.answers, e.answer_starts) for e in dataset.examples] == [(("Kraków",), (0,)), (("Vistula",), (86,))]
     assert summary.answers["exact"] == 1 and summary.answers["located"] == 1
+
+
+def test_label_studio_offsets_count_utf16_units_and_moved_spans_are_named(tmp_path):
+    """JavaScript counts an emoji as two units, so every span after one is shifted by Python's count; a span
+    whose offsets disagree with its text is placed by the text and named in the summary."""
+    context = "Launch day 🚀 was 1969. The crew 👩‍🚀 landed on the Moon."
+    units = lambda text: len(text.encode("utf-16-le")) // 2  # noqa: E731
+    start = units(context[: context.index("Moon")])
+    tasks = [
+        {"id": 1, "data": {"text": context, "question": "Where?"},
+         "annotations": [{"result": [{"value": {"start": start, "end": start + 4, "text": "Moon"}}]}]},
+        {"id": 2, "data": {"text": context, "question": "When?"},
+         "annotations": [{"result": [{"value": {"start": 0, "end": 4, "text": "1969"}}]}]},
+    ]  # fmt: skip
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks))
+    dataset, summary = convert(path)
+    assert [(e.answers, e.answer_starts) for e in dataset.examples] == [
+        (("Moon",), (context.index("Moon"),)),
+        (("1969",), (context.index("1969"),)),
+    ]
+    assert summary.answers["exact"] == 1 and summary.moved == 1 and summary.first_moved == f"{path}: task 2"
+    python_made = [  # a pre-annotation written in Python counts characters: its text says which reading holds
+        {"id": 3, "data": {"text": context, "question": "Where?"},
+         "annotations": [{"result": [{"value": {"start": context.index("Moon"), "end": context.index("Moon") + 4,
+                                                "text": "Moon"}}]}]},
+    ]  # fmt: skip
+    path.write_text(json.dumps(python_made))
+    assert convert(path)[0].examples[0].answer_starts == (context.index("Moon"),)
+
+
+def test_an_unclosed_quote_is_named_where_it_opens(tmp_path):
+    path = tmp_path / "faq.csv"
+    path.write_text('context,question,answer\n"a, b",q1,a\n"unclosed,q2,b\nc d,q3,c\nd e,q4,d\n')
+    with pytest.raises(DataError, match=r"faq.csv: line 3: a quote \(\"\) opened on this line is never closed"):
+        convert(path)
+    path.write_text("context,question,answer\n\n\nx a,q1,a,extra\n")  # blank lines before the bad row
+    with pytest.raises(DataError, match="first: .*faq.csv: line 4"):
+        convert(path)
+    path.write_text('context,question,answer\n"a\nb, c",q1,a\nx a,q2,a')  # a quoted newline, no final newline
+    assert convert(path)[1].questions == 2
+    with path.open("w", newline="") as f:  # what csv.writer (and Excel) write for a quote inside a cell
+        csv.writer(f).writerows([["context", "question", "answer"], ['He said "go" at 9.', "When?", "9"]])
+    dataset, summary = convert(path)
+    assert dataset.examples[0].context == 'He said "go" at 9.' and not summary.skipped
+
+
+def test_plausible_answers_survive_a_conversion(tmp_path):
+    qas = [
+        {"id": "a", "question": "Old capital?", "answers": [{"text": "Kraków", "answer_start": 0}]},
+        {"id": "b", "question": "New river?", "answers": [], "is_impossible": True,
+         "plausible_answers": [{"text": "Vistula", "answer_start": 86}]},
+    ]  # fmt: skip
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}))
+    dataset, _ = convert(path)
+    assert dataset.examples[1].plausible == (("Vistula", 86),)
 
 
 @pytest.mark.parametrize(

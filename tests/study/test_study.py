@@ -71,6 +71,9 @@ def test_shipped_studies_validate():
     assert {k: study.sweep.raw[k] for k in verbatim} == verbatim and study.sweep_count == 25
     assert [e.name for e in study.experiments] == ["Roberta", "Roberta 1", "Roberta 2", "Bert"]
     assert len(study.questions.items) == 4 and study.compare.experiment == "Bert"
+    own = load_study(ROOT / "examples" / "own-data" / "study.yaml")
+    assert [e.from_experiment for e in own.experiments] == [None, "squad", "squad"]
+    assert own.compare.also_data == ("squad:validation",) and own.experiments[2].settings["mix"] == "squad:train:1"
 
 
 @pytest.mark.parametrize(
@@ -162,8 +165,10 @@ def test_tiny_study_end_to_end_and_report_matches_results(tiny_bert, tmp_path):
     for e in experiments.values():  # each experiment's summary is the trainer's own qatune.json
         trained = json.loads((out / "experiments" / e["name"] / "qatune.json").read_text())
         assert e["final_eval"] == trained["final_eval"] and e["steps"] == trained["steps"] == 6
-    table1 = _table(md, "Table 1")
-    assert table1[2][0] == sweep["picks"]["best_f1"] and float(table1[2][-1]) == pytest.approx(picked["f1"], abs=1e-3)
+    table1 = _table(md, "Table 1")  # one row per trial, naming every pick it is
+    row = next(r for r in table1 if "best F1" in r[1].split(", "))
+    assert row[0] == sweep["picks"]["best_f1"] and float(row[-1]) == pytest.approx(picked["f1"], abs=1e-3)
+    assert len(table1) == len(set(sweep["picks"].values()))
     table3 = {row[0]: row for row in _table(md, "Table 3")}
     for name, e in experiments.items():
         assert table3[name][4] == f"{e['train_eval']['exact_match']:.2f}"
@@ -266,3 +271,58 @@ def test_a_damaged_stages_file_is_one_error_naming_it(tmp_path, content):
         StageCache(tmp_path)
     (tmp_path / "stages.json").unlink()
     assert StageCache(tmp_path).get("sweep", "key") is None
+
+
+def test_from_experiment_and_also_data_are_checked(tiny_bert, tmp_path):
+    study = tiny_study(tiny_bert, tmp_path, sweep=None)
+    study["experiments"] = [study["experiments"][1], {"name": "more", "model": {"from_experiment": "later"}}]
+    with pytest.raises(ConfigError, match=r"experiments.more.model.from_experiment: 'later' is not an experiment "):
+        parse_study(study)
+    study["experiments"][1]["model"] = {"from_experiment": "fixed", "x": 1}
+    with pytest.raises(ConfigError, match="experiments.more.model: a mapping here must be"):
+        parse_study(study)
+    study["experiments"] = study["experiments"][:1]
+    for also, message in (([1], "expected a list of data specs"), (["squad:dve"], "unknown split 'dve'")):
+        study["compare"] = {"experiment": "fixed", "also_data": also}
+        with pytest.raises(ConfigError, match=f"compare.also_data: .*{message}"):
+            parse_study(study)
+
+
+def test_an_experiment_fine_tunes_another_further_with_a_mix(tiny_bert, tmp_path):
+    """SQuAD-then-own-data as a study: the second experiment starts from the first one's model, mixes the
+    first one's data back in, is scored on a second test set too, and the report shows where models fail."""
+    out = tmp_path / "out"
+    other = str(Path(__file__).resolve().parents[2] / "src" / "qatune" / "resources" / "sample-train.json")
+    base = {"max_steps": 3, "eval_steps": 3, "calibration_questions": 0, **TINY}
+    study = tiny_study(tiny_bert, out, sweep=None, questions=None)
+    study["experiments"] = [
+        {"name": "first", "model": str(tiny_bert), **base},
+        {
+            "name": "further",
+            "model": {"from_experiment": "first"},
+            "train_data": "sample:validation",
+            "mix": "sample:train:0.5",
+            **base,
+        },
+    ]
+    study["compare"] = {"experiment": "further", "sample": 10, "train_sample": None, "also_data": [other]}
+    results = run_study(parse_study(study), progress_bar=False)
+    first, further = results.experiments
+    assert further.config.model == str(out / "experiments" / "first")
+    assert further.config.mix.endswith("sample-train.json:0.5")  # the spec resolved to its file
+    trained = json.loads((out / "experiments" / "further" / "qatune.json").read_text())
+    assert trained["train_data"]["questions"] == 34 + 17  # its own 34 questions and half as many mixed in
+    assert "17 of these questions mixed in from" in trained["train_data"]["notes"][-1]
+    assert [len(e.other_evals) for e in results.experiments] == [1, 1]
+    assert further.other_evals[0].scores.total == 10 and further.test_eval.errors is not None
+    md = (out / "report.md").read_text()
+    table3 = {row[0]: row for row in _table(md, "Table 3")}
+    assert table3["further"][7] == f"{further.other_evals[0].scores.exact_match:.2f}"
+    assert table3["further"][1] == "first" and "EM on sample-train.json" in md
+    assert "5. Where the models fail" in md and "Table 6: further's most confident wrong answers" in md
+    assert results.compare.model == "first" and results.compare.untuned == first.test_eval  # not "untuned"
+    assert "first (before fine-tuning further)" in md and "3. Before and after" in md
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["experiments"][1]["test_eval"]["errors"]["by_question_word"]
+    again = run_study(parse_study(study), progress_bar=False)  # cached: nothing trained again
+    assert again.experiments[1].key == further.key and all(t.cached for t in again.stages.values())

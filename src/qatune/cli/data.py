@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qatune.cli.common import Parser, emit, finite_float, seed_int
@@ -88,8 +89,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace, path: str) -> int:
-    from pathlib import Path
-
     from qatune.data.formats import convert
     from qatune.data.squad import to_squad
     from qatune.io import atomic_write_json, output_target
@@ -97,12 +96,12 @@ def _convert(args: argparse.Namespace, path: str) -> int:
 
     if not args.output:
         raise ConfigError("convert writes a SQuAD file: give --output OUT.json")
-    target = check_output_file(args.output, "--output", args.overwrite)
     stream = output_target(args.output).stream
+    if not stream:
+        _not_the_input(Path(args.output), path, "--output")
+    target = check_output_file(args.output, "--output", args.overwrite)
     if not stream and not target.name.endswith(".json"):
         raise ConfigError(f"--output {args.output}: convert writes SQuAD JSON; give a name ending in .json")
-    if not stream and Path(path).exists() and target.resolve() == Path(path).resolve():
-        raise ConfigError(f"--output {args.output} is the input file; write the SQuAD file beside it")
     dataset, summary = convert(path, args.format)
     atomic_write_json(args.output, to_squad(dataset))
     with contextlib.redirect_stdout(sys.stderr) if stream else contextlib.nullcontext():
@@ -121,6 +120,11 @@ def _print_summary(summary: Summary, path: str, args: argparse.Namespace) -> Non
         f"answers: {a['exact']} at their offset, {a['located']} located by their text, {a['resolved']} "
         f"resolved among several places, {a['ambiguous']} ambiguous, {a['missing']} missing"
     )
+    if summary.moved:
+        print(
+            f"moved {summary.moved} answers whose offset disagreed with their text to where the text is "
+            f"(first: {summary.first_moved}); check them if the text, not the offset, was wrong"
+        )
     for reason, n in summary.skipped.most_common():
         print(f"skipped {n}: {reason} (first: {summary.examples[reason]})")
     if not summary.skipped:
@@ -128,8 +132,6 @@ def _print_summary(summary: Summary, path: str, args: argparse.Namespace) -> Non
 
 
 def _split(args: argparse.Namespace, path: str) -> int:
-    from pathlib import Path
-
     from qatune.data.sources import load_data
     from qatune.data.split import split
     from qatune.data.squad import to_squad
@@ -139,6 +141,8 @@ def _split(args: argparse.Namespace, path: str) -> int:
     if args.dev is None or not args.output_dir:
         raise ConfigError("split needs --dev FRACTION and --output-dir DIR")
     out = Path(args.output_dir)
+    for name in ("train.json", "dev.json"):
+        _not_the_input(out / name, path, "--output-dir")  # before "exists: pass --overwrite", which would not do
     targets = [check_output_file(out / name, "--output-dir", args.overwrite) for name in ("train.json", "dev.json")]
     train, dev = split(load_data(path, "train", skip_invalid=args.skip_invalid), args.dev, args.seed, args.by)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,6 +167,12 @@ def _split(args: argparse.Namespace, path: str) -> int:
     return 0
 
 
+def _not_the_input(target: Path, source: str, flag: str) -> None:
+    """Refuse to write over the file being read, even with --overwrite: it is the user's data, not ours."""
+    if Path(source).is_file() and target.resolve() == Path(source).resolve():
+        raise ConfigError(f"{flag}: {target} is the input file; write beside it (qatune never replaces its input)")
+
+
 def _check(args: argparse.Namespace, spec: str) -> int:
     from qatune.data.negatives import DEFAULT_KINDS, add_mined_negatives, add_negatives, parse_kinds
     from qatune.data.sources import load_data
@@ -178,6 +188,7 @@ def _check(args: argparse.Namespace, spec: str) -> int:
     if args.negatives is None and args.negative_kinds != DEFAULT_KINDS:
         raise ConfigError("--negative-kinds says which kinds --negatives makes: give --negatives FRACTION too")
     if args.output:
+        _not_the_input(Path(args.output), spec, "--output")
         check_output_file(args.output, "--output", args.overwrite)
     dataset = load_data(spec, "train", skip_invalid=args.skip_invalid)
     if args.negatives is not None:

@@ -36,6 +36,8 @@ DESCRIPTION = (
 )
 EPILOG = """examples:
   qatune train --train-data squad:train --train-sample 2000 --output runs/minilm
+  qatune train --model runs/minilm --train-data mine/train.json --eval-data mine/dev.json \\
+               --mix squad:train:1 --output runs/mine      # further on your own data, SQuAD mixed in
   qatune evaluate --model runs/minilm --data squad:validation --limit 500
   qatune ask --model runs/minilm --context "Vin is a Mistborn of great power and skill." \\
              --question "What is Vin's speciality?"
@@ -54,7 +56,7 @@ THREADS_HELP = (
 VERBOSE_HELP = "also debug lines, and what the libraries qatune calls log (hidden by default)"
 
 TRAIN_HELP = {
-    "model": "pre-trained model: default, a folder, or a hub id",
+    "model": "pre-trained model: default, a folder (also one `qatune train` wrote: fine-tune it further), or a hub id",
     "train_data": "training data spec (see `qatune --help`)",
     "eval_data": "dev data evaluated every --eval-steps; 'none' to skip",
     "output_dir": "folder for the fine-tuned model, metrics.jsonl and checkpoints",
@@ -85,6 +87,9 @@ TRAIN_HELP = {
     "mined_negatives": "add this fraction of unanswerable questions, each paired with the paragraph of the training "
     "file that BM25 ranks highest for it among those without its answers (what a retriever hands a reader of "
     "`ask --index`; may be combined with --negatives)",
+    "mix": "SPEC[:RATIO]: add RATIO questions of data SPEC per training question, e.g. squad:train:0.5 (one "
+    "SQuAD question for every two of yours; default ratio 1), so fine-tuning on your own data does not forget "
+    "SQuAD; a seeded sample, added after --negatives (README, Your own labelled data)",
     "dropout": "dropout probability of every dropout layer while training, or 'model' for the model's own "
     "(0.1 for BERT-style models); 0 is faster on CPUs and scored higher in one-epoch fine-tunes (README, Speed)",
     "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "

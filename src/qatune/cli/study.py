@@ -47,6 +47,10 @@ def quickstart_path() -> Path:
     return Path(str(resources.files("qatune") / "resources" / "quickstart.yaml"))
 
 
+def _starts_from_another(spec: StudySpec, name: str) -> bool:
+    return any(e.name == name and e.from_experiment for e in spec.experiments)
+
+
 def _plan(spec: StudySpec) -> list[str]:
     lines = [
         f"study {spec.name}: OK; report in {spec.report.dir} ({', '.join(spec.report.formats)})",
@@ -61,6 +65,7 @@ def _plan(spec: StudySpec) -> list[str]:
         )
     for e in spec.experiments:
         shown = {
+            **({"model": f"the model of {e.from_experiment}"} if e.from_experiment else {}),
             **{k: v for k, v in e.settings.items() if k not in ("train_data", "eval_data")},
             **{k: f"from_sweep {v}" for k, v in e.from_sweep.items()},
         }
@@ -70,7 +75,9 @@ def _plan(spec: StudySpec) -> list[str]:
         lines.append(
             f"3. evaluate every experiment on {compare.data or spec.data.test} "
             f"({compare.sample or compare.limit or 'all'} questions) and on {compare.train_sample} of its "
-            f"training questions; {compare.experiment} against its untuned model"
+            f"training questions; {compare.experiment} against "
+            + ("the model it starts from" if _starts_from_another(spec, compare.experiment) else "its untuned model")
+            + (f"; also on {', '.join(compare.also_data)}" if compare.also_data else "")
         )
     if spec.questions:
         lines.append(f"4. ask {len(spec.questions.items)} questions to every model (top {spec.questions.top_k})")

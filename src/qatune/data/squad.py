@@ -185,12 +185,12 @@ def squad_rows(doc: Any, source: str) -> Iterator[tuple[str, Row]]:
                         "context": context,
                         "question": qa.get("question"),
                         "answers": {"text": texts, "answer_start": starts},
-                        "plausible": _plausible(qa, context),
+                        "plausible": plausible_answers(qa, context),
                     },
                 )
 
 
-def _plausible(qa: JsonObject, context: str) -> list[tuple[str, int]]:
+def plausible_answers(qa: JsonObject, context: str) -> list[tuple[str, int]]:
     """A v2 question's `plausible_answers` (kept for analysis only): those whose text is at their offset."""
     found = qa.get("plausible_answers")
     return [

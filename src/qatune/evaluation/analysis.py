@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from qatune.data.squad import Example, QADataset
 from qatune.evaluation.metrics import best_over_golds
@@ -52,6 +53,16 @@ class ErrorAnalysis:
 
     def to_dict(self) -> JsonObject:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> ErrorAnalysis:
+        """An analysis as `to_dict` wrote it (`errors.json`, a study's cached evaluation)."""
+
+        def groups(key: str) -> list[Group]:
+            return [Group(**g) for g in saved[key]]
+
+        wrong = [Wrong(**w) for w in saved["most_confident_wrong"]]
+        return cls(groups("by_question_word"), groups("by_answer_length"), groups("by_context_length"), wrong)
 
 
 def question_word(question: str) -> str:

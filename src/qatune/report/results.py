@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qatune.answering.decoding import Answer
+from qatune.evaluation.analysis import ErrorAnalysis
 from qatune.evaluation.metrics import Reliability
 from qatune.evaluation.results import Scores
 from qatune.io import JsonObject
@@ -73,16 +74,24 @@ class SliceEval:
     slice: Slice
     scores: Scores
     reliability: Reliability | None = None
+    errors: ErrorAnalysis | None = None  # where it fails (absent in results from before it)
 
     def to_dict(self) -> JsonObject:
         head = {"label": self.label, "model": self.model, "data": self.data, **self.slice.to_dict()}
-        return {**head, **self.scores.to_dict(), "reliability": self.reliability}
+        out = {**head, **self.scores.to_dict(), "reliability": self.reliability}
+        return out | ({"errors": self.errors.to_dict()} if self.errors else {})
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> SliceEval:
-        scores = Scores.from_dict(saved)
+        scores, errors = Scores.from_dict(saved), saved.get("errors")
         return cls(
-            saved["label"], saved["model"], saved["data"], Slice.from_dict(saved), scores, saved.get("reliability")
+            saved["label"],
+            saved["model"],
+            saved["data"],
+            Slice.from_dict(saved),
+            scores,
+            saved.get("reliability"),
+            ErrorAnalysis.from_dict(errors) if errors else None,
         )
 
 
@@ -100,9 +109,13 @@ class ExperimentResult:
     from_sweep: Mapping[str, str]  # setting -> the sweep pick it came from
     train_eval: SliceEval | None = None
     test_eval: SliceEval | None = None
+    other_evals: tuple[SliceEval, ...] = ()  # on compare.also_data, in its order
 
-    def scored(self, train_eval: SliceEval | None, test_eval: SliceEval) -> ExperimentResult:
-        return replace(self, train_eval=train_eval or self.train_eval, test_eval=test_eval)
+    def scored(
+        self, train_eval: SliceEval | None, test_eval: SliceEval, other_evals: Sequence[SliceEval] = ()
+    ) -> ExperimentResult:
+        train_eval = train_eval or self.train_eval
+        return replace(self, train_eval=train_eval, test_eval=test_eval, other_evals=tuple(other_evals))
 
     def to_dict(self) -> JsonObject:
         out = {
@@ -116,7 +129,8 @@ class ExperimentResult:
             "from_sweep": dict(self.from_sweep),
         }
         evals = {"train_eval": self.train_eval, "test_eval": self.test_eval}
-        return out | {k: v.to_dict() for k, v in evals.items() if v is not None}
+        out |= {k: v.to_dict() for k, v in evals.items() if v is not None}
+        return out | ({"other_evals": [e.to_dict() for e in self.other_evals]} if self.other_evals else {})
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> ExperimentResult:
@@ -133,6 +147,7 @@ class ExperimentResult:
             dict(saved.get("from_sweep") or {}),
             SliceEval.from_dict(train_eval) if train_eval else None,
             SliceEval.from_dict(test_eval) if test_eval else None,
+            tuple(SliceEval.from_dict(e) for e in saved.get("other_evals") or ()),
         )
 
 
@@ -144,15 +159,22 @@ class Comparison:
     model: str
     untuned: SliceEval
     fine_tuned: SliceEval
+    before: str = "untuned"  # what the starting model is: another experiment's model is already fine-tuned
+
+    @property
+    def base_label(self) -> str:
+        """The starting model as the report names it."""
+        return f"{self.model} ({self.before})"
 
     def to_dict(self) -> JsonObject:
         head = {"experiment": self.experiment, "model": self.model}
-        return {**head, "untuned": self.untuned.to_dict(), "fine_tuned": self.fine_tuned.to_dict()}
+        out = {**head, "untuned": self.untuned.to_dict(), "fine_tuned": self.fine_tuned.to_dict()}
+        return out | ({"before": self.before} if self.before != "untuned" else {})
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> Comparison:
         untuned, tuned = SliceEval.from_dict(saved["untuned"]), SliceEval.from_dict(saved["fine_tuned"])
-        return cls(saved["experiment"], saved["model"], untuned, tuned)
+        return cls(saved["experiment"], saved["model"], untuned, tuned, saved.get("before", "untuned"))
 
 
 def answers_from_dict(saved: Sequence[Mapping[str, Any]]) -> list[Answer]:

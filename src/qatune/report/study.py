@@ -23,6 +23,7 @@ from qatune.layout import (
     TRIAL_FIGURES,
 )
 from qatune.report.document import Block, Code, Figure, Heading, Para, Table, to_html, to_markdown
+from qatune.report.failures import failure_blocks
 from qatune.report.results import AskedQuestion, Comparison, ExperimentResult, SliceEval, StudyResults
 from qatune.sweep.results import SweepReport, TrialRow
 
@@ -46,6 +47,11 @@ PICK_TITLES = {
 }
 
 
+def _model(model: str) -> str:
+    """A model as a table cell: a local folder (another experiment's, say) by its name, not its long path."""
+    return Path(model).name if Path(model).is_dir() else model
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -58,7 +64,7 @@ def summary(results: StudyResults) -> list[str]:
         best, t = max(scored, key=lambda pair: pair[1].exact_match)
         lines.append(
             f"Best experiment on the test slice ({t.total} questions): {best.name} "
-            f"({best.config.model}), EM {_pct(t.exact_match)}, F1 {_pct(t.f1)}."
+            f"({_model(best.config.model)}), EM {_pct(t.exact_match)}, F1 {_pct(t.f1)}."
         )
     compare = results.compare
     if compare:
@@ -94,14 +100,19 @@ SWEEP_CAPTIONS = {
 
 def _picks_table(sweep: SweepReport, rows: dict[str, TrialRow]) -> Table:
     """Table 1: the trial behind each of the study's picks (best F1, lowest train loss, ...)."""
-    params = sweep.params
+    params, titles = sweep.params, dict[str, list[str]]()
+    for pick, name in sweep.picks.items():  # a trial that is several picks is one row naming them all
+        titles.setdefault(name, []).append(PICK_TITLES.get(pick, pick))
     picks = [
-        [name, PICK_TITLES.get(pick, pick), *[rows[name].params[p] for p in params]]
+        [name, ", ".join(picked), *[rows[name].params[p] for p in params]]
         + [rows[name].metrics[k] for k in ("train_loss", "eval_loss", "correct", "f1")]
-        for pick, name in sweep.picks.items()
+        for name, picked in titles.items()
     ]
     header = ["exploration", "pick", *params, "train loss", "eval loss", "correct", "F1"]
-    return Table(header, picks, "Table 1: the sweep's extreme explorations")
+    caption = "Table 1: the sweep's extreme explorations"
+    if len(titles) == 1 and len(sweep.picks) > 1:
+        caption += " (one trial is every extreme: the others did not beat it on any figure)"
+    return Table(header, picks, caption)
 
 
 def _top_table(sweep: SweepReport, rows: dict[str, TrialRow]) -> Table:
@@ -139,14 +150,17 @@ def sweep_blocks(sweep: SweepReport, folder: Path) -> list[Block]:
 
 def _settings_table(experiments: list[ExperimentResult]) -> Table:
     """Table 2: what each experiment trained, and which settings came from the sweep."""
-    settings = []
+    settings, mixing = [], any(e.config.mix for e in experiments)
     for e in experiments:
         c = e.config
         picked = ", ".join(f"{k} from {v}" for k, v in e.from_sweep.items())
         length = f"{c.max_steps} steps" if c.max_steps else c.num_train_epochs
         questions = c.train_sample or c.train_limit or "all"
-        settings.append([e.name, c.model, c.train_batch_size, c.learning_rate, length, questions, picked or "-"])
-    header = ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions", "from the sweep"]
+        mixed = [Path(c.mix).name if c.mix else "-"] if mixing else []
+        row = [e.name, _model(c.model), c.train_batch_size, c.learning_rate, length, questions, *mixed]
+        settings.append([*row, picked or "-"])
+    header = ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions"]
+    header += [*(["mixed in (per question)"] if mixing else []), "from the sweep"]
     return Table(header, settings, "Table 2: fine-tuning experiments")
 
 
@@ -162,14 +176,17 @@ def _results_table(results: StudyResults) -> Table:
     for e in results.experiments:
         c = e.config
         scores = [_score(e.train_eval, "exact_match"), _score(e.test_eval, "exact_match"), _score(e.test_eval, "f1")]
+        scores += [_score(o, m) for o in e.other_evals for m in ("exact_match", "f1")]
         minutes = round((e.seconds or 0) / 60, 1)
-        rows.append([e.name, c.model, c.train_batch_size, c.learning_rate, *scores, e.steps, minutes])
+        rows.append([e.name, _model(c.model), c.train_batch_size, c.learning_rate, *scores, e.steps, minutes])
+    others = next((e.other_evals for e in results.experiments if e.other_evals), ())
+    more = [f"{label} on {Path(o.data).name}" for o in others for label in ("EM", "F1")]
     slice_note = (
         f"train EM on {results.train_slice} of each experiment's own training questions; "
         if results.train_slice
         else ""
     )
-    header = ["name", "pre-trained model", "batch size", "learning rate", "train EM", "test EM", "test F1"]
+    header = ["name", "pre-trained model", "batch size", "learning rate", "train EM", "test EM", "test F1", *more]
     return Table([*header, "steps", "minutes"], rows, f"Table 3: results ({slice_note}test on {_test_size(results)})")
 
 
@@ -198,7 +215,7 @@ def _test_size(results: StudyResults) -> str:
 
 def compare_blocks(compare: Comparison, results: StudyResults, folder: Path) -> list[Block]:
     pairs = (
-        (f"{compare.model} (untuned)", compare.untuned),
+        (compare.base_label, compare.untuned),
         (f"{compare.experiment} (fine-tuned)", compare.fine_tuned),
     )
     v2 = any("NoAns_exact" in m.scores.splits for _, m in pairs)  # the test set has unanswerable questions
@@ -209,7 +226,7 @@ def compare_blocks(compare: Comparison, results: StudyResults, folder: Path) -> 
         loss = "-" if s.eval_loss is None else round(s.eval_loss, 3)
         rows.append([label, s.correct, s.similar, s.incorrect, _pct(s.exact_match), _pct(s.f1), *no_answer, loss])
     return [
-        Heading("3. Fine-tuned against untuned"),
+        Heading("3. Fine-tuned against untuned" if compare.before == "untuned" else "3. Before and after"),
         Para(
             "correct: exact match after SQuAD normalisation; similar: not correct, token F1 >= 0.5 with a gold "
             "answer, never empty; incorrect: the rest. F1 is the partial-credit score (official SQuAD F1)."
@@ -296,7 +313,7 @@ def build(results: StudyResults, folder: Path, title: str | None = None) -> list
         blocks += compare_blocks(results.compare, results, folder)
     if results.questions:
         blocks += question_blocks(results.questions)
-    return blocks + reproduce_blocks(results)
+    return blocks + failure_blocks(results) + reproduce_blocks(results)
 
 
 def write_report(results: StudyResults, report: ReportTarget) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Run a study end to end: data -> sweep -> fine-tunes -> evaluations -> questions -> report.
+"""The stages of a study (`StudyRunner`): resolve data, sweep, fine-tune, evaluate, ask questions.
 
 Each stage's result is cached in the study folder under the hash of its inputs (`cache.py`), so a
 rerun redoes only what changed; fine-tuning and the sweep also resume mid-way after a kill.
@@ -7,15 +7,16 @@ rerun redoes only what changed; fine-tuning and the sweep also resume mid-way af
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from qatune.answering.decoding import Answer
+from qatune.data.mix import parse_mix
 from qatune.data.sources import locate
-from qatune.hardware import package_versions
 from qatune.io import JsonObject, atomic_write_json, atomic_write_text, read_jsonl
 from qatune.layout import (
     HISTORY_FILE,
@@ -23,20 +24,17 @@ from qatune.layout import (
     STAGES_FILE,
     STUDY_EVALS,
     STUDY_EXPERIMENTS,
-    STUDY_RESULTS,
     STUDY_SWEEP,
     SWEEP_RESULTS,
 )
-from qatune.paths import check_output_folder, exclusive, make_folder, remove_owned
+from qatune.paths import check_output_folder, make_folder, remove_owned
 from qatune.report.results import (
     AskedQuestion,
-    Comparison,
     DataRef,
     ExperimentResult,
     Slice,
     SliceEval,
     StageTime,
-    StudyResults,
     answers_from_dict,
 )
 from qatune.study.cache import StageCache, digest, file_hash
@@ -96,6 +94,15 @@ class StudyRunner:
             self.cache.save()
         return self.data[memo]
 
+    def resolve_mix(self, value: object) -> DataRef | None:
+        """A `mix` setting (SPEC[:RATIO]) with its spec resolved like the training data's; its `resolved`
+        is the whole setting again, with the file in place of the spec."""
+        if not isinstance(value, str):
+            return None
+        mix = parse_mix(value)
+        data = self.resolve(mix.spec, "train")
+        return replace(data, resolved=f"{data.resolved}:{mix.ratio:g}")
+
     def _fresh_folder(self, folder: Path, key: str) -> None:
         """Empty `folder` if it holds work for other inputs (a changed config must not resume old work).
 
@@ -116,10 +123,12 @@ class StudyRunner:
             return None
         train = self.resolve(str(sweep.base.get("train_data", self.spec.data.train)), "train")
         test = self.resolve(str(sweep.base.get("eval_data", self.spec.data.test)), "validation")
-        raw = {**sweep.raw, "base": {**sweep.base, "train_data": train.resolved, "eval_data": test.resolved}}
+        base = {**sweep.base, "train_data": train.resolved, "eval_data": test.resolved}
+        mix = self.resolve_mix(base.get("mix"))
+        raw = {**sweep.raw, "base": {**base, **({"mix": mix.resolved} if mix else {})}}
         if self.spec.sweep_count and not sweep.run_cap:
             raw["run_cap"] = self.spec.sweep_count
-        key = digest(raw, train.sha256, test.sha256)
+        key = digest(raw, train.sha256, test.sha256, mix.sha256 if mix else None)
         folder = self.out / STUDY_SWEEP
         trackers = parse_report_to(self.spec.report_to)
         options = SweepOptions(name=f"{self.spec.name}-sweep", directory=folder, report_to=trackers)
@@ -132,11 +141,17 @@ class StudyRunner:
         return self.stage("sweep", key, work, SweepReport.to_dict, SweepReport.from_dict)
 
     def experiment_config(self, experiment: Experiment, sweep: SweepReport | None) -> TrainConfig:
-        """The experiment's TrainConfig: its settings, sweep picks filled in, data resolved."""
+        """The experiment's TrainConfig: its settings, sweep picks filled in, data resolved, and with
+        `from_experiment` the folder of the experiment whose model it fine-tunes further."""
         values = {"report_to": self.spec.report_to, **experiment.settings}
+        if experiment.from_experiment:
+            values["model"] = str(self.out / STUDY_EXPERIMENTS / experiment.from_experiment)
         for key, pick in experiment.from_sweep.items():
             row = self._pick_row(sweep, pick)
             values[key] = row.params[key] if key in row.params else self._sweep_fixed(key)
+        mix = self.resolve_mix(values.get("mix"))  # after the picks: the sweep may have chosen it
+        if mix:
+            values["mix"] = mix.resolved
         values["train_data"] = self.resolve(str(values["train_data"]), "train").resolved
         values["eval_data"] = self.resolve(str(values["eval_data"]), "validation").resolved
         values["output_dir"] = str(self.out / STUDY_EXPERIMENTS / experiment.name)
@@ -162,7 +177,10 @@ class StudyRunner:
             )
         return row
 
-    def run_experiment(self, experiment: Experiment, sweep: SweepReport | None) -> ExperimentResult:
+    def run_experiment(
+        self, experiment: Experiment, sweep: SweepReport | None, keys: Mapping[str, str]
+    ) -> ExperimentResult:
+        """Fine-tune one experiment (`keys`: the cache keys of those before it, one of which it may start from)."""
         from qatune.training.summary import EvalRecord, RunSummary
         from qatune.training.trainer import train
 
@@ -174,8 +192,10 @@ class StudyRunner:
                 (experiment.settings["eval_data"], "validation"),
             )
         ]
+        mix = self.resolve_mix(config.mix)  # its file, already resolved: for the file's hash
+        upstream = keys[experiment.from_experiment] if experiment.from_experiment else None
         settings = {k: v for k, v in config.to_dict().items() if k != "report_to"}  # trackers do not change weights
-        key = digest(settings, shas)
+        key = digest(settings, shas, *((mix.sha256,) if mix else ()), *((upstream,) if upstream else ()))
         folder = Path(config.output_dir)
 
         def work() -> ExperimentResult:
@@ -203,6 +223,7 @@ class StudyRunner:
         """Score one model on one data slice; predictions go beside the metrics in evals/."""
         from qatune.answering.factory import open_answerer
         from qatune.data.sources import load_data
+        from qatune.evaluation.analysis import analyse
         from qatune.evaluation.scoring import evaluate, reliability_bins
 
         key = digest(model_key, data.sha256 or data.resolved, select.to_dict(), config.window.__dict__)
@@ -216,9 +237,13 @@ class StudyRunner:
                 model, window=config.window, seed=config.seed, batch_size=config.eval_batch_size
             )
             result = evaluate(answerer, dataset, self.progress_bar, config.max_answer_length)
-            slug = label.replace("/", "_").replace(" ", "_")
+            slug = re.sub(r"[^\w.-]", "_", label, flags=re.ASCII)  # portable: no ':' (an also_data spec)
+            if slug != label.replace(" ", "_"):
+                slug += f"-{digest(label)[:8]}"  # two labels that differ only in such characters stay apart
             atomic_write_json(self.out / STUDY_EVALS / f"{slug}.predictions.json", result.predictions)
-            return SliceEval(label, model, data.resolved, select, result.scores, reliability_bins(result, dataset))
+            errors = analyse(result, dataset)
+            bins = reliability_bins(result, dataset)
+            return SliceEval(label, model, data.resolved, select, result.scores, bins, errors)
 
         return self.stage(f"evaluate {label}", key, work, SliceEval.to_dict, SliceEval.from_dict)
 
@@ -249,81 +274,3 @@ def _dump_answers(found: list[list[Answer]]) -> list[list[JsonObject]]:
 
 def _load_answers(saved: list[list[JsonObject]]) -> list[list[Answer]]:
     return [answers_from_dict(ranked) for ranked in saved]
-
-
-def _untuned(model: str, seed: int) -> str:
-    return digest("untuned", model, seed)
-
-
-def run_study(spec: StudySpec, *, progress_bar: bool = True) -> StudyResults:
-    """Run (or resume) every stage of `spec`; write results.json and the report; return the results."""
-    runner = StudyRunner(spec, progress_bar)
-    with exclusive(runner.out, "this study"):
-        runner.cache = StageCache(runner.out)  # read again under the lock: a run that held it may have added stages
-        return _run_stages(runner, spec)
-
-
-def _evaluate(runner: StudyRunner, result: ExperimentResult, test: DataRef, test_slice: Slice) -> ExperimentResult:
-    """An experiment's scores on the test slice, and on a sample of its own training questions."""
-    compare, config = runner.compare, result.config
-    train_eval = None
-    if compare.train_sample:
-        own = runner.resolve(config.train_data, "train")
-        select = Slice(sample=compare.train_sample, seed=compare.seed, train_slice=True)
-        train_eval = runner.run_eval(f"{result.name} train", config.output_dir, result.key, config, own, select)
-    test_eval = runner.run_eval(f"{result.name} test", config.output_dir, result.key, config, test, test_slice)
-    return result.scored(train_eval, test_eval)
-
-
-def _comparison(
-    runner: StudyRunner, experiments: list[ExperimentResult], test: DataRef, test_slice: Slice
-) -> Comparison:
-    """The compared experiment against its untuned model, on the same test slice."""
-    compare = runner.compare
-    target = next(r for r in experiments if r.name == compare.experiment)
-    config = target.config
-    untuned = runner.run_eval(
-        f"{config.model} untuned test", config.model, _untuned(config.model, config.seed), config, test, test_slice
-    )
-    assert target.test_eval is not None  # every experiment was scored on the test slice
-    return Comparison(compare.experiment, config.model, untuned, target.test_eval)
-
-
-def _question_models(experiments: list[ExperimentResult]) -> dict[str, tuple[str, str, int]]:
-    """The models that answer the study's questions: each experiment's, and each base model untuned."""
-    models = {r.name: (r.config.output_dir, r.key, r.config.seed) for r in experiments}
-    for r in experiments:
-        base, seed = r.config.model, r.config.seed
-        models.setdefault(f"{base} (untuned)", (base, _untuned(base, seed), seed))
-    return models
-
-
-def _run_stages(runner: StudyRunner, spec: StudySpec) -> StudyResults:
-    from qatune.report import write_report
-
-    began = time.perf_counter()
-    runner.resolve(spec.data.train, "train")
-    runner.resolve(spec.data.test, "validation")
-    sweep = runner.run_sweep()
-    trained = [runner.run_experiment(e, sweep) for e in spec.experiments]
-    compare = runner.compare
-    test = runner.resolve(compare.data or spec.data.test, "validation")
-    test_slice = Slice(compare.limit, compare.sample, compare.seed)
-    experiments = [_evaluate(runner, e, test, test_slice) for e in trained]
-    results = StudyResults(
-        name=spec.name,
-        description=spec.description,
-        study=spec.raw,
-        data=list(runner.data.values()),
-        sweep=sweep,
-        experiments=experiments,
-        compare=_comparison(runner, experiments, test, test_slice) if spec.compare else None,
-        test_slice=(test.resolved, test_slice),
-        train_slice=compare.train_sample,
-        questions=runner.run_questions(_question_models(experiments)),
-        stages=runner.timings,
-        versions=package_versions(("qatune", "torch", "transformers", "optuna", "tokenizers")),
-        seconds=round(time.perf_counter() - began, 1),
-    )
-    atomic_write_json(spec.report.dir / STUDY_RESULTS, results.to_dict())
-    return replace(results, files=[str(p) for p in write_report(results, spec.report)])

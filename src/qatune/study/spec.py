@@ -30,7 +30,7 @@ _STUDY_WIDE = {  # NOT_TUNABLE's settings, and where a study sets them
 }
 KEYS = ("name", "description", "data", "sweep", "experiments", "compare", "questions", "report", "report_to")
 DATA_KEYS = ("train", "test", "dir", "allow_sample")
-COMPARE_KEYS = ("experiment", "data", "limit", "sample", "train_sample", "seed")
+COMPARE_KEYS = ("experiment", "data", "also_data", "limit", "sample", "train_sample", "seed")
 QUESTION_KEYS = ("top_k", "file", "items")
 REPORT_KEYS = ("dir", "formats", "title")
 FORMATS = ("markdown", "html")
@@ -51,6 +51,7 @@ class Experiment:
     name: str
     settings: Settings
     from_sweep: dict[str, str] = field(default_factory=dict)
+    from_experiment: str | None = None  # `model: {from_experiment: NAME}`: fine-tune that experiment's model further
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Compare:
     sample: int | None = 1000
     train_sample: int | None = 500
     seed: int = 0
+    also_data: tuple[str, ...] = ()  # every experiment is also scored on these (e.g. SQuAD dev beside one's own)
 
 
 @dataclass
@@ -142,7 +144,7 @@ def _relative(path: Any, base_dir: Path, where: str) -> Path:
     return candidate if candidate.exists() else Path(path)
 
 
-def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Experiment:
+def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None, earlier: list[str]) -> Experiment:
     where = f"experiments[{i}]"
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(f"{where}: expected a mapping with a `name` and training settings")
@@ -150,12 +152,15 @@ def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Ex
     where = f"experiments.{raw['name']}"
     settings: Settings = {}
     picks: dict[str, str] = {}
+    base = None
     for key, value in raw.items():
         if key == "name":
             continue
         if key in NOT_TUNABLE:
             raise ConfigError(f"{where}.{key}: set by the study ({_STUDY_WIDE[key]})")
-        if isinstance(value, dict):
+        if key == "model" and isinstance(value, dict) and set(value) == {"from_experiment"}:
+            base = _earlier(value["from_experiment"], f"{where}.model.from_experiment", earlier)
+        elif isinstance(value, dict):
             if set(value) != {"from_sweep"}:
                 raise ConfigError(f"{where}.{key}: a mapping here must be {{from_sweep: PICK}}, got {value!r}")
             picks[key] = _pick(value["from_sweep"], f"{where}.{key}", key, sweep)
@@ -168,7 +173,15 @@ def _experiment(raw: Any, i: int, data: DataSpec, sweep: SweepSpec | None) -> Ex
         TrainConfig.from_dict({**probe, "output_dir": "check"})
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return Experiment(raw["name"], settings, picks)
+    return Experiment(raw["name"], settings, picks, base)
+
+
+def _earlier(name: Any, where: str, earlier: list[str]) -> str:
+    """The experiment a `from_experiment` names: one listed before it, whose model it starts from."""
+    if name not in earlier:
+        listed = ", ".join(earlier) or "none"
+        raise ConfigError(f"{where}: {name!r} is not an experiment listed before this one (listed before: {listed})")
+    return str(name)
 
 
 def _pick(pick: Any, where: str, key: str, sweep: SweepSpec | None) -> str:
@@ -185,6 +198,16 @@ def _example_value(sweep: SweepSpec, key: str) -> SettingValue:
     """Some value the sweep can pick for `key`, to check the rest of an experiment's settings."""
     draw = {k: p.grid[0] if p.grid else p.bounds[0] for k, p in sweep.params.items()}
     return sweep.values(draw)[key]
+
+
+def _specs(raw: Any, where: str) -> tuple[str, ...]:
+    """A list of data specs (a single one may be written without the list)."""
+    specs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(specs, list) or not all(isinstance(s, str) and s.strip() for s in specs):
+        raise ConfigError(f"{where}: expected a list of data specs (files or squad:validation), got {raw!r}")
+    if len(set(specs)) != len(specs):
+        raise ConfigError(f"{where}: a data spec is listed twice: {specs}")
+    return tuple(specs)
 
 
 def _questions(raw: Any, base_dir: Path) -> Questions | None:
@@ -240,19 +263,27 @@ def parse_study(raw: Any, base_dir: Path = Path(".")) -> StudySpec:
     experiments_raw = body.get("experiments")
     if not isinstance(experiments_raw, list) or not experiments_raw:
         raise ConfigError("experiments: expected a list of {name, model, learning_rate, ...}")
-    experiments = [_experiment(e, i, data, sweep) for i, e in enumerate(experiments_raw)]
+    experiments: list[Experiment] = []
+    for i, e in enumerate(experiments_raw):
+        experiments.append(_experiment(e, i, data, sweep, [x.name for x in experiments]))
     names = [e.name for e in experiments]
     if len({n.casefold() for n in names}) != len(names):  # each names a folder: `a` and `A` are one on macOS
         raise ConfigError(f"experiments: names must be unique, ignoring case, got {names}")
     compare = None
     if body.get("compare") is not None:
-        values = _mapping(body["compare"], "compare", COMPARE_KEYS, Compare)
-        compare = Compare(**values)
-        if compare.data is not None:
+        raw_compare = _mapping(body["compare"], "compare", COMPARE_KEYS)
+        also = _specs(raw_compare.get("also_data", []), "compare.also_data")
+        values = _mapping({k: v for k, v in raw_compare.items() if k != "also_data"}, "compare", COMPARE_KEYS, Compare)
+        compare = Compare(**values, also_data=also)
+        tested = values.get("data") or data.test
+        if tested in also:
+            raise ConfigError(f"compare.also_data: {tested} is the test data already; list other data sets")
+        for i, spec in enumerate((compare.data, *also)):
             try:
-                check_spec(compare.data, "validation")
+                if spec is not None:
+                    check_spec(spec, "validation")
             except DataError as exc:
-                raise ConfigError(f"compare.data: {exc}") from None
+                raise ConfigError(f"compare.{'data' if i == 0 else 'also_data'}: {exc}") from None
         if compare.experiment not in names:
             raise ConfigError(
                 f"compare.experiment: {compare.experiment!r} is not an experiment; valid: {', '.join(names)}"

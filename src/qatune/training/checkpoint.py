@@ -108,6 +108,14 @@ def check_output(config: TrainConfig, overwrite: bool) -> Progress | None:
 
     Returns the saved progress of a finished run (nothing to do), else None.
     """
+    model = Path(config.model).resolve()
+    if Path(config.model).is_dir() and (
+        model == Path(config.output_dir).resolve() or Path(config.output_dir).resolve() in model.parents
+    ):
+        raise ConfigError(
+            f"--output {config.output_dir} holds the model it starts from ({config.model}); fine-tuning further "
+            f"writes a new folder: choose another --output (even --overwrite never replaces the --model)"
+        )
     out = check_output_folder(
         config.output_dir, "--output", (CONFIG_FILE, STAGE_MARKER, TRIAL_CONFIG), "a qatune training run", overwrite
     )

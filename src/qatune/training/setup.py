@@ -15,6 +15,7 @@ from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune.compat import accelerate_precision, reset_accelerate_precision
+from qatune.data.mix import mix_in, parse_mix
 from qatune.data.negatives import add_mined_negatives, add_negatives, parse_kinds
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
@@ -28,10 +29,12 @@ from qatune.training.config import TrainConfig
 
 
 def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, QADataset | None]:
-    """The training slice, the (optional) evaluation slice, and the calibration questions: up to
-    `calibration_questions` of the training file's questions that are not in the training slice."""
+    """The training slice (with `mix`'s questions), the (optional) evaluation slice, and the calibration
+    questions: up to `calibration_questions` of the training file's questions that are not in the training
+    slice, so a model fine-tuned further on one's own data is calibrated on one's own questions."""
     full = load_data(config.train_data, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
     train = full.select(config.train_limit, config.train_sample, config.seed)
+    own = len(train)  # the ratio of a mix counts these, not the negatives made from them
     dev = None
     if config.eval_data:
         dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
@@ -53,6 +56,10 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
             if held
             else None
         )
+    if config.mix:  # after the negatives: the mixed-in questions come as their file has them
+        mix = parse_mix(config.mix)
+        other = load_data(mix.spec, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
+        train = mix_in(train, other, mix, config.seed + 4, own=own, kept_apart=dev)
     return train, dev, held
 
 

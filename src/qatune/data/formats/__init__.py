@@ -45,6 +45,8 @@ class Summary:
     answers: Counter[str] = field(default_factory=Counter)  # by `locate` outcome
     skipped: Counter[str] = field(default_factory=Counter)  # by reason
     examples: dict[str, str] = field(default_factory=dict)  # reason -> the first place it happened
+    moved: int = 0  # answers whose offset disagreed with their text, placed where the text is (`locate`)
+    first_moved: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -56,6 +58,8 @@ class Summary:
             "answers": {k: self.answers[k] for k in OUTCOMES},
             "skipped": dict(self.skipped),
             "first_skipped": self.examples,
+            "moved": self.moved,
+            "first_moved": self.first_moved,
         }
 
 
@@ -136,6 +140,9 @@ def _example(item: Item, summary: Summary, taken: tuple[set[tuple[str, str]], se
     for text, hint in source.answers:
         place = locate(source.context, text, source.question, hint)
         summary.answers[place.outcome] += 1
+        if hint is not None and place.start is not None and place.start != hint:
+            summary.moved += 1
+            summary.first_moved = summary.first_moved or source.where
         if place.text is not None and place.start is not None:
             texts.append(place.text)
             starts.append(place.start)
@@ -143,7 +150,9 @@ def _example(item: Item, summary: Summary, taken: tuple[set[tuple[str, str]], se
         return _skip(summary, source.where, "answer not located")
     if source.unanswerable and source.answers:
         return _skip(summary, source.where, "unanswerable but with answers")
-    return Example(qid, source.question.strip(), source.context, tuple(texts), tuple(starts), source.title)
+    return Example(
+        qid, source.question.strip(), source.context, tuple(texts), tuple(starts), source.title, source.plausible
+    )
 
 
 def _skip(summary: Summary, where: str, reason: str) -> Example | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from qatune.data.squad import plausible_answers
 from qatune.errors import DataError
 
 COLUMNS = ("context", "question", "answer")  # a spreadsheet's required columns (also: id, title, answer_start)
@@ -28,6 +29,7 @@ class Source:
     unanswerable: bool = False
     id: str | None = None
     title: str = ""
+    plausible: tuple[tuple[str, int], ...] = ()  # a v2 file's plausible answers of an unanswerable question
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,11 @@ def table_rows(text: str, source: str) -> Iterator[Item]:
     answer is an unanswerable question; `answer_start`, `id` and `title` columns are used when present."""
     try:
         dialect: Any = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|")
+        dialect.doublequote = True  # the sniffer guesses False when its sample has no "" (quote in a quoted cell)
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
-    header = [h.strip().lower() for h in reader.fieldnames or []]
+    reader = csv.reader(io.StringIO(text, newline=""), dialect=dialect)
+    header = [h.strip().lower() for h in next(reader, [])]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         found = ", ".join(map(repr, header)) or "none"
@@ -60,16 +63,33 @@ def table_rows(text: str, source: str) -> Iterator[Item]:
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise DataError(f"{source}: column {', '.join(map(repr, twice))} given twice; keep one of each")
-    reader.fieldnames = header
+    last = text.rstrip("\r\n")
+    start = reader.line_num + 1  # a row is named by the line it starts on: quoted newlines make it span several
     try:
-        for row in reader:
-            where = f"{source}: row {reader.line_num}"
-            if None in row or None in row.values():
-                yield Skip(where, "more cells than columns" if None in row else "fewer cells than columns")
+        for cells in reader:
+            where = f"{source}: line {start}"
+            _check_closed(last, cells, reader.line_num - start, where, dialect.quotechar)
+            start = reader.line_num + 1
+            if not cells:
+                continue  # a blank line
+            if len(cells) != len(header):
+                yield Skip(where, "more cells than columns" if len(cells) > len(header) else "fewer cells than columns")
                 continue
-            yield _text_row(row, where)
+            yield _text_row(dict(zip(header, cells)), where)
     except csv.Error as exc:  # a cell over the csv module's 131,072 characters
-        raise DataError(f"{source}: row {reader.line_num}: {exc}; split the text, or give JSON Lines") from None
+        raise DataError(f"{source}: line {start}: {exc}; split the text, or give JSON Lines") from None
+
+
+def _check_closed(last: str, cells: list[str], spans: int, where: str, quote: str | None) -> None:
+    """Refuse a quote that is never closed: the csv module reads every line after it as one cell, so the
+    rest of the file (`last`: the file without its final newline) would be one skipped row, reported where
+    it ends."""
+    swallowed = spans and cells and "\n" in cells[-1] and last.endswith(cells[-1].rstrip("\r\n"))
+    if swallowed and quote and not last.endswith(quote):
+        raise DataError(
+            f"{where}: a quote ({quote}) opened on this line is never closed, so the rest of the file ({spans} "
+            f"more lines) was read as one cell; close it, or double a quote inside a quoted cell"
+        )
 
 
 def jsonl_text_rows(records: list[tuple[str, Any]]) -> Iterator[Item]:
@@ -142,12 +162,34 @@ def _annotation(where: str, context: str, data: dict[str, Any], annotation: dict
     if question is None:
         return Skip(where, "no question (data.question or a text area)")
     answers = []
+    units = _utf16_index(context)
     for span in spans:
         start, end, text = span.get("start"), span.get("end"), span.get("text")
-        if type(start) is not int or type(end) is not int or not 0 <= start < end <= len(context):
+        if type(start) is not int or type(end) is not int or not 0 <= start < end <= len(units) - 1:
             return Skip(where, "a span's start/end is not within the text")
-        answers.append((text if isinstance(text, str) and text else context[start:end], start))
+        text = text if isinstance(text, str) and text else None
+        if not (text is not None and context[start:end] == text):
+            # Label Studio's editor counts UTF-16 code units (an emoji is two); pre-annotations made in Python
+            # count characters: whichever reading the span's text confirms, else the editor's
+            start, end = units[start], units[end]
+        answers.append((text or context[start:end], start))
     return Source(where, context, question, tuple(answers), not answers, qid)
+
+
+def _utf16_index(text: str) -> list[int]:
+    """For each UTF-16 code unit offset into `text` (0 .. its UTF-16 length), the character offset.
+
+    Label Studio's offsets come from JavaScript strings, where a character outside the Basic Multilingual
+    Plane (an emoji, many CJK extension characters) counts twice; an offset inside such a pair maps to the
+    character after it.
+    """
+    index = []
+    for i, char in enumerate(text):
+        index.append(i)
+        if ord(char) > 0xFFFF:
+            index.append(i + 1)
+    index.append(len(text))
+    return index
 
 
 def hf_rows(records: list[tuple[str, Any]]) -> Iterator[Item]:
@@ -193,7 +235,9 @@ def squad_questions(doc: Any, source: str) -> Iterator[Item]:
                 elif not answers and not impossible:
                     yield Skip(where, 'no answers (mark it "is_impossible": true if it has none)')
                 else:
-                    yield Source(where, context, qa["question"], answers, impossible, _id(qa.get("id")), title)
+                    plausible = tuple(plausible_answers(qa, context)) if impossible else ()
+                    qid = _id(qa.get("id"))
+                    yield Source(where, context, qa["question"], answers, impossible, qid, title, plausible)
 
 
 def _squad_answer(answer: dict[str, Any]) -> tuple[str | None, int | None]:
