@@ -1,6 +1,6 @@
 # qatune: two commands on a fresh machine.
 #   make run   - install, then run the quickstart study (sweep, fine-tunes, untuned vs fine-tuned, the study's
-#                four questions, report in runs/studies/quickstart/), about 12 minutes on 2 CPU cores
+#                four questions, report in runs/studies/quickstart/), 12-36 minutes on 2 CPU cores
 #   make test  - install, lint and type-check (ruff, mypy), run the fast tests, then the bounded selection of
 #                tests on real SQuAD (marked slow)
 VENV ?= .venv

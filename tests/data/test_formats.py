@@ -138,6 +138,18 @@ def test_an_unclosed_quote_is_named_where_it_opens(tmp_path):
         convert(path)
     path.write_text('context,question,answer\n"a\nb, c",q1,a\nx a,q2,a')  # a quoted newline, no final newline
     assert convert(path)[1].questions == 2
+    path.write_text('context,question,answer\n"unclosed,q1,a\nx a,q2,"a"\n')  # closed by the file's last quote
+    with pytest.raises(DataError, match=r"line 2: fewer cells than columns, over several lines \(a quote never"):
+        convert(path)
+    for text in (  # lines end in CR only (old Mac); no newline at all after it
+        'context,question,answer\r"unclosed,q1,a\rx a,q2,a\r',
+        'context,question,answer\nx a,q1,a\n"unclosed,q2,a',
+    ):
+        path.write_bytes(text.encode())
+        with pytest.raises(DataError, match=r"faq.csv: line [23]: a quote \(\"\) opened on this line is never closed"):
+            convert(path)
+    path.write_bytes(b'context,question,answer\r"a\rb",q1,a\rx a,q2,"a"')  # CR only, well quoted
+    assert convert(path)[1].questions == 2
     with path.open("w", newline="") as f:  # what csv.writer (and Excel) write for a quote inside a cell
         csv.writer(f).writerows([["context", "question", "answer"], ['He said "go" at 9.', "When?", "9"]])
     dataset, summary = convert(path)
@@ -153,6 +165,10 @@ def test_plausible_answers_survive_a_conversion(tmp_path):
     path = tmp_path / "v2.json"
     path.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}))
     dataset, _ = convert(path)
+    assert dataset.examples[1].plausible == (("Vistula", 86),)
+    qas[1]["plausible_answers"] = [{"text": "Vistula", "answer_end": 90}, {"text": "Danube", "answer_start": 3}]
+    path.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}))
+    dataset, _ = convert(path)  # an offset that is off by a few (a stripped context) is repaired, as for answers
     assert dataset.examples[1].plausible == (("Vistula", 86),)
 
 

@@ -80,3 +80,36 @@ def test_a_file_whose_name_ends_in_a_number_is_a_spec(tmp_path):
     odd.write_text("{}")
     assert parse_mix(str(odd)) == Mix(str(odd), 1.0)
     assert parse_mix("squad:train:0x10") == Mix("squad:train:0x10")  # no ratio: the config check names the split
+
+
+def test_a_mix_is_in_the_calibration_questions_too(tmp_path):
+    """A SQuAD v2 file mixed into answerable-only data teaches the model to abstain; the no-answer threshold
+    is chosen on the held-out questions, so they get the mix's share of its questions (none trained on)."""
+    import dataclasses
+
+    from conftest import tiny_config
+    from qatune.data.squad import to_squad
+    from qatune.io import atomic_write_json as write_json
+    from qatune.training.setup import load_train_eval
+
+    sample = load_sample("train")
+    mine = QADataset(sample.examples[:60], "mine")
+    rows = [dataclasses.replace(e, id=f"v2-{i}", answers=(), answer_starts=()) for i, e in enumerate(sample)]
+    write_json(tmp_path / "mine.json", to_squad(mine))
+    write_json(tmp_path / "v2.json", to_squad(QADataset(rows, "v2")))
+    config = tiny_config(
+        "m",
+        "run",
+        train_data=str(tmp_path / "mine.json"),
+        eval_data=None,
+        train_limit=None,
+        train_sample=40,
+        calibration_questions=20,
+        mix=f"{tmp_path / 'v2.json'}:0.5",
+    )
+    train, _, held = load_train_eval(config)
+    assert held is not None
+    assert len(train) == 40 + 20 and sum(not e.answers for e in train.examples) == 20
+    assert len(held) == 20 + 10 and sum(not e.answers for e in held.examples) == 10
+    assert not {e.id for e in train.examples} & {e.id for e in held.examples}
+    assert "mixed in from" in held.notes[-1]

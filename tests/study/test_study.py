@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_shipped_studies_validate():
     from qatune.cli.study import quickstart_path
 
     assert quickstart_path().read_text() == (ROOT / "examples" / "quickstart.yaml").read_text()
-    assert quick.sweep.run_cap == 4 and quick.data.allow_sample
+    assert quick.sweep.run_cap == 6 and quick.data.allow_sample
     study = load_study(ROOT / "examples" / "study.yaml")
     verbatim = {
         "method": "bayes",
@@ -103,9 +104,9 @@ def test_report_to_reaches_every_experiment(tiny_bert, tmp_path):
     assert spec.report_to == "mlflow,tensorboard"
     runner = StudyRunner(spec, progress_bar=False)
     fixed = spec.experiments[1]
-    assert runner.experiment_config(fixed, None).report_to == "mlflow,tensorboard"
+    assert runner.experiment_config(fixed, None, {}).report_to == "mlflow,tensorboard"
     plain = StudyRunner(parse_study(tiny_study(tiny_bert, tmp_path)), progress_bar=False)
-    assert plain.experiment_config(fixed, None).report_to == "none"
+    assert plain.experiment_config(fixed, None, {}).report_to == "none"
 
 
 def test_bad_experiment_and_sweep_settings(tiny_bert, tmp_path):
@@ -286,6 +287,12 @@ def test_from_experiment_and_also_data_are_checked(tiny_bert, tmp_path):
         study["compare"] = {"experiment": "fixed", "also_data": also}
         with pytest.raises(ConfigError, match=f"compare.also_data: .*{message}"):
             parse_study(study)
+    sample_train = str(ROOT / "src" / "qatune" / "resources" / "sample-train.json")
+    for also, message in ((["sample:dev"], "is the test data"), (["sample:train", sample_train], "is sample:train")):
+        study["compare"] = {"experiment": "fixed", "also_data": also}  # the same file under another name
+        with pytest.raises(ConfigError, match=f"compare.also_data: .*{message} .*already"):
+            run_study(parse_study(study), progress_bar=False)
+    assert not (tmp_path / "experiments").exists()  # refused before the first stage
 
 
 def test_an_experiment_fine_tunes_another_further_with_a_mix(tiny_bert, tmp_path):
@@ -326,3 +333,44 @@ def test_an_experiment_fine_tunes_another_further_with_a_mix(tiny_bert, tmp_path
     assert saved["experiments"][1]["test_eval"]["errors"]["by_question_word"]
     again = run_study(parse_study(study), progress_bar=False)  # cached: nothing trained again
     assert again.experiments[1].key == further.key and all(t.cached for t in again.stages.values())
+
+
+def test_a_local_model_folder_is_known_by_its_content(tiny_bert, tmp_path):
+    """A study whose model is a local folder reruns what depends on it when the folder holds another model
+    (the cache key hashes its files, not its path); a hub name or `default` is known by its name."""
+    from qatune.study.pipeline import _untuned
+    from qatune.study.run import StudyRunner
+
+    model = shutil.copytree(tiny_bert, tmp_path / "model")
+    runner = StudyRunner(parse_study(tiny_study(model, tmp_path / "out")), progress_bar=False)
+    before = (runner.model_sha(str(model)), _untuned(runner, str(model), 0))
+    assert before == (runner.model_sha(str(model)), _untuned(runner, str(model), 0)) and before[0]
+    config = model / "config.json"
+    config.write_text(config.read_text().replace("{", '{"a_change": 1, ', 1))
+    after = (runner.model_sha(str(model)), _untuned(runner, str(model), 0))
+    assert after[0] != before[0] and after[1] != before[1]
+    assert runner.model_sha("default") is None and runner.model_sha("bert-base-uncased") is None
+
+
+def test_experiments_with_the_same_settings_are_one_model(tiny_bert, tmp_path):
+    """Two sweep picks that are the same trial give two experiments with the same settings: the model is
+    trained once, the report says so, and an experiment that starts from the second starts from that model."""
+    out = tmp_path / "out"
+    base = {"model": str(tiny_bert), "learning_rate": 1e-3, "max_steps": 3, "eval_steps": 3, **TINY}
+    study = tiny_study(tiny_bert, out, sweep=None)
+    study["experiments"] = [
+        {"name": "a", **base},
+        {"name": "b", **base},
+        {"name": "c", **base, "model": {"from_experiment": "b"}},
+    ]
+    study["compare"] = {"experiment": "c", "sample": 10, "train_sample": None}
+    results = run_study(parse_study(study), progress_bar=False)
+    a, b, c = results.experiments
+    assert b.config.output_dir == a.config.output_dir and b.key == a.key and b.name == "b"
+    assert not (out / "experiments" / "b").exists() and c.config.model == a.config.output_dir
+    assert "fine-tune b" not in results.stages and results.compare.model == "a"
+    assert "evaluate b test" not in results.stages and b.test_eval == a.test_eval  # scored and asked once too
+    assert "questions b" not in results.stages and "questions a" in results.stages
+    report = (out / "report.md").read_text()
+    assert "(b has the settings of a: one model, trained once)" in report
+    assert "| a F1 | c F1 |" in report  # the error analysis has a column per model, not per name

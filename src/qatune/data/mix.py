@@ -80,3 +80,15 @@ def mix_in(
     notes = [*train.notes, *(n for n in other.notes if n not in train.notes)]
     notes.append(f"{wanted} of these questions mixed in from {other.source} ({mix.ratio:g} per question of its own)")
     return QADataset([*train.examples, *added.examples], train.source, train.skipped, notes)
+
+
+def mix_held(held: QADataset, other: QADataset, used: QADataset, mix: Mix, seed: int, own: int) -> QADataset:
+    """The calibration questions `held` (`own` of them one's own) with the mix's share of `other`'s questions
+    that `used` (the training slice) does not hold, as many as are left: the confidence and the no-answer
+    threshold are then fitted on questions drawn like the training ones (a SQuAD v2 mix brings its
+    unanswerable questions, which the model learns to abstain on)."""
+    rest = other.held_out(used, mix.count(own), seed)
+    if rest is None:
+        return held
+    note = f"{len(rest)} of these questions mixed in from {other.source}"
+    return QADataset([*held.examples, *rest.examples], held.source, held.skipped, [*held.notes, note])

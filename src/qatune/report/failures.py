@@ -21,7 +21,7 @@ def _analysed(results: StudyResults) -> dict[str, ErrorAnalysis]:
     evals: list[tuple[str, SliceEval | None]] = []
     if results.compare and results.compare.before == "untuned":  # else the base is an experiment, listed below
         evals.append((results.compare.base_label, results.compare.untuned))
-    evals += [(e.name, e.test_eval) for e in results.experiments]
+    evals += [(e.name, e.test_eval) for e in results.models()]  # a twin repeats its model
     return {label: scored.errors for label, scored in evals if scored is not None and scored.errors is not None}
 
 

@@ -231,6 +231,13 @@ class StudyResults:
     seconds: float
     files: list[str] = field(default_factory=list)  # the report files written from it
 
+    def models(self) -> list[ExperimentResult]:
+        """One experiment per model: a twin (an earlier experiment's settings, so its model) is left out."""
+        first: dict[str, ExperimentResult] = {}
+        for e in self.experiments:
+            first.setdefault(e.config.output_dir, e)
+        return list(first.values())
+
     def to_dict(self) -> JsonObject:
         head = {"name": self.name, "description": self.description, "study": self.study}
         body = {

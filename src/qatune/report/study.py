@@ -161,7 +161,11 @@ def _settings_table(experiments: list[ExperimentResult]) -> Table:
         settings.append([*row, picked or "-"])
     header = ["name", "pre-trained model", "batch size", "learning rate", "epochs", "train questions"]
     header += [*(["mixed in (per question)"] if mixing else []), "from the sweep"]
-    return Table(header, settings, "Table 2: fine-tuning experiments")
+    first: dict[str, str] = {}  # a folder -> the experiment that trained it
+    twins = [f"{e.name} has the settings of {first[e.config.output_dir]}" for e in experiments
+             if first.setdefault(e.config.output_dir, e.name) != e.name]  # fmt: skip
+    said = f" ({'; '.join(twins)}: one model, trained once)" if twins else ""
+    return Table(header, settings, f"Table 2: fine-tuning experiments{said}")
 
 
 def _score(scored: SliceEval | None, name: str) -> str:
@@ -195,7 +199,7 @@ def experiment_blocks(results: StudyResults, folder: Path) -> list[Block]:
     experiments = results.experiments
     blocks: list[Block] = [Heading("2. Fine-tuning"), _settings_table(experiments)]
     figure = metric_lines(
-        {e.name: [h.to_dict() for h in e.history] for e in experiments},
+        {e.name: [h.to_dict() for h in e.history] for e in results.models()},  # a twin's line is its model's
         "exact_match",
         folder / FIGURES / EM_FIGURE,
         title="EM on the dev slice during training",

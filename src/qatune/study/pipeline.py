@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from qatune.errors import ConfigError
 from qatune.hardware import package_versions
 from qatune.io import atomic_write_json
 from qatune.layout import STUDY_RESULTS
@@ -16,8 +17,10 @@ from qatune.study.run import StudyRunner
 from qatune.study.spec import StudySpec
 
 
-def _untuned(model: str, seed: int) -> str:
-    return digest("untuned", model, seed)
+def _untuned(runner: StudyRunner, model: str, seed: int) -> str:
+    """The cache key of a model's untuned evaluations: its name, and a local folder's content."""
+    sha = runner.model_sha(model)
+    return digest("untuned", model, seed, *((sha,) if sha else ()))
 
 
 def run_study(spec: StudySpec, *, progress_bar: bool = True) -> StudyResults:
@@ -56,22 +59,35 @@ def _comparison(
     base = next((r for r in experiments if r.config.output_dir == config.model), None)
     if base is not None and base.test_eval is not None:  # it starts from another experiment, scored already
         return Comparison(compare.experiment, base.name, base.test_eval, target.test_eval, "before fine-tuning further")
-    untuned = runner.run_eval(
-        f"{config.model} untuned test", config.model, _untuned(config.model, config.seed), config, test, test_slice
-    )
+    key = _untuned(runner, config.model, config.seed)
+    untuned = runner.run_eval(f"{config.model} untuned test", config.model, key, config, test, test_slice)
     return Comparison(compare.experiment, config.model, untuned, target.test_eval)
 
 
-def _question_models(experiments: list[ExperimentResult]) -> dict[str, tuple[str, str, int]]:
+def _question_models(runner: StudyRunner, experiments: list[ExperimentResult]) -> dict[str, tuple[str, str, int]]:
     """The models that answer the study's questions: each experiment's, and each base model untuned (not
     those that are another experiment's model: it answers under its own name)."""
-    models = {r.name: (r.config.output_dir, r.key, r.config.seed) for r in experiments}
+    models: dict[str, tuple[str, str, int]] = {}
+    for r in experiments:  # a twin (the settings of an earlier experiment) is that model: asked once
+        if all(key != r.key for _, key, _ in models.values()):
+            models[r.name] = (r.config.output_dir, r.key, r.config.seed)
     trained = {r.config.output_dir for r in experiments}
     for r in experiments:
         base, seed = r.config.model, r.config.seed
         if base not in trained:
-            models.setdefault(f"{base} (untuned)", (base, _untuned(base, seed), seed))
+            models.setdefault(f"{base} (untuned)", (base, _untuned(runner, base, seed), seed))
     return models
+
+
+def _check_also_data(runner: StudyRunner, test: DataRef) -> None:
+    """Every compare.also_data set found, and none of them the test data or another of them under another
+    name (`sample:dev` is `sample:validation`): it would be a column that repeats another."""
+    seen = {test.sha256 or test.resolved: f"the test data ({test.spec})"}
+    for spec in runner.compare.also_data:
+        data = runner.resolve(spec, "validation")
+        same = seen.setdefault(data.sha256 or data.resolved, spec)
+        if same != spec:
+            raise ConfigError(f"compare.also_data: {spec} is {same} already ({data.resolved}); list other data sets")
 
 
 def _run_stages(runner: StudyRunner, spec: StudySpec) -> StudyResults:
@@ -82,16 +98,21 @@ def _run_stages(runner: StudyRunner, spec: StudySpec) -> StudyResults:
     runner.resolve(spec.data.test, "validation")
     for experiment in spec.experiments:  # every file found before the first stage spends minutes
         runner.resolve_mix(experiment.settings.get("mix"))
-    for also in runner.compare.also_data:
-        runner.resolve(also, "validation")
+    test = runner.resolve(runner.compare.data or spec.data.test, "validation")
+    _check_also_data(runner, test)
     sweep = runner.run_sweep()
     trained: list[ExperimentResult] = []
     for experiment in spec.experiments:
-        trained.append(runner.run_experiment(experiment, sweep, {r.name: r.key for r in trained}))
+        trained.append(runner.run_experiment(experiment, sweep, {r.name: r for r in trained}))
     compare = runner.compare
-    test = runner.resolve(compare.data or spec.data.test, "validation")
     test_slice = Slice(compare.limit, compare.sample, compare.seed)
-    experiments = [_evaluate(runner, e, test, test_slice) for e in trained]
+    scored: dict[str, ExperimentResult] = {}  # by model key: a twin is scored once, as its first
+    experiments = [
+        replace(scored[e.key], name=e.name, from_sweep=e.from_sweep)
+        if e.key in scored
+        else scored.setdefault(e.key, _evaluate(runner, e, test, test_slice))
+        for e in trained
+    ]
     results = StudyResults(
         name=spec.name,
         description=spec.description,
@@ -102,7 +123,7 @@ def _run_stages(runner: StudyRunner, spec: StudySpec) -> StudyResults:
         compare=_comparison(runner, experiments, test, test_slice) if spec.compare else None,
         test_slice=(test.resolved, test_slice),
         train_slice=compare.train_sample,
-        questions=runner.run_questions(_question_models(experiments)),
+        questions=runner.run_questions(_question_models(runner, experiments)),
         stages=runner.timings,
         versions=package_versions(("qatune", "torch", "transformers", "optuna", "tokenizers")),
         seconds=round(time.perf_counter() - began, 1),

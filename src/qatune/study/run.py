@@ -63,6 +63,7 @@ class StudyRunner:
         self.cache = StageCache(self.out)
         self.compare = spec.compare or Compare(spec.experiments[0].name)
         self.data: dict[str, DataRef] = {}
+        self.twins: dict[str, str] = {}  # an experiment's settings but its folder -> the key of the first with them
         self.timings: dict[str, StageTime] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -93,6 +94,17 @@ class StudyRunner:
             self.data[memo] = DataRef(spec, split, concrete, sha, tuple(notes))
             self.cache.save()
         return self.data[memo]
+
+    def model_sha(self, model: str) -> str | None:
+        """A local model folder's content hash (its top-level files: weights, config, tokenizer), so a folder
+        replaced by another model is not taken for the cached one; None for a hub name or `default`."""
+        folder = Path(model)
+        if not folder.is_dir():
+            return None
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        found = digest([(p.name, file_hash(p, self.cache.files)) for p in files])
+        self.cache.save()
+        return found
 
     def resolve_mix(self, value: object) -> DataRef | None:
         """A `mix` setting (SPEC[:RATIO]) with its spec resolved like the training data's; its `resolved`
@@ -140,12 +152,14 @@ class StudyRunner:
 
         return self.stage("sweep", key, work, SweepReport.to_dict, SweepReport.from_dict)
 
-    def experiment_config(self, experiment: Experiment, sweep: SweepReport | None) -> TrainConfig:
+    def experiment_config(
+        self, experiment: Experiment, sweep: SweepReport | None, trained: Mapping[str, ExperimentResult]
+    ) -> TrainConfig:
         """The experiment's TrainConfig: its settings, sweep picks filled in, data resolved, and with
-        `from_experiment` the folder of the experiment whose model it fine-tunes further."""
+        `from_experiment` the folder of the (`trained`) experiment whose model it fine-tunes further."""
         values = {"report_to": self.spec.report_to, **experiment.settings}
         if experiment.from_experiment:
-            values["model"] = str(self.out / STUDY_EXPERIMENTS / experiment.from_experiment)
+            values["model"] = trained[experiment.from_experiment].config.output_dir
         for key, pick in experiment.from_sweep.items():
             row = self._pick_row(sweep, pick)
             values[key] = row.params[key] if key in row.params else self._sweep_fixed(key)
@@ -178,13 +192,14 @@ class StudyRunner:
         return row
 
     def run_experiment(
-        self, experiment: Experiment, sweep: SweepReport | None, keys: Mapping[str, str]
+        self, experiment: Experiment, sweep: SweepReport | None, trained: Mapping[str, ExperimentResult]
     ) -> ExperimentResult:
-        """Fine-tune one experiment (`keys`: the cache keys of those before it, one of which it may start from)."""
+        """Fine-tune one experiment (`trained`: those before it, one of which it may start from). One whose
+        settings are an earlier one's (two sweep picks that are the same trial) is that model, trained once."""
         from qatune.training.summary import EvalRecord, RunSummary
         from qatune.training.trainer import train
 
-        config = self.experiment_config(experiment, sweep)
+        config = self.experiment_config(experiment, sweep, trained)
         shas = [
             self.resolve(str(s), split).sha256
             for s, split in (
@@ -193,9 +208,18 @@ class StudyRunner:
             )
         ]
         mix = self.resolve_mix(config.mix)  # its file, already resolved: for the file's hash
-        upstream = keys[experiment.from_experiment] if experiment.from_experiment else None
+        # an experiment it starts from stands for its model's content; a local folder is hashed
+        upstream = (
+            trained[experiment.from_experiment].key if experiment.from_experiment else self.model_sha(config.model)
+        )
         settings = {k: v for k, v in config.to_dict().items() if k != "report_to"}  # trackers do not change weights
-        key = digest(settings, shas, *((mix.sha256,) if mix else ()), *((upstream,) if upstream else ()))
+        inputs = (shas, *((mix.sha256,) if mix else ()), *((upstream,) if upstream else ()))
+        key = digest(settings, *inputs)
+        twin = self.twins.setdefault(digest({k: v for k, v in settings.items() if k != "output_dir"}, *inputs), key)
+        same = next((r for r in trained.values() if r.key == twin), None)
+        if same is not None:
+            logger.info("fine-tune %s: the settings of %s, so its model (trained once)", experiment.name, same.name)
+            return replace(same, name=experiment.name, from_sweep=experiment.from_sweep)
         folder = Path(config.output_dir)
 
         def work() -> ExperimentResult:

@@ -15,7 +15,7 @@ from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune.compat import accelerate_precision, reset_accelerate_precision
-from qatune.data.mix import mix_in, parse_mix
+from qatune.data.mix import mix_held, mix_in, parse_mix
 from qatune.data.negatives import add_mined_negatives, add_negatives, parse_kinds
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
@@ -40,6 +40,7 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
         dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
     held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
+    own_held = len(held) if held else 0
     # the held-out questions get negatives too (other seeds, the same kinds): the no-answer threshold is chosen on them
     if config.negatives:
         kinds = parse_kinds(config.negative_kinds)
@@ -60,6 +61,7 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
         mix = parse_mix(config.mix)
         other = load_data(mix.spec, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         train = mix_in(train, other, mix, config.seed + 4, own=own, kept_apart=dev)
+        held = mix_held(held, other, train, mix, config.seed + 5, own_held) if held else None
     return train, dev, held
 
 

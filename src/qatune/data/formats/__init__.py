@@ -150,9 +150,9 @@ def _example(item: Item, summary: Summary, taken: tuple[set[tuple[str, str]], se
         return _skip(summary, source.where, "answer not located")
     if source.unanswerable and source.answers:
         return _skip(summary, source.where, "unanswerable but with answers")
-    return Example(
-        qid, source.question.strip(), source.context, tuple(texts), tuple(starts), source.title, source.plausible
-    )
+    spans = (locate(source.context, text, source.question, hint) for text, hint in source.plausible)
+    plausible = tuple((p.text, p.start) for p in spans if p.text is not None and p.start is not None)
+    return Example(qid, source.question.strip(), source.context, tuple(texts), tuple(starts), source.title, plausible)
 
 
 def _skip(summary: Summary, where: str, reason: str) -> Example | None:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from qatune.data.squad import plausible_answers
 from qatune.errors import DataError
 
 COLUMNS = ("context", "question", "answer")  # a spreadsheet's required columns (also: id, title, answer_start)
@@ -29,7 +28,7 @@ class Source:
     unanswerable: bool = False
     id: str | None = None
     title: str = ""
-    plausible: tuple[tuple[str, int], ...] = ()  # a v2 file's plausible answers of an unanswerable question
+    plausible: tuple[tuple[str, int | None], ...] = ()  # a v2 file's plausible answers (offsets are hints too)
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,9 @@ class Skip:
 Item = Source | Skip
 
 
+END = "\ufdd0qatune: end of file\ufdd0"  # a noncharacter: no text holds it
+
+
 def table_rows(text: str, source: str) -> Iterator[Item]:
     """CSV (the delimiter sniffed among , ; tab |) with context, question, answer columns: an empty
     answer is an unanswerable question; `answer_start`, `id` and `title` columns are used when present."""
@@ -51,8 +53,9 @@ def table_rows(text: str, source: str) -> Iterator[Item]:
         dialect.doublequote = True  # the sniffer guesses False when its sample has no "" (quote in a quoted cell)
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect=dialect)
-    header = [h.strip().lower() for h in next(reader, [])]
+    # the END line tells where the file ends: inside a quote (never closed) or not
+    reader = csv.reader(io.StringIO(f"{text}\n{END}", newline=""), dialect=dialect)
+    header = [h.strip().lower() for h in next(reader, []) if h != END]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         found = ", ".join(map(repr, header)) or "none"
@@ -63,32 +66,37 @@ def table_rows(text: str, source: str) -> Iterator[Item]:
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise DataError(f"{source}: column {', '.join(map(repr, twice))} given twice; keep one of each")
-    last = text.rstrip("\r\n")
     start = reader.line_num + 1  # a row is named by the line it starts on: quoted newlines make it span several
     try:
         for cells in reader:
             where = f"{source}: line {start}"
-            _check_closed(last, cells, reader.line_num - start, where, dialect.quotechar)
+            if cells == [END]:
+                break
+            _check_closed(cells, reader.line_num - start, where, dialect.quotechar)
             start = reader.line_num + 1
             if not cells:
                 continue  # a blank line
             if len(cells) != len(header):
-                yield Skip(where, "more cells than columns" if len(cells) > len(header) else "fewer cells than columns")
+                reason = "more cells than columns" if len(cells) > len(header) else "fewer cells than columns"
+                spans = any("\n" in c or "\r" in c for c in cells)  # a quote closed by the next quote of the file
+                yield Skip(where, f"{reason}, over several lines (a quote never closed?)" if spans else reason)
                 continue
             yield _text_row(dict(zip(header, cells)), where)
     except csv.Error as exc:  # a cell over the csv module's 131,072 characters
-        raise DataError(f"{source}: line {start}: {exc}; split the text, or give JSON Lines") from None
-
-
-def _check_closed(last: str, cells: list[str], spans: int, where: str, quote: str | None) -> None:
-    """Refuse a quote that is never closed: the csv module reads every line after it as one cell, so the
-    rest of the file (`last`: the file without its final newline) would be one skipped row, reported where
-    it ends."""
-    swallowed = spans and cells and "\n" in cells[-1] and last.endswith(cells[-1].rstrip("\r\n"))
-    if swallowed and quote and not last.endswith(quote):
         raise DataError(
-            f"{where}: a quote ({quote}) opened on this line is never closed, so the rest of the file ({spans} "
-            f"more lines) was read as one cell; close it, or double a quote inside a quoted cell"
+            f"{source}: line {start}: {exc}: a cell that long, or a quote opened there that is never closed; close "
+            f"the quote, or split the text, or give JSON Lines"
+        ) from None
+
+
+def _check_closed(cells: list[str], spans: int, where: str, quote: str | None) -> None:
+    """Refuse a quote that is never closed: the csv module reads every line after it as one cell, which then
+    ends with the `END` line added after the file (outside any quote, it is a row of its own)."""
+    if cells and cells[-1].endswith(END):
+        more = f" ({spans - 1} more line{'s' if spans > 2 else ''})" if spans > 1 else ""
+        raise DataError(
+            f"{where}: a quote ({quote}) opened on this line is never closed, so the rest of the file{more} was "
+            f"read as one cell; close it, or double a quote inside a quoted cell"
         )
 
 
@@ -235,7 +243,8 @@ def squad_questions(doc: Any, source: str) -> Iterator[Item]:
                 elif not answers and not impossible:
                     yield Skip(where, 'no answers (mark it "is_impossible": true if it has none)')
                 else:
-                    plausible = tuple(plausible_answers(qa, context)) if impossible else ()
+                    hints = [_squad_answer(x) for x in _list(qa, "plausible_answers") if isinstance(x, dict)]
+                    plausible = tuple((t, hint) for t, hint in hints if t is not None) if impossible else ()
                     qid = _id(qa.get("id"))
                     yield Source(where, context, qa["question"], answers, impossible, qid, title, plausible)
 
