@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 
+DEFAULT_MODEL = "default"  # the model name that means the packaged all-MiniLM-L6-v2, whatever folder is here
+
 # Every temporary file or folder qatune makes, beside what it becomes: TEMP_PREFIX + that name + "." + 8
 # random characters (`temp_prefix`), so a later run recognises its own leftovers (`is_temp_name`) and
 # removes them from the folders it owns (`paths.remove_leftovers`), and nothing else.

@@ -131,7 +131,16 @@ def test_label_studio_offsets_count_utf16_units_and_moved_spans_are_named(tmp_pa
 def test_an_unclosed_quote_is_named_where_it_opens(tmp_path):
     path = tmp_path / "faq.csv"
     path.write_text('context,question,answer\n"a, b",q1,a\n"unclosed,q2,b\nc d,q3,c\nd e,q4,d\n')
-    with pytest.raises(DataError, match=r"faq.csv: line 3: a quote \(\"\) opened on this line is never closed"):
+    with pytest.raises(
+        DataError,
+        match=r"faq.csv: line 3: a quote .* never closed, so the rest of the file \(2 more lines\)",
+    ):
+        convert(path)
+    path.write_text('"context,question,answer\nx a,q1,a\n')  # in the header: named, not a missing column
+    with pytest.raises(DataError, match=r"faq.csv: line 1: a quote \(\"\) opened on this line is never closed"):
+        convert(path)
+    path.write_text('context,question,answer\n"unclosed,q1,a\n')  # on the last line: no more lines
+    with pytest.raises(DataError, match=r"line 2: a quote .* never closed, so the rest of the file was"):
         convert(path)
     path.write_text("context,question,answer\n\n\nx a,q1,a,extra\n")  # blank lines before the bad row
     with pytest.raises(DataError, match="first: .*faq.csv: line 4"):

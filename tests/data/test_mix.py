@@ -110,6 +110,9 @@ def test_a_mix_is_in_the_calibration_questions_too(tmp_path):
     train, _, held = load_train_eval(config)
     assert held is not None
     assert len(train) == 40 + 20 and sum(not e.answers for e in train.examples) == 20
-    assert len(held) == 20 + 10 and sum(not e.answers for e in held.examples) == 10
+    # calibration_questions is the whole set: 14 of one's own (20 / 1.5) and the mix's 0.5 per question, 6 left
+    assert len(held) == 14 + 6 and sum(not e.answers for e in held.examples) == 6
     assert not {e.id for e in train.examples} & {e.id for e in held.examples}
-    assert "mixed in from" in held.notes[-1]
+    assert "mixed in from" in held.notes[-1] and held.source.endswith("v2.json")  # the card names both files
+    held = load_train_eval(dataclasses.replace(config, mix=f"{tmp_path / 'v2.json'}:3"))[2]
+    assert held is not None and len(held) == 20 and sum(not e.answers for e in held.examples) == 10  # never over half

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from qatune.errors import ConfigError
+from qatune.report.failures import failure_blocks
 from qatune.study import load_study, parse_study, run_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -343,12 +345,18 @@ def test_a_local_model_folder_is_known_by_its_content(tiny_bert, tmp_path):
 
     model = shutil.copytree(tiny_bert, tmp_path / "model")
     runner = StudyRunner(parse_study(tiny_study(model, tmp_path / "out")), progress_bar=False)
+    keys: list[str] = []
+    runner.stage = lambda name, key, *rest: keys.append(key)  # type: ignore[method-assign]  # the sweep's key
+    runner.run_sweep()
     before = (runner.model_sha(str(model)), _untuned(runner, str(model), 0))
+    (model / ".DS_Store").write_bytes(b"junk")  # a file no loader reads changes nothing
     assert before == (runner.model_sha(str(model)), _untuned(runner, str(model), 0)) and before[0]
     config = model / "config.json"
     config.write_text(config.read_text().replace("{", '{"a_change": 1, ', 1))
     after = (runner.model_sha(str(model)), _untuned(runner, str(model), 0))
     assert after[0] != before[0] and after[1] != before[1]
+    runner.run_sweep()
+    assert keys[0] != keys[1]  # the sweep's trials start from that folder too
     assert runner.model_sha("default") is None and runner.model_sha("bert-base-uncased") is None
 
 
@@ -373,4 +381,7 @@ def test_experiments_with_the_same_settings_are_one_model(tiny_bert, tmp_path):
     assert "questions b" not in results.stages and "questions a" in results.stages
     report = (out / "report.md").read_text()
     assert "(b has the settings of a: one model, trained once)" in report
+    untuned = replace(results.compare, experiment="b", model="base", before="untuned")  # listed first
+    as_b = replace(results, compare=untuned)  # the failures of b are a's, not the first model's listed
+    assert failure_blocks(as_b)[1].text.startswith("a answers")
     assert "| a F1 | c F1 |" in report  # the error analysis has a column per model, not per name

@@ -15,8 +15,9 @@ import torch
 from qatune.answering.answerer import Progress, SpanAnswerer, batched_logits, pad_batch
 from qatune.answering.decoding import Decoding, Logits
 from qatune.data.windows import WindowConfig, Windows
+from qatune.layout import DEFAULT_MODEL
 from qatune.models.attention import attention, inference_attention
-from qatune.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+from qatune.models.loading import LoadedModel, load_model
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -81,7 +81,7 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[Parser], common: Parser
     p.add_argument(
         "--data",
         help="held-out questions: a data file or spec, not your test set (default, for a model qatune trained: "
-        "--sample questions of its training file that it was not trained on)",
+        "--sample questions of its training file that it was not trained on, up to half of them its --mix's)",
     )
     p.add_argument(
         "--target",

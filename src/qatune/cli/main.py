@@ -101,7 +101,7 @@ TRAIN_HELP = {
     "trackers: comma-separated tensorboard (event files in OUTPUT/tensorboard), mlflow ($MLFLOW_TRACKING_URI, "
     "else ./mlflow.db), wandb (WANDB_MODE=offline works), or none",
     "calibration_questions": "after training, fit the confidence calibration on up to N training questions "
-    "left out of training (0: off)",
+    "left out of training (0: off); with --mix, up to half of them the mix's",
 }
 
 

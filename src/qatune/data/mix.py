@@ -31,6 +31,11 @@ class Mix:
         """Questions to add to a training slice of `train_questions`."""
         return max(1, round(self.ratio * train_questions))
 
+    def own_share(self, total: int) -> int:
+        """Of `total` calibration questions, one's own: drawn as for training, but never under half (the
+        model is for one's own questions; at most as many of the mix's beside them)."""
+        return math.ceil(total / (1 + min(self.ratio, 1.0)))
+
 
 def parse_mix(text: str) -> Mix:
     """`SPEC[:RATIO]` as a Mix; a ConfigError names what is wrong and the form expected."""
@@ -82,13 +87,19 @@ def mix_in(
     return QADataset([*train.examples, *added.examples], train.source, train.skipped, notes)
 
 
-def mix_held(held: QADataset, other: QADataset, used: QADataset, mix: Mix, seed: int, own: int) -> QADataset:
+def mix_held(
+    held: QADataset, other: QADataset, used: QADataset, mix: Mix, seed: int, own: int, total: int
+) -> QADataset:
     """The calibration questions `held` (`own` of them one's own) with the mix's share of `other`'s questions
-    that `used` (the training slice) does not hold, as many as are left: the confidence and the no-answer
-    threshold are then fitted on questions drawn like the training ones (a SQuAD v2 mix brings its
-    unanswerable questions, which the model learns to abstain on)."""
-    rest = other.held_out(used, mix.count(own), seed)
+    that `used` (the training slice) does not hold, at most as many as one's own and `total` in all: the
+    confidence and the no-answer threshold are then fitted on questions drawn like the training ones (a
+    SQuAD v2 mix brings its unanswerable questions, which the model learns to abstain on)."""
+    wanted = min(mix.count(own), own, total - own)
+    rest = other.held_out(used, wanted, seed) if wanted > 0 else None
     if rest is None:
         return held
-    note = f"{len(rest)} of these questions mixed in from {other.source}"
-    return QADataset([*held.examples, *rest.examples], held.source, held.skipped, [*held.notes, note])
+    taken = {e.id for e in held.examples}
+    examples = [e for e in rest.examples if e.id not in taken]  # an id both have would merge two questions' scores
+    note = f"{len(examples)} of these questions mixed in from {other.source}"
+    source = f"{held.source} and {other.source}"  # what the card says it was calibrated on
+    return QADataset([*held.examples, *examples], source, held.skipped, [*held.notes, note])

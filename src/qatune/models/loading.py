@@ -16,11 +16,10 @@ import torch
 from qatune.data.sources import hub_reachable
 from qatune.data.windows import WindowConfig, saved_window
 from qatune.errors import ModelError
+from qatune.layout import DEFAULT_MODEL
 from qatune.models.settings import read_calibration
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "default"
 
 
 @dataclass

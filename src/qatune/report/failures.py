@@ -60,6 +60,8 @@ def failure_blocks(results: StudyResults) -> list[Block]:
     if not analysed:
         return []  # results from before the analysis existed
     chosen = results.compare.experiment if results.compare else results.experiments[0].name
+    folder = next((e.config.output_dir for e in results.experiments if e.name == chosen), None)
+    chosen = next((e.name for e in results.models() if e.config.output_dir == folder), chosen)  # a twin: its model
     label = chosen if chosen in analysed else next(iter(analysed))
     groups = analysed[label].by_question_word
     weakest = min([g for g in groups if g.questions >= MIN_GROUP] or groups, key=lambda g: g.f1)

@@ -19,6 +19,7 @@ from qatune.data.mix import parse_mix
 from qatune.data.sources import locate
 from qatune.io import JsonObject, atomic_write_json, atomic_write_text, read_jsonl
 from qatune.layout import (
+    DEFAULT_MODEL,
     HISTORY_FILE,
     STAGE_MARKER,
     STAGES_FILE,
@@ -99,9 +100,9 @@ class StudyRunner:
         """A local model folder's content hash (its top-level files: weights, config, tokenizer), so a folder
         replaced by another model is not taken for the cached one; None for a hub name or `default`."""
         folder = Path(model)
-        if not folder.is_dir():
+        if model == DEFAULT_MODEL or not folder.is_dir():
             return None
-        files = sorted(p for p in folder.iterdir() if p.is_file())
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != "~")
         found = digest([(p.name, file_hash(p, self.cache.files)) for p in files])
         self.cache.save()
         return found
@@ -140,7 +141,10 @@ class StudyRunner:
         raw = {**sweep.raw, "base": {**base, **({"mix": mix.resolved} if mix else {})}}
         if self.spec.sweep_count and not sweep.run_cap:
             raw["run_cap"] = self.spec.sweep_count
-        key = digest(raw, train.sha256, test.sha256, mix.sha256 if mix else None)
+        swept = sweep.params.get("model")  # a sweep may search over models: each local folder by its content
+        models = [base.get("model", DEFAULT_MODEL), sweep.fixed.get("model"), *(swept.grid or () if swept else ())]
+        shas = [sha for m in models if m is not None and (sha := self.model_sha(str(m)))]
+        key = digest(raw, train.sha256, test.sha256, mix.sha256 if mix else None, *shas)
         folder = self.out / STUDY_SWEEP
         trackers = parse_report_to(self.spec.report_to)
         options = SweepOptions(name=f"{self.spec.name}-sweep", directory=folder, report_to=trackers)

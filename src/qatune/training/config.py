@@ -15,6 +15,7 @@ from qatune.data.negatives import DEFAULT_KINDS, parse_kinds
 from qatune.data.sources import check_spec
 from qatune.data.windows import WindowConfig
 from qatune.errors import ConfigError, DataError
+from qatune.layout import DEFAULT_MODEL
 
 MAX_EPOCHS = 1000
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
@@ -54,7 +55,7 @@ LATER_DEFAULTS: Settings = {"mined_negatives": 0.0, "mix": None}  # newer than t
 class TrainConfig:
     """Everything that defines a fine-tuning run; saved beside the model as `qatune.json`."""
 
-    model: str = "default"
+    model: str = DEFAULT_MODEL
     train_data: str = "squad:train"
     eval_data: str | None = "squad:validation"
     output_dir: str = "runs/qatune"

@@ -39,7 +39,9 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
     if config.eval_data:
         dev = load_data(config.eval_data, "validation", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         dev = dev.select(config.eval_limit, config.eval_sample, config.seed)
-    held = full.held_out(train, config.calibration_questions, config.seed) if config.calibration_questions else None
+    mix = parse_mix(config.mix) if config.mix else None
+    size = mix.own_share(config.calibration_questions) if mix else config.calibration_questions  # room for the mix's
+    held = full.held_out(train, size, config.seed) if size else None
     own_held = len(held) if held else 0
     # the held-out questions get negatives too (other seeds, the same kinds): the no-answer threshold is chosen on them
     if config.negatives:
@@ -57,11 +59,12 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
             if held
             else None
         )
-    if config.mix:  # after the negatives: the mixed-in questions come as their file has them
-        mix = parse_mix(config.mix)
+    if mix:  # after the negatives: the mixed-in questions come as their file has them
         other = load_data(mix.spec, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         train = mix_in(train, other, mix, config.seed + 4, own=own, kept_apart=dev)
-        held = mix_held(held, other, train, mix, config.seed + 5, own_held) if held else None
+        held = (
+            mix_held(held, other, train, mix, config.seed + 5, own_held, config.calibration_questions) if held else None
+        )
     return train, dev, held
 
 

@@ -54,8 +54,11 @@ def table_rows(text: str, source: str) -> Iterator[Item]:
     except csv.Error:
         dialect = csv.excel
     # the END line tells where the file ends: inside a quote (never closed) or not
-    reader = csv.reader(io.StringIO(f"{text}\n{END}", newline=""), dialect=dialect)
-    header = [h.strip().lower() for h in next(reader, []) if h != END]
+    newline = "" if text.endswith(("\n", "\r")) else "\n"  # END is the file's next line, never a blank one more
+    reader = csv.reader(io.StringIO(f"{text}{newline}{END}", newline=""), dialect=dialect)
+    first = next(reader, [])
+    _check_closed(first, reader.line_num - 1, f"{source}: line 1", dialect.quotechar)
+    header = [h.strip().lower() for h in first if h != END]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         found = ", ".join(map(repr, header)) or "none"
