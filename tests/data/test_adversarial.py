@@ -141,6 +141,23 @@ def test_a_mix_of_kinds_keeps_the_paragraph_and_the_plausible_answer(squad_dir):
     assert [e.question for e in again.examples] == [e.question for e in made.examples]  # seeded
 
 
+def test_the_kinds_share_the_negatives_equally_as_far_as_the_questions_allow(squad_dir):
+    """A scarce kind (a number in the question) gets every question it fits, up to an equal share, not
+    only those of a random sample; `article` (which fits almost all) fills what the others cannot."""
+    part = load_file(squad_dir / "dev-v1.1.json.gz").select(limit=600)
+    perturber, kinds = Perturber(part.examples), ("article", "number")
+    fits = sum(perturber.perturb(e, "number", random.Random(0)) is not None for e in part.examples)
+    for fraction in (0.1, 0.5):
+        wanted = round(fraction * len(part.examples))
+        made = add_negatives(part, fraction, seed=5, pool=part, kinds=kinds, perturber=perturber)
+        negatives = [e for e in made.examples if not e.answers]
+        numbers = sum(e.id.endswith("-number") for e in negatives)
+        share = -(-wanted // 2)
+        # a number's change is drawn at random and may find no free value: a few fits can miss
+        assert len(negatives) == wanted and 0.95 * min(fits, share) <= numbers <= share, (fraction, fits, numbers)
+    assert 0 < fits < 150  # the scarce kind: a random sample of 300 would have given it about half of these
+
+
 def test_plausible_answers_survive_a_v2_file(tmp_path):
     from qatune.io import atomic_write_json
 

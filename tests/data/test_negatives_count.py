@@ -55,7 +55,7 @@ def test_fewer_negatives_than_asked_is_a_warning_with_the_count(tmp_path, capsys
     captured = capsys.readouterr()
     assert captured.err == (
         f"warning: {source}: --negatives 1 made 2 of the 3 unanswerable questions asked for (kinds article fit "
-        "none of the other 1)\n"
+        "only 2 of its 3 answerable questions)\n"
     )
     assert json.loads(captured.out)["unanswerable"] == 2
     assert sum(e.is_impossible for e in load_file(out)) == 2

@@ -349,7 +349,8 @@ def test_a_local_model_folder_is_known_by_its_content(tiny_bert, tmp_path):
     runner.stage = lambda name, key, *rest: keys.append(key)  # type: ignore[method-assign]  # the sweep's key
     runner.run_sweep()
     before = (runner.model_sha(str(model)), _untuned(runner, str(model), 0))
-    (model / ".DS_Store").write_bytes(b"junk")  # a file no loader reads changes nothing
+    (model / ".DS_Store").write_bytes(b"junk")  # files no loader reads change nothing
+    (model / "config.json~").write_text("an editor's backup")
     assert before == (runner.model_sha(str(model)), _untuned(runner, str(model), 0)) and before[0]
     config = model / "config.json"
     config.write_text(config.read_text().replace("{", '{"a_change": 1, ', 1))

@@ -23,9 +23,10 @@ actually holds its answer.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from qatune.data.adversarial import ENGLISH_ONLY, Perturber, english
 from qatune.data.squad import Example, QADataset
@@ -62,9 +63,8 @@ def add_negatives(
     perturber: Perturber | None = None,
 ) -> QADataset:
     """`dataset` plus about `fraction` x its answerable questions (at least one) as unanswerable ones of
-    `kinds` (module doc): each question chosen gets one, of the first kind that can make one from it, the
-    question-changing kinds in a seeded order before `article` (which fits almost every question, and is
-    the easiest to tell).
+    `kinds` (module doc), one per question, the kinds sharing them equally as far as the questions allow
+    (`_balanced`).
 
     Other paragraphs and names are looked up in `pool` (default: `dataset` itself), so a small slice of a
     large file still finds same-article ones; the `perturber` (made on `pool` with the sentence model, so
@@ -80,30 +80,25 @@ def add_negatives(
             f"words, and these questions do not read as English; use --negative-kinds "
             f"{','.join(k for k in kinds if k not in ENGLISH_ONLY) or 'article,entity,number'}"
         )
-    rng, chosen = _choose(dataset, fraction, seed, "negatives")
+    rng, order, wanted = _shuffled(dataset, fraction, seed, "negatives")
     paragraphs: dict[str, dict[str, str]] = defaultdict(dict)  # title -> context -> normalised context
     for e in source.examples + dataset.examples:
         paragraphs[e.title].setdefault(e.context, "")
     perturber = perturber or Perturber(source.examples + dataset.examples)
+
+    def make(e: Example, kind: str) -> Example | None:
+        return _negative(e, kind, rng, paragraphs, perturber)
+
+    negatives, made = _balanced(order, wanted, kinds, rng, make)
     ids = {e.id for e in dataset.examples}
-    negatives, made = [], Counter[str]()
-    for e in chosen:
-        changes = [k for k in kinds if k != "article"]  # the question changed first; another paragraph else
-        for kind in [*rng.sample(changes, len(changes)), *(["article"] if "article" in kinds else [])]:
-            negative = _negative(e, kind, rng, paragraphs, perturber)
-            if negative is not None:
-                break
-        else:
-            continue
-        if negative.id in ids:
-            raise ConfigError(f"{dataset.source}: question id {negative.id!r} already exists; cannot name its negative")
-        negatives.append(negative)
-        made[kind] += 1
-    _report(dataset, fraction, kinds, len(chosen), made, strict)
+    clash = next((n.id for n in negatives if n.id in ids), None)
+    if clash is not None:
+        raise ConfigError(f"{dataset.source}: question id {clash!r} already exists; cannot name its negative")
+    _report(dataset, fraction, kinds, wanted, made, strict)
     mix = ", ".join(f"{k} {made[k]}" for k in kinds)
-    missing = len(chosen) - len(negatives)
+    missing = wanted - len(negatives)
     note = (
-        f"added {len(negatives)} unanswerable questions (--negatives {fraction:g}: {mix}; {missing} questions had none)"
+        f"added {len(negatives)} unanswerable questions (--negatives {fraction:g}: {mix}; {missing} fewer than asked)"
     )
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
 
@@ -122,6 +117,38 @@ def _negative(
     return Example(f"{e.id}-{kind}", question, e.context, (), (), e.title, plausible)
 
 
+def _balanced(
+    order: Sequence[Example],
+    wanted: int,
+    kinds: Sequence[str],
+    rng: random.Random,
+    make: Callable[[Example, str], Example | None],
+) -> tuple[list[Example], Counter[str]]:
+    """Up to `wanted` negatives, one per question of `order`, the kinds sharing them equally as far as the
+    questions allow: each question gets, of the kinds that fit it, the one with the fewest so far (ties in
+    seeded order). A first pass gives no kind more than its equal share, so that the scarce kinds (a
+    number or an opposite in the question: under a tenth of SQuAD's) are not crowded out by `article`
+    (which fits almost every question and is the easiest to tell); a second pass fills the rest from
+    the questions the first one left, with any kind."""
+    share, made = math.ceil(wanted / len(kinds)), Counter[str]()
+    negatives: list[Example] = []
+    left: list[Example] = []
+    for capped, questions in ((True, order), (False, left)):
+        for e in list(questions):
+            if len(negatives) == wanted:
+                break
+            open_kinds = [k for k in kinds if not capped or made[k] < share]
+            for kind in sorted(open_kinds, key=lambda k: (made[k], rng.random())):
+                negative = make(e, kind)
+                if negative is not None:
+                    negatives.append(negative)
+                    made[kind] += 1
+                    break
+            else:
+                left.append(e)
+    return negatives, made
+
+
 def _report(
     dataset: QADataset, fraction: float, kinds: Sequence[str], asked: int, made: Counter[str], strict: bool
 ) -> None:
@@ -138,13 +165,15 @@ def _report(
             f"paragraph holds); lower --negatives, add kinds (known: {', '.join(KINDS)}), or leave out --negatives"
         )
     logger.warning(
-        "%s: --negatives %g made %d of the %d unanswerable questions asked for (kinds %s fit none of the other %d)",
+        "%s: --negatives %g made %d of the %d unanswerable questions asked for (kinds %s fit only %d of its %d "
+        "answerable questions)",
         dataset.source,
         fraction,
         total,
         asked,
         named,
-        asked - total,
+        total,
+        sum(bool(e.answers) for e in dataset.examples),
     )
 
 
@@ -200,13 +229,22 @@ def add_mined_negatives(
 
 
 def _choose(dataset: QADataset, fraction: float, seed: int, what: str) -> tuple[random.Random, list[Example]]:
-    """The seeded generator and the answerable questions it picks to pair (about `fraction` of them, at
-    least one); a fraction outside (0, 1] is a ConfigError naming `what`."""
+    """The seeded generator and the answerable questions it picks to pair (`_shuffled`'s count of them)."""
+    rng, positives, wanted = _shuffled(dataset, fraction, seed, what, shuffle=False)
+    return rng, rng.sample(positives, wanted)
+
+
+def _shuffled(
+    dataset: QADataset, fraction: float, seed: int, what: str, *, shuffle: bool = True
+) -> tuple[random.Random, list[Example], int]:
+    """The seeded generator, the answerable questions (in its order with `shuffle`) and how many to pair:
+    about `fraction` of them, at least one; a fraction outside (0, 1] is a ConfigError naming `what`."""
     if not 0 < fraction <= 1:
         raise ConfigError(f"{what} must be a fraction in (0, 1], got {fraction}")
     rng = random.Random(seed)
     positives = [e for e in dataset.examples if e.answers]
-    return rng, rng.sample(positives, max(1, round(fraction * len(positives))) if positives else 0)
+    wanted = max(1, round(fraction * len(positives))) if positives else 0
+    return rng, rng.sample(positives, len(positives)) if shuffle else positives, wanted
 
 
 def _holds(normalised: dict[str, str], context: str, answers: tuple[str, ...]) -> bool:

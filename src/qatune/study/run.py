@@ -102,7 +102,9 @@ class StudyRunner:
         folder = Path(model)
         if model == DEFAULT_MODEL or not folder.is_dir():
             return None
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != "~")
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.endswith("~")
+        )
         found = digest([(p.name, file_hash(p, self.cache.files)) for p in files])
         self.cache.save()
         return found

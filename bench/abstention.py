@@ -1,0 +1,58 @@
+"""How often a model abstains on each kind of a v2-style file's unanswerable questions.
+
+    qatune evaluate --model M --data dev30-adv.json --predictions P.json
+    python bench/abstention.py P.json dev30-adv.json [--name NAME]
+
+The kind is read off the question id that `qatune data --negatives` gave it (`<id>-negative` for
+`article`, `<id>-<kind>` for the others, `<id>-mined`); unanswerable questions of other ids count as
+`other`. With --name the counts are saved to bench/results/NAME.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save, table  # noqa: E402
+from qatune.data.negatives import KINDS, MINED_SUFFIX, SUFFIX  # noqa: E402
+from qatune.data.squad import load_file  # noqa: E402
+
+SUFFIXES = {SUFFIX: "article", MINED_SUFFIX: "mined", **{f"-{k}": k for k in KINDS if k != "article"}}
+
+
+def kind(question_id: str) -> str:
+    """The negative kind a `qatune data --negatives` id names, else 'other'."""
+    return next((k for suffix, k in SUFFIXES.items() if question_id.endswith(suffix)), "other")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", help="qatune evaluate --predictions file (id -> answer, '' = no answer)")
+    parser.add_argument("data", help="the v2-style file those predictions were made on")
+    parser.add_argument("--name", help="save the counts to bench/results/NAME.json")
+    args = parser.parse_args()
+    predictions = json.loads(Path(args.predictions).read_text())
+    asked, abstained = Counter[str](), Counter[str]()
+    for e in load_file(args.data).examples:
+        if e.answers:
+            continue
+        if e.id not in predictions:
+            sys.exit(f"error: {args.predictions}: no prediction for question {e.id!r}; score the same file")
+        for group in (kind(e.id), "all"):
+            asked[group] += 1
+            abstained[group] += predictions[e.id] == ""
+    rows = [
+        {"kind": k, "questions": asked[k], "abstained": abstained[k], "share_%": 100 * abstained[k] / asked[k]}
+        for k in sorted(asked, key=lambda k: (k == "all", -asked[k]))
+    ]
+    print(table(rows, ["kind", "questions", "abstained", "share_%"]))
+    if args.name:
+        print(f"written {save(args.name, {'predictions': args.predictions, 'data': args.data, 'kinds': rows})}")
+
+
+if __name__ == "__main__":
+    main()
