@@ -15,6 +15,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save, table  # noqa: E402
@@ -29,19 +30,28 @@ def kind(question_id: str) -> str:
     return next((k for suffix, k in SUFFIXES.items() if question_id.endswith(suffix)), "other")
 
 
+def fail(message: str) -> NoReturn:
+    """One `error:` line and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help="qatune evaluate --predictions file (id -> answer, '' = no answer)")
     parser.add_argument("data", help="the v2-style file those predictions were made on")
     parser.add_argument("--name", help="save the counts to bench/results/NAME.json")
     args = parser.parse_args()
-    predictions = json.loads(Path(args.predictions).read_text())
+    try:
+        predictions = json.loads(Path(args.predictions).read_text())
+    except (OSError, ValueError) as e:
+        fail(f"{args.predictions}: not a predictions JSON file ({e}); write one with qatune evaluate --predictions")
     asked, abstained = Counter[str](), Counter[str]()
     for e in load_file(args.data).examples:
         if e.answers:
             continue
         if e.id not in predictions:
-            sys.exit(f"error: {args.predictions}: no prediction for question {e.id!r}; score the same file")
+            fail(f"{args.predictions}: no prediction for question {e.id!r}; score the same file")
         for group in (kind(e.id), "all"):
             asked[group] += 1
             abstained[group] += predictions[e.id] == ""

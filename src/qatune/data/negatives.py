@@ -80,7 +80,8 @@ def add_negatives(
             f"words, and these questions do not read as English; use --negative-kinds "
             f"{','.join(k for k in kinds if k not in ENGLISH_ONLY) or 'article,entity,number'}"
         )
-    rng, order, wanted = _shuffled(dataset, fraction, seed, "negatives")
+    rng, positives, wanted = _positives(dataset, fraction, seed, "negatives")
+    order = rng.sample(positives, len(positives))
     paragraphs: dict[str, dict[str, str]] = defaultdict(dict)  # title -> context -> normalised context
     for e in source.examples + dataset.examples:
         paragraphs[e.title].setdefault(e.context, "")
@@ -185,7 +186,8 @@ def add_mined_negatives(
     answers (module doc); the notes, errors and warnings as `add_negatives`'s."""
     from qatune.data.lexical import Lexical
 
-    _, chosen = _choose(dataset, fraction, seed, "mined negatives")
+    rng, positives, wanted = _positives(dataset, fraction, seed, "mined negatives")
+    chosen = rng.sample(positives, wanted)
     titles = {e.context: e.title for e in (pool or dataset).examples + dataset.examples}
     contexts = list(titles)
     normalised = dict.fromkeys(contexts, "")
@@ -228,23 +230,13 @@ def add_mined_negatives(
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
 
 
-def _choose(dataset: QADataset, fraction: float, seed: int, what: str) -> tuple[random.Random, list[Example]]:
-    """The seeded generator and the answerable questions it picks to pair (`_shuffled`'s count of them)."""
-    rng, positives, wanted = _shuffled(dataset, fraction, seed, what, shuffle=False)
-    return rng, rng.sample(positives, wanted)
-
-
-def _shuffled(
-    dataset: QADataset, fraction: float, seed: int, what: str, *, shuffle: bool = True
-) -> tuple[random.Random, list[Example], int]:
-    """The seeded generator, the answerable questions (in its order with `shuffle`) and how many to pair:
-    about `fraction` of them, at least one; a fraction outside (0, 1] is a ConfigError naming `what`."""
+def _positives(dataset: QADataset, fraction: float, seed: int, what: str) -> tuple[random.Random, list[Example], int]:
+    """The seeded generator, the answerable questions and how many of them to pair: about `fraction`, at
+    least one; a fraction outside (0, 1] is a ConfigError naming `what`."""
     if not 0 < fraction <= 1:
         raise ConfigError(f"{what} must be a fraction in (0, 1], got {fraction}")
-    rng = random.Random(seed)
     positives = [e for e in dataset.examples if e.answers]
-    wanted = max(1, round(fraction * len(positives))) if positives else 0
-    return rng, rng.sample(positives, len(positives)) if shuffle else positives, wanted
+    return random.Random(seed), positives, max(1, round(fraction * len(positives))) if positives else 0
 
 
 def _holds(normalised: dict[str, str], context: str, answers: tuple[str, ...]) -> bool:
