@@ -104,3 +104,7 @@ EVAL_PREDICTIONS = "predictions.json"
 EVAL_ERRORS = "errors.json"  # where the model fails (evaluation.analysis): breakdowns, confident wrong answers
 RELIABILITY_FIGURE = "reliability.png"
 RELIABILITY_TABLE = "reliability.csv"
+# Models with a null answer: id -> no-answer probability (the official v2 script's --na-prob-file), and
+# the scores at a range of no-answer thresholds.
+EVAL_NA_PROBS = "na_probs.json"
+THRESHOLD_TABLE = "thresholds.csv"

@@ -140,6 +140,41 @@ def test_a_v2_model_saves_and_uses_its_no_answer_threshold(v2_model):
         assert all(a.text for a in prediction.answers[1:])
 
 
+def test_evaluate_writes_no_answer_probabilities_and_the_threshold_table(v2_model, tmp_path, tiny_bert):
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    folder, _ = v2_model
+    na_file, report, metrics = tmp_path / "na.json", tmp_path / "report", tmp_path / "metrics.json"
+    args = ["evaluate", "--model", str(folder / "model"), "--data", str(folder / "v2.json"), "--limit", "60", "-q"]
+    args += ["--na-probs", str(na_file), "--metrics", str(metrics), "--report", str(report)]
+    run = subprocess.run([sys.executable, "-m", "qatune.cli", *args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    na, scores = json.loads(na_file.read_text()), json.loads(metrics.read_text())
+    ids = [e.id for e in load_file(folder / "v2.json").select(limit=60).examples]
+    assert list(na) == ids and all(0 <= p <= 1 for p in na.values())
+    assert json.loads((report / "na_probs.json").read_text()) == na
+    rows = list(csv.DictReader((report / "thresholds.csv").open()))
+    saved = next(r for r in rows if r["which"] == "saved")
+    assert float(saved["threshold"]) == pytest.approx(scores["null_threshold"], abs=1e-4)
+    assert float(saved["f1"]) == pytest.approx(scores["f1"], abs=0.01)  # what the model answered, recomputed
+    assert float(saved["NoAns_exact"]) == pytest.approx(scores["NoAns_exact"], abs=0.01)
+    assert float(next(r for r in rows if r["which"] == "best_f1")["f1"]) == pytest.approx(scores["best_f1"], abs=0.01)
+    assert [float(r["answered"]) for r in rows] == sorted(float(r["answered"]) for r in rows)
+    refused = subprocess.run(
+        [sys.executable, "-m", "qatune.cli", "evaluate", "--model", str(tiny_bert), "--data", "sample:validation"]
+        + ["--limit", "3", "--na-probs", str(tmp_path / "no.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode == 2 and "cannot answer 'no answer'" in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert not (tmp_path / "no.json").exists() and len(errors) == 1 and "Traceback" not in refused.stderr
+
+
 def test_v2_round_trip_through_the_api_and_the_export(v2_model, tmp_path):
     from fastapi.testclient import TestClient
 

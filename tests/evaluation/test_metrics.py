@@ -9,7 +9,15 @@ import random
 import pytest
 
 from conftest import squad_file
-from qatune.evaluation.metrics import best_threshold, bucket, exact_match, f1_score, normalize_answer, squad_scores
+from qatune.evaluation.metrics import (
+    best_threshold,
+    bucket,
+    exact_match,
+    f1_score,
+    normalize_answer,
+    squad_scores,
+    threshold_curve,
+)
 
 
 def test_normalisation_follows_the_official_script():
@@ -55,6 +63,36 @@ def test_v2_has_and_no_answer_and_threshold():
     assert scores["HasAns_exact"] == 100 and scores["NoAns_exact"] == 50 and scores["NoAns_total"] == 2
     threshold, best = best_threshold(preds, {"a": 0.1, "b": 0.9, "c": 0.8}, refs)
     assert best == pytest.approx(100.0) and threshold == pytest.approx(0.1)
+
+
+def test_threshold_curve_scores_each_threshold_as_the_official_script_would():
+    refs = {"a": ["Paris"], "b": [], "c": [], "d": ["Lyon"]}
+    spans = {"a": "Paris", "b": "Nice", "c": "Lyon", "d": "in Lyon city"}  # best spans, whatever the threshold
+    na = {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.6}
+    low, saved, best, never = threshold_curve(spans, na, refs, [0.0, 0.55, 0.1, 1.0])
+    assert low == {
+        "threshold": 0.0,
+        "answered": 0.0,
+        "exact_match": 50.0,
+        "f1": 50.0,
+        "HasAns_f1": 0.0,
+        "NoAns_exact": 100.0,
+    }
+    d_f1 = f1_score("in Lyon city", "Lyon")
+    for row, abstained in ((saved, {"b", "d"}), (best, {"b", "c", "d"}), (never, set())):
+        preds = {q: "" if q in abstained else spans[q] for q in refs}
+        official = squad_scores(preds, refs)
+        assert row["exact_match"] == pytest.approx(official["exact_match"]) and row["f1"] == pytest.approx(
+            official["f1"]
+        )
+        assert row["HasAns_f1"] == pytest.approx(official["HasAns_f1"])
+        assert row["NoAns_exact"] == pytest.approx(official["NoAns_exact"])
+        assert row["answered"] == 100.0 * (4 - len(abstained)) / 4
+    assert never["HasAns_f1"] == pytest.approx(100 * (1 + d_f1) / 2) and never["NoAns_exact"] == 0.0
+    threshold, top = best_threshold(spans, na, refs)
+    assert threshold_curve(spans, na, refs, [threshold])[0]["f1"] == pytest.approx(top)
+    only_answerable = threshold_curve({"a": "Paris"}, {"a": 0.3}, {"a": ["Paris"]}, [0.5])[0]
+    assert only_answerable["NoAns_exact"] is None and only_answerable["HasAns_f1"] == 100.0
 
 
 def _dev_predictions(seed: int = 0):

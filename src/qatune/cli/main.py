@@ -12,17 +12,11 @@ import sys
 import typing
 
 from qatune import __version__
-from qatune.cli.answer import (
-    add_ask_parser,
-    add_calibrate_parser,
-    add_evaluate_parser,
-    cmd_ask,
-    cmd_calibrate,
-    cmd_evaluate,
-)
+from qatune.cli.answer import add_ask_parser, cmd_ask
 from qatune.cli.common import Parser, emit, finite_float, float_or_model, int_in
 from qatune.cli.data import add_data_parser, cmd_data
 from qatune.cli.documents import add_index_parser, cmd_index
+from qatune.cli.evaluate import add_calibrate_parser, add_evaluate_parser, cmd_calibrate, cmd_evaluate
 from qatune.cli.serve import add_export_parser, add_push_parser, add_serve_parser, cmd_export, cmd_push, cmd_serve
 from qatune.cli.settings import command_settings
 from qatune.cli.study import add_run_parser, cmd_run

@@ -114,6 +114,46 @@ def best_threshold(
     return threshold, 100.0 * best / len(references)
 
 
+class ThresholdRow(TypedDict):
+    """The scores one no-answer threshold would give (0-100); a split's figure is None without questions."""
+
+    threshold: float
+    answered: float  # share of the questions given a span rather than "no answer"
+    exact_match: float
+    f1: float
+    HasAns_f1: float | None
+    NoAns_exact: float | None
+
+
+def threshold_curve(
+    spans: Mapping[str, str],
+    na_probs: Mapping[str, float],
+    references: Mapping[str, Sequence[str]],
+    thresholds: Sequence[float],
+) -> list[ThresholdRow]:
+    """The scores if "no answer" were given exactly when a question's no-answer probability is over each
+    threshold, and its best span otherwise: how much a v2 score moves with the threshold."""
+    ids = list(references)
+    answered = np.array([best_over_golds(spans[q], references[q]) for q in ids]).reshape(-1, 2)
+    abstained = np.array([best_over_golds("", references[q]) for q in ids]).reshape(-1, 2)
+    na = np.array([na_probs[q] for q in ids], dtype=np.float64)
+    has = np.array([bool(references[q]) for q in ids])
+    rows: list[ThresholdRow] = []
+    for t in thresholds:
+        score = np.where((na > t)[:, None], abstained, answered) * 100.0
+        rows.append(
+            {
+                "threshold": float(t),
+                "answered": float(100.0 * (na <= t).mean()) if ids else 0.0,
+                "exact_match": float(score[:, 0].mean()) if ids else 0.0,
+                "f1": float(score[:, 1].mean()) if ids else 0.0,
+                "HasAns_f1": float(score[has, 1].mean()) if has.any() else None,
+                "NoAns_exact": float(score[~has, 0].mean()) if (~has).any() else None,
+            }
+        )
+    return rows
+
+
 class ReliabilityBin(TypedDict):
     """One equal-width confidence bin: its bounds, its questions, their mean confidence and accuracy."""
 

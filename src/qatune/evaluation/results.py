@@ -66,6 +66,10 @@ class EvalResult:
     scores: Scores
     probabilities: dict[str, tuple[float, float]] = field(default_factory=dict)
     exact: dict[str, float] = field(default_factory=dict)  # id -> exact match (0/1) of the top answer
+    # For a model with a null answer: id -> its no-answer probability, and id -> its best span ("" where it
+    # has none), whatever the threshold decided; empty otherwise.
+    no_answer: dict[str, float] = field(default_factory=dict)
+    spans: dict[str, str] = field(default_factory=dict)
 
     @property
     def metrics(self) -> JsonObject:

@@ -55,10 +55,15 @@ def dataset_logits(answerer: SpanAnswerer, dataset: QADataset, progress_bar: boo
     return windows, logits
 
 
+def best_spans(examples: list[Example], predicted: list[Prediction]) -> dict[str, str]:
+    """id -> the best span of each question ("" where it has none), whether or not "no answer" won."""
+    return {e.id: next((a.text for a in p.answers if a.text), "") for e, p in zip(examples, predicted)}
+
+
 def no_answer_scores(examples: list[Example], predicted: list[Prediction]) -> dict[str, float]:
     """The official v2 script's best-threshold figures: EM/F1 if "no answer" were given exactly when the
     no-answer probability is over the best threshold (and those thresholds)."""
-    spans = {e.id: next((a.text for a in p.answers if a.text), "") for e, p in zip(examples, predicted)}
+    spans = best_spans(examples, predicted)
     na_probs = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
     references = {e.id: list(e.answers) for e in examples}
     out: dict[str, float] = {}
@@ -92,8 +97,12 @@ def _scored(
     exact = {qid: best_over_golds(predictions[qid], golds)[0] for qid, golds in references.items()}
     hits = list(exact.values())
     null: dict[str, float | None] = {}
+    no_answer: dict[str, float] = {}
+    spans: dict[str, str] = {}
     if decoding.with_null:
         null = {**no_answer_scores(examples, predicted), "null_threshold": decoding.null_threshold}
+        no_answer = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
+        spans = best_spans(examples, predicted)
     scores = Scores(
         exact_match=official["exact_match"],
         f1=official["f1"],
@@ -109,4 +118,4 @@ def _scored(
         splits={k: official[k] for k in SPLIT_KEYS if k in official},
         null=null,
     )
-    return EvalResult(predictions, scores, probabilities, exact)
+    return EvalResult(predictions, scores, probabilities, exact, no_answer, spans)
