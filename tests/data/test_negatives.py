@@ -175,6 +175,43 @@ def test_evaluate_writes_no_answer_probabilities_and_the_threshold_table(v2_mode
     assert not (tmp_path / "no.json").exists() and len(errors) == 1 and "Traceback" not in refused.stderr
 
 
+def test_a_threshold_set_by_hand_is_what_the_model_answers_with(v2_model, copy_model, tiny_bert, capsys):
+    from qatune.answering.torch_backend import Answerer
+    from qatune.cli.main import main
+    from qatune.models.settings import read_calibration
+
+    folder, _ = v2_model
+    model = copy_model(folder / "model")
+    fitted = read_calibration(model)
+    assert main(["calibrate", "--model", str(model), "--null-threshold", "0.9", "-q"]) == 0
+    assert "-> 0.900 (set by hand)" in capsys.readouterr().out
+    saved = read_calibration(model)
+    assert saved is not None and fitted is not None
+    assert (saved.null_threshold, saved.null_threshold_f1, saved.temperature) == (0.9, None, fitted.temperature)
+    assert "over 0.900 (set by hand)" in (model / "README.md").read_text()
+    questions = load_file(folder / "v2.json").examples[:40]
+    predictions = Answerer(str(model)).predict_many([(e.context, e.question) for e in questions], top_k=2)
+    assert [p.answers[0].text == "" for p in predictions] == [p.no_answer_probability > 0.9 for p in predictions]
+    plain = copy_model(tiny_bert)  # no calibration.json at all
+    for args, message in (
+        ([str(model), "--null-threshold", "1.5"], "must be between 0 and 1"),
+        ([str(model), "--null-threshold", "nan"], "finite"),
+        ([str(model), "--null-threshold", "0.5", "--data", "sample"], "drop --data"),
+        ([str(plain), "--null-threshold", "0.5"], "no calibration.json"),
+    ):
+        try:
+            code = main(["calibrate", "--model", *args])
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+        assert code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], errors
+    assert read_calibration(model) == saved
+    assert main(["calibrate", "--model", str(plain), "--data", "sample", "--sample", "60", "-q"]) == 0  # a v1 fit
+    assert main(["calibrate", "--model", str(plain), "--null-threshold", "0.5"]) == 2
+    assert "cannot answer 'no answer'" in capsys.readouterr().err
+
+
 def test_v2_round_trip_through_the_api_and_the_export(v2_model, tmp_path):
     from fastapi.testclient import TestClient
 

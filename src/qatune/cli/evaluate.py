@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qatune.cli.common import Parser, add_window_args, emit, model_window, positive_int
+from qatune.cli.common import Parser, add_window_args, emit, float_in, model_window, positive_int
 from qatune.errors import ConfigError
 from qatune.models.settings import TARGETS
 
@@ -73,7 +73,8 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[Parser], common: Parser
         "(calibration.json), where ask, evaluate, serve and export use it. `qatune train` does this itself "
         "(--calibration-questions); use this for a model trained elsewhere or before.",
         epilog="examples:\n  qatune calibrate --model runs/my-model            # its own held-out training questions\n"
-        "  qatune calibrate --model bert-qa --data held-out.json --sample 1000 --target exact_match",
+        "  qatune calibrate --model bert-qa --data held-out.json --sample 1000 --target exact_match\n"
+        "  qatune calibrate --model runs/v2-model --null-threshold 0.6   # abstain less (see thresholds.csv)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="a model folder (the calibration is saved into it)")
@@ -94,6 +95,14 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[Parser], common: Parser
     p.add_argument("--sample", type=positive_int, default=1000, help="seeded random N questions (default: 1000)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass (default: 64)")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
+    p.add_argument(
+        "--null-threshold",
+        type=float_in(0, 1),
+        metavar="P",
+        help="instead of fitting: keep the saved temperature and set the no-answer threshold to P, for a model "
+        "that can answer 'no answer' (it abstains when its no-answer probability is over P; `evaluate --report` "
+        "writes thresholds.csv, what each threshold scores); refit to choose it on held-out questions again",
+    )
     add_window_args(p)
 
 
@@ -189,6 +198,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"that model and export it again"
         )
     check_calibration_folder(folder, "--model")  # what refitting rewrites can be written; the old fit is not read
+    if args.null_threshold is not None:
+        return _set_null_threshold(folder, args)
     if args.data is None:
         from qatune.training.setup import held_out_questions
 
@@ -209,4 +220,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"{calibration.temperature:.3f}, calibration error (ECE) {calibration.ece_before:.3f} -> "
         f"{calibration.ece_after:.3f} against {calibration.target} (EM {calibration.exact_match:.1f}); saved {path}"
     )
+    return 0
+
+
+def _set_null_threshold(folder: Path, args: argparse.Namespace) -> int:
+    """`calibrate --null-threshold P`: the saved calibration with the threshold P, set by hand."""
+    from qatune.models.settings import read_calibration
+    from qatune.training.card import save_calibration
+
+    if args.data is not None:
+        raise ConfigError("--null-threshold sets the threshold without fitting; drop --data (or --null-threshold)")
+    saved = read_calibration(folder)
+    if saved is None:
+        raise ConfigError(
+            f"--model {args.model}: no calibration.json to set the threshold in; run `qatune calibrate --model "
+            f"{args.model}` first"
+        )
+    if saved.null_threshold is None:
+        raise ConfigError(
+            f"--null-threshold: {args.model} cannot answer 'no answer' (it was not trained on unanswerable "
+            f"questions), so it has no threshold to set"
+        )
+    calibration = dataclasses.replace(saved, null_threshold=args.null_threshold, null_threshold_f1=None)
+    path = save_calibration(folder, calibration)
+    if args.json:
+        emit(dataclasses.asdict(calibration))
+    else:
+        old, new = saved.null_threshold, args.null_threshold
+        print(f"{args.model}: no-answer threshold {old:.3f} -> {new:.3f} (set by hand); saved {path}")
     return 0

@@ -48,7 +48,8 @@ class Calibration:
     ece_before: float  # expected calibration error (10 bins) of the raw top-1 probability, against `target`
     ece_after: float
     null_threshold: float | None = None  # models with a null answer: answer "" over this no-answer probability
-    null_threshold_f1: float | None = None  # the F1 (0-100) the threshold reached on the fitting questions
+    null_threshold_f1: float | None = None  # the F1 (0-100) the threshold reached on the fitting questions;
+    # None with a threshold: set by hand (`qatune calibrate --null-threshold`)
     target: str = "exact_match"  # what the probability predicts (TARGETS); files from before it: exact_match
 
     def to_dict(self) -> JsonObject:

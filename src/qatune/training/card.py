@@ -107,9 +107,18 @@ def _confidence(calibration: Calibration | None) -> list[str]:
         f"Probabilities are calibrated (temperature {calibration.temperature:.3f}, fitted on "
         f"{calibration.questions} held-out questions of {calibration.data} to predict "
         f"{calibration.target}; calibration error {calibration.ece_before:.3f}"
-        f" -> {calibration.ece_after:.3f}), see `calibration.json`.",
+        f" -> {calibration.ece_after:.3f}), see `calibration.json`.{_abstains(calibration)}",
         "",
     ]
+
+
+def _abstains(calibration: Calibration) -> str:
+    """The card's sentence on the no-answer threshold, for a model with one."""
+    t, f1 = calibration.null_threshold, calibration.null_threshold_f1
+    if t is None:
+        return ""
+    how = "set by hand" if f1 is None else f"the best F1 there, {f1:.1f}"
+    return f' It answers "no answer" when its no-answer probability is over {t:.3f} ({how}).'
 
 
 def _body(summary: RunSummary, history: list[EvalRecord], command: str | None, name: str) -> str:
