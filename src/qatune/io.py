@@ -79,6 +79,8 @@ def output_target(path: str | Path, flag: str | None = None, error: type[QatuneE
     where = f"{flag} {text}" if flag else text
     if text == "-":
         return OutputTarget(Path(text), "stdout", 1)
+    if not text:
+        raise error(f"{flag or 'the output path'} is empty; give a file name")
     if text.endswith(("/", os.sep)):
         raise error(f"{where}: ends in '/', so it names a folder; give a file name")
     descriptor = _descriptor(text)

@@ -153,6 +153,11 @@ def test_calibrate_without_data_needs_a_model_qatune_trained(tiny_bert, copy_mod
         (["train", "--doc-stride", "500", "--output", "/tmp/never"], "doc_stride"),
         (["calibrate", "--model", "default", "--data", "sample"], "not a model folder"),
         (["train", "--calibration-questions", "-1", "--output", "/tmp/never"], "calibration_questions"),
+        (["evaluate", "--na-probs", "-", "--json"], "--json and --na-probs would each write to stdout"),
+        (["evaluate", "--predictions", "-", "--metrics", "/dev/stdout"], "--predictions and --metrics would each"),
+        (["evaluate", "--na-probs", "/tmp/n.json", "--predictions", "/tmp/../tmp/n.json"], "--predictions and --na"),
+        (["evaluate", "--na-probs", ""], "--na-probs is empty"),
+        (["evaluate", "--metrics", "/tmp/r/m.json", "--report", "/tmp/r"], "inside the --report folder"),
     ],
 )
 def test_errors_are_one_line_exit_2(args, message):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from qatune.data.negatives import add_mined_negatives, add_negatives
@@ -157,12 +160,13 @@ def test_evaluate_writes_no_answer_probabilities_and_the_threshold_table(v2_mode
     assert list(na) == ids and all(0 <= p <= 1 for p in na.values())
     assert json.loads((report / "na_probs.json").read_text()) == na
     rows = list(csv.DictReader((report / "thresholds.csv").open()))
-    saved = next(r for r in rows if r["which"] == "saved")
-    assert float(saved["threshold"]) == pytest.approx(scores["null_threshold"], abs=1e-4)
+    saved = next(r for r in rows if "saved" in r["which"].split(";"))
     assert float(saved["f1"]) == pytest.approx(scores["f1"], abs=0.01)  # what the model answered, recomputed
     assert float(saved["NoAns_exact"]) == pytest.approx(scores["NoAns_exact"], abs=0.01)
-    assert float(next(r for r in rows if r["which"] == "best_f1")["f1"]) == pytest.approx(scores["best_f1"], abs=0.01)
+    best = next(r for r in rows if "best_f1" in r["which"].split(";"))
+    assert float(best["f1"]) == pytest.approx(scores["best_f1"], abs=0.01)
     assert [float(r["answered"]) for r in rows] == sorted(float(r["answered"]) for r in rows)
+    assert float(saved["threshold"]) == scores["null_threshold"]  # in full: what --null-threshold can be given
     refused = subprocess.run(
         [sys.executable, "-m", "qatune.cli", "evaluate", "--model", str(tiny_bert), "--data", "sample:validation"]
         + ["--limit", "3", "--na-probs", str(tmp_path / "no.json")],
@@ -184,20 +188,24 @@ def test_a_threshold_set_by_hand_is_what_the_model_answers_with(v2_model, copy_m
     model = copy_model(folder / "model")
     fitted = read_calibration(model)
     assert main(["calibrate", "--model", str(model), "--null-threshold", "0.9", "-q"]) == 0
-    assert "-> 0.900 (set by hand)" in capsys.readouterr().out
+    assert "-> 0.9 (set by hand)" in capsys.readouterr().out
     saved = read_calibration(model)
     assert saved is not None and fitted is not None
     assert (saved.null_threshold, saved.null_threshold_f1, saved.temperature) == (0.9, None, fitted.temperature)
-    assert "over 0.900 (set by hand)" in (model / "README.md").read_text()
+    assert "over 0.9 (set by hand)" in (model / "README.md").read_text()
     questions = load_file(folder / "v2.json").examples[:40]
     predictions = Answerer(str(model)).predict_many([(e.context, e.question) for e in questions], top_k=2)
     assert [p.answers[0].text == "" for p in predictions] == [p.no_answer_probability > 0.9 for p in predictions]
-    plain = copy_model(tiny_bert)  # no calibration.json at all
+    plain = copy_model(tiny_bert)  # no no-answer head, no calibration.json
+    bare = Path(shutil.copytree(folder / "model", model.parent / "bare"))
+    (bare / "calibration.json").unlink()
     for args, message in (
         ([str(model), "--null-threshold", "1.5"], "must be between 0 and 1"),
         ([str(model), "--null-threshold", "nan"], "finite"),
-        ([str(model), "--null-threshold", "0.5", "--data", "sample"], "drop --data"),
-        ([str(plain), "--null-threshold", "0.5"], "no calibration.json"),
+        ([str(model), "--null-threshold", "0.5", "--data", "sample"], "--data would do nothing"),
+        ([str(model), "--null-threshold", "0.5", "--target", "f1", "--sample", "9"], "--target, --sample would"),
+        ([str(plain), "--null-threshold", "0.5"], "cannot answer 'no answer'"),
+        ([str(bare), "--null-threshold", "0.5"], "no calibration.json"),
     ):
         try:
             code = main(["calibrate", "--model", *args])
@@ -207,6 +215,8 @@ def test_a_threshold_set_by_hand_is_what_the_model_answers_with(v2_model, copy_m
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], errors
     assert read_calibration(model) == saved
+    assert main(["calibrate", "--model", str(model), "--null-threshold", "-0", "-q"]) == 0
+    assert read_calibration(model).null_threshold == 0.0 and "-0" not in (model / "calibration.json").read_text()
     assert main(["calibrate", "--model", str(plain), "--data", "sample", "--sample", "60", "-q"]) == 0  # a v1 fit
     assert main(["calibrate", "--model", str(plain), "--null-threshold", "0.5"]) == 2
     assert "cannot answer 'no answer'" in capsys.readouterr().err

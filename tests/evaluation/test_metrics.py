@@ -65,6 +65,17 @@ def test_v2_has_and_no_answer_and_threshold():
     assert best == pytest.approx(100.0) and threshold == pytest.approx(0.1)
 
 
+def test_best_threshold_answers_tied_questions_together():
+    refs = {"a": ["Paris"], "b": []}
+    preds = {"a": "Paris", "b": "Lyon"}
+    # the official script would claim F1 100 at 0.5 by answering a and not b, which no threshold does
+    threshold, best = best_threshold(preds, {"a": 0.5, "b": 0.5}, refs)
+    assert (
+        best == pytest.approx(50.0) and threshold_curve(preds, {"a": 0.5, "b": 0.5}, refs, [threshold])[0]["f1"] == best
+    )
+    assert best_threshold(preds, {"a": 0.4, "b": 0.5}, refs) == (0.4, 100.0)
+
+
 def test_threshold_curve_scores_each_threshold_as_the_official_script_would():
     refs = {"a": ["Paris"], "b": [], "c": [], "d": ["Lyon"]}
     spans = {"a": "Paris", "b": "Nice", "c": "Lyon", "d": "in Lyon city"}  # best spans, whatever the threshold

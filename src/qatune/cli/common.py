@@ -53,7 +53,7 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
+    return value + 0.0  # -0 is 0: a saved or printed "-0.0" reads as a bug
 
 
 def float_in(low: float, high: float) -> Callable[[str], float]:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qatune.cli.common import Parser, add_window_args, emit, float_in, model_window, positive_int
-from qatune.errors import ConfigError
+from qatune.errors import ConfigError, ModelError
 from qatune.models.settings import TARGETS
 
 if TYPE_CHECKING:
     from qatune.evaluation.results import Scores
+
+CALIBRATION_SAMPLE = 1000  # held-out questions a fit uses by default
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> None:
@@ -71,10 +73,12 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[Parser], common: Parser
         description="Fit the temperature that makes a model's answer probabilities match how often its answers "
         "are right, on questions it was neither trained nor evaluated on, and save it in the model folder "
         "(calibration.json), where ask, evaluate, serve and export use it. `qatune train` does this itself "
-        "(--calibration-questions); use this for a model trained elsewhere or before.",
+        "(--calibration-questions); use this for a model trained elsewhere or before. A model that can answer "
+        "'no answer' also gets the no-answer threshold with the best F1 on those questions; --null-threshold P "
+        "sets one by hand instead, without fitting.",
         epilog="examples:\n  qatune calibrate --model runs/my-model            # its own held-out training questions\n"
         "  qatune calibrate --model bert-qa --data held-out.json --sample 1000 --target exact_match\n"
-        "  qatune calibrate --model runs/v2-model --null-threshold 0.6   # abstain less (see thresholds.csv)",
+        "  qatune calibrate --model runs/v2-model --null-threshold 0.6   # a threshold from thresholds.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="a model folder (the calibration is saved into it)")
@@ -86,13 +90,12 @@ def add_calibrate_parser(sub: argparse._SubParsersAction[Parser], common: Parser
     p.add_argument(
         "--target",
         choices=TARGETS,
-        default="auto",
         help="what the probability predicts: exact_match (matching one of a question's answers), f1 (token F1 "
         "with them, which on one-answer questions estimates what several annotators would accept), or auto: "
         "exact_match where most questions have several answers, else f1 (default: auto)",
     )
     p.add_argument("--limit", type=positive_int, help="first N questions")
-    p.add_argument("--sample", type=positive_int, default=1000, help="seeded random N questions (default: 1000)")
+    p.add_argument("--sample", type=positive_int, help=f"seeded random N questions (default: {CALIBRATION_SAMPLE})")
     p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass (default: 64)")
     p.add_argument("--skip-invalid", action="store_true", help="drop questions with bad answer offsets")
     p.add_argument(
@@ -156,11 +159,32 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from qatune.paths import check_output_file, check_output_folder
     from qatune.training.card import check_card
 
-    named = ((args.predictions, "--predictions"), (args.metrics, "--metrics"), (args.na_probs, "--na-probs"))
-    outputs = [check_output_file(path, flag, args.overwrite) for path, flag in named if path]
-    files = [p.resolve() for p in outputs if not output_target(p).stream]  # streams (/dev/null, -) may repeat
-    if len(set(files)) < len(files):
-        raise ConfigError("--predictions, --metrics and --na-probs name the same file; give each its own name")
+    named = [
+        (flag, path)
+        for flag, path in (
+            ("--predictions", args.predictions),
+            ("--metrics", args.metrics),
+            ("--na-probs", args.na_probs),
+        )
+        if path is not None
+    ]
+    files: dict[Path, list[str]] = {}
+    to_stdout = ["--json"] if args.json else []
+    for flag, path in named:
+        target = output_target(check_output_file(path, flag, args.overwrite))
+        if not target.stream:  # streams (/dev/null) may repeat
+            files.setdefault(target.path, []).append(flag)
+        elif target.kind == "stdout" or target.fd == 1:
+            to_stdout.append(flag)
+        if args.report and not target.stream and target.path.parent == Path(args.report).resolve():
+            raise ConfigError(
+                f"{flag} {path}: inside the --report folder, which evaluate fills; give a path outside it"
+            )
+    for flags in files.values():
+        if len(flags) > 1:
+            raise ConfigError(f"{' and '.join(flags)} name the same file; give each its own name")
+    if len(to_stdout) > 1:
+        raise ConfigError(f"{' and '.join(to_stdout)} would each write to stdout; give files to all but one")
     if args.report:
         check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report", args.overwrite)
     if args.update_card:  # a missing, damaged or read-only card is an error before the work, not after
@@ -200,17 +224,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     check_calibration_folder(folder, "--model")  # what refitting rewrites can be written; the old fit is not read
     if args.null_threshold is not None:
         return _set_null_threshold(folder, args)
+    sample = CALIBRATION_SAMPLE if args.sample is None else args.sample
     if args.data is None:
         from qatune.training.setup import held_out_questions
 
-        dataset = held_out_questions(folder, args.limit or args.sample)
+        dataset = held_out_questions(folder, args.limit or sample)
     else:
-        dataset = load_data(args.data, "train", skip_invalid=args.skip_invalid).select(
-            args.limit, args.sample, args.seed
-        )
+        dataset = load_data(args.data, "train", skip_invalid=args.skip_invalid).select(args.limit, sample, args.seed)
     loaded = load_model(args.model, seed=0, calibrated=False)  # a damaged calibration.json is what this replaces
     answerer = Answerer(loaded, model_window(args.model, args), batch_size=args.batch_size)
-    calibration = calibrate(answerer, dataset, progress_bar=not args.quiet, target=args.target)
+    calibration = calibrate(answerer, dataset, progress_bar=not args.quiet, target=args.target or "auto")
     path = save_calibration(folder, calibration)  # with qatune.json and the model card, under the folder's lock
     if args.json:
         emit(dataclasses.asdict(calibration))
@@ -225,27 +248,39 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _set_null_threshold(folder: Path, args: argparse.Namespace) -> int:
     """`calibrate --null-threshold P`: the saved calibration with the threshold P, set by hand."""
+    from transformers.utils import CONFIG_NAME
+
+    from qatune.io import read_json
     from qatune.models.settings import read_calibration
     from qatune.training.card import save_calibration
 
-    if args.data is not None:
-        raise ConfigError("--null-threshold sets the threshold without fitting; drop --data (or --null-threshold)")
+    fitting = ("data", "target", "limit", "sample", "max_seq_length", "doc_stride", "max_query_length")
+    given = [f"--{name.replace('_', '-')}" for name in fitting if getattr(args, name) is not None]
+    given += ["--skip-invalid"] if args.skip_invalid else []
+    if given:
+        raise ConfigError(
+            f"--null-threshold sets the threshold without fitting, so {', '.join(given)} would do nothing; "
+            f"drop {'it' if len(given) == 1 else 'them'} (or --null-threshold, to refit)"
+        )
+    config = read_json(folder / CONFIG_NAME, "the model's config", ModelError)
+    if not (isinstance(config, dict) and config.get("qatune_with_null")):
+        raise ConfigError(
+            f"--null-threshold: {args.model} cannot answer 'no answer' (it was not trained on unanswerable "
+            f"questions), so it has no threshold to set"
+        )
     saved = read_calibration(folder)
     if saved is None:
         raise ConfigError(
             f"--model {args.model}: no calibration.json to set the threshold in; run `qatune calibrate --model "
             f"{args.model}` first"
         )
-    if saved.null_threshold is None:
-        raise ConfigError(
-            f"--null-threshold: {args.model} cannot answer 'no answer' (it was not trained on unanswerable "
-            f"questions), so it has no threshold to set"
-        )
     calibration = dataclasses.replace(saved, null_threshold=args.null_threshold, null_threshold_f1=None)
     path = save_calibration(folder, calibration)
     if args.json:
         emit(dataclasses.asdict(calibration))
     else:
-        old, new = saved.null_threshold, args.null_threshold
-        print(f"{args.model}: no-answer threshold {old:.3f} -> {new:.3f} (set by hand); saved {path}")
+        print(
+            f"{args.model}: no-answer threshold {saved.null_threshold!r} -> {args.null_threshold!r} (set by hand); "
+            f"saved {path}"
+        )
     return 0

@@ -95,21 +95,24 @@ def best_threshold(
     references: Mapping[str, Sequence[str]],
     metric: str = "f1",
 ) -> tuple[float, float]:
-    """Best no-answer threshold and its score (v2.0 script's find_best_thresh), in 0-100."""
+    """Best no-answer threshold and its score (v2.0 script's find_best_thresh), in 0-100. Unlike that
+    script, questions with the same no-answer probability are answered or not together, as a threshold
+    decides them (answer when the probability is at most the threshold), so the best score is one that
+    the threshold really gives."""
     index = 1 if metric == "f1" else 0
     raw = {qid: best_over_golds(predictions[qid], golds)[index] for qid, golds in references.items()}
     no_answer = sum(1 for golds in references.values() if not golds)
     score = best = float(no_answer)
     threshold = 0.0
-    for qid in sorted(na_probs, key=lambda q: na_probs[q]):
-        if qid not in references:
-            continue
+    ranked = sorted((q for q in na_probs if q in references), key=lambda q: na_probs[q])
+    for i, qid in enumerate(ranked):
         if references[qid]:
             diff = raw[qid]
         else:
             diff = -1.0 if predictions[qid] else 0.0
         score += diff
-        if score > best:
+        tied = i + 1 < len(ranked) and na_probs[ranked[i + 1]] == na_probs[qid]
+        if score > best and not tied:
             best, threshold = score, na_probs[qid]
     return threshold, 100.0 * best / len(references)
 

@@ -49,9 +49,14 @@ THRESHOLD_GRID = [round(0.05 * i, 2) for i in range(21)]
 
 def thresholds_csv(result: EvalResult, dataset: QADataset) -> str:
     """The scores at each no-answer threshold of a 0.05 grid, the model's saved one and the best-F1 one
-    (column `which`): how far the figures move with the threshold."""
-    marked = {"saved": result.scores.null.get("null_threshold"), "best_f1": result.scores.null.get("best_f1_threshold")}
-    marks = {float(v): k for k, v in marked.items() if v is not None}
+    (column `which`): how far the figures move with the threshold. Thresholds are written in full, so
+    that `calibrate --null-threshold` given one scores exactly its row."""
+    marks: dict[float, str] = {}
+    for label in ("null_threshold", "best_f1_threshold"):
+        value = result.scores.null.get(label)
+        if value is not None:  # the saved one may be the best one: "saved;best_f1"
+            name = "saved" if label == "null_threshold" else "best_f1"
+            marks[float(value)] = f"{marks[float(value)]};{name}" if float(value) in marks else name
     thresholds = sorted({*THRESHOLD_GRID, *marks})
     references = {e.id: list(e.answers) for e in dataset.examples}
     rows = threshold_curve(result.spans, result.no_answer, references, thresholds)
@@ -61,7 +66,7 @@ def thresholds_csv(result: EvalResult, dataset: QADataset) -> str:
     for row in rows:
         figures = [row["answered"], row["exact_match"], row["f1"], row["HasAns_f1"], row["NoAns_exact"]]
         writer.writerow(
-            [f"{row['threshold']:.4f}", marks.get(row["threshold"], "")]
+            [repr(row["threshold"]), marks.get(row["threshold"], "")]  # exact: to copy into --null-threshold
             + ["" if v is None else f"{v:.2f}" for v in figures]
         )
     return out.getvalue()

@@ -118,7 +118,7 @@ def _abstains(calibration: Calibration) -> str:
     if t is None:
         return ""
     how = "set by hand" if f1 is None else f"the best F1 there, {f1:.1f}"
-    return f' It answers "no answer" when its no-answer probability is over {t:.3f} ({how}).'
+    return f' It answers "no answer" when its no-answer probability is over {t:g} ({how}).'
 
 
 def _body(summary: RunSummary, history: list[EvalRecord], command: str | None, name: str) -> str:
