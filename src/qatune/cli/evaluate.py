@@ -252,7 +252,7 @@ def _set_null_threshold(folder: Path, args: argparse.Namespace) -> int:
 
     from qatune.io import read_json
     from qatune.models.settings import read_calibration
-    from qatune.training.card import save_calibration
+    from qatune.training.card import folder_lock, save_calibration
 
     fitting = ("data", "target", "limit", "sample", "max_seq_length", "doc_stride", "max_query_length")
     given = [f"--{name.replace('_', '-')}" for name in fitting if getattr(args, name) is not None]
@@ -268,14 +268,15 @@ def _set_null_threshold(folder: Path, args: argparse.Namespace) -> int:
             f"--null-threshold: {args.model} cannot answer 'no answer' (it was not trained on unanswerable "
             f"questions), so it has no threshold to set"
         )
-    saved = read_calibration(folder)
-    if saved is None:
-        raise ConfigError(
-            f"--model {args.model}: no calibration.json to set the threshold in; run `qatune calibrate --model "
-            f"{args.model}` first"
-        )
-    calibration = dataclasses.replace(saved, null_threshold=args.null_threshold, null_threshold_f1=None)
-    path = save_calibration(folder, calibration)
+    with folder_lock(folder, "its calibration"):  # read and replaced under one lock: no refit in between
+        saved = read_calibration(folder)
+        if saved is None:
+            raise ConfigError(
+                f"--model {args.model}: no calibration.json to set the threshold in; run `qatune calibrate --model "
+                f"{args.model}` first"
+            )
+        calibration = dataclasses.replace(saved, null_threshold=args.null_threshold, null_threshold_f1=None)
+        path = save_calibration(folder, calibration)
     if args.json:
         emit(dataclasses.asdict(calibration))
     else:
