@@ -192,7 +192,7 @@ def test_a_threshold_set_by_hand_is_what_the_model_answers_with(v2_model, copy_m
     saved = read_calibration(model)
     assert saved is not None and fitted is not None
     assert (saved.null_threshold, saved.null_threshold_f1, saved.temperature) == (0.9, None, fitted.temperature)
-    assert "over 0.9 (set by hand)" in (model / "README.md").read_text()
+    assert "probability of 0.9 (set by hand)" in (model / "README.md").read_text()
     questions = load_file(folder / "v2.json").examples[:40]
     predictions = Answerer(str(model)).predict_many([(e.context, e.question) for e in questions], top_k=2)
     assert [p.answers[0].text == "" for p in predictions] == [p.no_answer_probability > 0.9 for p in predictions]

@@ -98,27 +98,22 @@ def _results(summary: RunSummary, history: list[EvalRecord]) -> list[str]:
     return lines
 
 
-def _confidence(calibration: Calibration | None) -> list[str]:
-    if calibration is None:
+def _confidence(c: Calibration | None) -> list[str]:
+    """The card's Confidence section: the temperature, and the no-answer threshold of a model with one."""
+    if c is None:
         return []
+    null = ""
+    if c.null_threshold is not None:
+        how = "set by hand" if c.null_threshold_f1 is None else f"the best F1 there, {c.null_threshold_f1:.1f}"
+        null = f' It answers "no answer" over a no-answer probability of {c.null_threshold:g} ({how}).'
     return [
         "## Confidence",
         "",
-        f"Probabilities are calibrated (temperature {calibration.temperature:.3f}, fitted on "
-        f"{calibration.questions} held-out questions of {calibration.data} to predict "
-        f"{calibration.target}; calibration error {calibration.ece_before:.3f}"
-        f" -> {calibration.ece_after:.3f}), see `calibration.json`.{_abstains(calibration)}",
+        f"Probabilities are calibrated (temperature {c.temperature:.3f}, fitted on {c.questions} held-out questions "
+        f"of {c.data} to predict {c.target}; calibration error {c.ece_before:.3f} -> {c.ece_after:.3f}), see "
+        f"`calibration.json`.{null}",
         "",
     ]
-
-
-def _abstains(calibration: Calibration) -> str:
-    """The card's sentence on the no-answer threshold, for a model with one."""
-    t, f1 = calibration.null_threshold, calibration.null_threshold_f1
-    if t is None:
-        return ""
-    how = "set by hand" if f1 is None else f"the best F1 there, {f1:.1f}"
-    return f' It answers "no answer" when its no-answer probability is over {t:g} ({how}).'
 
 
 def _body(summary: RunSummary, history: list[EvalRecord], command: str | None, name: str) -> str:
