@@ -60,10 +60,13 @@ def best_spans(examples: list[Example], predicted: list[Prediction]) -> dict[str
     return {e.id: next((a.text for a in p.answers if a.text), "") for e, p in zip(examples, predicted)}
 
 
-def no_answer_scores(examples: list[Example], predicted: list[Prediction]) -> dict[str, float]:
+def no_answer_scores(
+    examples: list[Example], predicted: list[Prediction], spans: dict[str, str] | None = None
+) -> dict[str, float]:
     """The official v2 script's best-threshold figures: EM/F1 if "no answer" were given exactly when the
-    no-answer probability is over the best threshold (and those thresholds)."""
-    spans = best_spans(examples, predicted)
+    no-answer probability is over the best threshold (and those thresholds). `spans`: `best_spans`, if
+    the caller has them already."""
+    spans = best_spans(examples, predicted) if spans is None else spans
     na_probs = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
     references = {e.id: list(e.answers) for e in examples}
     out: dict[str, float] = {}
@@ -100,9 +103,9 @@ def _scored(
     no_answer: dict[str, float] = {}
     spans: dict[str, str] = {}
     if decoding.with_null:
-        null = {**no_answer_scores(examples, predicted), "null_threshold": decoding.null_threshold}
-        no_answer = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
         spans = best_spans(examples, predicted)
+        null = {**no_answer_scores(examples, predicted, spans), "null_threshold": decoding.null_threshold}
+        no_answer = {e.id: p.no_answer_probability for e, p in zip(examples, predicted)}
     scores = Scores(
         exact_match=official["exact_match"],
         f1=official["f1"],
