@@ -42,6 +42,22 @@ MINED_DEPTH = 20  # BM25 candidates looked at for a mined negative (a question w
 logger = logging.getLogger(__name__)
 
 
+def pair_groups(examples: Sequence[Example]) -> list[int]:
+    """Per example, the index of the question it was made from: a negative's source question (its id without
+    the suffix `add_negatives` or `add_mined_negatives` gave it, where that question is among `examples`),
+    every other question its own index. Training batches keep each group together (`pair_negatives`)."""
+    index = {e.id: i for i, e in enumerate(examples)}
+    suffixes = (SUFFIX, MINED_SUFFIX, *(f"-{k}" for k in KINDS if k != "article"))
+
+    def source(i: int, e: Example) -> int:
+        if e.answers:
+            return i
+        stem = next((e.id[: -len(s)] for s in suffixes if e.id.endswith(s)), None)
+        return index.get(stem, i) if stem else i
+
+    return [source(i, e) for i, e in enumerate(examples)]
+
+
 def parse_kinds(spec: str) -> tuple[str, ...]:
     """The kinds named in a comma-separated `spec` (`negative_kinds`), each once, in the order given."""
     kinds = tuple(dict.fromkeys(k.strip() for k in spec.split(",") if k.strip()))

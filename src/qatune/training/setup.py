@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +16,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune.compat import accelerate_precision, reset_accelerate_precision
 from qatune.data.mix import mix_held, mix_in, parse_mix
-from qatune.data.negatives import add_mined_negatives, add_negatives, parse_kinds
+from qatune.data.negatives import add_mined_negatives, add_negatives, pair_groups, parse_kinds
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
 from qatune.data.windows import WindowConfig, Windows, check_windows, tokenize_windows
@@ -145,7 +145,7 @@ class Parts:
 
 
 def build_parts(
-    config: TrainConfig, model: torch.nn.Module, tokenizer: Any, windows: Windows, precision: Precision
+    config: TrainConfig, model: torch.nn.Module, tokenizer: Any, data: TrainingData, precision: Precision
 ) -> Parts:
     """The run's accelerator, loader, optimizer and linear warm-up/decay schedule, with the model in
     training mode at the configured dropout."""
@@ -154,7 +154,11 @@ def build_parts(
     cuda = torch.cuda.is_available()
     accumulation = config.accumulation_on(gpu=cuda)
     accelerator = make_accelerator(precision, accumulation)
-    loader = accelerator.prepare(window_loader(windows, tokenizer, config, config.micro_batch_on(gpu=cuda)))
+    windows, groups = data.windows, None
+    if config.pair_negatives:
+        source = pair_groups(data.train.examples)
+        groups = [source[i] for i in windows.example_index]
+    loader = accelerator.prepare(window_loader(windows, tokenizer, config, config.micro_batch_on(gpu=cuda), groups))
     steps_per_epoch = max(1, math.ceil(len(loader) / accumulation))
     total_steps = config.max_steps or math.ceil(config.num_train_epochs * steps_per_epoch)
     set_dropout(model, config.dropout, config.attention_dropout)
@@ -197,11 +201,21 @@ class EpochSampler(torch.utils.data.Sampler[int]):
     """Window order of an epoch: a function of (seed, epoch) only, so a resumed run replays it exactly.
 
     With `group_by_length`, batches hold windows of similar length (HF's mega-batch recipe), which
-    keeps dynamic padding small.
+    keeps dynamic padding small. With `groups` (a group id per window), the windows of a group stay
+    next to each other, so they share a batch: a negative beside the question it was made from is a
+    minimal pair, and its step's gradient holds the difference the changed question makes.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool) -> None:
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool, groups: Sequence[int] | None = None
+    ) -> None:
         self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group_by_length
+        self.units: list[list[int]] | None = None
+        if groups is not None:
+            members: dict[int, list[int]] = {}
+            for window, key in enumerate(groups):
+                members.setdefault(key, []).append(window)
+            self.units = list(members.values())
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -212,14 +226,25 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.units is None:
+            return iter(self._order(self.lengths, self.batch_size, generator))
+        units = self.units
+        sizes = [max(self.lengths[w] for w in unit) for unit in units]
+        per_batch = max(1, round(self.batch_size * len(units) / len(self.lengths)))  # units in a batch's windows
+        return iter(w for u in self._order(sizes, per_batch, generator) for w in units[u])
+
+    def _order(self, lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
         if self.group:
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+            return list(get_length_grouped_indices(lengths, batch_size, generator=generator))
+        return torch.randperm(len(lengths), generator=generator).tolist()
 
 
-def window_loader(windows: Windows, tokenizer: Any, config: TrainConfig, batch: int) -> DataLoader[Any]:
-    """Micro-batches of `batch` training windows, padded to the longest window in each batch."""
-    sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
+def window_loader(
+    windows: Windows, tokenizer: Any, config: TrainConfig, batch: int, groups: Sequence[int] | None = None
+) -> DataLoader[Any]:
+    """Micro-batches of `batch` training windows, padded to the longest window in each batch (the windows
+    of one of `groups` side by side: `EpochSampler`)."""
+    sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length, groups)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
     return DataLoader(
