@@ -19,15 +19,14 @@ from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save, table  # noqa: E402
-from qatune.data.negatives import KINDS, MINED_SUFFIX, SUFFIX  # noqa: E402
+from qatune.data.negatives import made_from  # noqa: E402
 from qatune.data.squad import load_file  # noqa: E402
-
-SUFFIXES = {SUFFIX: "article", MINED_SUFFIX: "mined", **{f"-{k}": k for k in KINDS if k != "article"}}
 
 
 def kind(question_id: str) -> str:
     """The negative kind a `qatune data --negatives` id names, else 'other'."""
-    return next((k for suffix, k in SUFFIXES.items() if question_id.endswith(suffix)), "other")
+    made = made_from(question_id)
+    return made[1] if made else "other"
 
 
 def fail(message: str) -> NoReturn:

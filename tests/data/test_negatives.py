@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qatune.data.negatives import add_mined_negatives, add_negatives
+from qatune.data.negatives import add_mined_negatives, add_negatives, pair_groups
 from qatune.data.sources import load_data
 from qatune.data.squad import load_file, to_squad
 from qatune.errors import ConfigError
@@ -29,6 +29,20 @@ def test_negatives_never_hold_a_gold_answer_and_stay_in_the_article(squad_dir):
             assert normalize_answer(gold) not in normalize_answer(negative.context)
     again = add_negatives(dev.select(sample=2000, seed=1), 0.5, seed=3, pool=dev)
     assert [e.context for e in again.examples] == [e.context for e in made.examples]  # seeded
+
+
+def test_each_negative_is_grouped_with_the_question_it_was_made_from(squad_dir):
+    dev = load_file(squad_dir / "dev-v1.1.json.gz")
+    made = add_negatives(dev.select(sample=300, seed=1), 0.5, seed=3, pool=dev, kinds=("article", "number"))
+    made = add_mined_negatives(made, 0.2, seed=4, pool=dev)
+    examples = [*made.examples, made.examples[-1].__class__("lost-negative", "q?", "c", ())]  # its source is absent
+    groups = pair_groups(examples)
+    paired = [i for i, g in enumerate(groups) if g != i]
+    assert len(paired) == sum(not e.answers for e in made.examples)  # every made negative, not the stray one
+    assert {examples[i].id.rsplit("-", 1)[1] for i in paired} == {"negative", "number", "mined"}
+    for i in paired:
+        assert examples[groups[i]].answers and examples[i].id.startswith(examples[groups[i]].id + "-")
+    assert groups[-1] == len(examples) - 1
 
 
 def test_bad_fraction_is_refused():

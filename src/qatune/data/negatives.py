@@ -42,18 +42,22 @@ MINED_DEPTH = 20  # BM25 candidates looked at for a mined negative (a question w
 logger = logging.getLogger(__name__)
 
 
+def made_from(question_id: str) -> tuple[str, str] | None:
+    """The id of the question a negative was made from and its kind (`KINDS` or `mined`), read off the suffix
+    `add_negatives` or `add_mined_negatives` gave its id; None for any other id."""
+    suffixes = {SUFFIX: "article", MINED_SUFFIX: "mined", **{f"-{k}": k for k in KINDS if k != "article"}}
+    return next(((question_id[: -len(s)], k) for s, k in suffixes.items() if question_id.endswith(s)), None)
+
+
 def pair_groups(examples: Sequence[Example]) -> list[int]:
-    """Per example, the index of the question it was made from: a negative's source question (its id without
-    the suffix `add_negatives` or `add_mined_negatives` gave it, where that question is among `examples`),
-    every other question its own index. Training batches keep each group together (`pair_negatives`)."""
+    """Per example, the index of the question it was made from where that question is among `examples`
+    (`made_from`), every other question its own index. Training batches keep each group together
+    (`pair_negatives`)."""
     index = {e.id: i for i, e in enumerate(examples)}
-    suffixes = (SUFFIX, MINED_SUFFIX, *(f"-{k}" for k in KINDS if k != "article"))
 
     def source(i: int, e: Example) -> int:
-        if e.answers:
-            return i
-        stem = next((e.id[: -len(s)] for s in suffixes if e.id.endswith(s)), None)
-        return index.get(stem, i) if stem else i
+        made = None if e.answers else made_from(e.id)
+        return index.get(made[0], i) if made else i
 
     return [source(i, e) for i, e in enumerate(examples)]
 
