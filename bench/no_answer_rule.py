@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save, table  # noqa: E402
 from qatune.answering.decoding import predict_examples  # noqa: E402
 from qatune.answering.factory import open_answerer  # noqa: E402
+from qatune.data.negatives import made_from  # noqa: E402
 from qatune.data.squad import load_file  # noqa: E402
 from qatune.evaluation.metrics import best_over_golds  # noqa: E402
 from qatune.evaluation.scoring import dataset_logits  # noqa: E402
@@ -38,6 +39,10 @@ def per_question(model: str, data: str) -> dict[str, np.ndarray]:
         print(f"error: {model}: has no null answer; score a model trained with --negatives", file=sys.stderr)
         sys.exit(2)
     dataset = load_file(data)
+    if all(e.answers for e in dataset.examples) or not any(e.answers for e in dataset.examples):
+        print(f"error: {data}: needs answerable and unanswerable questions (qatune data --negatives)", file=sys.stderr)
+        sys.exit(2)
+    titles = {e.id: e.title for e in dataset.examples}
     windows, logits = dataset_logits(answerer, dataset, progress_bar=True)
     decoding = dataclasses.replace(answerer.decoding, null_threshold=None)
     predicted = predict_examples(dataset.examples, windows, logits, 2, decoding, keep_scores=True)
@@ -46,8 +51,11 @@ def per_question(model: str, data: str) -> dict[str, np.ndarray]:
         assert p.gaps is not None  # keep_scores
         span = next((a.text for a in p.answers if a.text), "")
         f1 = best_over_golds(span, e.answers)[1] * 100 if e.answers else 0.0
-        diff = float(p.gaps[-1] - p.gaps[:-1].max()) if p.gaps.size > 1 else np.inf  # the null is last
-        rows.append((bool(e.answers), f1, p.no_answer_probability, diff, zlib.crc32(e.title.encode()) % 2))
+        # the null is last; no span at all: abstain at any threshold (a finite value keeps the scan's midpoints finite)
+        diff = float(p.gaps[-1] - p.gaps[:-1].max()) if p.gaps.size > 1 else 1e9
+        made = made_from(e.id) if not e.answers else None  # a mined negative: its source question's article
+        title = titles.get(made[0], e.title) if made else e.title
+        rows.append((bool(e.answers), f1, p.no_answer_probability, diff, zlib.crc32(title.encode()) % 2))
     answerable, f1, probability, diff, half = map(np.array, zip(*rows))
     return {"answerable": answerable, "f1": f1, "probability": probability, "score_diff": diff, "half": half}
 
@@ -71,6 +79,7 @@ def best_threshold(q: dict[str, np.ndarray], value: np.ndarray, keep: np.ndarray
 
 
 def rule_row(q: dict[str, np.ndarray], rule: str) -> dict[str, object]:
+    """The figures of one rule (module doc)."""
     value, every = q[rule], np.ones_like(q["answerable"])
     best = scores(q, value, best_threshold(q, value, every), every)
     halves = [q["half"] == h for h in (0, 1)]
@@ -81,7 +90,7 @@ def rule_row(q: dict[str, np.ndarray], rule: str) -> dict[str, object]:
     negatives = np.sort(value[~q["answerable"]])[::-1]
     at_70 = negatives[int(np.ceil(0.7 * len(negatives))) - 1]  # abstaining on values >= this: NoAns EM >= 70
     has_70 = scores(q, value, np.nextafter(at_70, -np.inf), every)
-    return {
+    row = {
         "rule": rule,
         "best_f1": best[0],
         "two_fold_f1": crossed[0],
@@ -90,6 +99,7 @@ def rule_row(q: dict[str, np.ndarray], rule: str) -> dict[str, object]:
         "HasAns_f1_at_NoAns_70": has_70[1],
         "NoAns_exact_there": has_70[2],
     }
+    return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()}  # JSON has no NaN
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from qatune.data.negatives import add_mined_negatives, add_negatives, pair_groups
 from qatune.data.sources import load_data
-from qatune.data.squad import load_file, to_squad
+from qatune.data.squad import Example, load_file, to_squad
 from qatune.errors import ConfigError
 from qatune.evaluation.metrics import normalize_answer
 
@@ -35,7 +35,7 @@ def test_each_negative_is_grouped_with_the_question_it_was_made_from(squad_dir):
     dev = load_file(squad_dir / "dev-v1.1.json.gz")
     made = add_negatives(dev.select(sample=300, seed=1), 0.5, seed=3, pool=dev, kinds=("article", "number"))
     made = add_mined_negatives(made, 0.2, seed=4, pool=dev)
-    examples = [*made.examples, made.examples[-1].__class__("lost-negative", "q?", "c", ())]  # its source is absent
+    examples = [*made.examples, Example("lost-negative", "q?", "c", ())]  # its source is absent
     groups = pair_groups(examples)
     paired = [i for i, g in enumerate(groups) if g != i]
     assert len(paired) == sum(not e.answers for e in made.examples)  # every made negative, not the stray one

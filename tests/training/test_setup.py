@@ -26,3 +26,12 @@ def test_grouped_windows_stay_side_by_side_in_a_seeded_order(by_length):
     alone = list(EpochSampler(lengths, 8, seed=3, group_by_length=by_length))
     where = {window: k for k, window in enumerate(alone)}
     assert sum(abs(where[2 * j] - where[2 * j + 1]) == 1 for j in range(40)) < 10
+
+
+@pytest.mark.parametrize("by_length", [True, False])
+def test_groups_of_one_window_give_the_order_without_groups(by_length):
+    rng = random.Random(1)
+    lengths = [rng.randint(10, 250) for _ in range(300)]
+    alone = EpochSampler(lengths, 8, seed=5, group_by_length=by_length)
+    grouped = EpochSampler(lengths, 8, seed=5, group_by_length=by_length, groups=list(range(300)))
+    assert list(grouped) == list(alone)

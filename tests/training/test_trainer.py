@@ -126,6 +126,15 @@ def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_pat
     train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), overwrite=True, progress_bar=False)
 
 
+@pytest.mark.parametrize("later", [{"pair_negatives": True}, {"mined_negatives": 0.2}, {"mix": "squad:train"}])
+def test_a_later_setting_away_from_its_default_is_another_run(later):
+    """Settings newer than the oldest folders are left out of the saved config at their defaults; the
+    resume check still sees them, in both directions."""
+    base, changed = TrainConfig(), dataclasses.replace(TrainConfig(), **later)
+    assert not base.same_run(changed) and not changed.same_run(base)
+    assert base.same_run(TrainConfig(eval_steps=7, negative_kinds="article"))  # neither changes the weights
+
+
 def test_a_run_another_process_is_writing_is_refused_and_resumed_after(tiny_bert, tmp_path):
     """The same command started twice: the second is one error while the first holds the folder (it
     would resume the first's checkpoint and mix their files), and resumes once the first has stopped."""

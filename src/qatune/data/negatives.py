@@ -37,6 +37,7 @@ SUFFIX = "-negative"
 MINED_SUFFIX = "-mined"
 KINDS = ("article", "entity", "number", "antonym", "negation")
 DEFAULT_KINDS = "article,entity,number,antonym"  # measured: README, Unanswerable questions
+ID_SUFFIXES = {SUFFIX: "article", MINED_SUFFIX: "mined", **{f"-{k}": k for k in KINDS if k != "article"}}
 MINED_DEPTH = 20  # BM25 candidates looked at for a mined negative (a question whose 20 best all hold it gets none)
 
 logger = logging.getLogger(__name__)
@@ -45,14 +46,13 @@ logger = logging.getLogger(__name__)
 def made_from(question_id: str) -> tuple[str, str] | None:
     """The id of the question a negative was made from and its kind (`KINDS` or `mined`), read off the suffix
     `add_negatives` or `add_mined_negatives` gave its id; None for any other id."""
-    suffixes = {SUFFIX: "article", MINED_SUFFIX: "mined", **{f"-{k}": k for k in KINDS if k != "article"}}
-    return next(((question_id[: -len(s)], k) for s, k in suffixes.items() if question_id.endswith(s)), None)
+    return next(((question_id[: -len(s)], k) for s, k in ID_SUFFIXES.items() if question_id.endswith(s)), None)
 
 
 def pair_groups(examples: Sequence[Example]) -> list[int]:
     """Per example, the index of the question it was made from where that question is among `examples`
-    (`made_from`), every other question its own index. Training batches keep each group together
-    (`pair_negatives`)."""
+    (`made_from`: a negative of this run or of a `qatune data --negatives` file), every other question its
+    own index. Training keeps each group's windows side by side (`pair_negatives`)."""
     index = {e.id: i for i, e in enumerate(examples)}
 
     def source(i: int, e: Example) -> int:

@@ -266,7 +266,10 @@ class TrainConfig:
         ignore = {"eval_steps", "save_steps", "logging_steps", "eval_batch_size", "data_dir", "output_dir"}
         ignore |= {"calibration_questions"}  # fitted after training: it does not change the weights
         ignore |= {"load_best_model_at_end", "metric_for_best_model", "early_stopping_patience", "report_to"}
-        mine, theirs = self.to_dict(), other.to_dict()
+        if not (self.negatives or other.negatives):
+            ignore.add("negative_kinds")  # no negatives: their kinds do not change the run
+        # every field, not `to_dict`'s: it leaves out later settings at their defaults, on one side only
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
         return all(mine[k] == theirs[k] for k in mine if k not in ignore)
 
 

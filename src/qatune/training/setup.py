@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from qatune.io import read_json
 from qatune.layout import CONFIG_FILE
 from qatune.models.embedding import perturber_for
 from qatune.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+PAIRED = "pair_negatives: %d of the %d training questions are negatives batched with the question they were made from"
 
 
 def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, QADataset | None]:
@@ -156,8 +160,10 @@ def build_parts(
     accelerator = make_accelerator(precision, accumulation)
     windows, groups = data.windows, None
     if config.pair_negatives:
-        source = pair_groups(data.train.examples)
-        groups = [source[i] for i in windows.example_index]
+        group_of = pair_groups(data.train.examples)
+        groups = [group_of[i] for i in windows.example_index]
+        paired = sum(g != i for i, g in enumerate(group_of))
+        logger.log(logging.INFO if paired else logging.WARNING, PAIRED, paired, len(group_of))
     loader = accelerator.prepare(window_loader(windows, tokenizer, config, config.micro_batch_on(gpu=cuda), groups))
     steps_per_epoch = max(1, math.ceil(len(loader) / accumulation))
     total_steps = config.max_steps or math.ceil(config.num_train_epochs * steps_per_epoch)
@@ -198,12 +204,14 @@ class Losses:
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
-    """Window order of an epoch: a function of (seed, epoch) only, so a resumed run replays it exactly.
+    """Window order of an epoch: a function of (seed, epoch) and the windows only, so a resumed run
+    replays it exactly.
 
     With `group_by_length`, batches hold windows of similar length (HF's mega-batch recipe), which
     keeps dynamic padding small. With `groups` (a group id per window), the windows of a group stay
-    next to each other, so they share a batch: a negative beside the question it was made from is a
-    minimal pair, and its step's gradient holds the difference the changed question makes.
+    next to each other, so they almost always share an optimizer step (unless a step ends between
+    them): a negative beside the question it was made from is a minimal pair, and the step's gradient
+    holds the difference the changed question makes.
     """
 
     def __init__(
@@ -234,6 +242,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return iter(w for u in self._order(sizes, per_batch, generator) for w in units[u])
 
     def _order(self, lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
+        """A seeded order of items of these `lengths`: by length within mega-batches, or at random."""
         if self.group:
             return list(get_length_grouped_indices(lengths, batch_size, generator=generator))
         return torch.randperm(len(lengths), generator=generator).tolist()
