@@ -50,9 +50,6 @@ def main() -> None:
     )
     parser.add_argument("--negative-kinds", help="the kinds of --negatives (default: qatune's)")
     parser.add_argument(
-        "--pair-negatives", action="store_true", help="batch each negative with its source question (minimal pairs)"
-    )
-    parser.add_argument(
         "--mined-negatives", type=float, default=0.0, help="and this fraction paired with BM25-mined paragraphs"
     )
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
@@ -96,7 +93,6 @@ def main() -> None:
             negatives=args.negatives,
             **({"negative_kinds": args.negative_kinds} if args.negative_kinds else {}),
             mined_negatives=args.mined_negatives,
-            pair_negatives=args.pair_negatives,
             model=args.model,
             eval_steps=max(50, questions // 32 // 6),
             output_dir=args.output,

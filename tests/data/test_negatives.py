@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qatune.data.negatives import add_mined_negatives, add_negatives, pair_groups
+from qatune.data.negatives import add_mined_negatives, add_negatives, made_from
 from qatune.data.sources import load_data
-from qatune.data.squad import Example, load_file, to_squad
+from qatune.data.squad import load_file, to_squad
 from qatune.errors import ConfigError
 from qatune.evaluation.metrics import normalize_answer
 
@@ -31,18 +31,10 @@ def test_negatives_never_hold_a_gold_answer_and_stay_in_the_article(squad_dir):
     assert [e.context for e in again.examples] == [e.context for e in made.examples]  # seeded
 
 
-def test_each_negative_is_grouped_with_the_question_it_was_made_from(squad_dir):
-    dev = load_file(squad_dir / "dev-v1.1.json.gz")
-    made = add_negatives(dev.select(sample=300, seed=1), 0.5, seed=3, pool=dev, kinds=("article", "number"))
-    made = add_mined_negatives(made, 0.2, seed=4, pool=dev)
-    examples = [*made.examples, Example("lost-negative", "q?", "c", ())]  # its source is absent
-    groups = pair_groups(examples)
-    paired = [i for i, g in enumerate(groups) if g != i]
-    assert len(paired) == sum(not e.answers for e in made.examples)  # every made negative, not the stray one
-    assert {examples[i].id.rsplit("-", 1)[1] for i in paired} == {"negative", "number", "mined"}
-    for i in paired:
-        assert examples[groups[i]].answers and examples[i].id.startswith(examples[groups[i]].id + "-")
-    assert groups[-1] == len(examples) - 1
+def test_a_negative_id_names_its_source_and_kind():
+    assert made_from("56be4db0acb8001400a502ec-negative") == ("56be4db0acb8001400a502ec", "article")
+    assert made_from("q1-number") == ("q1", "number") and made_from("q1-mined") == ("q1", "mined")
+    assert made_from("q1") is None and made_from("q1-answer") is None
 
 
 def test_bad_fraction_is_refused():

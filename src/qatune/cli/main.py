@@ -68,8 +68,6 @@ TRAIN_HELP = {
     "eval_steps": "evaluate on the dev slice every N optimizer steps",
     "save_steps": "checkpoint every N steps (default: eval_steps); a rerun resumes from the last one",
     "eval_at_start": "also evaluate the untuned model at step 0 (the baseline)",
-    "pair_negatives": "put each unanswerable question made by --negatives or --mined-negatives in the same batch as "
-    "the question it was made from (minimal pairs)",
     "group_by_length": "batch windows of similar length together (less padding, faster)",
     "skip_invalid": "drop questions whose answer_start does not match the text, with a count",
     "precision": "auto (bf16 on CPUs with AMX or AVX512-BF16, CUDA autocast on GPUs, else fp32), fp32, or bf16 "

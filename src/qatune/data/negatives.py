@@ -49,19 +49,6 @@ def made_from(question_id: str) -> tuple[str, str] | None:
     return next(((question_id[: -len(s)], k) for s, k in ID_SUFFIXES.items() if question_id.endswith(s)), None)
 
 
-def pair_groups(examples: Sequence[Example]) -> list[int]:
-    """Per example, the index of the question it was made from where that question is among `examples`
-    (`made_from`: a negative of this run or of a `qatune data --negatives` file), every other question its
-    own index. Training keeps each group's windows side by side (`pair_negatives`)."""
-    index = {e.id: i for i, e in enumerate(examples)}
-
-    def source(i: int, e: Example) -> int:
-        made = None if e.answers else made_from(e.id)
-        return index.get(made[0], i) if made else i
-
-    return [source(i, e) for i, e in enumerate(examples)]
-
-
 def parse_kinds(spec: str) -> tuple[str, ...]:
     """The kinds named in a comma-separated `spec` (`negative_kinds`), each once, in the order given."""
     kinds = tuple(dict.fromkeys(k.strip() for k in spec.split(",") if k.strip()))

@@ -48,8 +48,7 @@ SettingValue = str | int | float | bool | None
 Settings = dict[str, SettingValue]
 """Training settings by TrainConfig field name (all or some of them): `to_dict`, a sweep's base and trial
 settings, a study experiment's settings."""
-# newer than the oldest folders, at their defaults
-LATER_DEFAULTS: Settings = {"mined_negatives": 0.0, "mix": None, "pair_negatives": False}
+LATER_DEFAULTS: Settings = {"mined_negatives": 0.0, "mix": None}  # newer than the oldest folders, at their defaults
 
 
 @dataclass
@@ -88,7 +87,6 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on CPUs with AMX/AVX512-BF16, CUDA autocast on GPUs, else fp32
     negatives: float = 0.0  # add this fraction of unanswerable questions (qatune.data.negatives) ...
     negative_kinds: str = DEFAULT_KINDS  # ... of these kinds (comma-separated; older folders: article)
-    pair_negatives: bool = False  # batch each negative with the question it was made from (minimal pairs)
     mined_negatives: float = 0.0  # and this fraction paired with their best BM25-ranked paragraph without the answer
     mix: str | None = None  # SPEC[:RATIO]: add RATIO questions of SPEC per training question (qatune.data.mix)
     # Every dropout layer's probability while training; None: the model's own. 0 by default: a CPU step is

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -17,7 +16,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from qatune.compat import accelerate_precision, reset_accelerate_precision
 from qatune.data.mix import mix_held, mix_in, parse_mix
-from qatune.data.negatives import add_mined_negatives, add_negatives, pair_groups, parse_kinds
+from qatune.data.negatives import add_mined_negatives, add_negatives, parse_kinds
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
 from qatune.data.windows import WindowConfig, Windows, check_windows, tokenize_windows
@@ -27,9 +26,6 @@ from qatune.io import read_json
 from qatune.layout import CONFIG_FILE
 from qatune.models.embedding import perturber_for
 from qatune.training.config import TrainConfig
-
-logger = logging.getLogger(__name__)
-PAIRED = "pair_negatives: %d of the %d training questions are negatives batched with the question they were made from"
 
 
 def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, QADataset | None]:
@@ -149,7 +145,7 @@ class Parts:
 
 
 def build_parts(
-    config: TrainConfig, model: torch.nn.Module, tokenizer: Any, data: TrainingData, precision: Precision
+    config: TrainConfig, model: torch.nn.Module, tokenizer: Any, windows: Windows, precision: Precision
 ) -> Parts:
     """The run's accelerator, loader, optimizer and linear warm-up/decay schedule, with the model in
     training mode at the configured dropout."""
@@ -158,13 +154,7 @@ def build_parts(
     cuda = torch.cuda.is_available()
     accumulation = config.accumulation_on(gpu=cuda)
     accelerator = make_accelerator(precision, accumulation)
-    windows, groups = data.windows, None
-    if config.pair_negatives:
-        group_of = pair_groups(data.train.examples)
-        groups = [group_of[i] for i in windows.example_index]
-        paired = sum(g != i for i, g in enumerate(group_of))
-        logger.log(logging.INFO if paired else logging.WARNING, PAIRED, paired, len(group_of))
-    loader = accelerator.prepare(window_loader(windows, tokenizer, config, config.micro_batch_on(gpu=cuda), groups))
+    loader = accelerator.prepare(window_loader(windows, tokenizer, config, config.micro_batch_on(gpu=cuda)))
     steps_per_epoch = max(1, math.ceil(len(loader) / accumulation))
     total_steps = config.max_steps or math.ceil(config.num_train_epochs * steps_per_epoch)
     set_dropout(model, config.dropout, config.attention_dropout)
@@ -204,26 +194,14 @@ class Losses:
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
-    """Window order of an epoch: a function of (seed, epoch) and the windows only, so a resumed run
-    replays it exactly.
+    """Window order of an epoch: a function of (seed, epoch) only, so a resumed run replays it exactly.
 
     With `group_by_length`, batches hold windows of similar length (HF's mega-batch recipe), which
-    keeps dynamic padding small. With `groups` (a group id per window), the windows of a group stay
-    next to each other, so they almost always share an optimizer step (unless a step ends between
-    them): a negative beside the question it was made from is a minimal pair, and the step's gradient
-    holds the difference the changed question makes.
+    keeps dynamic padding small.
     """
 
-    def __init__(
-        self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool, groups: Sequence[int] | None = None
-    ) -> None:
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool) -> None:
         self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group_by_length
-        self.units: list[list[int]] | None = None
-        if groups is not None:
-            members: dict[int, list[int]] = {}
-            for window, key in enumerate(groups):
-                members.setdefault(key, []).append(window)
-            self.units = list(members.values())
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -234,26 +212,14 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        if self.units is None:
-            return iter(self._order(self.lengths, self.batch_size, generator))
-        units = self.units
-        sizes = [max(self.lengths[w] for w in unit) for unit in units]
-        per_batch = max(1, round(self.batch_size * len(units) / len(self.lengths)))  # units in a batch's windows
-        return iter(w for u in self._order(sizes, per_batch, generator) for w in units[u])
-
-    def _order(self, lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
-        """A seeded order of items of these `lengths`: by length within mega-batches, or at random."""
         if self.group:
-            return list(get_length_grouped_indices(lengths, batch_size, generator=generator))
-        return torch.randperm(len(lengths), generator=generator).tolist()
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
 
 
-def window_loader(
-    windows: Windows, tokenizer: Any, config: TrainConfig, batch: int, groups: Sequence[int] | None = None
-) -> DataLoader[Any]:
-    """Micro-batches of `batch` training windows, padded to the longest window in each batch (the windows
-    of one of `groups` side by side: `EpochSampler`)."""
-    sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length, groups)
+def window_loader(windows: Windows, tokenizer: Any, config: TrainConfig, batch: int) -> DataLoader[Any]:
+    """Micro-batches of `batch` training windows, padded to the longest window in each batch."""
+    sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
     return DataLoader(

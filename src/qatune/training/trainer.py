@@ -63,7 +63,7 @@ class _Run:
         self.with_null = data.train.has_impossible
         self.own_attention = getattr(loaded.model.config, "_attn_implementation", None)
         self.train_attention = training_attention(self.precision)
-        parts = build_parts(config, loaded.model, loaded.tokenizer, data, self.precision)
+        parts = build_parts(config, loaded.model, loaded.tokenizer, self.windows, self.precision)
         self.accelerator, self.model, self.optimizer = parts.accelerator, parts.model, parts.optimizer
         self.scheduler, self.loader = parts.scheduler, parts.loader
         self.steps_per_epoch, self.total_steps = parts.steps_per_epoch, parts.total_steps
