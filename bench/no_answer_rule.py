@@ -28,12 +28,15 @@ from qatune.answering.decoding import predict_examples  # noqa: E402
 from qatune.answering.factory import open_answerer  # noqa: E402
 from qatune.data.negatives import made_from  # noqa: E402
 from qatune.data.squad import load_file  # noqa: E402
-from qatune.evaluation.metrics import best_over_golds  # noqa: E402
+from qatune.evaluation.metrics import best_over_golds, best_threshold  # noqa: E402
 from qatune.evaluation.scoring import dataset_logits  # noqa: E402
+
+NAMES = ("id", "span", "answerable", "f1", "probability", "score_diff", "half")
 
 
 def per_question(model: str, data: str) -> dict[str, np.ndarray]:
-    """Per question: answerable, its best span's F1 (0-100), the two rules' values and its article's half."""
+    """Per question (`NAMES`, and its gold answers): its best span and that span's F1 (0-100), the two
+    rules' values and its article's half."""
     answerer, _ = open_answerer(model)
     if not answerer.decoding.with_null:
         print(f"error: {model}: has no null answer; score a model trained with --negatives", file=sys.stderr)
@@ -51,13 +54,14 @@ def per_question(model: str, data: str) -> dict[str, np.ndarray]:
         assert p.gaps is not None  # keep_scores
         span = next((a.text for a in p.answers if a.text), "")
         f1 = best_over_golds(span, e.answers)[1] * 100 if e.answers else 0.0
-        # the null is last; no span at all: abstain at any threshold (a finite value keeps the scan's midpoints finite)
-        diff = float(p.gaps[-1] - p.gaps[:-1].max()) if p.gaps.size > 1 else 1e9
+        diff = float(p.gaps[-1] - p.gaps[:-1].max()) if p.gaps.size > 1 else np.inf  # the null is last
         made = made_from(e.id) if not e.answers else None  # a mined negative: its source question's article
         title = titles.get(made[0], e.title) if made else e.title
-        rows.append((bool(e.answers), f1, p.no_answer_probability, diff, zlib.crc32(title.encode()) % 2))
-    answerable, f1, probability, diff, half = map(np.array, zip(*rows))
-    return {"answerable": answerable, "f1": f1, "probability": probability, "score_diff": diff, "half": half}
+        rows.append((e.id, span, bool(e.answers), f1, p.no_answer_probability, diff, zlib.crc32(title.encode()) % 2))
+    q = {name: np.array(column) for name, column in zip(NAMES, zip(*rows))}
+    q["golds"] = np.empty(len(rows), dtype=object)
+    q["golds"][:] = [list(e.answers) for e in dataset.examples]
+    return q
 
 
 def scores(q: dict[str, np.ndarray], value: np.ndarray, threshold: float, keep: np.ndarray) -> tuple[float, ...]:
@@ -67,24 +71,28 @@ def scores(q: dict[str, np.ndarray], value: np.ndarray, threshold: float, keep: 
     return per.mean(), per[answerable].mean(), per[~answerable].mean()
 
 
-def best_threshold(q: dict[str, np.ndarray], value: np.ndarray, keep: np.ndarray) -> float:
-    """The threshold with the best overall F1 on `keep`: abstaining on the k highest values, tied values
-    together (a scan of the sorted values, as the official script's)."""
-    order = np.argsort(-value[keep], kind="stable")
-    sorted_values, answerable, f1 = value[keep][order], q["answerable"][keep][order], q["f1"][keep][order]
-    gain = np.concatenate([[0.0], np.cumsum(np.where(answerable, -f1, 100.0))])
-    cut = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1], [True]])  # between distinct values
-    k = int(np.argmax(np.where(cut, gain, -np.inf)))
-    return np.inf if k == 0 else float(sorted_values[k - 1] + sorted_values[k]) / 2 if k < len(order) else -np.inf
+def threshold_on(q: dict[str, np.ndarray], value: np.ndarray, keep: np.ndarray) -> float:
+    """The best-F1 threshold on the questions `keep`: `evaluation.metrics.best_threshold` (tied values
+    decided together), given `value` as a rank in (0, 1) (it takes probabilities; a rank keeps every
+    comparison)."""
+    ids = q["id"][keep]
+    spans = dict(zip(ids, q["span"][keep]))
+    return best_threshold(spans, dict(zip(ids, value[keep])), dict(zip(ids, q["golds"][keep])))[0]
+
+
+def ranked(value: np.ndarray) -> np.ndarray:
+    """`value` mapped to (0, 1) in the same order, ties kept."""
+    distinct, rank = np.unique(value, return_inverse=True)
+    return (rank + 1) / (len(distinct) + 1)
 
 
 def rule_row(q: dict[str, np.ndarray], rule: str) -> dict[str, object]:
     """The figures of one rule (module doc)."""
-    value, every = q[rule], np.ones_like(q["answerable"])
-    best = scores(q, value, best_threshold(q, value, every), every)
+    value, every = ranked(q[rule]), np.ones_like(q["answerable"])
+    best = scores(q, value, threshold_on(q, value, every), every)
     halves = [q["half"] == h for h in (0, 1)]
     if all(q["answerable"][m].any() and not q["answerable"][m].all() for m in halves):
-        crossed = np.mean([scores(q, value, best_threshold(q, value, m), ~m) for m in halves], 0)
+        crossed = np.mean([scores(q, value, threshold_on(q, value, m), ~m) for m in halves], 0)
     else:  # a half without answerable or unanswerable questions has no score to choose or check a threshold by
         crossed = np.full(3, np.nan)
     negatives = np.sort(value[~q["answerable"]])[::-1]
