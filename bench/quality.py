@@ -12,7 +12,8 @@ many questions as one epoch at that rate fits in the budget.
 Unanswerable questions (SQuAD v2-style, README): train with `--negatives 0.33` and score on a v2-style
 dev set made from dev v1.1 (`qatune data dev-v1.1.json.gz --negatives 0.5 --output dev-v2-style.json`,
 then `--dev dev-v2-style.json --name quality-v2`): the result then has HasAns/NoAns/overall EM and F1 at the model's
-saved no-answer threshold, and the best-threshold figures beside them.
+saved no-answer threshold, and the best-threshold figures beside them; `--report R` also writes R/predictions.json
+and R/thresholds.csv for `bench/abstention.py` (what `qatune evaluate --report` writes).
 """
 
 from __future__ import annotations
@@ -55,7 +56,19 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
     parser.add_argument("--name", default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="training precision (default auto: bf16 where the CPU has it); fp32 repeats a float32 run elsewhere",
+    )
+    parser.add_argument(
+        "--report",
+        help="also write `qatune evaluate --report`'s folder (predictions, thresholds.csv) from the same scoring",
+    )
     args = parser.parse_args()
+    if args.report and Path(args.report).exists():
+        parser.error(f"--report {args.report}: already exists; give a new folder")
     from qatune.answering.torch_backend import Answerer
     from qatune.data.sources import load_data
     from qatune.evaluation.scoring import evaluate
@@ -96,6 +109,7 @@ def main() -> None:
             model=args.model,
             eval_steps=max(50, questions // 32 // 6),
             output_dir=args.output,
+            precision=args.precision,
         )
         print(
             f"plan: {rate:.2f} windows/s -> {questions} training questions in {args.budget_minutes:.0f} minutes",
@@ -105,7 +119,13 @@ def main() -> None:
         summary = train(config).to_dict()
         train_minutes = (time.perf_counter() - began) / 60
     dev = load_data(args.dev, "validation")
-    result = evaluate(Answerer(load_model(args.output), config.window), dev, progress_bar=True).metrics
+    scored = evaluate(Answerer(load_model(args.output), config.window), dev, progress_bar=True)
+    result = scored.metrics
+    if args.report:
+        from qatune.report.evaluation import write_evaluation_report
+
+        header = {"model": args.output, "data": dev.source, "fresh_head": False, "notes": dev.notes}
+        write_evaluation_report(Path(args.report), {**header, **result}, scored, dev)
     row = {
         "train_questions": questions,
         "windows_seen": summary["windows_seen"],
