@@ -67,6 +67,8 @@ def main() -> None:
         help="also write `qatune evaluate --report`'s folder (predictions, thresholds.csv) from the same scoring",
     )
     args = parser.parse_args()
+    if args.report is not None and not args.report.strip():
+        parser.error("--report: give a folder name (it was empty)")
     if args.report and Path(args.report).exists():
         parser.error(f"--report {args.report}: already exists; give a new folder")
     from qatune.answering.torch_backend import Answerer
@@ -121,11 +123,10 @@ def main() -> None:
     dev = load_data(args.dev, "validation")
     scored = evaluate(Answerer(load_model(args.output), config.window), dev, progress_bar=True)
     result = scored.metrics
-    if args.report:
-        from qatune.report.evaluation import write_evaluation_report
+    if args.report is not None:
+        from qatune.report.evaluation import evaluation_summary, write_evaluation_report
 
-        header = {"model": args.output, "data": dev.source, "fresh_head": False, "notes": dev.notes}
-        write_evaluation_report(Path(args.report), {**header, **result}, scored, dev)
+        write_evaluation_report(Path(args.report), evaluation_summary(args.output, dev, scored, False), scored, dev)
     row = {
         "train_questions": questions,
         "windows_seen": summary["windows_seen"],

@@ -124,6 +124,7 @@ def test_calibrate_then_evaluate_report(tiny_bert, copy_model, tmp_path):
     metrics = json.loads(qatune(*args).stdout)
     saved = json.loads((report / "evaluation.json").read_text())
     assert saved["ece"] == metrics["ece"] and set(saved["reliability"]) == {"calibrated", "raw"}
+    assert saved["model"] == metrics["model"] == str(model) and saved["data"] == metrics["data"]
     assert sum(b["questions"] for b in saved["reliability"]["raw"]) == metrics["total"]
     assert (report / "reliability.png").stat().st_size > 1000 and (report / "reliability.csv").exists()
     errors = json.loads((report / "errors.json").read_text())

@@ -115,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from qatune.data.sources import load_data
     from qatune.evaluation.scoring import evaluate
     from qatune.io import atomic_write_json
-    from qatune.report.evaluation import write_evaluation_report
+    from qatune.report.evaluation import evaluation_summary, write_evaluation_report
     from qatune.training.card import add_result
 
     _check_outputs(args)
@@ -132,8 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     result = evaluate(answerer, dataset, progress_bar=not args.quiet)
     fresh_head, temperature = answerer.fresh_head, answerer.decoding.temperature
-    report = {"model": args.model, "data": dataset.source, "fresh_head": fresh_head, "notes": dataset.notes}
-    report.update(result.metrics)
+    report = evaluation_summary(args.model, dataset, result, fresh_head)
     if args.predictions:
         atomic_write_json(args.predictions, result.predictions)
     if args.metrics:

@@ -72,6 +72,11 @@ def thresholds_csv(result: EvalResult, dataset: QADataset) -> str:
     return out.getvalue()
 
 
+def evaluation_summary(model: str, dataset: QADataset, result: EvalResult, fresh_head: bool) -> JsonObject:
+    """The report's header (what was scored, on what) with the metrics: `evaluation.json` and `--metrics`."""
+    return {"model": model, "data": dataset.source, "fresh_head": fresh_head, "notes": dataset.notes, **result.metrics}
+
+
 def write_evaluation_report(folder: Path, summary: JsonObject, result: EvalResult, dataset: QADataset) -> list[Path]:
     """Write the report files into `folder` (checked beforehand by the caller); return their paths."""
     bins = reliability_bins(result, dataset)
