@@ -124,7 +124,7 @@ JSON_EDGES = {
     "qatune.study.cache": {"StageCache.__init__"},  # stages.json as read
     "qatune.study.run": {"_dump_answers", "_load_answers"},  # the questions stage's cached JSON
     "qatune.report.results": {"StudyResults.study"},  # the study file, for the report's "reproduce" section
-    "qatune.report.evaluation": {"write_evaluation_report"},  # evaluation.json as the CLI prints it
+    "qatune.report.evaluation": {"evaluation_summary", "write_evaluation_report"},  # evaluation.json / --metrics
     "qatune.publishing.export": {"export_onnx", "_write_export"},  # qatune-onnx.json's content
     "qatune.serving.responses": {"error_responses"},  # FastAPI's `responses` argument
     "qatune.cli.answer": {"_prediction_json", "cmd_ask"},  # `ask --json` output
