@@ -71,6 +71,15 @@ def main() -> None:
         parser.error("--report: give a folder name (it was empty)")
     if args.report and Path(args.report).exists():
         parser.error(f"--report {args.report}: already exists; give a new folder")
+    if args.report:  # the rest of `qatune evaluate --report`'s check (a dangling symlink, an unwritable parent)
+        from qatune.errors import ConfigError
+        from qatune.layout import EVAL_REPORT
+        from qatune.paths import check_output_folder
+
+        try:
+            check_output_folder(args.report, "--report", (EVAL_REPORT,), "an evaluation report")
+        except ConfigError as exc:
+            parser.error(str(exc))
     from qatune.answering.torch_backend import Answerer
     from qatune.data.sources import load_data
     from qatune.evaluation.scoring import evaluate
