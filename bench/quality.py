@@ -91,7 +91,10 @@ def main() -> None:
     if args.eval_only:
         import json
 
-        summary = json.loads((Path(args.output) / "qatune.json").read_text())
+        saved = Path(args.output) / "qatune.json"
+        if not saved.is_file():
+            parser.error(f"--output {args.output}: no trained model there ({saved.name} is missing); train it first")
+        summary = json.loads(saved.read_text())
         config, rate, train_minutes = TrainConfig.from_saved(summary["config"]), args.rate, summary["seconds"] / 60
         questions = config.train_sample
     else:

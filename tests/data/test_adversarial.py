@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from qatune.data.adversarial import Perturber, english, names
+from qatune.data.adversarial import Perturber, english, names, unstated
 from qatune.data.negatives import add_negatives, parse_kinds
 from qatune.data.squad import Example, QADataset, load_file, to_squad
 from qatune.errors import ConfigError, DataError
@@ -232,3 +232,17 @@ def test_the_names_an_article_offers_are_the_same_in_every_process():
         for seed in range(6)
     }
     assert found == {"['Bob', 'Dan', 'Rome']\n"}
+
+
+@pytest.mark.parametrize(
+    ("question", "marks"),
+    [
+        ("Who won Super Bowl 50 in Santa Clara?", ()),
+        ("Who won Super Bowl 51 in Santa Clara?", ("number",)),
+        ("Who won Super Bowl 50 in Miami?", ("entity",)),
+        ("Who won Super Bowl 49 in Miami?", ("number", "entity")),
+    ],
+)
+def test_unstated_names_the_marks_a_question_bears_against_its_paragraph(question: str, marks: tuple[str, ...]) -> None:
+    context = "The Denver Broncos won Super Bowl 50 at Levi's Stadium in Santa Clara."
+    assert unstated(Example("q", question, context, ("Denver Broncos",), (4,))) == marks

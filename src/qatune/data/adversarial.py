@@ -81,6 +81,16 @@ def names(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def unstated(example: Example) -> tuple[str, ...]:
+    """The kinds whose mark `example`'s question bears as it is: `number` when a number of the question is
+    nowhere in its paragraph, `entity` when a name of it is not. On an answerable question these are the
+    cues a model trained on those kinds may wrongly abstain on (bench/abstention.py counts them)."""
+    question, context = example.question, example.context
+    numbers = any(m.group() not in context for m in _NUMBER.finditer(question))
+    entities = any(question[s:e].lower() not in context.lower() for s, e in names(question))
+    return tuple(kind for kind, shown in (("number", numbers), ("entity", entities)) if shown)
+
+
 def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"\w+", text.lower()) if len(w) > 2 and w not in _FUNCTION}
 
