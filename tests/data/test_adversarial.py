@@ -246,3 +246,9 @@ def test_the_names_an_article_offers_are_the_same_in_every_process():
 def test_unstated_names_the_marks_a_question_bears_against_its_paragraph(question: str, marks: tuple[str, ...]) -> None:
     context = "The Denver Broncos won Super Bowl 50 at Levi's Stadium in Santa Clara."
     assert unstated(Example("q", question, context, ("Denver Broncos",), (4,))) == marks
+
+
+def test_unstated_takes_no_lone_capitalised_first_word_for_a_name() -> None:
+    context = "The Denver Broncos won Super Bowl 50 at Levi's Stadium in Santa Clara."
+    assert unstated(Example("q", "Besides, who won in Santa Clara?", context, ("Denver Broncos",), (4,))) == ()
+    assert unstated(Example("q", "Besides, who won in Miami?", context, ("Denver Broncos",), (4,))) == ("entity",)

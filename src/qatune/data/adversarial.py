@@ -83,11 +83,13 @@ def names(text: str) -> list[tuple[int, int]]:
 
 def unstated(example: Example) -> tuple[str, ...]:
     """The kinds whose mark `example`'s question bears as it is: `number` when a number of the question is
-    nowhere in its paragraph, `entity` when a name of it is not. On an answerable question these are the
-    cues a model trained on those kinds may wrongly abstain on (bench/abstention.py counts them)."""
+    nowhere in its paragraph, `entity` when a name of it is not (a lone capitalised word that begins the
+    question, "Besides", is no name). On an answerable question these are the cues a model trained on
+    those kinds may wrongly abstain on (bench/abstention.py counts them)."""
     question, context = example.question, example.context
     numbers = any(m.group() not in context for m in _NUMBER.finditer(question))
-    entities = any(question[s:e].lower() not in context.lower() for s, e in names(question))
+    found = [question[s:e] for s, e in names(question) if s > 0 or " " in question[s:e]]
+    entities = any(name.lower() not in context.lower() for name in found)
     return tuple(kind for kind, shown in (("number", numbers), ("entity", entities)) if shown)
 
 
