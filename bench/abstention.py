@@ -18,10 +18,9 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, table  # noqa: E402
+from common import fail, save, table  # noqa: E402
 from qatune.data.adversarial import unstated  # noqa: E402
 from qatune.data.negatives import made_from  # noqa: E402
 from qatune.data.squad import load_file  # noqa: E402
@@ -31,12 +30,6 @@ def kind(question_id: str) -> str:
     """The negative kind a `qatune data --negatives` id names, else 'other'."""
     made = made_from(question_id)
     return made[1] if made else "other"
-
-
-def fail(message: str) -> NoReturn:
-    """One `error:` line and exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def main() -> None:

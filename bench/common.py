@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from qatune.hardware import compute_threads
 
@@ -66,8 +66,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def fail(message: str) -> NoReturn:
+    """One `error:` line and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def save(name: str, payload: dict[str, Any]) -> Path:
     """bench/results/NAME.json with the machine description and the time of the run."""
+    if not name or Path(name).name != name or name.startswith("."):
+        fail(f"--name {name!r}: give a plain file name (it is saved under bench/results)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     body = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **payload}

@@ -17,22 +17,15 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, table  # noqa: E402
+from common import fail, save, table  # noqa: E402
 from qatune.data.squad import Example, QADataset  # noqa: E402
 
 # 2-20 in words: the numbers a paragraph writes either way ("16 games", "sixteen games")
 WORDS = "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
 WORDS += "eighteen nineteen twenty"
 IN_WORDS = dict(zip(range(2, 21), WORDS.split()))
-
-
-def fail(message: str) -> NoReturn:
-    """One `error:` line and exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def in_words(e: Example) -> Example | None:
@@ -79,8 +72,8 @@ def main() -> None:
         result = evaluate(answerer, QADataset(examples, data.source))
         abstained = sum(result.predictions[e.id] == "" for e in examples)
         share = 100 * abstained / len(examples)
-        rows.append({"variant": variant, "questions": len(examples), "abstained": abstained, "share_%": share})
-        rows[-1]["F1"] = result.scores.f1
+        row = {"variant": variant, "questions": len(examples), "abstained": abstained, "share_%": share}
+        rows.append({**row, "F1": result.scores.f1})
     print(table(rows, ["variant", "questions", "abstained", "share_%", "F1"]))
     if args.name:
         print(f"written {save(args.name, {'model': args.model, 'data': args.data, 'variants': rows})}")
