@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument(
         "--mined-negatives", type=float, default=0.0, help="and this fraction paired with BM25-mined paragraphs"
     )
+    parser.add_argument(
+        "--restated", type=float, default=0.0, help="and this fraction of restated answerable questions"
+    )
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
     parser.add_argument("--name", default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
@@ -101,7 +104,7 @@ def main() -> None:
         rate = args.rate or calibrate()
         # 7% of the budget for the evaluations; each question brings about `negatives` unanswerable ones
         windows = args.budget_minutes * 60 * rate * 0.93
-        questions = int(windows / (WINDOWS_PER_QUESTION * (1 + args.negatives + args.mined_negatives)))
+        questions = int(windows / (WINDOWS_PER_QUESTION * (1 + args.negatives + args.mined_negatives + args.restated)))
         # The calibration questions must stay out of training: a budget that holds more than the rest of
         # the train set trains one epoch over all of it (the whole-train-set recipe) and says so.
         available = len(load_data(str(TRAIN_FILE), "train").examples) - TrainConfig.calibration_questions
@@ -120,6 +123,7 @@ def main() -> None:
             negatives=args.negatives,
             **({"negative_kinds": args.negative_kinds} if args.negative_kinds else {}),
             mined_negatives=args.mined_negatives,
+            restated=args.restated,
             model=args.model,
             eval_steps=max(50, questions // 32 // 6),
             output_dir=args.output,

@@ -63,6 +63,12 @@ def add_data_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
         help="add this fraction (0-1] of unanswerable questions: each paired with the paragraph BM25 ranks "
         "highest for it among those (of any article) that hold none of its answers; needs --output",
     )
+    p.add_argument(
+        "--restated",
+        type=finite_float,
+        help="add this fraction (0-1] of answerable questions whose paragraph no longer states a name or number "
+        "of the question (a phrase such as 'in 1888' taken out, the answer kept); needs --output",
+    )
     p.add_argument("--output", help="write the data set here as SQuAD JSON (v2.0 when some are unanswerable)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives and of split (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -78,8 +84,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     if len(files) != 1:
         raise ConfigError(f"give one data file{f' after {action}' if action else ''}, got {len(files)}: {files}")
     unused = {
-        "convert": ("negatives", "mined_negatives", "dev", "output_dir"),
-        "split": ("negatives", "mined_negatives", "output"),
+        "convert": ("negatives", "mined_negatives", "restated", "dev", "output_dir"),
+        "split": ("negatives", "mined_negatives", "restated", "output"),
         None: ("dev", "output_dir"),
     }[action]
     given = [f"--{n.replace('_', '-')}" for n in unused if getattr(args, n) is not None]
@@ -175,13 +181,15 @@ def _not_the_input(target: Path, source: str, flag: str) -> None:
 
 def _check(args: argparse.Namespace, spec: str) -> int:
     from qatune.data.negatives import DEFAULT_KINDS, add_mined_negatives, add_negatives, parse_kinds
+    from qatune.data.restated import add_restated
     from qatune.data.sources import load_data
     from qatune.data.squad import to_squad
     from qatune.io import atomic_write_json
     from qatune.models.embedding import perturber_for
     from qatune.paths import check_output_file
 
-    for flag, value in (("--negatives", args.negatives), ("--mined-negatives", args.mined_negatives)):
+    made = (("--negatives", args.negatives), ("--mined-negatives", args.mined_negatives), ("--restated", args.restated))
+    for flag, value in made:
         if value is not None and not args.output:
             raise ConfigError(f"{flag} makes a new data set: give --output FILE to write it to")
     kinds = parse_kinds(args.negative_kinds)
@@ -196,6 +204,8 @@ def _check(args: argparse.Namespace, spec: str) -> int:
         dataset = add_negatives(dataset, args.negatives, args.seed, kinds=kinds, perturber=perturber)
     if args.mined_negatives is not None:
         dataset = add_mined_negatives(dataset, args.mined_negatives, args.seed + 2)
+    if args.restated is not None:
+        dataset = add_restated(dataset, args.restated, args.seed + 6)
     if args.output:
         atomic_write_json(args.output, to_squad(dataset))
     info = {

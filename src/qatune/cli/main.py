@@ -81,6 +81,9 @@ TRAIN_HELP = {
     "mined_negatives": "add this fraction of unanswerable questions, each paired with the paragraph of the training "
     "file that BM25 ranks highest for it among those without its answers (what a retriever hands a reader of "
     "`ask --index`; may be combined with --negatives)",
+    "restated": "add this fraction of answerable questions whose paragraph no longer states a name or number of "
+    "the question (a phrase such as 'in 1888' taken out, the answer kept), so that --negatives' entity and number "
+    "kinds do not teach 'a name the paragraph lacks: no answer' (README, Unanswerable questions)",
     "mix": "SPEC[:RATIO]: add RATIO questions of data SPEC per training question, e.g. squad:train:0.5 (one "
     "SQuAD question for every two of yours; default ratio 1), so fine-tuning on your own data does not forget "
     "SQuAD; a seeded sample, added after --negatives (README, Your own labelled data)",

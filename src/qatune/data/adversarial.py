@@ -42,7 +42,7 @@ _CAPITAL = "A-ZÀ-ÖØ-Þ"
 _WORD = rf"[{_CAPITAL}][\w&-]*(?:\.\w+)*(?:['’]\w+)?"  # a sentence's full stop ends a name, "U.S" does not
 _NAME = re.compile(rf"{_WORD}(?:\s+(?:(?:of(?:\s+the)?|de|von|van|del|da|di|du|la|le|for)\s+)?{_WORD})*")
 # a whole number, not part of a decimal, a range ("1994-99") or a word
-_NUMBER = re.compile(r"(?<![\w.,\-–])(?:\d{1,3}(?:,\d{3})+|\d+)(?![\w,\-–]|\.\d)")
+NUMBER = re.compile(r"(?<![\w.,\-–])(?:\d{1,3}(?:,\d{3})+|\d+)(?![\w,\-–]|\.\d)")
 _FUNCTION = frozenset(
     "a an the in on at of to for by with from as into during after before since until while when where what "
     "which who whom whose why how is was are were be been do does did has have had can could will would shall "
@@ -87,7 +87,7 @@ def unstated(example: Example) -> tuple[str, ...]:
     question, "Besides", is no name). On an answerable question these are the cues a model trained on
     those kinds may wrongly abstain on (bench/abstention.py counts them)."""
     question, context = example.question, example.context
-    numbers = any(m.group() not in context for m in _NUMBER.finditer(question))
+    numbers = any(m.group() not in context for m in NUMBER.finditer(question))
     found = [question[s:e] for s, e in names(question) if s > 0 or " " in question[s:e]]
     entities = any(name.lower() not in context.lower() for name in found)
     return tuple(kind for kind, shown in (("number", numbers), ("entity", entities)) if shown)
@@ -236,7 +236,7 @@ def _stems(text: str) -> set[str]:
 
 def _number(example: Example, rng: random.Random) -> str | None:
     question, context = example.question, example.context
-    stated = [m for m in _NUMBER.finditer(question) if m.group() in context]
+    stated = [m for m in NUMBER.finditer(question) if m.group() in context]
     stated = [m for m in stated if all(m.group() not in a for a in example.answers)]
     if not stated:
         return None

@@ -87,7 +87,7 @@ def add_negatives(
             f"words, and these questions do not read as English; use --negative-kinds "
             f"{','.join(k for k in kinds if k not in ENGLISH_ONLY) or 'article,entity,number'}"
         )
-    rng, positives, wanted = _positives(dataset, fraction, seed, "negatives")
+    rng, positives, wanted = answerable_share(dataset, fraction, seed, "negatives")
     order = rng.sample(positives, len(positives))
     paragraphs: dict[str, dict[str, str]] = defaultdict(dict)  # title -> context -> normalised context
     for e in source.examples + dataset.examples:
@@ -193,7 +193,7 @@ def add_mined_negatives(
     answers (module doc); the notes, errors and warnings as `add_negatives`'s."""
     from qatune.data.lexical import Lexical
 
-    rng, positives, wanted = _positives(dataset, fraction, seed, "mined negatives")
+    rng, positives, wanted = answerable_share(dataset, fraction, seed, "mined negatives")
     chosen = rng.sample(positives, wanted)
     titles = {e.context: e.title for e in (pool or dataset).examples + dataset.examples}
     contexts = list(titles)
@@ -237,7 +237,9 @@ def add_mined_negatives(
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
 
 
-def _positives(dataset: QADataset, fraction: float, seed: int, what: str) -> tuple[random.Random, list[Example], int]:
+def answerable_share(
+    dataset: QADataset, fraction: float, seed: int, what: str
+) -> tuple[random.Random, list[Example], int]:
     """The seeded generator, the answerable questions and how many of them to pair: about `fraction`, at
     least one; a fraction outside (0, 1] is a ConfigError naming `what`."""
     if not 0 < fraction <= 1:

@@ -48,7 +48,11 @@ SettingValue = str | int | float | bool | None
 Settings = dict[str, SettingValue]
 """Training settings by TrainConfig field name (all or some of them): `to_dict`, a sweep's base and trial
 settings, a study experiment's settings."""
-LATER_DEFAULTS: Settings = {"mined_negatives": 0.0, "mix": None}  # newer than the oldest folders, at their defaults
+LATER_DEFAULTS: Settings = {
+    "mined_negatives": 0.0,
+    "restated": 0.0,
+    "mix": None,
+}  # newer than the oldest folders, at their defaults
 
 
 @dataclass
@@ -88,6 +92,7 @@ class TrainConfig:
     negatives: float = 0.0  # add this fraction of unanswerable questions (qatune.data.negatives) ...
     negative_kinds: str = DEFAULT_KINDS  # ... of these kinds (comma-separated; older folders: article)
     mined_negatives: float = 0.0  # and this fraction paired with their best BM25-ranked paragraph without the answer
+    restated: float = 0.0  # and this fraction of answerable ones with a name or number left unstated (data.restated)
     mix: str | None = None  # SPEC[:RATIO]: add RATIO questions of SPEC per training question (qatune.data.mix)
     # Every dropout layer's probability while training; None: the model's own. 0 by default: a CPU step is
     # 1.56x faster without the masks, and on the same 4,000 questions EM rose 41.9 -> 49.7 (README, Speed).
@@ -196,7 +201,7 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("negatives", "mined_negatives"):
+        for name in ("negatives", "mined_negatives", "restated"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a fraction in [0, 1] (0: none), got {getattr(self, name)}")
         parse_kinds(self.negative_kinds)

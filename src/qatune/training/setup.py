@@ -17,6 +17,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from qatune.compat import accelerate_precision, reset_accelerate_precision
 from qatune.data.mix import mix_held, mix_in, parse_mix
 from qatune.data.negatives import add_mined_negatives, add_negatives, parse_kinds
+from qatune.data.restated import add_restated
 from qatune.data.sources import load_data
 from qatune.data.squad import QADataset
 from qatune.data.windows import WindowConfig, Windows, check_windows, tokenize_windows
@@ -59,6 +60,8 @@ def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, Q
             if held
             else None
         )
+    if config.restated:  # the training questions only: the threshold is chosen on questions as they come
+        train = add_restated(train, config.restated, config.seed + 6)
     if mix:  # after the negatives: the mixed-in questions come as their file has them
         other = load_data(mix.spec, "train", data_dir=config.data_dir, skip_invalid=config.skip_invalid)
         train = mix_in(train, other, mix, config.seed + 4, own=own, kept_apart=dev)

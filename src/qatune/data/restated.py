@@ -1,0 +1,111 @@
+"""Answerable questions whose paragraph leaves a name or number of the question unstated: the contrast that
+keeps the `entity` and `number` negatives from teaching "a name or number the paragraph lacks: no answer".
+
+A tenth of SQuAD's answerable questions name something their paragraph never states, mostly the article's
+subject ("Super Bowl 50", "the V&A", "in 1888") that the paragraph leaves implicit. The `entity` and
+`number` negatives bear the same mark, so a model trained on them abstains on many of these
+(bench/abstention.py). `restate` makes more of them from answerable questions whose name or number the
+paragraph states only in a phrase that can go ("In 1888, ...", "... at Super Bowl 50."): the
+phrase is taken out and the answer kept, so that what tells a negative is a paragraph that says something
+else (another year, another name in its place), not one that is silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+
+from qatune.data.adversarial import NUMBER, names
+from qatune.data.negatives import answerable_share
+from qatune.data.squad import Example, QADataset
+from qatune.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = "-restated"
+_PREPOSITIONS = "in|at|during|on|of|since"  # not "for": "sent for Luther" is the verb's object
+# lower-case words that may follow a phrase taken out: they begin the next part of the sentence
+_FOLLOWERS = (
+    "in|on|at|to|from|with|by|as|for|when|where|while|after|before|since|during|that|which|who|was|were|is|are|"
+)
+_FOLLOWERS += "had|has|have|he|she|it|they|there|but"
+_YEAR = re.compile(r"(?<![\d,.])1\d{3}|20\d{2}(?![\d,])")
+
+
+def restate(example: Example, rng: random.Random) -> Example | None:
+    """`example` (answerable) with its paragraph no longer stating one of the question's names or numbers:
+    every mention of it is a phrase that can go, and none touches an answer; None where there is none such."""
+    if not example.answers:
+        return None
+    question, context = example.question, example.context
+    found = [m.group() for m in NUMBER.finditer(question)]
+    found += [question[s:e] for s, e in names(question) if s > 0 or " " in question[s:e]]
+    found = [t for t in found if not re.search(r"\b[A-Z]$", t)]  # "George W" is half of "George W. Bush"
+    for text in rng.sample(found, len(found)):
+        if any(text.lower() in a.lower() or a.lower() in text.lower() for a in example.answers):
+            continue
+        cut = _phrases(context, text)
+        if cut is not None and (restated := _without(example, cut)) is not None:
+            if text.lower() not in restated.context.lower() and not (
+                _YEAR.fullmatch(text) and _YEAR.search(restated.context)  # another year: a conflict, not silence
+            ):
+                return restated
+    return None
+
+
+def _phrases(context: str, text: str) -> list[tuple[int, int]] | None:
+    """The spans to take out so that `context` no longer states `text`: each mention must sit in a prepositional
+    phrase that ends where a clause goes on ("In 1888,", "at Super Bowl 50 was"); None where one does not."""
+    word = re.escape(text)
+    mentions = list(re.finditer(rf"(?<!\w){word}(?!\w)", context))
+    # the phrase ends where the clause goes on: not "in Biblical studies", "for Children in Need"
+    after = rf"(?!\s*\d)(?:\s+season)?(?=\s*[.,;:]|\s+(?:{_FOLLOWERS})\b(?!\s+[A-Z]))"
+    phrase = re.compile(
+        rf"(?:^|(?<=[.!?]\s))(?:{_PREPOSITIONS.title()})\s+(?:the\s+)?{word}{after},?\s*"  # opens a sentence
+        rf"|,?\s+(?:{_PREPOSITIONS})\s+(?:the\s+)?{word}{after}"  # inside one
+    )
+    spans = [(m.start(), m.end()) for m in phrase.finditer(context)]
+    if not mentions or not all(any(s <= m.start() and m.end() <= e for s, e in spans) for m in mentions):
+        return None
+    return spans
+
+
+def _without(example: Example, cut: list[tuple[int, int]]) -> Example | None:
+    """`example` with the spans `cut` out of its paragraph (a sentence's new first letter capitalised), the
+    answers moved along; None where a span touches an answer."""
+    ends = [(s, s + len(a)) for s, a in zip(example.answer_starts, example.answers)]
+    if any(s < ae and as_ < e for s, e in cut for as_, ae in ends):
+        return None
+    context, starts = example.context, list(example.answer_starts)
+    for s, e in sorted(cut, reverse=True):
+        opens = s == 0 or context[max(0, s - 2) : s].rstrip().endswith((".", "!", "?"))
+        rest = context[e:]
+        context = context[:s] + (rest[:1].upper() + rest[1:] if opens else rest)
+        starts = [a - (e - s) if a >= e else a for a in starts]
+    if any(context[s : s + len(a)] != a for s, a in zip(starts, example.answers)):
+        return None
+    return Example(example.id + SUFFIX, example.question, context, example.answers, tuple(starts), example.title)
+
+
+def add_restated(dataset: QADataset, fraction: float, seed: int = 0, *, strict: bool = True) -> QADataset:
+    """`dataset` plus about `fraction` x its answerable questions restated (`restate`), one per question.
+    With `strict`, fewer than half of those asked is a DataError and fewer than asked a warning."""
+    rng, positives, wanted = answerable_share(dataset, fraction, seed, "restated")
+    made: list[Example] = []
+    for e in rng.sample(positives, len(positives)):
+        if len(made) == wanted:
+            break
+        if (restated := restate(e, rng)) is not None:
+            made.append(restated)
+    if strict and len(made) < wanted:
+        message = (
+            f"{dataset.source}: --restated {fraction:g} can make {len(made)} of the {wanted} restated questions "
+            f"asked for (a question needs a name or number that its paragraph states only in a phrase that can go: "
+            f"about 5% of SQuAD's)"
+        )
+        if len(made) < wanted / 2:
+            raise DataError(f"{message}; lower --restated")
+        logger.warning(message)
+    note = f"added {len(made)} restated answerable questions (--restated {fraction:g})"
+    return QADataset(dataset.examples + made, dataset.source, dataset.skipped, [*dataset.notes, note])

@@ -1,0 +1,71 @@
+"""qatune.data.restated: answerable questions whose paragraph leaves a name or number unstated."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from qatune.cli.main import main
+from qatune.data.adversarial import unstated
+from qatune.data.restated import add_restated, restate
+from qatune.data.squad import Example, QADataset, load_file
+from qatune.errors import DataError
+
+CONTEXT = "Tesla studied in Graz. In 1881, Tesla moved to Budapest to work at a telegraph company in Hungary."
+
+
+def example(question: str, context: str = CONTEXT, answer: str = "Budapest") -> Example:
+    return Example("q1", question, context, (answer,), (context.index(answer),), "Nikola_Tesla")
+
+
+def test_a_phrase_that_states_the_number_goes_and_the_answer_stays():
+    restated = restate(example("Where did Tesla move in 1881?"), random.Random(0))
+    assert restated is not None and restated.id == "q1-restated"
+    assert restated.context == "Tesla studied in Graz. Tesla moved to Budapest to work at a telegraph company in Hungary."
+    start = restated.answer_starts[0]
+    assert restated.context[start : start + len("Budapest")] == "Budapest"
+    assert unstated(restated) == ("number",)  # the mark a number negative bears, on a question still answerable
+
+
+def test_a_name_inside_a_phrase_goes_too():
+    restated = restate(example("Where in Hungary did Tesla move?"), random.Random(0))
+    assert restated is not None and "Hungary" not in restated.context
+    assert restated.context.endswith("a telegraph company.") and unstated(restated) == ("entity",)
+
+
+@pytest.mark.parametrize(
+    ("question", "context"),
+    [
+        ("Where did Tesla move?", CONTEXT),  # nothing of the question to leave unstated
+        ("Where did Tesla move in 1881?", CONTEXT.replace("in Graz", "in Graz in 1875")),  # another year: a conflict
+        ("Where did Tesla move in 1881?", CONTEXT + " The year 1881 was his first there."),  # not only in a phrase
+        ("Where in Hungary did Tesla move?", CONTEXT.replace("in Hungary.", "in Hungary Proper.")),  # a longer name
+    ],
+)
+def test_no_restatement_where_the_paragraph_would_say_something_else_or_still_state_it(question, context):
+    assert restate(example(question, context), random.Random(0)) is None
+
+
+def test_a_phrase_holding_the_answer_stays():
+    context = "In 1881, Tesla moved to the city of Budapest."
+    assert restate(example("Where did Tesla move in 1881?", context), random.Random(0)) is not None
+    assert restate(example("Where did Tesla move to in Budapest?", context, "city of Budapest"), random.Random(0)) is None
+
+
+def test_add_restated_adds_answerable_copies_and_refuses_what_the_data_cannot_make(squad_dir):
+    dev = load_file(squad_dir / "dev-v1.1.json.gz").select(sample=400, seed=1)
+    made = add_restated(dev, 0.02, seed=3)
+    extra = made.examples[len(dev) :]
+    assert len(extra) == 8 and all(e.id.endswith("-restated") and e.answers for e in extra)
+    assert "added 8 restated" in made.notes[-1]
+    with pytest.raises(DataError, match="--restated 0.5 can make"):
+        add_restated(dev, 0.5, seed=3)
+    tiny = QADataset([example("Where did Tesla move?")], "tiny.json")
+    with pytest.raises(DataError, match="lower --restated"):
+        add_restated(tiny, 1.0)
+
+
+def test_data_cli_restated_needs_an_output(tmp_path, capsys, squad_dir):
+    assert main(["data", str(squad_dir / "dev-v1.1.json.gz"), "--restated", "0.02"]) == 2
+    assert "--restated makes a new data set" in capsys.readouterr().err
