@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -10,7 +11,7 @@ from qatune.cli.main import main
 from qatune.data.adversarial import unstated
 from qatune.data.restated import add_restated, restate
 from qatune.data.squad import Example, QADataset, load_file
-from qatune.errors import DataError
+from qatune.errors import ConfigError, DataError
 
 CONTEXT = "Tesla studied in Graz. In 1881, Tesla moved to Budapest to work at a telegraph company in Hungary."
 
@@ -22,7 +23,7 @@ def example(question: str, context: str = CONTEXT, answer: str = "Budapest") -> 
 def test_a_phrase_that_states_the_number_goes_and_the_answer_stays():
     restated = restate(example("Where did Tesla move in 1881?"), random.Random(0))
     assert restated is not None and restated.id == "q1-restated"
-    assert restated.context == "Tesla studied in Graz. Tesla moved to Budapest to work at a telegraph company in Hungary."
+    assert restated.context == CONTEXT.replace("In 1881, ", "")
     start = restated.answer_starts[0]
     assert restated.context[start : start + len("Budapest")] == "Budapest"
     assert unstated(restated) == ("number",)  # the mark a number negative bears, on a question still answerable
@@ -35,10 +36,25 @@ def test_a_name_inside_a_phrase_goes_too():
 
 
 @pytest.mark.parametrize(
+    ("context", "after"),
+    [
+        ("Tesla, in 1881, moved to Budapest.", "Tesla moved to Budapest."),
+        ("Later, in 1881 he moved to Budapest.", "Later, he moved to Budapest."),
+        ("He moved to Budapest, in 1881.", "He moved to Budapest."),
+        ("He moved to Budapest in 1881, and worked there.", "He moved to Budapest, and worked there."),
+    ],
+)
+def test_the_commas_around_a_phrase_taken_out_read_as_written(context, after):
+    restated = restate(example("Where did Tesla move in 1881?", context), random.Random(0))
+    assert restated is not None and restated.context == after
+
+
+@pytest.mark.parametrize(
     ("question", "context"),
     [
         ("Where did Tesla move?", CONTEXT),  # nothing of the question to leave unstated
         ("Where did Tesla move in 1881?", CONTEXT.replace("in Graz", "in Graz in 1875")),  # another year: a conflict
+        ("Where did Tesla move in 1881?", CONTEXT.replace("In 1881, ", "In 1881. ")),  # no clause goes on
         ("Where did Tesla move in 1881?", CONTEXT + " The year 1881 was his first there."),  # not only in a phrase
         ("Where in Hungary did Tesla move?", CONTEXT.replace("in Hungary.", "in Hungary Proper.")),  # a longer name
     ],
@@ -50,7 +66,8 @@ def test_no_restatement_where_the_paragraph_would_say_something_else_or_still_st
 def test_a_phrase_holding_the_answer_stays():
     context = "In 1881, Tesla moved to the city of Budapest."
     assert restate(example("Where did Tesla move in 1881?", context), random.Random(0)) is not None
-    assert restate(example("Where did Tesla move to in Budapest?", context, "city of Budapest"), random.Random(0)) is None
+    answer_holds_it = example("Where did Tesla move to in Budapest?", context, "city of Budapest")
+    assert restate(answer_holds_it, random.Random(0)) is None
 
 
 def test_add_restated_adds_answerable_copies_and_refuses_what_the_data_cannot_make(squad_dir):
@@ -64,8 +81,21 @@ def test_add_restated_adds_answerable_copies_and_refuses_what_the_data_cannot_ma
     tiny = QADataset([example("Where did Tesla move?")], "tiny.json")
     with pytest.raises(DataError, match="lower --restated"):
         add_restated(tiny, 1.0)
+    with pytest.raises(DataError, match="needs answerable questions"):
+        add_restated(QADataset([dataclasses.replace(tiny.examples[0], answers=(), answer_starts=())], "t.json"), 1.0)
+    twice = add_restated(QADataset([example("Where did Tesla move in 1881?")], "once.json"), 1.0)
+    with pytest.raises(ConfigError, match="q1-restated' already exists"):
+        add_restated(QADataset(twice.examples, "twice.json"), 1.0)
 
 
 def test_data_cli_restated_needs_an_output(tmp_path, capsys, squad_dir):
     assert main(["data", str(squad_dir / "dev-v1.1.json.gz"), "--restated", "0.02"]) == 2
     assert "--restated makes a new data set" in capsys.readouterr().err
+
+
+def test_data_cli_writes_the_restated_questions(tmp_path, squad_dir):
+    out = tmp_path / "restated.json"
+    assert main(["data", str(squad_dir / "dev-v1.1.json.gz"), "--restated", "0.02", "--output", str(out)]) == 0
+    written = load_file(out)
+    restated = [e for e in written.examples if e.id.endswith("-restated")]
+    assert len(restated) == round(0.02 * 10570) and all(e.answers for e in restated)

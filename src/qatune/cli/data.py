@@ -70,7 +70,12 @@ def add_data_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> 
         "of the question (a phrase such as 'in 1888' taken out, the answer kept); needs --output",
     )
     p.add_argument("--output", help="write the data set here as SQuAD JSON (v2.0 when some are unanswerable)")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of --negatives and of split (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="seed of --negatives, --mined-negatives, --restated and of split (default: 0)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--format", choices=FORMATS, default="auto", help="convert: the input's format (default: auto)")
     p.add_argument("--dev", type=finite_float, help="split: the share of questions in dev, e.g. 0.1")

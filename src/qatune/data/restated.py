@@ -19,7 +19,7 @@ import re
 from qatune.data.adversarial import NUMBER, names
 from qatune.data.negatives import answerable_share
 from qatune.data.squad import Example, QADataset
-from qatune.errors import DataError
+from qatune.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _FOLLOWERS = (
     "in|on|at|to|from|with|by|as|for|when|where|while|after|before|since|during|that|which|who|was|were|is|are|"
 )
 _FOLLOWERS += "had|has|have|he|she|it|they|there|but"
-_YEAR = re.compile(r"(?<![\d,.])1\d{3}|20\d{2}(?![\d,])")
+_YEAR = re.compile(r"(?<![\d,.])(?:1\d{3}|20\d{2})(?![\d,])")
 
 
 def restate(example: Example, rng: random.Random) -> Example | None:
@@ -61,9 +61,12 @@ def _phrases(context: str, text: str) -> list[tuple[int, int]] | None:
     mentions = list(re.finditer(rf"(?<!\w){word}(?!\w)", context))
     # the phrase ends where the clause goes on: not "in Biblical studies", "for Children in Need"
     after = rf"(?!\s*\d)(?:\s+season)?(?=\s*[.,;:]|\s+(?:{_FOLLOWERS})\b(?!\s+[A-Z]))"
+    inner = rf"\s+(?:{_PREPOSITIONS})\s+(?:the\s+)?{word}{after}"
     phrase = re.compile(
-        rf"(?:^|(?<=[.!?]\s))(?:{_PREPOSITIONS.title()})\s+(?:the\s+)?{word}{after},?\s*"  # opens a sentence
-        rf"|,?\s+(?:{_PREPOSITIONS})\s+(?:the\s+)?{word}{after}"  # inside one
+        rf"(?:^|(?<=[.!?]\s))(?:{_PREPOSITIONS.title()})\s+(?:the\s+)?{word}{after},?\s+(?=\w)"  # opens a sentence
+        rf"|,{inner},(?=\s)"  # between commas: "Tesla, in 1881, moved" -> "Tesla moved"
+        rf"|,{inner}(?=\s*[.;:])"  # ends a sentence after a comma
+        rf"|{inner}"  # inside one: "Statistics, in 2011 there were" keeps its comma
     )
     spans = [(m.start(), m.end()) for m in phrase.finditer(context)]
     if not mentions or not all(any(s <= m.start() and m.end() <= e for s, e in spans) for m in mentions):
@@ -88,24 +91,29 @@ def _without(example: Example, cut: list[tuple[int, int]]) -> Example | None:
     return Example(example.id + SUFFIX, example.question, context, example.answers, tuple(starts), example.title)
 
 
-def add_restated(dataset: QADataset, fraction: float, seed: int = 0, *, strict: bool = True) -> QADataset:
-    """`dataset` plus about `fraction` x its answerable questions restated (`restate`), one per question.
-    With `strict`, fewer than half of those asked is a DataError and fewer than asked a warning."""
+def add_restated(dataset: QADataset, fraction: float, seed: int = 0) -> QADataset:
+    """`dataset` plus about `fraction` x its answerable questions restated (`restate`), one per question:
+    fewer than half of those asked is a DataError, fewer than asked a warning."""
     rng, positives, wanted = answerable_share(dataset, fraction, seed, "restated")
+    if not positives:
+        raise DataError(f"{dataset.source}: --restated needs answerable questions, and it has none; leave it out")
     made: list[Example] = []
     for e in rng.sample(positives, len(positives)):
         if len(made) == wanted:
             break
         if (restated := restate(e, rng)) is not None:
             made.append(restated)
-    if strict and len(made) < wanted:
-        message = (
-            f"{dataset.source}: --restated {fraction:g} can make {len(made)} of the {wanted} restated questions "
-            f"asked for (a question needs a name or number that its paragraph states only in a phrase that can go: "
-            f"about 5% of SQuAD's)"
+    ids = {e.id for e in dataset.examples}
+    clash = next((e.id for e in made if e.id in ids), None)
+    if clash is not None:
+        raise ConfigError(f"{dataset.source}: question id {clash!r} already exists; cannot name the restated question")
+    if len(made) < wanted / 2:
+        raise DataError(
+            f"{dataset.source}: --restated {fraction:g} can make {len(made)} of the {wanted} restated questions asked "
+            f"for (a question needs a name or number that its paragraph states only in a phrase that can go: about "
+            f"4% of SQuAD's); lower --restated, or leave it out"
         )
-        if len(made) < wanted / 2:
-            raise DataError(f"{message}; lower --restated")
-        logger.warning(message)
+    if len(made) < wanted:
+        logger.warning("%s: --restated %g made %d of the %d asked for", dataset.source, fraction, len(made), wanted)
     note = f"added {len(made)} restated answerable questions (--restated {fraction:g})"
     return QADataset(dataset.examples + made, dataset.source, dataset.skipped, [*dataset.notes, note])
