@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fail, save, table  # noqa: E402
+from common import fail, result_name, save, table  # noqa: E402
 from qatune.data.adversarial import unstated  # noqa: E402
 from qatune.data.negatives import made_from  # noqa: E402
 from qatune.data.squad import load_file  # noqa: E402
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help="qatune evaluate --predictions file (id -> answer, '' = no answer)")
     parser.add_argument("data", help="the v2-style file those predictions were made on")
-    parser.add_argument("--name", help="save the counts to bench/results/NAME.json")
+    parser.add_argument("--name", type=result_name, help="save the counts to bench/results/NAME.json")
     args = parser.parse_args()
     try:
         predictions = json.loads(Path(args.predictions).read_text())

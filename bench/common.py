@@ -6,6 +6,7 @@ ratios to a baseline measured in the same run) and write them to bench/results/N
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -72,10 +73,19 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def result_name(name: str) -> str:
+    """An argparse type for --name: a plain file name, checked when the command starts, not after the run."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise argparse.ArgumentTypeError(f"{name!r}: give a plain file name (it is saved under bench/results)")
+    return name
+
+
 def save(name: str, payload: dict[str, Any]) -> Path:
     """bench/results/NAME.json with the machine description and the time of the run."""
-    if not name or Path(name).name != name or name.startswith("."):
-        fail(f"--name {name!r}: give a plain file name (it is saved under bench/results)")
+    try:
+        result_name(name)
+    except argparse.ArgumentTypeError as exc:
+        fail(f"--name {exc}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     body = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **payload}

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, save, table  # noqa: E402
+from common import DATA_DIR, result_name, save, table  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a model folder (or default, the untuned model)")
     parser.add_argument("--dev-questions", type=int, help="a seeded sample of dev v1.1 (default: all 10,570)")
-    parser.add_argument("--name", default="confidence", help="result file name under bench/results")
+    parser.add_argument("--name", type=result_name, default="confidence", help="result file name under bench/results")
     parser.add_argument("--figure", help="also draw the word-aligned reliability diagram to this PNG")
     args = parser.parse_args()
 

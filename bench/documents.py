@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median, save, table  # noqa: E402
+from common import median, result_name, save, table  # noqa: E402
 from qatune.documents.records import RETRIEVAL_WEIGHT  # noqa: E402
 
 KS = (1, 5, 10, 20)
@@ -150,7 +150,9 @@ def main() -> None:
     parser.add_argument("--retrieval-weight", type=float, default=RETRIEVAL_WEIGHT, help="as `ask --retrieval-weight`")
     parser.add_argument("--data-dir", default=os.environ.get("QATUNE_DATA_DIR", "../shared/data/squad"))
     parser.add_argument("--postgres", help="also index into this PostgreSQL URL (qatune tables emptied), measure it")
-    parser.add_argument("--name", help="result file name under bench/results (default: documents-COLLECTION[-reader])")
+    parser.add_argument(
+        "--name", type=result_name, help="result file name under bench/results (default: documents-COLLECTION[-reader])"
+    )
     parser.add_argument("--work", help="keep the documents and the index in this folder, and update it next time")
     args = parser.parse_args()
     import torch

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, table  # noqa: E402
+from common import result_name, save, table  # noqa: E402
 from qatune.answering.decoding import predict_examples  # noqa: E402
 from qatune.answering.factory import open_answerer  # noqa: E402
 from qatune.data.negatives import made_from  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a model trained with --negatives")
     parser.add_argument("--data", required=True, help="a v2-style file (qatune data --negatives)")
-    parser.add_argument("--name", help="save the table to bench/results/NAME.json")
+    parser.add_argument("--name", type=result_name, help="save the table to bench/results/NAME.json")
     args = parser.parse_args()
     q = per_question(args.model, args.data)
     rows = [rule_row(q, rule) for rule in ("probability", "score_diff")]

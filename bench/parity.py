@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, save, table  # noqa: E402
+from common import DATA_DIR, result_name, save, table  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, object]]:
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=4000, help="training questions (seeded sample)")
     parser.add_argument("--dev-questions", type=int, default=1000, help="dev v1.1 questions (seeded sample)")
     parser.add_argument("--variant", action="append", required=True, help="NAME:key=value,... (repeatable)")
-    parser.add_argument("--name", default="parity", help="result file name under bench/results")
+    parser.add_argument("--name", type=result_name, default="parity", help="result file name under bench/results")
     parser.add_argument("--keep", help="keep each variant's model in KEEP/NAME")
     args = parser.parse_args()
     rows = []

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, save, table  # noqa: E402
+from common import DATA_DIR, result_name, save, table  # noqa: E402
 
 TRAIN_FILE = DATA_DIR / "train-v1.1-rebuilt.json.gz"
 WINDOWS_PER_QUESTION = 1.10  # SQuAD train at 256/96 windows: 96.0k windows for 87,599 questions (README)
@@ -57,7 +57,7 @@ def main() -> None:
         "--restated", type=float, default=0.0, help="and this fraction of restated answerable questions"
     )
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
-    parser.add_argument("--name", default="quality", help="result file name under bench/results")
+    parser.add_argument("--name", type=result_name, default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
     parser.add_argument(
         "--precision",

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, table  # noqa: E402
+from common import result_name, save, table  # noqa: E402
 from documents import articles, questions, write_documents  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 0.5, 0.75, 1, 1.25, 1.5, 2, 3])
     parser.add_argument("--passages", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--data-dir", default=os.environ.get("QATUNE_DATA_DIR", "../shared/data/squad"))
-    parser.add_argument("--name", default="retrieval-weight")
+    parser.add_argument("--name", type=result_name, default="retrieval-weight")
     args = parser.parse_args()
     import torch
 

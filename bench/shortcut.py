@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fail, save, table  # noqa: E402
+from common import fail, result_name, save, table  # noqa: E402
 from qatune.data.squad import Example, QADataset  # noqa: E402
 
 # 2-20 in words: the numbers a paragraph writes either way ("16 games", "sixteen games")
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model trained with --negatives (it can answer 'no answer')")
     parser.add_argument("data", help="a SQuAD-format file with answerable questions (a v2-style dev set)")
-    parser.add_argument("--name", help="save the figures to bench/results/NAME.json")
+    parser.add_argument("--name", type=result_name, help="save the figures to bench/results/NAME.json")
     args = parser.parse_args()
     from qatune.answering.factory import open_answerer
     from qatune.data.squad import load_file
