@@ -5,7 +5,7 @@
 
 The sample (random dev v1.1 questions that `restate` changes: the question, its answer, the paragraph
 before and after) is written outside the repository: it is SQuAD text. A person reads each record and
-writes `labels.json`, a list of {"n", "id", "answerable", "natural", "note"} in the sample's order
+writes `labels.json`, a list of {"n", "id", "after", "answerable", "natural", "note"} in the sample's order
 (`answerable`: the changed paragraph still gives the answer to the question, as SQuAD's answerable
 questions that name something their paragraph leaves implicit; `natural`: the changed paragraph reads as
 written). With --labels the same seed rebuilds the same sample, and the rates are printed and saved to
@@ -30,13 +30,23 @@ def sample(seed: int, count: int) -> tuple[list[dict], int, int]:
     from qatune.data.sources import load_data
 
     dev = load_data(str(DATA_DIR / "dev-v1.1.json.gz"), "validation")
-    rng = random.Random(seed)
-    made = [(e, r) for e in dev.examples if (r := restate(e, rng)) is not None]
+    answerable = [e for e in dev.examples if e.answers]
+    # each question restated with its own seeded generator, and the sample the first `count` of a seeded order
+    # that fit: a change to `restate` changes only the records it touches, so earlier labels still apply
+    made = {e.id: r for e in answerable if (r := restate(e, random.Random(f"{seed}-{e.id}"))) is not None}
+    order = [e for e in random.Random(seed).sample(answerable, len(answerable)) if e.id in made][:count]
     records = [
-        {"n": n, "id": e.id, "question": e.question, "answer": e.answers[0], "before": e.context, "after": r.context}
-        for n, (e, r) in enumerate(rng.sample(made, min(count, len(made))))
+        {
+            "n": n,
+            "id": e.id,
+            "question": e.question,
+            "answer": e.answers[0],
+            "before": e.context,
+            "after": made[e.id].context,
+        }
+        for n, e in enumerate(order)
     ]
-    return records, sum(bool(e.answers) for e in dev.examples), len(made)
+    return records, len(answerable), len(made)
 
 
 def main() -> None:
@@ -54,6 +64,8 @@ def main() -> None:
         labels = json.loads(Path(args.labels).read_text())
         if [(r["n"], r["id"]) for r in records] != [(x["n"], x["id"]) for x in labels]:
             fail("the labels do not match this sample (same --seed, --count and version of qatune.data.restated?)")
+        if any(x.get("after") not in (None, r["after"]) for r, x in zip(records, labels)):
+            fail("a labelled paragraph differs from what qatune.data.restated makes now; label the sample again")
         shares = {k: sum(x[k] for x in labels) / len(labels) for k in ("answerable", "natural")}
         both = sum(x["answerable"] and x["natural"] for x in labels) / len(labels)
         row = {"labelled": len(labels), **shares, "both": both}

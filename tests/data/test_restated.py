@@ -99,3 +99,24 @@ def test_data_cli_writes_the_restated_questions(tmp_path, squad_dir):
     written = load_file(out)
     restated = [e for e in written.examples if e.id.endswith("-restated")]
     assert len(restated) == round(0.02 * 10570) and all(e.answers for e in restated)
+
+
+def test_since_goes_only_before_a_number():
+    context = "Later, since the Santer Commission was censured in Budapest, it moved."
+    question = "Where was the Santer Commission censured?"
+    assert restate(example(question, context, "Budapest"), random.Random(0)) is None
+    restated = restate(
+        example("Where has it been since 1990?", "It has been in Budapest since 1990."), random.Random(0)
+    )
+    assert restated is not None and restated.context == "It has been in Budapest."
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        "As of 1881, Tesla lived in Budapest.",  # an idiom: "As, Tesla lived"
+        "Tesla lived in 1881, Budapest and Graz.",  # the head of a list
+    ],
+)
+def test_a_phrase_that_cannot_go_alone_stays(context):
+    assert restate(example("Where did Tesla live in 1881?", context), random.Random(0)) is None

@@ -24,7 +24,7 @@ from qatune.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 SUFFIX = "-restated"
-_PREPOSITIONS = "in|at|during|on|of|since"  # not "for": "sent for Luther" is the verb's object
+_PREPOSITIONS = "in|at|during|on|of"  # not "for": "sent for Luther" is the verb's object
 # lower-case words that may follow a phrase taken out: they begin the next part of the sentence
 _FOLLOWERS = (
     "in|on|at|to|from|with|by|as|for|when|where|while|after|before|since|during|that|which|who|was|were|is|are|"
@@ -59,14 +59,19 @@ def _phrases(context: str, text: str) -> list[tuple[int, int]] | None:
     phrase that ends where a clause goes on ("In 1888,", "at Super Bowl 50 was"); None where one does not."""
     word = re.escape(text)
     mentions = list(re.finditer(rf"(?<!\w){word}(?!\w)", context))
-    # the phrase ends where the clause goes on: not "in Biblical studies", "for Children in Need"
-    after = rf"(?!\s*\d)(?:\s+season)?(?=\s*[.,;:]|\s+(?:{_FOLLOWERS})\b(?!\s+[A-Z]))"
-    inner = rf"\s+(?:{_PREPOSITIONS})\s+(?:the\s+)?{word}{after}"
+    # the phrase ends where the clause goes on: not "in Biblical studies", "for Children in Need", "in 4:3"
+    after = rf"(?!\s*\d)(?:\s+season)?(?=\s*[.,;:](?:\s|$)|\s+(?:{_FOLLOWERS})\b(?!\s+[A-Z]))"
+    # "since" only before a number: "since 1932"; before a name it is mostly a conjunction ("since the Santer
+    # Commission was censured")
+    prepositions = f"{_PREPOSITIONS}|since" if text[0].isdigit() else _PREPOSITIONS
+    # not "As of 2012" (an idiom), nor a list's head or a place's town ("groups in Iraq, Egypt", "in Toledo, Ohio")
+    inner = rf"(?<!\b[Aa]s)\s+(?:{prepositions})\s+(?:the\s+)?{word}{after}"
+    listed = r"(?!\s*,\s*[A-Z])"
     phrase = re.compile(
-        rf"(?:^|(?<=[.!?]\s))(?:{_PREPOSITIONS.title()})\s+(?:the\s+)?{word}{after},?\s+(?=\w)"  # opens a sentence
+        rf"(?:^|(?<=[.!?]\s))(?:{prepositions.title()})\s+(?:the\s+)?{word}{after},?\s+(?=\w)"  # opens a sentence
         rf"|,{inner},(?=\s)"  # between commas: "Tesla, in 1881, moved" -> "Tesla moved"
         rf"|,{inner}(?=\s*[.;:])"  # ends a sentence after a comma
-        rf"|{inner}"  # inside one: "Statistics, in 2011 there were" keeps its comma
+        rf"|{inner}{listed}"  # inside one: "Statistics, in 2011 there were" keeps its comma
     )
     spans = [(m.start(), m.end()) for m in phrase.finditer(context)]
     if not mentions or not all(any(s <= m.start() and m.end() <= e for s, e in spans) for m in mentions):
