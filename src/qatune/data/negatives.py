@@ -98,10 +98,7 @@ def add_negatives(
         return _negative(e, kind, rng, paragraphs, perturber)
 
     negatives, made = _balanced(order, wanted, kinds, rng, make)
-    ids = {e.id for e in dataset.examples}
-    clash = next((n.id for n in negatives if n.id in ids), None)
-    if clash is not None:
-        raise ConfigError(f"{dataset.source}: question id {clash!r} already exists; cannot name its negative")
+    refuse_clash(dataset, negatives, "its negative")
     _report(dataset, fraction, kinds, wanted, made, strict)
     mix = ", ".join(f"{k} {made[k]}" for k in kinds)
     missing = wanted - len(negatives)
@@ -235,6 +232,14 @@ def add_mined_negatives(
             MINED_DEPTH,
         )
     return QADataset(dataset.examples + negatives, dataset.source, dataset.skipped, [*dataset.notes, note])
+
+
+def refuse_clash(dataset: QADataset, made: Sequence[Example], what: str) -> None:
+    """A ConfigError where a question made from `dataset` would take the id of one it already has."""
+    ids = {e.id for e in dataset.examples}
+    clash = next((e.id for e in made if e.id in ids), None)
+    if clash is not None:
+        raise ConfigError(f"{dataset.source}: question id {clash!r} already exists; cannot name {what}")
 
 
 def answerable_share(

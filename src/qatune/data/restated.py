@@ -17,9 +17,9 @@ import random
 import re
 
 from qatune.data.adversarial import NUMBER, names
-from qatune.data.negatives import answerable_share
+from qatune.data.negatives import answerable_share, refuse_clash
 from qatune.data.squad import Example, QADataset
-from qatune.errors import ConfigError, DataError
+from qatune.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,7 @@ def _phrases(context: str, text: str) -> list[tuple[int, int]] | None:
 
 def _without(example: Example, cut: list[tuple[int, int]]) -> Example | None:
     """`example` with the spans `cut` out of its paragraph (a sentence's new first letter capitalised), the
-    answers moved along; None where a span touches an answer."""
-    ends = [(s, s + len(a)) for s, a in zip(example.answer_starts, example.answers)]
-    if any(s < ae and as_ < e for s, e in cut for as_, ae in ends):
-        return None
+    answers moved along; None where a span touches an answer (its text no longer where its start moved to)."""
     context, starts = example.context, list(example.answer_starts)
     for s, e in sorted(cut, reverse=True):
         opens = s == 0 or context[max(0, s - 2) : s].rstrip().endswith((".", "!", "?"))
@@ -108,10 +105,7 @@ def add_restated(dataset: QADataset, fraction: float, seed: int = 0) -> QADatase
             break
         if (restated := restate(e, rng)) is not None:
             made.append(restated)
-    ids = {e.id for e in dataset.examples}
-    clash = next((e.id for e in made if e.id in ids), None)
-    if clash is not None:
-        raise ConfigError(f"{dataset.source}: question id {clash!r} already exists; cannot name the restated question")
+    refuse_clash(dataset, made, "the restated question")
     if len(made) < wanted / 2:
         raise DataError(
             f"{dataset.source}: --restated {fraction:g} can make {len(made)} of the {wanted} restated questions asked "
