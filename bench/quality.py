@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument(
         "--restated", type=float, default=0.0, help="and this fraction of restated answerable questions"
     )
+    parser.add_argument(
+        "--span-loss", choices=("separate", "joint"), default="separate", help="what training minimises (qatune's)"
+    )
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
     parser.add_argument("--name", type=result_name, default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
@@ -124,6 +127,7 @@ def main() -> None:
             **({"negative_kinds": args.negative_kinds} if args.negative_kinds else {}),
             mined_negatives=args.mined_negatives,
             restated=args.restated,
+            span_loss=args.span_loss,
             model=args.model,
             eval_steps=max(50, questions // 32 // 6),
             output_dir=args.output,

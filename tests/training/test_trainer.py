@@ -126,7 +126,9 @@ def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_pat
     train(tiny_config(tiny_bert, tmp_path / "run", max_steps=3, eval_data=None), overwrite=True, progress_bar=False)
 
 
-@pytest.mark.parametrize("later", [{"mined_negatives": 0.2}, {"restated": 0.05}, {"mix": "squad:train"}])
+@pytest.mark.parametrize(
+    "later", [{"mined_negatives": 0.2}, {"restated": 0.05}, {"mix": "squad:train"}, {"span_loss": "joint"}]
+)
 def test_a_later_setting_away_from_its_default_is_another_run(later):
     """Settings newer than the oldest folders are left out of the saved config at their defaults; the
     resume check still sees them, in both directions."""

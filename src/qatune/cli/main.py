@@ -91,6 +91,9 @@ TRAIN_HELP = {
     "(0.1 for BERT-style models); 0 is faster on CPUs and scored higher in one-epoch fine-tunes (README, Speed)",
     "attention_dropout": "dropout of the attention probabilities only (default: as --dropout); 0 lets attention "
     "run as one fused kernel",
+    "span_loss": "separate (HF's: a cross-entropy over start tokens plus one over end tokens) or joint (one softmax "
+    "over every span of the window and the null answer, the probability answers are given with; README, Unanswerable "
+    "questions)",
     "load_best_model_at_end": "save the weights of the best evaluation (--metric-for-best-model), not the last",
     "metric_for_best_model": "f1, exact_match, correct or eval_loss: what 'best' means for the two settings around it",
     "early_stopping_patience": "stop after N evaluations without improvement of --metric-for-best-model",

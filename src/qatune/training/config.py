@@ -22,6 +22,7 @@ SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds below 2**32
 # What "best" can mean for load_best_model_at_end / early stopping / a sweep's `summary: best`: the
 # held-out evaluation's figures (eval_loss lower is better, the others higher).
 BEST_MODEL_METRICS = ("f1", "exact_match", "correct", "eval_loss")
+SPAN_LOSSES = ("separate", "joint")  # what training minimises (qatune.training.loss)
 # Settings that must be > 0, and the optional ones that must be > 0 when set (TrainConfig._check_positive).
 _POSITIVE = (
     "learning_rate",
@@ -52,6 +53,7 @@ LATER_DEFAULTS: Settings = {
     "mined_negatives": 0.0,
     "restated": 0.0,
     "mix": None,
+    "span_loss": "separate",
 }  # newer than the oldest folders, at their defaults
 
 
@@ -98,6 +100,7 @@ class TrainConfig:
     # 1.56x faster without the masks, and on the same 4,000 questions EM rose 41.9 -> 49.7 (README, Speed).
     dropout: float | None = 0.0
     attention_dropout: float | None = None  # the attention probabilities' dropout (over `dropout`); None: same
+    span_loss: str = "separate"  # one of SPAN_LOSSES: HF's start/end cross-entropies, or joint
     load_best_model_at_end: bool = False  # save the best evaluation's weights, not the last ones
     metric_for_best_model: str = "f1"  # one of BEST_MODEL_METRICS (eval_loss: lower is better)
     early_stopping_patience: int | None = None  # stop after this many evaluations without improvement
@@ -205,6 +208,8 @@ class TrainConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a fraction in [0, 1] (0: none), got {getattr(self, name)}")
         parse_kinds(self.negative_kinds)
+        if self.span_loss not in SPAN_LOSSES:
+            raise ConfigError(f"span_loss must be one of {', '.join(SPAN_LOSSES)}, got {self.span_loss!r}")
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:

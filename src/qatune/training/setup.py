@@ -27,6 +27,7 @@ from qatune.io import read_json
 from qatune.layout import CONFIG_FILE
 from qatune.models.embedding import perturber_for
 from qatune.training.config import TrainConfig
+from qatune.training.loss import BoundedWindows
 
 
 def load_train_eval(config: TrainConfig) -> tuple[QADataset, QADataset | None, QADataset | None]:
@@ -225,8 +226,9 @@ def window_loader(windows: Windows, tokenizer: Any, config: TrainConfig, batch: 
     sampler = EpochSampler([len(ids) for ids in windows.input_ids], batch, config.seed, config.group_by_length)
     # The loader gets its own generator: otherwise each new iterator draws a seed from the global RNG,
     # which drives dropout, and a resumed run would see other dropout masks than an uninterrupted one.
+    dataset = BoundedWindows(windows) if config.span_loss == "joint" else windows
     return DataLoader(
-        cast("Dataset[dict[str, object]]", windows),  # a map-style dataset: __len__ and __getitem__
+        cast("Dataset[dict[str, object]]", dataset),  # a map-style dataset: __len__ and __getitem__
         batch_size=batch,
         sampler=sampler,
         collate_fn=DataCollatorWithPadding(tokenizer),

@@ -34,6 +34,7 @@ from qatune.training import best
 from qatune.training import checkpoint as ckpt
 from qatune.training.config import TrainConfig
 from qatune.training.history import HistoryRecord, HistoryValues, Kind, eval_values
+from qatune.training.loss import batch_loss
 from qatune.training.saving import FinishedRun, save_final
 from qatune.training.setup import Losses, TrainingData, build_parts, load_train_eval, windowed
 from qatune.training.summary import RunSummary
@@ -225,7 +226,7 @@ class _Run:
             batches = self.accelerator.skip_first_batches(self.loader, start_batch) if start_batch else self.loader
             for n, batch in enumerate(batches, start=start_batch + 1):
                 with self.accelerator.accumulate(self.model):
-                    loss = self.model(**batch).loss
+                    loss = batch_loss(self.model, batch, c.span_loss, c.max_answer_length)
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         self._diverged("loss", value)
