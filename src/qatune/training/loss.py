@@ -1,12 +1,12 @@
 """What fine-tuning minimises for a window's start and end logits (`TrainConfig.span_loss`).
 
 `separate` is HF's loss: the mean of a cross-entropy over start tokens and one over end tokens, the
-null answer being the CLS token in both. `joint` is the negative log of the gold span's share of one
+null answer being the CLS token in both. `joint` is (half) the negative log of the gold span's share of one
 softmax over every valid span of the window (start <= end, both in the context, at most
 `max_answer_length` tokens) plus the null answer, each scored start_logit + end_logit: the
 probability `answering.decoding` answers with, so that training aims at what answering uses (the
-null answer competes with the spans, not with each token apart). Written here because no library
-has it: HF's QA heads compute only the separate loss.
+null answer competes with the spans, not with each token apart). The evaluations' `eval_loss` stays
+the separate one. Written here because no library has it: HF's QA heads compute only the separate loss.
 """
 
 from __future__ import annotations
