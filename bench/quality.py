@@ -39,6 +39,8 @@ def calibrate() -> float:
 
 
 def main() -> None:
+    from qatune.training.config import SPAN_LOSSES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-minutes", type=float, default=60)
     parser.add_argument("--output", default="runs/quality")
@@ -57,7 +59,7 @@ def main() -> None:
         "--restated", type=float, default=0.0, help="and this fraction of restated answerable questions"
     )
     parser.add_argument(
-        "--span-loss", choices=("separate", "joint"), default="separate", help="what training minimises (qatune's)"
+        "--span-loss", choices=SPAN_LOSSES, default="separate", help="what training minimises (qatune's)"
     )
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
     parser.add_argument("--name", type=result_name, default="quality", help="result file name under bench/results")
