@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument(
         "--span-loss", choices=SPAN_LOSSES, default="separate", help="what training minimises (qatune's)"
     )
+    parser.add_argument(
+        "--use-title", action="store_true", help="read questions with their article's title (qatune's --use-title)"
+    )
     parser.add_argument("--model", default="default", help="the model fine-tuned (default: the embedded MiniLM)")
     parser.add_argument("--name", type=result_name, default="quality", help="result file name under bench/results")
     parser.add_argument("--dev", default=str(DATA_DIR / "dev-v1.1.json.gz"), help="the data scored (default: dev v1.1)")
@@ -130,6 +133,7 @@ def main() -> None:
             mined_negatives=args.mined_negatives,
             restated=args.restated,
             span_loss=args.span_loss,
+            use_title=args.use_title,
             model=args.model,
             eval_steps=max(50, questions // 32 // 6),
             output_dir=args.output,

@@ -65,6 +65,9 @@ TRAIN_HELP = {
     "max_steps": "stop after N optimizer steps (overrides epochs)",
     "doc_stride": "OVERLAP in tokens between consecutive windows of a long context (as in HF)",
     "max_query_length": "questions are cut to this many tokens",
+    "use_title": "read each question with its document's title in front ('TITLE: question'; SQuAD's article "
+    "titles, a documents index's file titles, `ask --title`), so a question naming what its paragraph only calls "
+    "'she' or 'the city' is not taken for unanswerable; saved with the model (README, Unanswerable questions)",
     "eval_steps": "evaluate on the dev slice every N optimizer steps",
     "save_steps": "checkpoint every N steps (default: eval_steps); a rerun resumes from the last one",
     "eval_at_start": "also evaluate the untuned model at step 0 (the baseline)",

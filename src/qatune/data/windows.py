@@ -9,6 +9,7 @@ fast tokenizers alike, because it relies only on ``sequence_ids`` and offset map
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ class WindowConfig:
     max_seq_length: int = 256
     doc_stride: int = 96
     max_query_length: int = 64
+    # Read each question as "TITLE: question", the title of its document (article) in front: an answerable
+    # question often names the article's subject, which its paragraph leaves implicit ("she", "the city").
+    # Saved with the model, so everything that answers with it reads titles the same way.
+    use_title: bool = False
 
     def updated(self, **overrides: int | None) -> WindowConfig:
         """This config with each override that is not None (command-line flags over saved settings)."""
@@ -37,7 +42,10 @@ class WindowConfig:
     def check(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool):
+            if f.name == "use_title":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"use_title must be true or false, got {value!r}")
+            elif not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{f.name} must be an integer, got {value!r}")
         if self.max_query_length < 1:
             raise ConfigError(f"max_query_length must be at least 1, got {self.max_query_length}")
@@ -133,6 +141,25 @@ class Windows:
         return out
 
 
+TITLE_TOKENS = 16  # a title is cut to this many tokens, so that it leaves the question room
+
+
+def title_text(title: str) -> str:
+    """A title as words: a wiki-style slug (`Saint_Barth%C3%A9lemy`, as SQuAD's titles) decoded."""
+    title = " ".join(title.split())
+    return title if " " in title else urllib.parse.unquote(title).replace("_", " ").strip()
+
+
+def _questions(examples: Sequence[Example], tokenizer: Any, config: WindowConfig) -> list[str]:
+    """The question segment of each example: the question, after its cut title with `use_title`, cut to
+    `max_query_length` tokens."""
+    questions = [e.question.strip() for e in examples]
+    if config.use_title:
+        titles = _truncate_questions([title_text(e.title) for e in examples], tokenizer, TITLE_TOKENS)
+        questions = [f"{t}: {q}" if t else q for t, q in zip(titles, questions)]
+    return _truncate_questions(questions, tokenizer, config.max_query_length)
+
+
 def _truncate_questions(questions: Sequence[str], tokenizer: Any, max_query_length: int) -> list[str]:
     """Cut each question after ``max_query_length`` tokens (at a character boundary)."""
     questions = [q.strip() for q in questions]
@@ -189,7 +216,7 @@ def _tokenize_chunk(
     examples: Sequence[Example], tokenizer: Any, config: WindowConfig, with_types: bool
 ) -> list[tuple[Any, ...]]:
     """(input_ids, token_type_ids, offsets, example index, start, end) of every window of a chunk."""
-    questions = _truncate_questions([e.question for e in examples], tokenizer, config.max_query_length)
+    questions = _questions(examples, tokenizer, config)
     enc = tokenizer(
         questions,
         [e.context for e in examples],

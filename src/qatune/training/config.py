@@ -54,6 +54,7 @@ LATER_DEFAULTS: Settings = {
     "restated": 0.0,
     "mix": None,
     "span_loss": "separate",
+    "use_title": False,
 }  # newer than the oldest folders, at their defaults
 
 
@@ -81,6 +82,7 @@ class TrainConfig:
     max_seq_length: int = 256
     doc_stride: int = 96
     max_query_length: int = 64
+    use_title: bool = False  # read questions as "TITLE: question" (WindowConfig.use_title)
     max_answer_length: int = 30
     eval_steps: int | None = 500
     eval_at_start: bool = True
@@ -109,7 +111,7 @@ class TrainConfig:
 
     @property
     def window(self) -> WindowConfig:
-        return WindowConfig(self.max_seq_length, self.doc_stride, self.max_query_length)
+        return WindowConfig(self.max_seq_length, self.doc_stride, self.max_query_length, self.use_title)
 
     @property
     def micro_batch(self) -> int:
