@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
 from qatune.data.sources import load_data
 from qatune.data.squad import Example
-from qatune.data.windows import WindowConfig, tokenize_windows
+from qatune.data.windows import TITLE_TOKENS, WindowConfig, saved_window, title_text, tokenize_windows
 from qatune.errors import ConfigError
 
 
@@ -73,9 +76,68 @@ def test_unanswerable_points_at_cls(tokenizer):
     assert np.all(windows.offsets[0][0] == -1)
 
 
+def question_segment(windows, tokenizer, i: int = 0) -> str:
+    """The decoded tokens before the context of window `i` (its CLS and question segment)."""
+    first = int(np.flatnonzero(windows.offsets[i][:, 0] >= 0)[0])
+    return tokenizer.decode(windows.input_ids[i][:first], skip_special_tokens=True)
+
+
+def test_use_title_reads_the_title_in_front_of_the_question(tokenizer):
+    ex = Example(
+        "x", "Where was she born?", "She was born in Houston, Texas.", ("Houston",), (16,), "Saint_Barth%C3%A9lemy"
+    )
+    plain = tokenize_windows([ex], tokenizer, WindowConfig())
+    titled = tokenize_windows([ex], tokenizer, WindowConfig(use_title=True))
+    assert "barth" not in question_segment(plain, tokenizer).lower()
+    segment = "".join(question_segment(titled, tokenizer).lower().split())  # uncased BERT strips the accent
+    assert segment.startswith("saintbarth") and segment.endswith("lemy:wherewassheborn?")
+    # the context, its offsets and the label are the same, shifted by the title's tokens
+    shift = len(titled.input_ids[0]) - len(plain.input_ids[0])
+    assert shift > 0 and titled.start_positions[0] == plain.start_positions[0] + shift
+    assert labelled_text(ex, titled, 0) == "Houston"
+    untitled = dataclasses.replace(ex, title="  ")  # no title: the question alone, as without use_title
+    assert tokenize_windows([untitled], tokenizer, WindowConfig(use_title=True)).input_ids[0].tolist() == (
+        plain.input_ids[0].tolist()
+    )
+
+
+def test_a_long_title_is_cut_and_the_query_bound_holds(tokenizer):
+    ex = Example("x", "Who wrote it?", "It was written by Ann. " * 30, ("Ann",), (18,), "word " * 300)
+    config = WindowConfig(64, 8, 20, use_title=True)
+    windows = tokenize_windows([ex], tokenizer, config)
+    segment = question_segment(windows, tokenizer)
+    assert segment.split().count("word") <= TITLE_TOKENS
+    question_tokens = len(tokenizer(segment, add_special_tokens=False)["input_ids"])
+    assert question_tokens <= config.max_query_length and all(len(ids) <= 64 for ids in windows.input_ids)
+    assert any(labelled_text(ex, windows, i) == "Ann" for i in range(len(windows)) if windows.start_positions[i])
+
+
+@pytest.mark.parametrize(
+    ("title", "words"),
+    [
+        ("Super_Bowl_50", "Super Bowl 50"),
+        ("Bill_%26_Melinda_Gates", "Bill & Melinda Gates"),
+        ("100% pure x", "100% pure x"),
+    ],
+)
+def test_title_text_decodes_wiki_slugs_only(title, words):
+    assert title_text(title) == words
+
+
+def test_use_title_is_saved_with_the_model(tmp_path):
+    (tmp_path / "qatune.json").write_text(
+        json.dumps({"config": {"max_seq_length": 128, "doc_stride": 32, "use_title": True}})
+    )
+    assert saved_window(tmp_path) == WindowConfig(128, 32, use_title=True)
+    (tmp_path / "qatune.json").write_text(json.dumps({"config": {"doc_stride": 32}}))  # older: no titles
+    assert saved_window(tmp_path).use_title is False
+
+
 @pytest.mark.parametrize(
     "config",
     [
+        WindowConfig(use_title=1),  # type: ignore[arg-type]  # a hand-edited qatune.json
+        WindowConfig(use_title="yes"),  # type: ignore[arg-type]
         WindowConfig(256, 200, 64),
         WindowConfig(8, 2, 2),
         WindowConfig(64, 0, 60),

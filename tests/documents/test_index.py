@@ -196,6 +196,39 @@ def test_a_files_title_is_indexed_with_each_of_its_passages(tmp_path, index_loca
         assert hit.passage.file.endswith("Quokka.txt") and "three kilograms" in hit.passage.text
 
 
+def test_each_hit_carries_its_files_title(tmp_path, index_location, embedder, opened):
+    """The title the reader reads with a passage (`train --use-title`): a file's own or its name's."""
+    folder = tmp_path / "animals"
+    folder.mkdir()
+    (folder / "Quokka_facts.txt").write_text("It lives on Rottnest Island near Perth.")
+    (folder / "page.html").write_text("<html><head><title>Wombat burrows</title></head><body>It digs.</body></html>")
+    build_index([folder], index_location, progress_bar=False, embedder=embedder)
+    hits = opened(index_location).search(["Where does it live?"], k=2, mode="dense")[0]
+    assert {h.passage.file.rsplit("/", 1)[-1]: h.title for h in hits} == {
+        "Quokka_facts.txt": "Quokka facts",
+        "page.html": "Wombat burrows",
+    }
+
+
+def test_a_postgres_index_made_before_titles_reads_untitled_and_gains_them_on_update(tmp_path, pg_index, embedder):
+    import psycopg
+
+    from qatune.documents.postgres import PostgresIndex
+
+    folder = tmp_path / "animals"
+    folder.mkdir()
+    (folder / "Quokka.txt").write_text("It lives on Rottnest Island near Perth.")
+    build_index([folder], pg_index, progress_bar=False, embedder=embedder)
+    with psycopg.connect(pg_index, autocommit=True) as conn:  # as an index of the first format 3 tables
+        conn.execute("ALTER TABLE qatune_index_files DROP COLUMN title")
+    index = PostgresIndex(pg_index, embedder)
+    assert [h.title for h in index.search(["Where?"], k=1)[0]] == [""]
+    (folder / "Wombat.txt").write_text("It digs burrows.")
+    build_index([folder], pg_index, progress_bar=False, embedder=embedder)
+    titles = {h.passage.file.rsplit("/", 1)[-1]: h.title for h in index.search(["Where?"], k=2, mode="dense")[0]}
+    assert titles == {"Quokka.txt": "", "Wombat.txt": "Wombat"}  # the kept file is untitled until indexed again
+
+
 def test_other_passage_settings_are_refused_unless_overwrite(docs, index_location, embedder):
     """Cutting again with another --max-words would have to drop the files indexed from other paths."""
     build_index([docs / "manuals"], index_location, progress_bar=False, embedder=embedder)

@@ -70,6 +70,14 @@ def test_the_retrieval_weight_moves_answers_to_the_better_ranked_passages(index,
         ask_index(index, answerer, [question], retrieval_weight=float("nan"))
 
 
+def test_each_passage_is_read_with_its_files_title(index):
+    from qatune.documents.reader import joint_query
+
+    hits = index.search(["How long does the battery last?"], 3)[0]
+    query = joint_query("How long does the battery last?", hits, 3)
+    assert query.titles == [h.title for h in hits] and "battery" in query.titles
+
+
 def test_a_query_s_priors_are_one_finite_number_a_context():
     with pytest.raises(ConfigError, match="2 finite numbers"):
         Query([("a b", "q"), ("c d", "q")], joint=True, priors=[0.0])

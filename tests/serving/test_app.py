@@ -49,6 +49,16 @@ def test_answer_contract_and_comparison(client, tiny_bert):
     assert [m["role"] for m in client.get("/v1/models").json()["models"]] == ["primary", "compare"]
 
 
+def test_a_title_is_taken(client):
+    """A title is part of the request (read by models trained with titles; this one ignores it)."""
+    asked = {"context": CONTEXT, "question": "What is Earth?"}
+    plain = client.post("/v1/answer", json=asked).json()
+    titled = client.post("/v1/answer", json={**asked, "title": "Earth"}).json()
+    assert titled["answers"] == plain["answers"]
+    batch = client.post("/v1/answer:batch", json={"items": [{**asked, "title": "Earth"}]})
+    assert batch.status_code == 200 and batch.json()["results"][0]["answers"] == plain["answers"]
+
+
 def test_batch_matches_single_answers(client):
     items = [{"context": CONTEXT, "question": q} for q in ("What is Earth?", "Where has life originated?")]
     batch = client.post("/v1/answer:batch", json={"items": items, "top_k": 2}).json()
@@ -68,6 +78,8 @@ def test_batch_matches_single_answers(client):
         ({"context": CONTEXT, "question": 7}, 422, "question"),
         ({"context": CONTEXT, "question": "q?", "top_k": 11}, 422, "top_k"),
         ({"context": CONTEXT}, 422, "question"),
+        ({"context": CONTEXT, "question": "q?", "title": 7}, 422, "title"),
+        ({"context": CONTEXT, "question": "q?", "title": "t" * 1001}, 422, "at most 1000 characters"),
     ],
 )
 def test_limits_and_bad_requests(client, payload, status, words):

@@ -127,7 +127,8 @@ def test_finished_run_is_not_repeated_and_clashes_are_refused(tiny_bert, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "later", [{"mined_negatives": 0.2}, {"restated": 0.05}, {"mix": "squad:train"}, {"span_loss": "joint"}]
+    "later",
+    [{"mined_negatives": 0.2}, {"restated": 0.05}, {"mix": "squad:train"}, {"span_loss": "joint"}, {"use_title": True}],
 )
 def test_a_later_setting_away_from_its_default_is_another_run(later):
     """Settings newer than the oldest folders are left out of the saved config at their defaults; the

@@ -85,13 +85,15 @@ class Query:
     span of every context shares one softmax and equal answers merge across them; one Prediction, its
     spans in that joined text. `priors` (joint only): one score a context, added to every span of it (not
     to the null answer), so a context's answers count for more or less by where it came from (the
-    documents reader: the retrieval score)."""
+    documents reader: the retrieval score). `titles`: one a pair, the title of its context's document,
+    read by a model trained with titles (`WindowConfig.use_title`); None: no titles."""
 
     pairs: Sequence[tuple[str, str]]
     top_k: int = 3
     decoding: Decoding | None = None
     joint: bool = False
     priors: Sequence[float] | None = None
+    titles: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.priors is not None and (
@@ -166,9 +168,13 @@ class SpanAnswerer:
             return self.decoding
         return dataclasses.replace(self.decoding, max_answer_length=max_answer_length)
 
-    def ask(self, context: str, question: str, top_k: int = 3) -> list[Answer]:
-        """Up to `top_k` distinct answers with probabilities and character spans."""
-        return self.ask_many([(context, question)], top_k)[0]
+    def ask(self, context: str, question: str, top_k: int = 3, title: str = "") -> list[Answer]:
+        """Up to `top_k` distinct answers with probabilities and character spans (`title`: of the context's
+        document, read by a model trained with titles)."""
+        result = self.predict_queries([Query([(context, question)], top_k, titles=[title])])[0]
+        if isinstance(result, QatuneError):
+            raise result
+        return result[0].answers
 
     def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
         """Batched `ask` for many (context, question) pairs."""
@@ -189,7 +195,7 @@ class SpanAnswerer:
         checked: list[list[Example] | QatuneError] = []
         for query in queries:
             try:
-                checked.append(question_examples(query.pairs, self.max_context_chars))
+                checked.append(question_examples(query.pairs, self.max_context_chars, query.titles))
             except QatuneError as exc:
                 checked.append(exc)
         examples = [e for c in checked if not isinstance(c, QatuneError) for e in c]

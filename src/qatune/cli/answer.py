@@ -32,7 +32,15 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
     p.add_argument("--context", help="the context text (else --context-file, else stdin)")
     p.add_argument("--context-file", help="read the context from this file")
     p.add_argument("--question", help="the question")
-    p.add_argument("--questions", help="JSON file: a list of {context, question} objects (batch mode)")
+    p.add_argument(
+        "--title",
+        default="",
+        help="the title of the context's document (an article's name): a model trained with --use-title reads "
+        "it in front of the question; others ignore it",
+    )
+    p.add_argument(
+        "--questions", help="JSON file: a list of {context, question} objects, each with an optional title (batch mode)"
+    )
     p.add_argument("--top-k", type=int_in(1, 20), default=3, help="answers per question, 1..20 (default: 3)")
     p.add_argument(
         "--max-context-chars",
@@ -75,8 +83,8 @@ def add_ask_parser(sub: argparse._SubParsersAction[Parser], common: Parser) -> N
     add_window_args(p)
 
 
-def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(context, question) pairs from --questions, or the single --context/--question."""
+def _questions(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[str]]:
+    """(context, question) pairs and their titles from --questions, or the single --context/--question/--title."""
     if args.questions:
         from qatune.data.squad import read_text
         from qatune.io import parse_json
@@ -84,7 +92,8 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
         items = parse_json(read_text(Path(args.questions)), args.questions, DataError)
         try:
             pairs = [(item["context"], item["question"]) for item in items]
-        except (TypeError, KeyError) as exc:
+            titles = [item.get("title", "") for item in items]
+        except (TypeError, KeyError, AttributeError) as exc:
             raise DataError(
                 f'{args.questions}: expected a JSON list of {{"context", "question"}} objects '
                 f"({type(exc).__name__}: {exc})"
@@ -104,8 +113,8 @@ def _questions(args: argparse.Namespace) -> list[tuple[str, str]]:
             raise DataError("no context: pass --context TEXT, --context-file FILE, or pipe it on stdin")
         if args.question is None:
             raise DataError("no question: pass --question TEXT (or --questions FILE)")
-        pairs = [(context, args.question)]
-    return pairs
+        pairs, titles = [(context, args.question)], [args.title]
+    return pairs, titles
 
 
 def _prediction_json(prediction: Prediction) -> JsonObject:
@@ -117,13 +126,14 @@ def _prediction_json(prediction: Prediction) -> JsonObject:
     return out
 
 
-def _predict(model: str, pairs: list[tuple[str, str]], args: argparse.Namespace) -> list[Prediction]:
+def _predict(model: str, pairs: list[tuple[str, str]], titles: list[str], args: argparse.Namespace) -> list[Prediction]:
     """Each question's prediction by `model`, all in one batched pass; the window bound holds per question,
     and a question over it is an error naming it."""
     from qatune.answering.answerer import Query
     from qatune.errors import QatuneError
 
-    results = answerer_for(model, args).predict_queries([Query([pair], args.top_k) for pair in pairs])
+    queries = [Query([pair], args.top_k, titles=[title]) for pair, title in zip(pairs, titles)]
+    results = answerer_for(model, args).predict_queries(queries)
     for i, result in enumerate(results):
         if isinstance(result, QatuneError):
             raise type(result)(f"{args.questions}: question {i + 1}: {result}" if args.questions else str(result))
@@ -138,10 +148,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
         return cmd_ask_index(args)
 
-    pairs = _questions(args)
-    question_examples(pairs, args.max_context_chars)  # every pair checked (empty, size) before a model loads
+    pairs, titles = _questions(args)
+    question_examples(pairs, args.max_context_chars, titles)  # every pair checked (empty, size) before a model loads
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
-    results = {m: _predict(m, pairs, args) for m in models}
+    results = {m: _predict(m, pairs, titles, args) for m in models}
     objects = []
     for i, (_, question) in enumerate(pairs):
         obj: JsonObject = {"question": question, **_prediction_json(results[args.model][i]), "model": args.model}

@@ -72,7 +72,8 @@ def cmd_ask_index(args: argparse.Namespace) -> int:
     from qatune.documents.backends import open_index
     from qatune.documents.reader import ask_index
 
-    given = [flag for flag, value in (("--context", args.context), ("--context-file", args.context_file)) if value]
+    named = (("--context", args.context), ("--context-file", args.context_file), ("--title", args.title))
+    given = [flag for flag, value in named if value]
     if given or args.compare_with:
         raise ConfigError(f"--index answers from the index's documents: drop {(given or ['--compare-with'])[0]}")
     if args.question is None:

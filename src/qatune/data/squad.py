@@ -283,19 +283,29 @@ def hf_rows(name: str, split: str, rows: Iterable[Row]) -> Iterator[tuple[str, R
         yield f"{name}[{split}] row {i}, question id {row.get('id')!r}", row
 
 
-def question_examples(pairs: Sequence[tuple[str, str]], max_chars: int | None = None) -> list[Example]:
-    """(context, question) pairs asked by a user as Examples; an empty or oversized one is a DataError
-    naming it (`max_chars` defaults to the size guard, `max_context_chars()`)."""
+MAX_TITLE_CHARS = 1000  # a title is a name, not a text: read cut to a few tokens (`data.windows.TITLE_TOKENS`)
+
+
+def question_examples(
+    pairs: Sequence[tuple[str, str]], max_chars: int | None = None, titles: Sequence[str] | None = None
+) -> list[Example]:
+    """(context, question) pairs asked by a user as Examples, with the title of each context's document if
+    given ("" for none); an empty or oversized one is a DataError naming it (`max_chars` defaults to the
+    size guard, `max_context_chars()`)."""
     limit = max_chars or max_context_chars()
-    for i, (context, question) in enumerate(pairs):
-        for name, value in (("context", context), ("question", question)):
+    titles = [""] * len(pairs) if titles is None else titles
+    if len(titles) != len(pairs):
+        raise DataError(f"{len(titles)} titles for {len(pairs)} questions: give one title a question")
+    for i, ((context, question), title) in enumerate(zip(pairs, titles)):
+        for name, value in (("context", context), ("question", question), ("title", title)):
             if not isinstance(value, str):
                 raise DataError(f"question {i}: the {name} must be text, got {type(value).__name__}")
-            if not value.strip():
+            if not value.strip() and name != "title":
                 raise DataError(f"question {i}: empty {name}")
         check_text(context, "the context", f"question {i}", limit)
         check_text(question, "the question", f"question {i}", limit)
-    return [Example(str(i), question, context) for i, (context, question) in enumerate(pairs)]
+        check_text(title, "the title", f"question {i}", MAX_TITLE_CHARS)
+    return [Example(str(i), q, c, title=t) for i, ((c, q), t) in enumerate(zip(pairs, titles))]
 
 
 def to_squad(dataset: QADataset) -> JsonObject:

@@ -37,7 +37,8 @@ class WindowConfig:
 
     def updated(self, **overrides: int | None) -> WindowConfig:
         """This config with each override that is not None (command-line flags over saved settings)."""
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given)
 
     def check(self) -> None:
         for f in dataclasses.fields(self):

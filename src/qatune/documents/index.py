@@ -77,7 +77,10 @@ class DocumentIndex:
         if not self.passages:
             raise ConfigError(f"{self.folder}: the index holds no passages; index some documents first")
         ranked = rank(questions, k, mode, self.lexical.search, self._dense)
-        return [[Hit(i, s, self.passages[i]) for i, s in found] for found in ranked]
+        titles = {name: entry.title for name, entry in self.files.items()}
+        return [
+            [Hit(i, s, self.passages[i], titles.get(self.passages[i].file, "")) for i, s in found] for found in ranked
+        ]
 
     def _dense(self, questions: Sequence[str], k: int) -> list[Side]:
         return search(self.embeddings, self.units, self.embedder()(questions), k)

@@ -41,7 +41,8 @@ K1, B = 1.5, 0.75  # BM25's term saturation and length normalisation, as bm25s's
 TABLES = """
 CREATE TABLE IF NOT EXISTS qatune_index_meta (name text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS qatune_index_files (
-    file text PRIMARY KEY, sha256 text NOT NULL, size bigint NOT NULL, pages int, passages int NOT NULL);
+    file text PRIMARY KEY, sha256 text NOT NULL, size bigint NOT NULL, pages int, passages int NOT NULL,
+    title text NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS qatune_index_passages (
     id bigserial PRIMARY KEY, file text NOT NULL REFERENCES qatune_index_files ON DELETE CASCADE,
     page int, start_char int NOT NULL, end_char int NOT NULL, text text NOT NULL,
@@ -52,6 +53,13 @@ CREATE TABLE IF NOT EXISTS qatune_index_terms (
     tf int NOT NULL, PRIMARY KEY (term, passage));
 CREATE INDEX IF NOT EXISTS qatune_index_terms_passage ON qatune_index_terms (passage);
 """
+# Files' titles (read with their passages by a model trained with titles) came after format 3's first tables:
+# an older index gets the column at its next update, its files untitled until they are indexed again.
+TITLES = "ALTER TABLE qatune_index_files ADD COLUMN IF NOT EXISTS title text NOT NULL DEFAULT ''"
+HAS_TITLES = (
+    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'qatune_index_files' AND column_name = 'title'"
+)
 COUNTS = "SELECT (SELECT count(*) FROM qatune_index_files), (SELECT count(*) FROM qatune_index_passages)"
 UPSERT = "INSERT INTO qatune_index_meta VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 BM25 = f"""
@@ -176,7 +184,7 @@ class PostgresIndex:
 
             ranked = rank(questions, k, mode, lexical, dense)
             passages = _passages(conn, sorted({i for found in ranked for i, _ in found}))
-        return [[Hit(i, s, passages[i]) for i, s in found] for found in ranked]
+        return [[Hit(i, s, *passages[i]) for i, s in found] for found in ranked]
 
     @staticmethod
     def _bm25(conn: Any, question: str, k: int, n: int, avgdl: float) -> Side:
@@ -199,11 +207,15 @@ class PostgresIndex:
             return self._vectors[1], self._vectors[2], self._vectors[3]
 
 
-def _passages(conn: Any, ids: list[int]) -> dict[int, Passage]:
+def _passages(conn: Any, ids: list[int]) -> dict[int, tuple[Passage, str]]:
+    """The passages `ids` with their files' titles ("" in an index made before titles were kept)."""
+    title = "f.title" if conn.execute(HAS_TITLES).fetchone() else "''"
     rows = conn.execute(
-        "SELECT id, file, page, start_char, end_char, text FROM qatune_index_passages WHERE id = ANY(%s)", (ids,)
+        f"SELECT p.id, p.file, p.page, p.start_char, p.end_char, p.text, {title} FROM qatune_index_passages p "
+        "JOIN qatune_index_files f ON f.file = p.file WHERE p.id = ANY(%s)",
+        (ids,),
     ).fetchall()
-    return {r[0]: Passage(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+    return {r[0]: (Passage(r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
 
 
 class PostgresWriter:
@@ -245,6 +257,8 @@ class PostgresWriter:
                 conn.execute("DELETE FROM qatune_index_files")
             elif conn.execute("SELECT 1 FROM qatune_index_meta").fetchone():  # another writer may have come first
                 self._check(read_meta(conn, self.url))
+            if table is not None:
+                conn.execute(TITLES)
             self._still(conn, unchanged)
             dropped = sorted(removed | {f.key for f in files})
             conn.execute("DELETE FROM qatune_index_files WHERE file = ANY(%s)", (dropped,))
@@ -276,8 +290,9 @@ def _insert(conn: Any, files: Sequence[NewFile]) -> None:
     """The files' rows, their passages with vectors, and the passages' terms (parsed by PostgreSQL)."""
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO qatune_index_files VALUES (%s, %s, %s, %s, %s)",
-            [(f.key, f.entry.sha256, f.entry.size, f.entry.pages, len(f.passages)) for f in files],
+            "INSERT INTO qatune_index_files (file, sha256, size, pages, passages, title) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [(f.key, f.entry.sha256, f.entry.size, f.entry.pages, len(f.passages), f.entry.title) for f in files],
         )
         columns = "file, page, start_char, end_char, text, embedding"
         with cur.copy(f"COPY qatune_index_passages ({columns}) FROM STDIN") as copy:

@@ -103,7 +103,8 @@ def joint_query(question: str, hits: list[Hit], top_k: int, retrieval_weight: fl
         raise ConfigError(f"retrieval weight {retrieval_weight}: expected a number at least 0")
     best = max((h.score for h in hits), default=0.0)
     priors = [retrieval_weight * (h.score - best) for h in hits]
-    return Query([(h.passage.text, question) for h in hits], top_k, joint=True, priors=priors)
+    pairs = [(h.passage.text, question) for h in hits]
+    return Query(pairs, top_k, joint=True, priors=priors, titles=[h.title for h in hits])
 
 
 def cite(question: str, hits: list[Hit], prediction: Prediction, decoding: Decoding) -> DocumentAnswers:

@@ -90,12 +90,14 @@ class NewFile:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved passage: its id in the index, its retrieval score and itself. The score is standardised
-    over the question's candidates (`fuse`), whatever the mode, so the reader can weigh it on one scale."""
+    """A retrieved passage: its id in the index, its retrieval score, itself and its file's title (read with
+    it by a model trained with titles; "" where the index keeps none). The score is standardised over the
+    question's candidates (`fuse`), whatever the mode, so the reader can weigh it on one scale."""
 
     id: int
     score: float
     passage: Passage
+    title: str = ""
 
 
 @dataclass(frozen=True)

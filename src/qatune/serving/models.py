@@ -71,15 +71,23 @@ class Models:
         self.ready = True
 
     def predict(
-        self, role: str, pairs: list[tuple[str, str]], top_k: int, decoding: Decoding | None = None
+        self,
+        role: str,
+        pairs: list[tuple[str, str]],
+        top_k: int,
+        decoding: Decoding | None = None,
+        titles: list[str] | None = None,
     ) -> list[Prediction]:
-        """The predictions of the model in `role` for (context, question) pairs, through its batcher."""
-        predictions: list[Prediction] = self.loaded[role].batcher.ask(Query(pairs, top_k, decoding))
+        """The predictions of the model in `role` for (context, question) pairs (and their documents' titles),
+        through its batcher."""
+        predictions: list[Prediction] = self.loaded[role].batcher.ask(Query(pairs, top_k, decoding, titles=titles))
         return predictions
 
-    def ask(self, role: str, pairs: list[tuple[str, str]], top_k: int) -> list[ModelAnswers]:
+    def ask(
+        self, role: str, pairs: list[tuple[str, str]], top_k: int, titles: list[str] | None = None
+    ) -> list[ModelAnswers]:
         """`predict`, as the API's per-model answers (named after the model)."""
-        found = self.predict(role, pairs, top_k)
+        found = self.predict(role, pairs, top_k, titles=titles)
         return [ModelAnswers(model=self.loaded[role].name, **p.to_dict()) for p in found]
 
     def close(self) -> None:

@@ -55,9 +55,10 @@ def _answer(models: Models, config: ServeConfig, items: list[Any], top_k: int) -
     require_ready(models)
     _check_request_chars(items, config.max_request_chars)
     pairs = [(item.context, item.question) for item in items]
+    titles = [item.title for item in items]
     began = time.perf_counter()
-    primary = models.ask("primary", pairs, top_k)
-    other = models.ask("compare", pairs, top_k) if "compare" in models.loaded else None
+    primary = models.ask("primary", pairs, top_k, titles)
+    other = models.ask("compare", pairs, top_k, titles) if "compare" in models.loaded else None
     took = round((time.perf_counter() - began) * 1000, 2)
     return [
         AnswerResponse(**mine.model_dump(), took_ms=took, compare=other[i] if other else None)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, create_model
 
+from qatune.data.squad import MAX_TITLE_CHARS
 from qatune.serving.config import ServeConfig
 
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
@@ -47,11 +48,19 @@ def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel
     """Request bodies whose schema carries this server's limits, so clients (and fuzzers) can see them."""
     context, question = text_types(config.max_context_chars, config.max_question_chars)
     top_k = json_int(1, 10, "how many answers, best first")
+    title: Any = Annotated[
+        str,
+        Strict(),
+        StringConstraints(max_length=MAX_TITLE_CHARS),
+        Field(
+            description=f"the title of the context's document, at most {MAX_TITLE_CHARS} characters: read in front of "
+            "the question by a model trained with titles (`train --use-title`), else ignored"
+        ),
+    ]
     forbid = ConfigDict(extra="forbid")  # a misspelt field ("topk") is a 422 naming it, not silently ignored
-    single = create_model(
-        "AnswerRequest", __config__=forbid, context=(context, ...), question=(question, ...), top_k=(top_k, 3)
-    )
-    item: Any = create_model("BatchItem", __config__=forbid, context=(context, ...), question=(question, ...))
+    asked: dict[str, Any] = {"context": (context, ...), "question": (question, ...), "title": (title, "")}
+    single = create_model("AnswerRequest", __config__=forbid, **asked, top_k=(top_k, 3))
+    item: Any = create_model("BatchItem", __config__=forbid, **asked)
     items: Any = Annotated[
         list[item], Field(min_length=1, max_length=config.max_batch, description="questions (--max-batch)")
     ]
