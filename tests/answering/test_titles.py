@@ -76,6 +76,12 @@ def test_ask_takes_a_title_and_a_questions_files_titles(titled, tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+def test_a_title_for_a_model_that_does_not_read_titles_is_a_warning(tiny_bert):
+    asked = _ask("--model", str(tiny_bert), "--context", CONTEXT, "--question", "Where?", "--title", "B", "--json")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["answers"]
+    assert asked.stderr.startswith("warning: titles are read only by models trained with --use-title")
+
+
 def test_an_onnx_export_reads_titles_as_the_model_does(titled, tmp_path):
     from qatune.answering.onnx_backend import OnnxAnswerer
     from qatune.answering.torch_backend import Answerer

@@ -14,6 +14,7 @@ from qatune.cli.common import (
     emit,
     float_in,
     int_in,
+    model_window,
     positive_int,
 )
 from qatune.documents.records import RETRIEVAL_WEIGHT
@@ -151,6 +152,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     pairs, titles = _questions(args)
     question_examples(pairs, args.max_context_chars, titles)  # every pair checked (empty, size) before a model loads
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
+    if any(t.strip() for t in titles) and not any(model_window(m, args).use_title for m in models):
+        print("warning: titles are read only by models trained with --use-title; these ignore them", file=sys.stderr)
     results = {m: _predict(m, pairs, titles, args) for m in models}
     objects = []
     for i, (_, question) in enumerate(pairs):

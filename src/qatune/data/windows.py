@@ -35,10 +35,16 @@ class WindowConfig:
     # Saved with the model, so everything that answers with it reads titles the same way.
     use_title: bool = False
 
-    def updated(self, **overrides: int | None) -> WindowConfig:
-        """This config with each override that is not None (command-line flags over saved settings)."""
-        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-        return dataclasses.replace(self, **given)
+    def updated(
+        self, max_seq_length: int | None = None, doc_stride: int | None = None, max_query_length: int | None = None
+    ) -> WindowConfig:
+        """This config with each size given that is not None (command-line flags over saved settings)."""
+        return WindowConfig(
+            self.max_seq_length if max_seq_length is None else max_seq_length,
+            self.doc_stride if doc_stride is None else doc_stride,
+            self.max_query_length if max_query_length is None else max_query_length,
+            self.use_title,
+        )
 
     def check(self) -> None:
         for f in dataclasses.fields(self):

@@ -58,9 +58,17 @@ def request_models(config: ServeConfig) -> tuple[type[BaseModel], type[BaseModel
         ),
     ]
     forbid = ConfigDict(extra="forbid")  # a misspelt field ("topk") is a 422 naming it, not silently ignored
-    asked: dict[str, Any] = {"context": (context, ...), "question": (question, ...), "title": (title, "")}
-    single = create_model("AnswerRequest", __config__=forbid, **asked, top_k=(top_k, 3))
-    item: Any = create_model("BatchItem", __config__=forbid, **asked)
+    single = create_model(
+        "AnswerRequest",
+        __config__=forbid,
+        context=(context, ...),
+        question=(question, ...),
+        title=(title, ""),
+        top_k=(top_k, 3),
+    )
+    item: Any = create_model(
+        "BatchItem", __config__=forbid, context=(context, ...), question=(question, ...), title=(title, "")
+    )
     items: Any = Annotated[
         list[item], Field(min_length=1, max_length=config.max_batch, description="questions (--max-batch)")
     ]
