@@ -56,6 +56,24 @@ def test_bad_titles_are_one_data_error(titles, words):
         question_examples([(CONTEXT, "Where?")], titles=titles)
 
 
+def test_a_query_takes_one_title_a_context():
+    from qatune.errors import ConfigError
+
+    for titles in ("ab", ["a"]):  # a string would be read a character a context
+        with pytest.raises(ConfigError, match="a query's titles"):
+            Query([(CONTEXT, "Where?"), (CONTEXT, "Who?")], titles=titles)
+
+
+def test_titles_in_a_data_file_are_checked(tmp_path):
+    from qatune.data.sources import load_data
+
+    bad = tmp_path / "bad.json"
+    qa = {"id": "q", "question": "Where?", "answers": [{"text": "Houston", "answer_start": 16}]}
+    bad.write_text(json.dumps({"data": [{"title": "\ud800", "paragraphs": [{"context": CONTEXT, "qas": [qa]}]}]}))
+    with pytest.raises(DataError, match="a title is not valid text"):
+        load_data(str(bad), "validation")
+
+
 def _ask(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "qatune.cli", "ask", *args], capture_output=True, text=True, timeout=600
@@ -74,6 +92,8 @@ def test_ask_takes_a_title_and_a_questions_files_titles(titled, tmp_path):
     bad = _ask("--model", str(titled), "--questions", str(questions))
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "title must be text" in bad.stderr
     assert "Traceback" not in bad.stderr
+    both = _ask("--model", str(titled), "--questions", str(questions), "--title", "B")
+    assert both.returncode == 2 and "--title is for one --question" in both.stderr
 
 
 def test_a_title_for_a_model_that_does_not_read_titles_is_a_warning(tiny_bert):

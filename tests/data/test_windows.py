@@ -112,6 +112,12 @@ def test_a_long_title_is_cut_and_the_query_bound_holds(tokenizer):
     assert any(labelled_text(ex, windows, i) == "Ann" for i in range(len(windows)) if windows.start_positions[i])
 
 
+def test_a_short_query_length_keeps_most_of_it_for_the_question(tokenizer):
+    ex = Example("x", "Who wrote it?", "It was written by Ann.", ("Ann",), (18,), "word " * 30)
+    segment = question_segment(tokenize_windows([ex], tokenizer, WindowConfig(64, 8, 16, use_title=True)), tokenizer)
+    assert segment.split().count("word") <= 4 and "wrote it?" in segment.lower()
+
+
 @pytest.mark.parametrize(
     ("title", "words"),
     [

@@ -87,6 +87,7 @@ def test_shipped_studies_validate():
         ({"compare": {"experiment": "nope"}}, "compare.experiment: 'nope' is not an experiment; valid: picked, fixed"),
         ({"compare": {"experiment": "picked", "sample": 0}}, "compare.sample: expected a positive integer"),
         ({"questions": {"items": [{"context": "x"}]}}, "questions[0]: expected {context: TEXT, question: TEXT}"),
+        ({"questions": {"items": [{"context": "x", "question": "y", "title": 5}]}}, "questions[0]: title must be text"),
         ({"questions": {"file": "missing.json"}}, "questions.file: missing.json: no such questions file"),
         ({"report": {"formats": ["pdf"]}}, "report.formats: expected some of markdown, html"),
         ({"data": {"train": "sample", "tset": "x"}}, "data: unknown key(s) tset"),

@@ -100,6 +100,8 @@ class Query:
             len(self.priors) != len(self.pairs) or not all(math.isfinite(p) for p in self.priors)
         ):
             raise ConfigError(f"a query's priors: expected {len(self.pairs)} finite numbers, one a context")
+        if self.titles is not None and (isinstance(self.titles, str) or len(self.titles) != len(self.pairs)):
+            raise ConfigError(f"a query's titles: expected a sequence of {len(self.pairs)} titles, one a context")
 
 
 @dataclass(frozen=True)
@@ -171,20 +173,23 @@ class SpanAnswerer:
     def ask(self, context: str, question: str, top_k: int = 3, title: str = "") -> list[Answer]:
         """Up to `top_k` distinct answers with probabilities and character spans (`title`: of the context's
         document, read by a model trained with titles)."""
-        result = self.predict_queries([Query([(context, question)], top_k, titles=[title])])[0]
-        if isinstance(result, QatuneError):
-            raise result
-        return result[0].answers
+        return self.ask_many([(context, question)], top_k, [title])[0]
 
-    def ask_many(self, pairs: Sequence[tuple[str, str]], top_k: int = 3) -> list[list[Answer]]:
-        """Batched `ask` for many (context, question) pairs."""
-        return [p.answers for p in self.predict_many(pairs, top_k)]
+    def ask_many(
+        self, pairs: Sequence[tuple[str, str]], top_k: int = 3, titles: Sequence[str] | None = None
+    ) -> list[list[Answer]]:
+        """Batched `ask` for many (context, question) pairs (and their documents' titles)."""
+        return [p.answers for p in self.predict_many(pairs, top_k, titles=titles)]
 
     def predict_many(
-        self, pairs: Sequence[tuple[str, str]], top_k: int = 3, decoding: Decoding | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        top_k: int = 3,
+        decoding: Decoding | None = None,
+        titles: Sequence[str] | None = None,
     ) -> list[Prediction]:
         """`ask_many` plus each question's no-answer probability."""
-        result = self.predict_queries([Query(pairs, top_k, decoding)])[0]
+        result = self.predict_queries([Query(pairs, top_k, decoding, titles=titles)])[0]
         if isinstance(result, QatuneError):
             raise result
         return result

@@ -18,7 +18,7 @@ from qatune.cli.common import (
     positive_int,
 )
 from qatune.documents.records import RETRIEVAL_WEIGHT
-from qatune.errors import DataError
+from qatune.errors import ConfigError, DataError
 from qatune.io import JsonObject
 
 if TYPE_CHECKING:
@@ -88,6 +88,9 @@ def _questions(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[st
     """(context, question) pairs and their titles from --questions, or the single --context/--question/--title."""
     if args.questions:
         from qatune.data.squad import read_text
+
+        if args.title:
+            raise ConfigError("--title is for one --question: give each of --questions' objects its own title")
         from qatune.io import parse_json
 
         items = parse_json(read_text(Path(args.questions)), args.questions, DataError)

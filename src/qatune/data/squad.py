@@ -250,9 +250,10 @@ def validate_rows(rows: Iterable[tuple[str, Row]], source: str, skip_invalid: bo
                 bad_offsets.append(f"{where}: answer {text!r} is not at answer_start {start}")
                 break
         else:
-            title = row.get("title") or ""
+            title = str(row.get("title") or "")
+            check_text(title, "a title", where, limit)  # read by `--use-title` models: valid text
             plausible = tuple(row.get("plausible") or ()) if not texts else ()
-            examples.append(Example(qid, question, context, texts, starts, str(title), plausible))
+            examples.append(Example(qid, question, context, texts, starts, title, plausible))
     if bad_offsets and not skip_invalid:
         raise DataError(
             f"{len(bad_offsets)} question(s) have an answer_start that does not match the answer text; "
@@ -304,7 +305,12 @@ def question_examples(
                 raise DataError(f"question {i}: empty {name}")
         check_text(context, "the context", f"question {i}", limit)
         check_text(question, "the question", f"question {i}", limit)
-        check_text(title, "the title", f"question {i}", MAX_TITLE_CHARS)
+        if len(title) > MAX_TITLE_CHARS:
+            raise DataError(
+                f"question {i}: the title of {len(title):,} characters is over the limit of {MAX_TITLE_CHARS:,}; "
+                "give the document's name, not its text"
+            )
+        check_text(title, "the title", f"question {i}", limit)
     return [Example(str(i), q, c, title=t) for i, ((c, q), t) in enumerate(zip(pairs, titles))]
 
 

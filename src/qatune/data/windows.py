@@ -148,7 +148,9 @@ class Windows:
         return out
 
 
-TITLE_TOKENS = 16  # a title is cut to this many tokens, so that it leaves the question room
+TITLE_TOKENS = (
+    16  # a title is cut to this many tokens (a quarter of max_query_length if less), leaving the question room
+)
 
 
 def title_text(title: str) -> str:
@@ -162,7 +164,8 @@ def _questions(examples: Sequence[Example], tokenizer: Any, config: WindowConfig
     `max_query_length` tokens."""
     questions = [e.question.strip() for e in examples]
     if config.use_title:
-        titles = _truncate_questions([title_text(e.title) for e in examples], tokenizer, TITLE_TOKENS)
+        room = min(TITLE_TOKENS, config.max_query_length // 4)  # the question keeps most of the segment
+        titles = _truncate_questions([title_text(e.title) for e in examples], tokenizer, room)
         questions = [f"{t}: {q}" if t else q for t, q in zip(titles, questions)]
     return _truncate_questions(questions, tokenizer, config.max_query_length)
 

@@ -56,9 +56,9 @@ CREATE INDEX IF NOT EXISTS qatune_index_terms_passage ON qatune_index_terms (pas
 # Files' titles (read with their passages by a model trained with titles) came after format 3's first tables:
 # an older index gets the column at its next update, its files untitled until they are indexed again.
 TITLES = "ALTER TABLE qatune_index_files ADD COLUMN IF NOT EXISTS title text NOT NULL DEFAULT ''"
-HAS_TITLES = (
-    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-    "AND table_name = 'qatune_index_files' AND column_name = 'title'"
+HAS_TITLES = (  # the table the queries find (by the search path), not one of that name in any schema
+    "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('qatune_index_files') AND attname = 'title' "
+    "AND NOT attisdropped"
 )
 COUNTS = "SELECT (SELECT count(*) FROM qatune_index_files), (SELECT count(*) FROM qatune_index_passages)"
 UPSERT = "INSERT INTO qatune_index_meta VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
@@ -257,7 +257,7 @@ class PostgresWriter:
                 conn.execute("DELETE FROM qatune_index_files")
             elif conn.execute("SELECT 1 FROM qatune_index_meta").fetchone():  # another writer may have come first
                 self._check(read_meta(conn, self.url))
-            if table is not None:
+            if table is not None and not conn.execute(HAS_TITLES).fetchone():  # ALTER locks out readers: once
                 conn.execute(TITLES)
             self._still(conn, unchanged)
             dropped = sorted(removed | {f.key for f in files})

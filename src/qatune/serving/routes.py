@@ -40,8 +40,8 @@ def require_ready(models: Models) -> None:
 
 
 def _check_request_chars(items: list[Any], limit: int) -> None:
-    """422 for a request whose contexts and questions hold more than `limit` characters in all."""
-    chars = sum(len(item.context) + len(item.question) for item in items)
+    """422 for a request whose contexts, questions and titles hold more than `limit` characters in all."""
+    chars = sum(len(item.context) + len(item.question) + len(getattr(item, "title", "")) for item in items)
     if chars > limit:
         raise HTTPException(
             422,

@@ -256,7 +256,8 @@ class StudyRunner:
         from qatune.evaluation.analysis import analyse
         from qatune.evaluation.scoring import evaluate, reliability_bins
 
-        key = digest(model_key, data.sha256 or data.resolved, select.to_dict(), config.window.__dict__)
+        window = {k: v for k, v in config.window.__dict__.items() if k != "use_title" or v}  # older keys stay
+        key = digest(model_key, data.sha256 or data.resolved, select.to_dict(), window)
 
         def work() -> SliceEval:
             dataset = load_data(data.resolved, data.split)
@@ -284,12 +285,13 @@ class StudyRunner:
         if questions is None:
             return None
         pairs = [(q["context"], q["question"]) for q in questions.items]
+        titles = [q.get("title", "") for q in questions.items]
         answers: dict[str, list[list[Answer]]] = {}
         for label, (model, model_key, seed) in models.items():
             key = digest(model_key, questions.items, questions.top_k)
 
             def work(model: str = model, seed: int = seed) -> list[list[Answer]]:
-                return open_answerer(model, seed=seed)[0].ask_many(pairs, questions.top_k)
+                return open_answerer(model, seed=seed)[0].ask_many(pairs, questions.top_k, titles)
 
             answers[label] = self.stage(f"questions {label}", key, work, _dump_answers, _load_answers)
         return [

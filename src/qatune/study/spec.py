@@ -233,7 +233,12 @@ def _questions(raw: Any, base_dir: Path) -> Questions | None:
             isinstance(item.get(k), str) and item[k].strip() for k in ("context", "question")
         ):
             raise ConfigError(f"questions[{i}]: expected {{context: TEXT, question: TEXT}}, got {item!r}")
-    return Questions(top_k, [{"context": q["context"], "question": q["question"]} for q in items])
+        if not isinstance(item.get("title", ""), str):
+            raise ConfigError(
+                f"questions[{i}]: title must be text (the context's document's name), got {item['title']!r}"
+            )
+    keys = ("context", "question", "title")  # a title only where given: the cache keys of earlier studies stay
+    return Questions(top_k, [{k: q[k] for k in keys if k in q} for q in items])
 
 
 def _report(raw: Any, name: str) -> ReportSpec:
