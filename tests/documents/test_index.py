@@ -182,12 +182,24 @@ def test_an_index_of_an_older_format_is_read_and_updated_only_with_overwrite(
     ]
 
 
-def test_a_files_title_is_indexed_with_each_of_its_passages(tmp_path, index_location, embedder, opened):
-    """No passage says "quokka": its file's name does. Untitled, the wombat's passage (weigh twice) wins."""
+def _animals(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A folder of the given files (name -> text)."""
     folder = tmp_path / "animals"
     folder.mkdir()
-    (folder / "Quokka.txt").write_text("It lives on Rottnest Island near Perth. It weighs about three kilograms.")
-    (folder / "Wombat.txt").write_text("It digs burrows. Adults weigh a lot: it weighs about thirty kilograms.")
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_a_files_title_is_indexed_with_each_of_its_passages(tmp_path, index_location, embedder, opened):
+    """No passage says "quokka": its file's name does. Untitled, the wombat's passage (weigh twice) wins."""
+    folder = _animals(
+        tmp_path,
+        {
+            "Quokka.txt": "It lives on Rottnest Island near Perth. It weighs about three kilograms.",
+            "Wombat.txt": "It digs burrows. Adults weigh a lot: it weighs about thirty kilograms.",
+        },
+    )
     build_index([folder], index_location, progress_bar=False, embedder=embedder)
     (folder / "Zebra.txt").write_text("It has stripes. It weighs about three hundred kilograms.")
     assert build_index([folder], index_location, progress_bar=False, embedder=embedder).unchanged == 2
@@ -198,10 +210,8 @@ def test_a_files_title_is_indexed_with_each_of_its_passages(tmp_path, index_loca
 
 def test_each_hit_carries_its_files_title(tmp_path, index_location, embedder, opened):
     """The title the reader reads with a passage (`train --use-title`): a file's own or its name's."""
-    folder = tmp_path / "animals"
-    folder.mkdir()
-    (folder / "Quokka_facts.txt").write_text("It lives on Rottnest Island near Perth.")
-    (folder / "page.html").write_text("<html><head><title>Wombat burrows</title></head><body>It digs.</body></html>")
+    page = "<html><head><title>Wombat burrows</title></head><body>It digs.</body></html>"
+    folder = _animals(tmp_path, {"Quokka_facts.txt": "It lives on Rottnest Island near Perth.", "page.html": page})
     build_index([folder], index_location, progress_bar=False, embedder=embedder)
     hits = opened(index_location).search(["Where does it live?"], k=2, mode="dense")[0]
     assert {h.passage.file.rsplit("/", 1)[-1]: h.title for h in hits} == {
@@ -215,9 +225,7 @@ def test_a_postgres_index_made_before_titles_reads_untitled_and_gains_them_on_up
 
     from qatune.documents.postgres import PostgresIndex
 
-    folder = tmp_path / "animals"
-    folder.mkdir()
-    (folder / "Quokka.txt").write_text("It lives on Rottnest Island near Perth.")
+    folder = _animals(tmp_path, {"Quokka.txt": "It lives on Rottnest Island near Perth."})
     build_index([folder], pg_index, progress_bar=False, embedder=embedder)
     with psycopg.connect(pg_index, autocommit=True) as conn:  # as an index of the first format 3 tables
         conn.execute("ALTER TABLE qatune_index_files DROP COLUMN title")
