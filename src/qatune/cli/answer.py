@@ -88,11 +88,10 @@ def _questions(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[st
     """(context, question) pairs and their titles from --questions, or the single --context/--question/--title."""
     if args.questions:
         from qatune.data.squad import read_text
+        from qatune.io import parse_json
 
         if args.title:
             raise ConfigError("--title is for one --question: give each of --questions' objects its own title")
-        from qatune.io import parse_json
-
         items = parse_json(read_text(Path(args.questions)), args.questions, DataError)
         try:
             pairs = [(item["context"], item["question"]) for item in items]

@@ -148,9 +148,8 @@ class Windows:
         return out
 
 
-TITLE_TOKENS = (
-    16  # a title is cut to this many tokens (a quarter of max_query_length if less), leaving the question room
-)
+# A title is cut to this many tokens (a quarter of max_query_length if less), leaving the question room.
+TITLE_TOKENS = 16
 
 
 def title_text(title: str) -> str:

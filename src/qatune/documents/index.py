@@ -77,10 +77,13 @@ class DocumentIndex:
         if not self.passages:
             raise ConfigError(f"{self.folder}: the index holds no passages; index some documents first")
         ranked = rank(questions, k, mode, self.lexical.search, self._dense)
-        titles = {name: entry.title for name, entry in self.files.items()}
-        return [
-            [Hit(i, s, self.passages[i], titles.get(self.passages[i].file, "")) for i, s in found] for found in ranked
-        ]
+        return [[self._hit(i, s) for i, s in found] for found in ranked]
+
+    def _hit(self, i: int, score: float) -> Hit:
+        """Passage `i` found with `score`, with its file's title."""
+        passage = self.passages[i]
+        entry = self.files.get(passage.file)
+        return Hit(i, score, passage, entry.title if entry else "")
 
     def _dense(self, questions: Sequence[str], k: int) -> list[Side]:
         return search(self.embeddings, self.units, self.embedder()(questions), k)
