@@ -102,6 +102,16 @@ def test_a_title_for_a_model_that_does_not_read_titles_is_a_warning(tiny_bert):
     assert asked.stderr.startswith("warning: titles are read only by models trained with --use-title")
 
 
+def test_a_titled_model_asked_without_a_title_is_a_warning(titled, tiny_bert):
+    asked = _ask("--model", str(titled), "--context", CONTEXT, "--question", "Where?", "--json")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["answers"]
+    assert "was trained with --use-title" in asked.stderr and "1 of 1 questions have none" in asked.stderr
+    titled_ask = _ask("--model", str(titled), "--context", CONTEXT, "--question", "Where?", "--title", "B")
+    assert titled_ask.returncode == 0 and "warning" not in titled_ask.stderr
+    untitled = _ask("--model", str(tiny_bert), "--context", CONTEXT, "--question", "Where?")
+    assert untitled.returncode == 0 and "--use-title" not in untitled.stderr
+
+
 def test_an_onnx_export_reads_titles_as_the_model_does(titled, tmp_path):
     from qatune.answering.onnx_backend import OnnxAnswerer
     from qatune.answering.torch_backend import Answerer

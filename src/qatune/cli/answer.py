@@ -143,6 +143,21 @@ def _predict(model: str, pairs: list[tuple[str, str]], titles: list[str], args: 
     return [result[0] for result in results if not isinstance(result, QatuneError)]
 
 
+def _warn_about_titles(models: list[str], titles: list[str], args: argparse.Namespace) -> None:
+    """A warning where titles and the models disagree: titles a model ignores, or a titled model asked
+    without them (it answers worse: HasAns F1 77.4 -> 74.9 on the README's adversarial dev set)."""
+    untitled = sum(not t.strip() for t in titles)
+    readers = [m for m in models if model_window(m, args).use_title]
+    if untitled < len(titles) and not readers:
+        print("warning: titles are read only by models trained with --use-title; these ignore them", file=sys.stderr)
+    for model in readers if untitled else []:
+        print(
+            f"warning: {model} was trained with --use-title and answers best given each context's title; "
+            f"{untitled} of {len(titles)} questions have none (--title, or a 'title' in --questions)",
+            file=sys.stderr,
+        )
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from qatune.data.squad import question_examples
 
@@ -154,8 +169,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     pairs, titles = _questions(args)
     question_examples(pairs, args.max_context_chars, titles)  # every pair checked (empty, size) before a model loads
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
-    if any(t.strip() for t in titles) and not any(model_window(m, args).use_title for m in models):
-        print("warning: titles are read only by models trained with --use-title; these ignore them", file=sys.stderr)
+    _warn_about_titles(models, titles, args)
     results = {m: _predict(m, pairs, titles, args) for m in models}
     objects = []
     for i, (_, question) in enumerate(pairs):
