@@ -150,7 +150,9 @@ def _warn_about_titles(models: list[str], titles: list[str], args: argparse.Name
     readers = [m for m in models if model_window(m, args).use_title]
     if untitled < len(titles) and not readers:
         print("warning: titles are read only by models trained with --use-title; these ignore them", file=sys.stderr)
-    for model in readers if untitled else []:
+    if not untitled:
+        return
+    for model in readers:
         print(
             f"warning: {model} was trained with --use-title and answers best given each context's title; "
             f"{untitled} of {len(titles)} questions have none (--title, or a 'title' in --questions)",
