@@ -139,7 +139,7 @@ def _predict(model: str, pairs: list[tuple[str, str]], titles: list[str], args: 
     results = answerer_for(model, args).predict_queries(queries)
     for i, result in enumerate(results):
         if isinstance(result, QatuneError):
-            raise type(result)(f"{args.questions}: question {i + 1}: {result}" if args.questions else str(result))
+            raise type(result)(f"{args.questions}: question {i}: {result}" if args.questions else str(result))
     return [result[0] for result in results if not isinstance(result, QatuneError)]
 
 
@@ -169,7 +169,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return cmd_ask_index(args)
 
     pairs, titles = _questions(args)
-    question_examples(pairs, args.max_context_chars, titles)  # every pair checked (empty, size) before a model loads
+    try:  # every pair checked (empty, size) before a model loads
+        question_examples(pairs, args.max_context_chars, titles)
+    except DataError as e:
+        raise DataError(f"{args.questions}: {e}" if args.questions else str(e)) from None
     models = [args.model] + ([args.compare_with] if args.compare_with else [])
     _warn_about_titles(models, titles, args)
     results = {m: _predict(m, pairs, titles, args) for m in models}
